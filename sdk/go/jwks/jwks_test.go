@@ -1,0 +1,376 @@
+package jwks_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/jwks"
+	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock               { return &clock{t: time.Unix(1_800_000_000, 0)} }
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
+
+// issuerServer serves a ring's JWKS, counts fetches and can be taken down.
+type issuerServer struct {
+	ring    *keys.Ring
+	fetches atomic.Int64
+	down    atomic.Bool
+}
+
+func (s *issuerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.fetches.Add(1)
+	if s.down.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	s.ring.Handler().ServeHTTP(w, r)
+}
+
+func setup(t *testing.T, clk *clock, opts ...jwks.Option) (*issuerServer, *jwks.Cache, keys.Source) {
+	t.Helper()
+	ring, err := keys.NewRing(keys.WithRingClock(clk.Now), keys.WithRetention(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &issuerServer{ring: ring}
+	srv := httptest.NewServer(is)
+	t.Cleanup(srv.Close)
+	c, err := jwks.New(append([]jwks.Option{jwks.WithClock(clk.Now), jwks.WithHTTPClient(srv.Client())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	src, err := c.Add("coupons", srv.URL+keys.WellKnownPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is, c, src
+}
+
+func currentKID(t *testing.T, r *keys.Ring) string {
+	t.Helper()
+	k, err := r.SigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.KID()
+}
+
+func TestRotationWithOverlap(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	is, c, src := setup(t, clk)
+	ctx := context.Background()
+
+	old := currentKID(t, is.ring)
+	if _, err := src.Key(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := is.ring.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	promoted := currentKID(t, is.ring)
+	// The promoted key was published as "next" before it signed anything,
+	// so the cached set already has it: no fetch.
+	if _, err := src.Key(ctx, promoted); err != nil {
+		t.Fatalf("promoted key: %v", err)
+	}
+	if _, err := src.Key(ctx, old); err != nil {
+		t.Fatalf("retired key during overlap: %v", err)
+	}
+	if n := is.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches, want 1", n)
+	}
+	clk.Add(time.Hour + time.Minute)
+	if err := c.Refresh(ctx, "coupons"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Key(ctx, old); !errors.Is(err, keys.ErrKeyNotFound) {
+		t.Fatalf("pruned key: err = %v, want ErrKeyNotFound", err)
+	}
+	if _, err := src.Key(ctx, promoted); err != nil {
+		t.Fatalf("current key after refresh: %v", err)
+	}
+}
+
+func TestIssuerDown(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	is, _, src := setup(t, clk, jwks.WithMaxStaleness(6*time.Hour), jwks.WithRefetchInterval(5*time.Minute))
+	ctx := context.Background()
+	kid := currentKID(t, is.ring)
+	if _, err := src.Key(ctx, kid); err != nil {
+		t.Fatal(err)
+	}
+	is.down.Store(true)
+
+	steps := []struct {
+		advance time.Duration
+		up      bool
+		want    error
+	}{
+		{advance: 5*time.Hour + 59*time.Minute, want: nil},    // stale but within the bound: served
+		{advance: 2 * time.Minute, want: jwks.ErrStale},       // beyond: refused
+		{advance: time.Minute, up: true, want: jwks.ErrStale}, // back up, but the refetch is rate-limited
+		{advance: 5 * time.Minute, up: true, want: nil},       // next allowed fetch succeeds
+	}
+	for i, s := range steps {
+		clk.Add(s.advance)
+		is.down.Store(!s.up)
+		_, err := src.Key(ctx, kid)
+		if !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
+			t.Fatalf("step %d: err = %v, want %v", i, err, s.want)
+		}
+		if s.want != nil && !errors.Is(err, keys.ErrUnavailable) {
+			t.Fatalf("step %d: %v does not wrap keys.ErrUnavailable", i, err)
+		}
+	}
+}
+
+func TestUnknownKIDFlood(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	is, c, src := setup(t, clk)
+	ctx := context.Background()
+	if err := c.Refresh(ctx, "coupons"); err != nil {
+		t.Fatal(err)
+	}
+	flood := func() {
+		var wg sync.WaitGroup
+		for range 1000 {
+			wg.Go(func() {
+				var b [12]byte
+				_, _ = rand.Read(b[:])
+				if _, err := src.Key(ctx, base64.RawURLEncoding.EncodeToString(b[:])); !errors.Is(err, keys.ErrKeyNotFound) {
+					t.Errorf("random kid: err = %v, want ErrKeyNotFound", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	flood()
+	if n := is.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches after a flood, want 2 (refresh + one refetch)", n)
+	}
+	clk.Add(jwks.DefaultRefetchInterval - time.Second)
+	flood()
+	if n := is.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches inside the interval, want 2", n)
+	}
+	clk.Add(time.Second)
+	flood()
+	if n := is.fetches.Load(); n != 3 {
+		t.Fatalf("%d fetches after the interval, want 3", n)
+	}
+}
+
+func TestFetchFailures(t *testing.T) {
+	t.Parallel()
+	ring, err := keys.NewRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := httptest.NewServer(ring.Handler())
+	t.Cleanup(other.Close)
+
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    error
+	}{
+		{"slow", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, jwks.ErrFetch},
+		{"huge with length", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"keys":[],"pad":"` + strings.Repeat("a", jwks.DefaultMaxResponseSize) + `"}`))
+		}, jwks.ErrTooLarge},
+		{"huge streamed", func(w http.ResponseWriter, r *http.Request) {
+			for range 100 {
+				_, _ = w.Write([]byte(strings.Repeat(" ", 1024)))
+				w.(http.Flusher).Flush()
+			}
+		}, jwks.ErrTooLarge},
+		{"malformed", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"keys":[{"kty":"OKP"`)) }, keys.ErrMalformedKey},
+		{"html error page", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`<html>oops</html>`)) }, keys.ErrMalformedKey},
+		{"status 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, jwks.ErrFetch},
+		{"redirect to another host", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+keys.WellKnownPath, http.StatusFound)
+		}, jwks.ErrRedirect},
+		{"redirect loop on the same host", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, r.URL.Path, http.StatusFound)
+		}, jwks.ErrRedirect},
+		{"redirect on the same host", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/moved" {
+				ring.Handler().ServeHTTP(w, r)
+				return
+			}
+			http.Redirect(w, r, "/moved", http.StatusMovedPermanently)
+		}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(tc.handler)
+			t.Cleanup(srv.Close)
+			c, err := jwks.New(jwks.WithFetchTimeout(200 * time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			src, err := c.Add("coupons", srv.URL+keys.WellKnownPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.Key(context.Background(), currentKID(t, ring))
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if tc.want != nil && !errors.Is(err, keys.ErrUnavailable) {
+				t.Fatalf("%v does not wrap keys.ErrUnavailable", err)
+			}
+		})
+	}
+}
+
+func TestBadResponseKeepsLastGoodSet(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	var bad atomic.Bool
+	ring, err := keys.NewRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if bad.Load() {
+			_, _ = w.Write([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"short","kid":"x"}]}`))
+			return
+		}
+		ring.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := jwks.New(jwks.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	src, err := c.Add("coupons", srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Refresh(ctx, "coupons"); err != nil {
+		t.Fatal(err)
+	}
+	bad.Store(true)
+	if err := c.Refresh(ctx, "coupons"); !errors.Is(err, keys.ErrMalformedKey) {
+		t.Fatalf("refresh: err = %v, want ErrMalformedKey", err)
+	}
+	if _, err := src.Key(ctx, currentKID(t, ring)); err != nil {
+		t.Fatalf("last good set lost: %v", err)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	c, err := jwks.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	tests := []struct {
+		name, issuer, url string
+	}{
+		{"relative URL", "a", "/jwks.json"},
+		{"ftp URL", "b", "ftp://host/jwks.json"},
+		{"empty issuer", "", "https://host/jwks.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := c.Add(tc.issuer, tc.url); !errors.Is(err, jwks.ErrConfig) {
+				t.Fatalf("err = %v, want ErrConfig", err)
+			}
+		})
+	}
+	if _, err := jwks.New(jwks.WithRefreshInterval(0)); !errors.Is(err, jwks.ErrConfig) {
+		t.Fatalf("zero refresh interval: err = %v", err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestRunRefreshesHourly runs the background refresh in a synctest bubble
+// with an in-memory transport, so that an hour passes instantly.
+func TestRunRefreshesHourly(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ring, err := keys.NewRing()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fetches atomic.Int64
+		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			fetches.Add(1)
+			rec := httptest.NewRecorder()
+			ring.Handler().ServeHTTP(rec, r)
+			return rec.Result(), nil
+		})}
+		c, err := jwks.New(jwks.WithHTTPClient(client))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		src, err := c.Add("coupons", "https://coupons.internal"+keys.WellKnownPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- c.Run(ctx) }()
+
+		synctest.Wait()
+		if n := fetches.Load(); n != 1 {
+			t.Fatalf("%d fetches at start, want 1", n)
+		}
+		if err := ring.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ring.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(jwks.DefaultRefreshInterval)
+		synctest.Wait()
+		if n := fetches.Load(); n != 2 {
+			t.Fatalf("%d fetches after an hour, want 2", n)
+		}
+		// The key created by the second rotation is known without an
+		// on-demand fetch: the background refresh found it.
+		if _, err := src.Key(ctx, ring.PublicKeys()[1].KID()); err != nil {
+			t.Fatal(err)
+		}
+		if n := fetches.Load(); n != 2 {
+			t.Fatalf("%d fetches, want 2", n)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v", err)
+		}
+	})
+}

@@ -1,0 +1,215 @@
+package keys
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Algorithm names as they appear in the JWS "alg" header and the JWK "alg"
+// member.
+const (
+	// EdDSA is Ed25519 (RFC 8037), the default for every ring.
+	EdDSA = "EdDSA"
+	// ES256 is ECDSA over P-256 with SHA-256 and a 64-byte r||s signature
+	// (RFC 7518 section 3.4), supported for interoperability.
+	ES256 = "ES256"
+)
+
+// Sentinel errors. Each error returned by this package wraps one of them, so
+// callers test with errors.Is.
+var (
+	// ErrKeyNotFound reports that a source has no key with the requested kid.
+	// For a verifier this is a defect of the token (Connect code
+	// Unauthenticated), not an outage.
+	ErrKeyNotFound = errors.New("keys: key not found")
+	// ErrUnavailable reports that a source cannot currently say which keys
+	// are valid, for example because an issuer's JWKS has been unreachable for
+	// longer than the allowed staleness. Connect code Unavailable.
+	ErrUnavailable = errors.New("keys: keys unavailable")
+	// ErrUnsupportedAlgorithm reports an algorithm other than EdDSA and ES256.
+	ErrUnsupportedAlgorithm = errors.New("keys: unsupported algorithm")
+	// ErrMalformedKey reports a key or key set that does not parse strictly.
+	ErrMalformedKey = errors.New("keys: malformed key")
+	// ErrInsecurePermissions reports a key directory or key file that group
+	// or others may access.
+	ErrInsecurePermissions = errors.New("keys: key storage permissions too open")
+	// ErrBadSignature reports a signature that does not verify.
+	ErrBadSignature = errors.New("keys: signature invalid")
+)
+
+// Source finds the public key with a given kid among the keys of one issuer.
+// A verifier looks a key up only in the source of the token's own issuer, so
+// a kid never selects another issuer's key.
+type Source interface {
+	// Key returns the key with the given kid. It returns an error wrapping
+	// ErrKeyNotFound when the issuer has no such key and ErrUnavailable when
+	// the issuer's keys cannot be known right now.
+	Key(ctx context.Context, kid string) (*PublicKey, error)
+}
+
+// Signer provides the key an issuer signs with now.
+type Signer interface {
+	// SigningKey returns the current signing key.
+	SigningKey() (*PrivateKey, error)
+}
+
+// PublicKey is a verification key bound to one algorithm and one kid. It is
+// immutable and safe for concurrent use.
+type PublicKey struct {
+	kid string
+	alg string
+	key crypto.PublicKey
+	// method and boxed are resolved once, so that Verify does no type switch
+	// and no interface conversion (which would allocate for ed25519 keys).
+	method jwt.SigningMethod
+	boxed  any
+}
+
+// NewPublicKey binds key (an ed25519.PublicKey or a P-256 *ecdsa.PublicKey)
+// to its algorithm. An empty kid is replaced by the RFC 7638 thumbprint.
+func NewPublicKey(kid string, key crypto.PublicKey) (*PublicKey, error) {
+	pk := &PublicKey{kid: kid, key: key, boxed: key}
+	switch k := key.(type) {
+	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: ed25519 public key length", ErrMalformedKey)
+		}
+		pk.alg, pk.method = EdDSA, jwt.SigningMethodEdDSA
+	case *ecdsa.PublicKey:
+		if k == nil || k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("%w: only P-256 ECDSA keys", ErrUnsupportedAlgorithm)
+		}
+		pk.alg, pk.method = ES256, jwt.SigningMethodES256
+	default:
+		return nil, fmt.Errorf("%w: key type %T", ErrUnsupportedAlgorithm, key)
+	}
+	if pk.kid == "" {
+		pk.kid = pk.Thumbprint()
+	}
+	return pk, nil
+}
+
+// KID returns the key id.
+func (k *PublicKey) KID() string { return k.kid }
+
+// Algorithm returns EdDSA or ES256: the only algorithm this key verifies.
+func (k *PublicKey) Algorithm() string { return k.alg }
+
+// Key returns the ed25519.PublicKey or *ecdsa.PublicKey.
+func (k *PublicKey) Key() crypto.PublicKey { return k.key }
+
+// Verify checks sig over signingInput (the JWS "header.payload" string) with
+// golang-jwt's implementation of the key's algorithm. An ES256 signature must
+// be the raw 64-byte r||s form; a DER signature is refused. The error wraps
+// ErrBadSignature.
+func (k *PublicKey) Verify(signingInput string, sig []byte) error {
+	if err := k.method.Verify(signingInput, sig, k.boxed); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	return nil
+}
+
+// Thumbprint returns the RFC 7638 JWK thumbprint (SHA-256, base64url without
+// padding): the members required for the key type, in lexicographic order.
+func (k *PublicKey) Thumbprint() string {
+	var canonical []byte
+	switch k.alg {
+	case EdDSA:
+		canonical = fmt.Appendf(nil, `{"crv":"Ed25519","kty":"OKP","x":"%s"}`, b64(k.key.(ed25519.PublicKey)))
+	case ES256:
+		x, y := ecPoint(k.key.(*ecdsa.PublicKey))
+		canonical = fmt.Appendf(nil, `{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, b64(x), b64(y))
+	}
+	sum := sha256.Sum256(canonical)
+	return b64(sum[:])
+}
+
+// ecPoint returns the 32-byte big-endian affine coordinates of a P-256 key.
+func ecPoint(k *ecdsa.PublicKey) (x, y []byte) {
+	// Bytes cannot fail for a valid P-256 key, and NewPublicKey admits
+	// nothing else.
+	raw, _ := k.Bytes()
+	return raw[1:33], raw[33:65]
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// PrivateKey is a signing key bound to one algorithm and one kid.
+type PrivateKey struct {
+	signer crypto.Signer
+	pub    *PublicKey
+}
+
+// GenerateKey returns a new key for alg (EdDSA or ES256) drawn from
+// crypto/rand, with its thumbprint as kid.
+func GenerateKey(alg string) (*PrivateKey, error) {
+	switch alg {
+	case EdDSA:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("keys: generate: %w", err)
+		}
+		return NewPrivateKey(priv)
+	case ES256:
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("keys: generate: %w", err)
+		}
+		return NewPrivateKey(priv)
+	default:
+		return nil, fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, alg)
+	}
+}
+
+// NewPrivateKey wraps an ed25519.PrivateKey or a P-256 *ecdsa.PrivateKey;
+// its kid is the thumbprint of the public key.
+func NewPrivateKey(signer crypto.Signer) (*PrivateKey, error) {
+	switch s := signer.(type) {
+	case ed25519.PrivateKey:
+		if len(s) != ed25519.PrivateKeySize {
+			return nil, fmt.Errorf("%w: ed25519 private key length", ErrMalformedKey)
+		}
+	case *ecdsa.PrivateKey:
+	default:
+		return nil, fmt.Errorf("%w: key type %T", ErrUnsupportedAlgorithm, signer)
+	}
+	pub, err := NewPublicKey("", signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	return &PrivateKey{signer: signer, pub: pub}, nil
+}
+
+// KID returns the key id (the thumbprint of the public key).
+func (k *PrivateKey) KID() string { return k.pub.kid }
+
+// Algorithm returns EdDSA or ES256.
+func (k *PrivateKey) Algorithm() string { return k.pub.alg }
+
+// Public returns the matching public key.
+func (k *PrivateKey) Public() *PublicKey { return k.pub }
+
+// SigningKey returns k itself, so that a single key can serve as a [Signer]
+// (for example in tests, or for a workload key that is never rotated in
+// process).
+func (k *PrivateKey) SigningKey() (*PrivateKey, error) { return k, nil }
+
+// Sign signs signingInput (the JWS "header.payload" string) with golang-jwt's
+// implementation of the key's algorithm; ES256 signatures are raw r||s.
+func (k *PrivateKey) Sign(signingInput string) ([]byte, error) {
+	sig, err := k.pub.method.Sign(signingInput, k.signer)
+	if err != nil {
+		return nil, fmt.Errorf("keys: sign: %w", err)
+	}
+	return sig, nil
+}

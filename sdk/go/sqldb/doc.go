@@ -1,0 +1,58 @@
+// Package sqldb is the SQL plumbing every tokenrelay service shares: opening
+// SQLite (the embedded default) or PostgreSQL (scale-out) behind one
+// database/sql handle, transactions that retry on contention, numbered
+// migrations, and driver-independent error classification.
+//
+// # One SQL text for both dialects
+//
+// Services write PostgreSQL-style numbered placeholders ($1, $2, ...) and
+// run the same text on both drivers: modernc.org/sqlite binds "$N" to the
+// N-th argument (a repeated $N binds the same argument), so there is no
+// Rebind step. Both dialects also accept INSERT ... ON CONFLICT (...) DO
+// NOTHING / DO UPDATE and RETURNING. DDL that differs goes into per-dialect
+// migration files; the usual differences are time columns (TIMESTAMPTZ on
+// PostgreSQL, TIMESTAMP on SQLite, the declared type the driver parses back
+// into time.Time) and generated keys. Declare primary-key columns NOT NULL:
+// SQLite otherwise accepts NULL in a non-integer primary key.
+//
+// # SQLite connection policy
+//
+// SQLite admits one writer at a time. [Open] sets WAL journaling (readers do
+// not block the writer), synchronous=NORMAL (durable across process crashes;
+// the last transactions may be lost on power failure, which WAL keeps
+// consistent), foreign_keys=on, a busy_timeout (default 5 s) and
+// _txlock=immediate: every read-write transaction takes the write lock at
+// BEGIN. Without it, two deferred transactions that both read and then write
+// deadlock on the lock upgrade and one fails with SQLITE_BUSY at once,
+// whatever the busy timeout. Read-only transactions (sql.TxOptions.ReadOnly)
+// still begin deferred and run concurrently with the writer. Times are written
+// as UTC text in SQLite's own format ("2006-01-02 15:04:05.999999999+00:00"),
+// so comparing a stored time with a time.Time argument orders correctly.
+// In-memory SQLite databases are refused: every pooled connection would see
+// a different, empty database.
+//
+// # PostgreSQL
+//
+// PostgreSQL is reached through github.com/jackc/pgx/v5/stdlib, so both
+// dialects share database/sql and every store shares its SQL code. Each
+// service owns a schema: [WithSchema] (or a search_path URL parameter) sets
+// the connection's search_path, and [WithSchema] creates the schema when it
+// is missing.
+//
+// # Migrations
+//
+// [Migrate] applies the numbered files of an fs.FS exactly once each, in
+// version order, recording them in the table schema_migrations. File names:
+//
+//	NNNN_name.sql           both dialects
+//	NNNN_name.sqlite.sql    SQLite only
+//	NNNN_name.postgres.sql  PostgreSQL only
+//
+// A version has either one shared file or dialect-specific files, never both.
+// Several components may migrate one database: each applies its files under
+// its own migration set ([MigrationSet]), so version 1 of package replay and
+// version 1 of a service do not collide. Each file runs in its own
+// transaction together with its schema_migrations row; on PostgreSQL that
+// transaction first takes an advisory lock, on SQLite the immediate write
+// lock, so several processes starting at once apply each file exactly once.
+package sqldb

@@ -1,0 +1,79 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff bounds between attempts of [DB.Tx]: the wait doubles from
+// txBackoffMin up to txBackoffMax, and a random part of it is taken so that
+// the losers of one race do not collide again.
+const (
+	txBackoffMin = 5 * time.Millisecond
+	txBackoffMax = 500 * time.Millisecond
+)
+
+// Tx runs fn in a transaction and commits it. If fn returns an error, or
+// panics, the transaction is rolled back and the error (or panic) is passed
+// on unchanged apart from wrapping.
+//
+// When the transaction fails with a retryable error ([IsRetryable]: SQLite
+// busy or locked, PostgreSQL serialization failure or deadlock) at BEGIN,
+// inside fn, or at COMMIT, Tx rolls back, waits a bounded, jittered backoff
+// and runs fn again from the start, up to the attempts set by
+// [WithTxAttempts] (default 5). fn must therefore have no effect outside the
+// transaction that it cannot repeat. Other errors are never retried.
+//
+// The transaction uses the driver's default isolation: read committed on
+// PostgreSQL, serializable (one writer) on SQLite.
+func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	backoff := txBackoffMin
+	for attempt := 1; ; attempt++ {
+		err := db.txOnce(ctx, fn)
+		if err == nil || !IsRetryable(err) {
+			return err
+		}
+		if attempt >= db.txAttempts {
+			return fmt.Errorf("sqldb: transaction failed after %d attempts: %w", attempt, err)
+		}
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, txBackoffMax)
+	}
+}
+
+func (db *DB) txOnce(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqldb: begin: %w", err)
+	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// When ctx is cancelled database/sql has already rolled back and
+		// Rollback reports ErrTxDone; that is not news.
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			err = errors.Join(err, fmt.Errorf("sqldb: rollback: %w", rbErr))
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	// Commit ends the transaction whether it succeeds or not.
+	done = true
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqldb: commit: %w", err)
+	}
+	return nil
+}

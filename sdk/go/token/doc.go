@@ -1,0 +1,62 @@
+// Package token issues and verifies the compact JWS tokens of tokenrelay:
+// one engine for every kind.
+//
+// A [Kind] is a typ header, a claims type, the claims it requires and a
+// maximum lifetime: [Access] (at+jwt, RFC 9068), [Transaction]
+// (txntoken+jwt), [Checkout] (checkout+jwt), [Confirmation]
+// (confirmation+jwt) and [Workload] (wl+jwt). An [Issuer] signs any kind with
+// the current key of a keys.Ring; a [Verifier] checks any kind against the
+// issuers it trusts:
+//
+//	iss, _ := token.NewIssuer("coupons", ring)
+//	raw, claims, err := token.Issue(ctx, iss, token.Confirmation, token.ConfirmationClaims{...})
+//
+//	v, _ := token.NewVerifier(
+//		token.Trust("coupons", couponsKeys, token.Accept(token.Confirmation, "order-processing"), token.Namespace("coupons")),
+//		token.Trust("points", pointsKeys, token.Accept(token.Confirmation, "order-processing"), token.Namespace("points")),
+//	)
+//	claims, err := token.Verify(ctx, v, token.Confirmation, raw)
+//
+// The key source of a trusted issuer is a keys.Ring in the same process or a
+// jwks.Cache source for an issuer reachable by URL.
+//
+// # Verification policy
+//
+// Verification is deliberately narrower than JWT allows (RFC 8725):
+//
+//   - Per issuer, an allow-list: the kinds it may issue and the audience each
+//     must carry (Accept), the algorithms (Algorithms; EdDSA by default,
+//     ES256 on request; none, HMAC, RSA never), the key source, and for
+//     confirmation tokens the one capability namespace it may grant
+//     (Namespace). A key is found only by kid in the token's own issuer's
+//     source, and must be a key of the token's alg.
+//   - The header may hold alg, kid and typ and nothing else: jku, x5u, jwk,
+//     x5c, crit, b64, cty and any other parameter are refused, so a token can
+//     never point at or carry its own key.
+//   - Size is checked before any decoding. Base64url must be canonical and
+//     unpadded. JSON is parsed by a strict reader: one object, valid UTF-8,
+//     bounded depth, each name exactly once and exactly as registered
+//     ("EXP", or "\u0065xp" next to "exp", is refused), values of the right
+//     type, NumericDates as integers.
+//   - exp and iat are required, iat and nbf may not lie in the future, exp -
+//     iat is bounded by the kind, and the leeway is at most 30 seconds.
+//
+// Every failure wraps one exported sentinel (ErrExpired, ErrSignature, ...)
+// and says which check failed, without echoing any part of the token.
+// [ConnectError] maps them to Connect codes.
+//
+// # Verified-token cache
+//
+// A transaction token crosses every hop of a request unchanged. With
+// [WithVerifiedCache] a Verifier keeps verified tokens in ristretto, keyed
+// by their SHA-256, for no longer than the token lives; a hit re-checks
+// expiry and kind and costs a hash and a lookup instead of a signature
+// verification.
+//
+// # One-time use
+//
+// Verification does not consume a token: callers that need one-time use
+// (confirmation, checkout and workload tokens) record (iss, jti) as the
+// replay package describes, and map its ErrReplayed (this package's
+// ErrReplayed) with ConnectError.
+package token

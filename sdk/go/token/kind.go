@@ -1,0 +1,419 @@
+package token
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Limits on claim collections. They bound the work a verifier does for a
+// token that passes the size limit; every legitimate token is far below them.
+const (
+	maxAudiences   = 16
+	maxCapability  = 32
+	maxMapMembers  = 32
+	maxTopMembers  = 64
+	numericDateMax = 253402300799 // 9999-12-31T23:59:59Z
+)
+
+// Registered holds the registered claims (RFC 7519 section 4.1) common to all
+// kinds. Times have whole-second precision.
+type Registered struct {
+	// Issuer (iss) names the issuer; it selects the verification policy and
+	// the key source. Issue fills it with the Issuer's name.
+	Issuer string
+	// Subject (sub) is the user or workload the token is about. Required.
+	Subject string
+	// Audience (aud) lists the intended recipients; a verifier accepts the
+	// token only if it contains the audience configured for the issuer and
+	// kind. One value is encoded as a JSON string. Required.
+	Audience []string
+	// ExpiresAt (exp) is required. Issue fills iat plus the kind's default
+	// lifetime.
+	ExpiresAt time.Time
+	// NotBefore (nbf) is optional.
+	NotBefore time.Time
+	// IssuedAt (iat) is required and bounds the lifetime. Issue fills now.
+	IssuedAt time.Time
+	// ID (jti) identifies the token for one-time use and logs. Issue fills a
+	// random 128-bit value for every kind but Transaction, which uses txn.
+	ID string
+}
+
+// registeredNames are the claim names of Registered, in field-index order.
+var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
+
+// AnyKind is implemented by every Kind; verifier options take it to name a
+// kind without its claims type.
+type AnyKind interface {
+	// Typ is the JWS "typ" header value of the kind, e.g. "confirmation+jwt".
+	Typ() string
+	// MaxLifetime is the largest exp - iat the kind allows.
+	MaxLifetime() time.Duration
+	carriesCapabilities() bool
+}
+
+// Kind describes one kind of token: its typ header, claims type C, maximum
+// and default lifetime, required claims and capability claim. The kinds are
+// the package variables Access, Transaction, Checkout, Confirmation and
+// Workload; a Kind's zero value is not usable.
+type Kind[C any] struct {
+	typ             string
+	maxLifetime     time.Duration
+	defaultLifetime time.Duration
+	names           []string // kind-specific claim names, in decode index order
+	all             []string // registeredNames followed by names
+	reg             func(*C) *Registered
+	decode          func(c *C, field int, d *decoder) error
+	encode          func(c *C, e *encoder)
+	check           func(c *C) error
+	fill            func(c *C, id string)
+	caps            func(c *C) []string
+	clone           func(c C) C
+}
+
+// Typ returns the kind's typ header value.
+func (k Kind[C]) Typ() string { return k.typ }
+
+// MaxLifetime returns the largest exp - iat a token of this kind may have.
+func (k Kind[C]) MaxLifetime() time.Duration { return k.maxLifetime }
+
+// DefaultLifetime returns the lifetime Issue uses when exp is not set.
+func (k Kind[C]) DefaultLifetime() time.Duration { return k.defaultLifetime }
+
+func (k Kind[C]) carriesCapabilities() bool { return k.caps != nil }
+
+func withRegistered(names ...string) []string {
+	return append(slices.Clip(registeredNames), names...)
+}
+
+// AccessClaims are the claims of an OAuth 2.0 access token in the JWT
+// profile of RFC 9068.
+type AccessClaims struct {
+	Registered
+	// ClientID (client_id) is the OAuth client the token was issued to.
+	// Required.
+	ClientID string
+	// Scope (scope) is the space-separated list of granted scopes.
+	Scope string
+}
+
+// Access is the RFC 9068 access token, typ "at+jwt": at most 15 minutes,
+// default 15 minutes. Requires sub, aud, jti and client_id. Verified by the
+// gateway only.
+var Access = Kind[AccessClaims]{
+	typ:             "at+jwt",
+	maxLifetime:     15 * time.Minute,
+	defaultLifetime: 15 * time.Minute,
+	names:           []string{"client_id", "scope"},
+	all:             withRegistered("client_id", "scope"),
+	reg:             func(c *AccessClaims) *Registered { return &c.Registered },
+	decode: func(c *AccessClaims, f int, d *decoder) (err error) {
+		switch f {
+		case 0:
+			c.ClientID, err = d.string()
+		case 1:
+			c.Scope, err = d.string()
+		}
+		return err
+	},
+	encode: func(c *AccessClaims, e *encoder) {
+		e.str("client_id", c.ClientID)
+		e.str("scope", c.Scope)
+	},
+	check: func(c *AccessClaims) error {
+		return required(c.ID != "", "jti", c.ClientID != "", "client_id")
+	},
+	fill:  func(c *AccessClaims, id string) { c.ID = orDefault(c.ID, id) },
+	clone: func(c AccessClaims) AccessClaims { c.Audience = slices.Clone(c.Audience); return c },
+}
+
+// TransactionClaims are the claims of a transaction token (IETF OAuth
+// Transaction Tokens draft): minted by the gateway once per inbound request
+// and passed unchanged to every service the request reaches.
+type TransactionClaims struct {
+	Registered
+	// Txn (txn) is the transaction id every log line and span carries. Issue
+	// fills a random value. Required.
+	Txn string
+	// Scope (scope) is the space-separated scope of the transaction.
+	Scope string
+	// Context (tctx) is the immutable transaction context, such as the
+	// tenant. String values only.
+	Context map[string]string
+	// RequestingWorkload (req_wl) names the workload that requested the
+	// token, normally the gateway.
+	RequestingWorkload string
+}
+
+// Transaction is the transaction token, typ "txntoken+jwt": at most 5
+// minutes, default 5 minutes. aud is the trust domain. Requires sub, aud and
+// txn. Verified locally by every service; see WithVerifiedCache.
+var Transaction = Kind[TransactionClaims]{
+	typ:             "txntoken+jwt",
+	maxLifetime:     5 * time.Minute,
+	defaultLifetime: 5 * time.Minute,
+	names:           []string{"txn", "scope", "tctx", "req_wl"},
+	all:             withRegistered("txn", "scope", "tctx", "req_wl"),
+	reg:             func(c *TransactionClaims) *Registered { return &c.Registered },
+	decode: func(c *TransactionClaims, f int, d *decoder) (err error) {
+		switch f {
+		case 0:
+			c.Txn, err = d.string()
+		case 1:
+			c.Scope, err = d.string()
+		case 2:
+			c.Context, err = d.stringMap(maxMapMembers)
+		case 3:
+			c.RequestingWorkload, err = d.string()
+		}
+		return err
+	},
+	encode: func(c *TransactionClaims, e *encoder) {
+		e.str("txn", c.Txn)
+		e.str("scope", c.Scope)
+		e.strMap("tctx", c.Context)
+		e.str("req_wl", c.RequestingWorkload)
+	},
+	check: func(c *TransactionClaims) error { return required(c.Txn != "", "txn") },
+	fill:  func(c *TransactionClaims, id string) { c.Txn = orDefault(c.Txn, id) },
+	clone: func(c TransactionClaims) TransactionClaims {
+		c.Audience = slices.Clone(c.Audience)
+		c.Context = maps.Clone(c.Context)
+		return c
+	},
+}
+
+// CheckoutClaims are the claims of a checkout token: OrderProcessing's
+// statement, at StartCheckout, of who checks out what for how much.
+type CheckoutClaims struct {
+	Registered
+	// OrderProcessingID (order_processing_id) is the checkout id, "op_...".
+	// Required.
+	OrderProcessingID string
+	// AmountMinor (amount_minor) is the checkout total in minor units of
+	// Currency; at least 0.
+	AmountMinor int64
+	// Currency (currency) is an ISO 4217 code. Required.
+	Currency string
+}
+
+// Checkout is the checkout token, typ "checkout+jwt": at most 1 hour,
+// default 30 minutes (set exp to the checkout's own expiry). aud lists the
+// domain services. Requires sub (the user), aud, jti, order_processing_id and
+// currency.
+var Checkout = Kind[CheckoutClaims]{
+	typ:             "checkout+jwt",
+	maxLifetime:     time.Hour,
+	defaultLifetime: 30 * time.Minute,
+	names:           []string{"order_processing_id", "amount_minor", "currency"},
+	all:             withRegistered("order_processing_id", "amount_minor", "currency"),
+	reg:             func(c *CheckoutClaims) *Registered { return &c.Registered },
+	decode: func(c *CheckoutClaims, f int, d *decoder) (err error) {
+		switch f {
+		case 0:
+			c.OrderProcessingID, err = d.string()
+		case 1:
+			c.AmountMinor, err = d.int(0, 1<<53)
+		case 2:
+			c.Currency, err = d.string()
+		}
+		return err
+	},
+	encode: func(c *CheckoutClaims, e *encoder) {
+		e.str("order_processing_id", c.OrderProcessingID)
+		e.int("amount_minor", c.AmountMinor)
+		e.str("currency", c.Currency)
+	},
+	check: func(c *CheckoutClaims) error {
+		if err := required(c.ID != "", "jti", c.OrderProcessingID != "", "order_processing_id"); err != nil {
+			return err
+		}
+		return money(c.AmountMinor, c.Currency)
+	},
+	fill:  func(c *CheckoutClaims, id string) { c.ID = orDefault(c.ID, id) },
+	clone: func(c CheckoutClaims) CheckoutClaims { c.Audience = slices.Clone(c.Audience); return c },
+}
+
+// Settlement is the one domain-agnostic fact of a confirmation: how much of
+// the order it pays for.
+type Settlement struct {
+	// AmountMinor (amount_minor) is in minor units of Currency; at least 0.
+	AmountMinor int64
+	// Currency (currency) is an ISO 4217 code.
+	Currency string
+}
+
+// ConfirmationClaims are the claims of a confirmation token: a domain
+// service's signed statement that the user chose something it will honour
+// when OrderProcessing exercises the capability.
+type ConfirmationClaims struct {
+	Registered
+	// OrderProcessingID (order_processing_id) binds the token to one
+	// checkout. Required.
+	OrderProcessingID string
+	// Capabilities (capabilities) are "namespace:action" strings, such as
+	// "coupons:redeem". Required, at most 32; a verifier accepts only the
+	// namespace configured for the issuer.
+	Capabilities []string
+	// Constraints (constraints) are the issuer's own references and hashes,
+	// opaque to the orchestrator (e.g. "amount_sha256").
+	Constraints map[string]string
+	// Settlement (settlement) is required.
+	Settlement Settlement
+}
+
+// Confirmation is the confirmation token, typ "confirmation+jwt": at most 5
+// minutes, default 2 minutes. aud is "order-processing". Requires sub, aud,
+// jti, order_processing_id, capabilities and settlement.
+var Confirmation = Kind[ConfirmationClaims]{
+	typ:             "confirmation+jwt",
+	maxLifetime:     5 * time.Minute,
+	defaultLifetime: 2 * time.Minute,
+	names:           []string{"order_processing_id", "capabilities", "constraints", "settlement"},
+	all:             withRegistered("order_processing_id", "capabilities", "constraints", "settlement"),
+	reg:             func(c *ConfirmationClaims) *Registered { return &c.Registered },
+	decode: func(c *ConfirmationClaims, f int, d *decoder) (err error) {
+		switch f {
+		case 0:
+			c.OrderProcessingID, err = d.string()
+		case 1:
+			c.Capabilities, err = d.strings(maxCapability)
+		case 2:
+			c.Constraints, err = d.stringMap(maxMapMembers)
+		case 3:
+			c.Settlement, err = decodeSettlement(d)
+		}
+		return err
+	},
+	encode: func(c *ConfirmationClaims, e *encoder) {
+		e.str("order_processing_id", c.OrderProcessingID)
+		e.strs("capabilities", c.Capabilities)
+		e.strMap("constraints", c.Constraints)
+		e.name("settlement")
+		e.b = append(e.b, '{')
+		inner := encoder{b: e.b}
+		inner.int("amount_minor", c.Settlement.AmountMinor)
+		inner.str("currency", c.Settlement.Currency)
+		e.b = append(inner.b, '}')
+		if inner.err != nil {
+			e.err = inner.err
+		}
+	},
+	check: func(c *ConfirmationClaims) error {
+		if err := required(c.ID != "", "jti", c.OrderProcessingID != "", "order_processing_id", len(c.Capabilities) > 0, "capabilities"); err != nil {
+			return err
+		}
+		for _, cp := range c.Capabilities {
+			if cp == "" {
+				return fmt.Errorf("%w: claim capabilities: empty capability", ErrClaims)
+			}
+		}
+		return money(c.Settlement.AmountMinor, c.Settlement.Currency)
+	},
+	fill: func(c *ConfirmationClaims, id string) { c.ID = orDefault(c.ID, id) },
+	caps: func(c *ConfirmationClaims) []string { return c.Capabilities },
+	clone: func(c ConfirmationClaims) ConfirmationClaims {
+		c.Audience = slices.Clone(c.Audience)
+		c.Capabilities = slices.Clone(c.Capabilities)
+		c.Constraints = maps.Clone(c.Constraints)
+		return c
+	},
+}
+
+func decodeSettlement(d *decoder) (Settlement, error) {
+	var s Settlement
+	if err := d.open('{'); err != nil {
+		return s, err
+	}
+	var seen [2]bool
+	for first := true; ; {
+		name, ok, err := d.member(&first)
+		if err != nil {
+			return s, err
+		}
+		if !ok {
+			break
+		}
+		var f int
+		switch string(name) {
+		case "amount_minor":
+			f = 0
+			s.AmountMinor, err = d.int(0, 1<<53)
+		case "currency":
+			f = 1
+			s.Currency, err = d.string()
+		default:
+			if foldsTo(name, []string{"amount_minor", "currency"}) {
+				return s, ErrDuplicateName
+			}
+			return s, fmt.Errorf("%w: unknown settlement member", ErrClaims)
+		}
+		if seen[f] {
+			return s, ErrDuplicateName
+		}
+		seen[f] = true
+		if err != nil {
+			return s, err
+		}
+	}
+	if !seen[0] || !seen[1] {
+		return s, fmt.Errorf("%w: settlement needs amount_minor and currency", ErrClaims)
+	}
+	return s, nil
+}
+
+// WorkloadClaims are the claims of a workload token: a service's proof, made
+// with its own key, of who is calling. iss is the workload's name, aud the
+// callee.
+type WorkloadClaims struct {
+	Registered
+}
+
+// Workload is the workload token, typ "wl+jwt": at most 2 minutes, default 1
+// minute. Requires sub (Issue fills it with iss), aud and jti.
+var Workload = Kind[WorkloadClaims]{
+	typ:             "wl+jwt",
+	maxLifetime:     2 * time.Minute,
+	defaultLifetime: time.Minute,
+	all:             withRegistered(),
+	reg:             func(c *WorkloadClaims) *Registered { return &c.Registered },
+	decode:          func(*WorkloadClaims, int, *decoder) error { return nil },
+	encode:          func(*WorkloadClaims, *encoder) {},
+	check:           func(c *WorkloadClaims) error { return required(c.ID != "", "jti") },
+	fill: func(c *WorkloadClaims, id string) {
+		c.ID = orDefault(c.ID, id)
+		c.Subject = orDefault(c.Subject, c.Issuer)
+	},
+	clone: func(c WorkloadClaims) WorkloadClaims { c.Audience = slices.Clone(c.Audience); return c },
+}
+
+// required takes (present, name) pairs and reports the first missing claim.
+func required(pairs ...any) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !pairs[i].(bool) {
+			return fmt.Errorf("%w: claim %s required", ErrClaims, pairs[i+1])
+		}
+	}
+	return nil
+}
+
+func money(amount int64, currency string) error {
+	if amount < 0 {
+		return fmt.Errorf("%w: claim amount_minor negative", ErrClaims)
+	}
+	if len(currency) != 3 || !isUpper(currency[0]) || !isUpper(currency[1]) || !isUpper(currency[2]) {
+		return fmt.Errorf("%w: claim currency is not an ISO 4217 code", ErrClaims)
+	}
+	return nil
+}
+
+func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,319 @@
+// Package adapters holds the Points store on SQL: SQLite (the embedded
+// default) and PostgreSQL through one set of statements, with
+// dialect-specific DDL in migrations/.
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/services/points/internal/domain"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// MigrationSet names Points' migrations in a shared schema_migrations table.
+const MigrationSet = "points"
+
+// Store is the SQL implementation of domain.Repository.
+type Store struct {
+	db *sqldb.DB
+}
+
+var _ domain.Repository = (*Store)(nil)
+
+// NewStore migrates db to Points' schema and returns the store.
+func NewStore(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	files, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := sqldb.Migrate(ctx, db, files, sqldb.MigrationSet(MigrationSet)); err != nil {
+		return nil, fmt.Errorf("points: migrate: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+const entryColumns = `id, user_id, kind, delta, balance_after, order_id, reason, idempotency_key, created_at`
+
+func scanEntry(row interface{ Scan(...any) error }) (domain.Entry, error) {
+	var e domain.Entry
+	err := row.Scan(&e.ID, &e.UserID, &e.Kind, &e.Delta, &e.BalanceAfter, &e.OrderID, &e.Reason, &e.IdempotencyKey, &e.CreatedAt)
+	e.CreatedAt = e.CreatedAt.UTC()
+	return e, err
+}
+
+// Balance implements domain.Repository.
+func (s *Store) Balance(ctx context.Context, userID string, recent int) (int64, []domain.Entry, error) {
+	var balance int64
+	var entries []domain.Entry
+	err := s.db.SQL().QueryRowContext(ctx, `SELECT balance FROM balances WHERE user_id = $1`, userID).Scan(&balance)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, fmt.Errorf("points: balance: %w", err)
+	}
+	if recent == 0 {
+		return balance, nil, nil
+	}
+	rows, err := s.db.SQL().QueryContext(ctx,
+		`SELECT `+entryColumns+` FROM entries WHERE user_id = $1 ORDER BY seq DESC LIMIT $2`, userID, recent)
+	if err != nil {
+		return 0, nil, fmt.Errorf("points: entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return 0, nil, fmt.Errorf("points: entries: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	return balance, entries, rows.Err()
+}
+
+// addBalance changes a user's balance by delta and returns the new balance.
+// A debit that would go below zero changes nothing and returns
+// ErrInsufficientPoints: the conditional update is atomic on both dialects.
+func addBalance(ctx context.Context, tx *sql.Tx, userID string, delta int64) (int64, error) {
+	var balance int64
+	var err error
+	if delta >= 0 {
+		err = tx.QueryRowContext(ctx, `INSERT INTO balances (user_id, balance) VALUES ($1, $2)
+			ON CONFLICT (user_id) DO UPDATE SET balance = balances.balance + excluded.balance
+			RETURNING balance`, userID, delta).Scan(&balance)
+	} else {
+		err = tx.QueryRowContext(ctx, `UPDATE balances SET balance = balance - $1
+			WHERE user_id = $2 AND balance >= $1 RETURNING balance`, -delta, userID).Scan(&balance)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, domain.ErrInsufficientPoints
+		}
+	}
+	return balance, err
+}
+
+// appendEntry writes e with the balance after it.
+func appendEntry(ctx context.Context, tx *sql.Tx, e domain.Entry) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO entries (`+entryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		e.ID, e.UserID, e.Kind, e.Delta, e.BalanceAfter, e.OrderID, e.Reason, e.IdempotencyKey, e.CreatedAt.UTC())
+	return err
+}
+
+// Grant implements domain.Repository.
+func (s *Store) Grant(ctx context.Context, e domain.Entry) (domain.Entry, error) {
+	e.ID = ids.New("pte")
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if e.IdempotencyKey != "" {
+			prev, err := scanEntry(tx.QueryRowContext(ctx,
+				`SELECT `+entryColumns+` FROM entries WHERE user_id = $1 AND idempotency_key = $2`, e.UserID, e.IdempotencyKey))
+			if err == nil {
+				if prev.Kind != domain.EntryGrant || prev.Delta != e.Delta || prev.Reason != e.Reason {
+					return domain.ErrIdempotencyConflict
+				}
+				e = prev
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		balance, err := addBalance(ctx, tx, e.UserID, e.Delta)
+		if err != nil {
+			return err
+		}
+		e.BalanceAfter = balance
+		return appendEntry(ctx, tx, e)
+	})
+	if sqldb.IsUniqueViolation(err) && e.IdempotencyKey != "" {
+		// A concurrent grant with the same key committed first: return it.
+		return s.Grant(ctx, e)
+	}
+	if err != nil {
+		return domain.Entry{}, fmt.Errorf("points: grant: %w", err)
+	}
+	return e, nil
+}
+
+const confirmationColumns = `jti, user_id, checkout_id, points, currency, idempotency_key, sealed_token, expires_at, created_at`
+
+func scanConfirmation(row interface{ Scan(...any) error }) (domain.Confirmation, error) {
+	var c domain.Confirmation
+	err := row.Scan(&c.JTI, &c.UserID, &c.CheckoutID, &c.Points, &c.Currency, &c.IdempotencyKey, &c.SealedToken, &c.ExpiresAt, &c.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, domain.ErrNotFound
+	}
+	c.ExpiresAt, c.CreatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC()
+	return c, err
+}
+
+// SaveConfirmation implements domain.Repository.
+func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
+	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
+		c.JTI, c.UserID, c.CheckoutID, c.Points, c.Currency, c.IdempotencyKey, c.SealedToken, c.ExpiresAt.UTC(), c.CreatedAt.UTC())
+	if err != nil {
+		return domain.Confirmation{}, false, fmt.Errorf("points: save confirmation: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return c, true, err
+	}
+	prev, err := s.ConfirmationByKey(ctx, c.UserID, c.IdempotencyKey)
+	if err != nil {
+		return domain.Confirmation{}, false, err
+	}
+	if prev.CheckoutID != c.CheckoutID || prev.Points != c.Points {
+		return domain.Confirmation{}, false, domain.ErrIdempotencyConflict
+	}
+	return prev, false, nil
+}
+
+// ConfirmationByKey implements domain.Repository.
+func (s *Store) ConfirmationByKey(ctx context.Context, userID, key string) (domain.Confirmation, error) {
+	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+		`SELECT `+confirmationColumns+` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
+}
+
+// Confirmation implements domain.Repository.
+func (s *Store) Confirmation(ctx context.Context, jti string) (domain.Confirmation, error) {
+	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+		`SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+}
+
+const exerciseColumns = `jti, order_id, state, entry_id, points, currency, applied_at, compensated_at`
+
+func scanExercise(row interface{ Scan(...any) error }) (domain.Exercise, error) {
+	var x domain.Exercise
+	var applied, compensated sql.NullTime
+	err := row.Scan(&x.JTI, &x.OrderID, &x.State, &x.EntryID, &x.Points, &x.Currency, &applied, &compensated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return x, domain.ErrNotFound
+	}
+	if applied.Valid {
+		x.AppliedAt = applied.Time.UTC()
+	}
+	if compensated.Valid {
+		x.CompensatedAt = compensated.Time.UTC()
+	}
+	return x, err
+}
+
+// claim inserts the exercise row for jti unless one exists. It returns
+// inserted=false and the existing row when another transaction got there
+// first; on PostgreSQL the insert waits for a concurrent one to commit, so
+// exactly one of any number of concurrent claims inserts.
+func claim(ctx context.Context, tx *sql.Tx, x domain.Exercise) (domain.Exercise, bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO exercises (`+exerciseColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jti) DO NOTHING`,
+		x.JTI, x.OrderID, x.State, x.EntryID, x.Points, x.Currency, nullTime(x.AppliedAt), nullTime(x.CompensatedAt))
+	if err != nil {
+		return domain.Exercise{}, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return x, true, err
+	}
+	prev, err := scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, x.JTI))
+	return prev, false, err
+}
+
+func nullTime(t time.Time) sql.NullTime {
+	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
+}
+
+// Exercise implements domain.Repository.
+func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time) (domain.Exercise, error) {
+	var out domain.Exercise
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+		if err != nil {
+			return err
+		}
+		x, inserted, err := claim(ctx, tx, domain.Exercise{
+			JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, EntryID: ids.New("pte"),
+			Points: c.Points, Currency: c.Currency, AppliedAt: now,
+		})
+		if err != nil {
+			return err
+		}
+		if !inserted {
+			out = x
+			switch {
+			case x.OrderID != orderID:
+				return domain.ErrAlreadyExercised
+			case x.State == domain.ExerciseCompensated && x.AppliedAt.IsZero():
+				return domain.ErrVoided
+			}
+			return nil // a retry: the stored result
+		}
+		balance, err := addBalance(ctx, tx, c.UserID, -c.Points)
+		if err != nil {
+			return err
+		}
+		out = x
+		return appendEntry(ctx, tx, domain.Entry{
+			ID: x.EntryID, UserID: c.UserID, Kind: domain.EntrySpend, Delta: -c.Points, BalanceAfter: balance,
+			OrderID: orderID, Reason: "order " + orderID, CreatedAt: now,
+		})
+	})
+	if err != nil {
+		return domain.Exercise{}, fmt.Errorf("points: exercise: %w", err)
+	}
+	return out, nil
+}
+
+// Compensate implements domain.Repository.
+func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time) (domain.Exercise, error) {
+	var out domain.Exercise
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+		if err != nil {
+			return err
+		}
+		// Never exercised: void it, so that a late Exercise is refused.
+		x, inserted, err := claim(ctx, tx, domain.Exercise{
+			JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated,
+			Points: c.Points, Currency: c.Currency, CompensatedAt: now,
+		})
+		if err != nil || inserted {
+			out = x
+			return err
+		}
+		if x.OrderID != orderID {
+			return domain.ErrAlreadyExercised
+		}
+		// Exercised: flip the state first; only the transaction whose update
+		// matched refunds, so concurrent compensations refund once.
+		x, err = scanExercise(tx.QueryRowContext(ctx, `UPDATE exercises SET state = $1, compensated_at = $2
+			WHERE jti = $3 AND state = $4 RETURNING `+exerciseColumns,
+			domain.ExerciseCompensated, now.UTC(), jti, domain.ExerciseApplied))
+		if errors.Is(err, domain.ErrNotFound) { // already compensated
+			out, err = scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, jti))
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		balance, err := addBalance(ctx, tx, c.UserID, x.Points)
+		if err != nil {
+			return err
+		}
+		out = x
+		if reason == "" {
+			reason = "order " + orderID + " compensated"
+		}
+		return appendEntry(ctx, tx, domain.Entry{
+			ID: ids.New("pte"), UserID: c.UserID, Kind: domain.EntryRefund, Delta: x.Points, BalanceAfter: balance,
+			OrderID: orderID, Reason: reason, CreatedAt: now,
+		})
+	})
+	if err != nil {
+		return domain.Exercise{}, fmt.Errorf("points: compensate: %w", err)
+	}
+	return out, nil
+}
