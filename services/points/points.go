@@ -19,11 +19,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
-	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
-	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
@@ -37,45 +34,34 @@ import (
 // accepts, and its capability namespace.
 const Name = "points"
 
-// Peer names a token issuer the service trusts and where its keys come from:
-// a *keys.Ring in process, or a JWKS cache source for an issuer reached by
-// URL.
-type Peer struct {
-	Issuer string
-	Keys   keys.Source
-}
-
 // Config configures the service. Every field is required.
 type Config struct {
 	// DB is the service's database (SQLite or PostgreSQL); New migrates it.
 	DB *sqldb.DB
-	// Keys is the service's own signing key ring.
-	Keys *keys.Ring
 	// Vault encrypts the confirmation tokens it keeps for idempotent retries.
 	Vault *vault.Keyring
-	// Gateway issues the transaction tokens, for the audience TrustDomain.
-	Gateway     Peer
-	TrustDomain string
-	// OrderProcessing issues checkout and workload tokens.
-	OrderProcessing Peer
 	// Logger receives the service's logs; wrap its handler with
 	// authn.NewLogHandler so lines carry the txn.
 	Logger *slog.Logger
+	// Trust is the service's own key ring and the issuers it trusts.
+	capability.Trust
 }
 
 // Service is a running Points service.
 type Service struct {
 	server   *ports.Server
 	verifier *token.Verifier
-	keys     *keys.Ring
-	orders   string // OrderProcessing's issuer name, the one allowed workload
+	trust    capability.Trust
 }
 
 // New builds the service: migrates the store and wires the use cases.
 func New(ctx context.Context, cfg Config) (*Service, error) {
-	if cfg.DB == nil || cfg.Keys == nil || cfg.Vault == nil || cfg.Gateway.Keys == nil ||
-		cfg.OrderProcessing.Keys == nil || cfg.TrustDomain == "" || cfg.Logger == nil {
+	if cfg.DB == nil || cfg.Vault == nil || cfg.Logger == nil {
 		return nil, errors.New("points: incomplete Config")
+	}
+	v, err := cfg.Trust.Verifier(Name)
+	if err != nil {
+		return nil, err
 	}
 	store, err := adapters.NewStore(ctx, cfg.DB)
 	if err != nil {
@@ -85,18 +71,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := token.NewVerifier(
-		token.WithVerifiedCache(1<<14),
-		token.Trust(cfg.Gateway.Issuer, cfg.Gateway.Keys, token.Accept(token.Transaction, cfg.TrustDomain)),
-		token.Trust(cfg.OrderProcessing.Issuer, cfg.OrderProcessing.Keys,
-			token.Accept(token.Checkout, Name), token.Accept(token.Workload, Name)),
-		token.Trust(Name, cfg.Keys, token.Accept(token.Confirmation, capability.Audience), token.Namespace(Name)),
-	)
-	if err != nil {
-		return nil, err
-	}
 	a := app.New(store, capability.TokenIssuer{Issuer: issuer}, capability.VaultSealer{Keyring: cfg.Vault}, nil)
-	return &Service{server: ports.NewServer(a, v, cfg.Logger), verifier: v, keys: cfg.Keys, orders: cfg.OrderProcessing.Issuer}, nil
+	return &Service{server: ports.NewServer(a, v, cfg.Logger), verifier: v, trust: cfg.Trust}, nil
 }
 
 // Register mounts PointsService and CapabilityService on mux, behind the
@@ -104,18 +80,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // CapabilityService also a workload token from OrderProcessing), followed by
 // opts' interceptors.
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
-	auth := connect.WithInterceptors(authn.NewServerInterceptor(s.verifier,
-		authn.RequireWorkload(capabilityv1connect.CapabilityServiceName, s.verifier, s.orders)))
-	opts = append([]connect.HandlerOption{auth}, opts...)
-	mux.Handle(pointsv1connect.NewPointsServiceHandler(s.server, opts...))
-	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(
-		capability.NewHandler(s.verifier, s.server, s.server.Error),
-		opts...))
+	s.trust.Register(mux, s.verifier, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
+		return pointsv1connect.NewPointsServiceHandler(s.server, o...)
+	}, opts...)
 }
 
 // JWKS serves the service's public keys (mount it at
 // /.well-known/jwks.json of the service's origin).
-func (s *Service) JWKS() http.Handler { return s.keys.Handler() }
+func (s *Service) JWKS() http.Handler { return s.trust.Keys.Handler() }
 
 // Close releases the verifier's caches.
 func (s *Service) Close() { s.verifier.Close() }

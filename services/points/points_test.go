@@ -43,11 +43,8 @@ func start(t *testing.T, db *sqldb.DB, opts ...connect.ClientOption) *env {
 		t.Fatal(err)
 	}
 	svc, err := points.New(t.Context(), points.Config{
-		DB: db, Keys: ring, Vault: vk,
-		Gateway:         points.Peer{Issuer: authntest.GatewayName, Keys: w.GatewayKeys},
-		TrustDomain:     authntest.TrustDomain,
-		OrderProcessing: points.Peer{Issuer: authntest.OrderProcessingName, Keys: w.OrderProcessingKeys},
-		Logger:          slog.New(authn.NewLogHandler(slog.DiscardHandler)),
+		DB: db, Vault: vk, Logger: slog.New(authn.NewLogHandler(slog.DiscardHandler)),
+		Trust: w.Trust(ring),
 	})
 	if err != nil {
 		t.Fatal(err)

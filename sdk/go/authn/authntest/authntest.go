@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
@@ -111,4 +112,15 @@ func (w *World) AsOrderProcessing(t testing.TB, sub, audience string) http.Heade
 	h := w.As(t, sub, "shop")
 	h.Set(authn.WorkloadHeader, w.Workload(t, audience))
 	return h
+}
+
+// Trust returns the trust configuration of a domain service whose own key
+// ring is own, in this world.
+func (w *World) Trust(own *keys.Ring) capability.Trust {
+	return capability.Trust{
+		Keys:            own,
+		Gateway:         capability.Peer{Issuer: GatewayName, Keys: w.GatewayKeys},
+		TrustDomain:     TrustDomain,
+		OrderProcessing: capability.Peer{Issuer: OrderProcessingName, Keys: w.OrderProcessingKeys},
+	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
-	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/domain"
@@ -27,7 +27,7 @@ import (
 type Server struct {
 	app      *app.Service
 	verifier *token.Verifier
-	log      *slog.Logger
+	errs     *rpcerr.Mapper
 }
 
 var (
@@ -38,7 +38,17 @@ var (
 // NewServer returns the handlers over the use cases. v verifies checkout
 // tokens from OrderProcessing for the audience "points".
 func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
-	return &Server{app: a, verifier: v, log: log}
+	return &Server{app: a, verifier: v, errs: rpcerr.New(log,
+		rpcerr.Code{Err: domain.ErrInvalidArgument, Code: connect.CodeInvalidArgument},
+		rpcerr.Code{Err: domain.ErrIdempotencyConflict, Code: connect.CodeInvalidArgument},
+		rpcerr.Code{Err: domain.ErrInsufficientPoints, Code: connect.CodeFailedPrecondition},
+		rpcerr.Code{Err: domain.ErrExceedsTotal, Code: connect.CodeFailedPrecondition},
+		rpcerr.Code{Err: domain.ErrVoided, Code: connect.CodeFailedPrecondition},
+		rpcerr.Code{Err: domain.ErrNotFound, Code: connect.CodeNotFound},
+		rpcerr.Code{Err: domain.ErrPermissionDenied, Code: connect.CodePermissionDenied},
+		rpcerr.Code{Err: domain.ErrMismatch, Code: connect.CodePermissionDenied},
+		rpcerr.Code{Err: domain.ErrAlreadyExercised, Code: connect.CodeAlreadyExists},
+	)}
 }
 
 func (s *Server) caller(ctx context.Context) (app.Caller, error) {
@@ -50,33 +60,8 @@ func (s *Server) caller(ctx context.Context) (app.Caller, error) {
 }
 
 // Error maps a use-case error to a Connect error: the service's one error
-// mapping. Unexpected errors are logged with the txn and hidden.
-func (s *Server) Error(ctx context.Context, err error) *connect.Error {
-	var ce *connect.Error
-	switch {
-	case errors.As(err, &ce):
-		return ce
-	case errors.Is(err, domain.ErrInvalidArgument), errors.Is(err, domain.ErrIdempotencyConflict), errors.Is(err, idempotency.ErrInvalid):
-		return connect.NewError(connect.CodeInvalidArgument, err)
-	case errors.Is(err, domain.ErrInsufficientPoints), errors.Is(err, domain.ErrExceedsTotal), errors.Is(err, domain.ErrVoided):
-		return connect.NewError(connect.CodeFailedPrecondition, err)
-	case errors.Is(err, domain.ErrNotFound):
-		return connect.NewError(connect.CodeNotFound, err)
-	case errors.Is(err, domain.ErrPermissionDenied), errors.Is(err, domain.ErrMismatch):
-		return connect.NewError(connect.CodePermissionDenied, err)
-	case errors.Is(err, domain.ErrAlreadyExercised):
-		return connect.NewError(connect.CodeAlreadyExists, err)
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("deadline exceeded"))
-	case sqldb.IsRetryable(err):
-		s.log.WarnContext(ctx, "store contention", "err", err)
-		return connect.NewError(connect.CodeUnavailable, errors.New("points store busy, retry"))
-	}
-	s.log.ErrorContext(ctx, "internal error", "err", err)
-	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
-}
+// mapping.
+func (s *Server) Error(ctx context.Context, err error) *connect.Error { return s.errs.Map(ctx, err) }
 
 // GetBalance implements pointsv1connect.PointsServiceHandler.
 func (s *Server) GetBalance(ctx context.Context, req *connect.Request[pointsv1.GetBalanceRequest]) (*connect.Response[pointsv1.GetBalanceResponse], error) {
