@@ -56,10 +56,15 @@ func (t Trust) Verifier(name string) (*token.Verifier, error) {
 }
 
 // Interceptor returns the authentication interceptor of a domain's handlers:
-// every RPC needs a transaction token, and CapabilityService also a workload
-// token signed by OrderProcessing.
+// every RPC of the domain's own service needs a transaction token;
+// CapabilityService needs a workload token signed by OrderProcessing, and a
+// transaction token only when there is one to pass on. The saga runs
+// after the request that placed the order has returned (and resumes after
+// a restart), so its calls carry no user's transaction: the workload token
+// authenticates them, and the order id correlates their logs.
 func (t Trust) Interceptor(v *token.Verifier) connect.Interceptor {
 	return authn.NewServerInterceptor(v,
+		authn.AllowAnonymous(capabilityv1connect.CapabilityServiceExerciseProcedure, capabilityv1connect.CapabilityServiceCompensateProcedure),
 		authn.RequireWorkload(capabilityv1connect.CapabilityServiceName, v, t.OrderProcessing.Issuer))
 }
 

@@ -1,0 +1,388 @@
+// Package adapters holds OrderProcessing's store on SQL: SQLite (the
+// embedded default) and PostgreSQL through one set of statements, with
+// dialect-specific DDL in migrations/. Consumed jtis live in the replay
+// package's table, written in the transaction that stores the order.
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// MigrationSet names OrderProcessing's migrations in schema_migrations.
+const MigrationSet = "orderprocessing"
+
+// Store is the SQL implementation of domain.Repository.
+type Store struct {
+	db    *sqldb.DB
+	guard *replay.Guard
+}
+
+var _ domain.Repository = (*Store)(nil)
+
+// NewStore migrates db to OrderProcessing's schema (and the replay table) and
+// returns the store; guard records consumed jtis.
+func NewStore(ctx context.Context, db *sqldb.DB, guard *replay.Guard) (*Store, error) {
+	files, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := sqldb.Migrate(ctx, db, files, sqldb.MigrationSet(MigrationSet)); err != nil {
+		return nil, fmt.Errorf("orderprocessing: migrate: %w", err)
+	}
+	if err := replay.Migrate(ctx, db); err != nil {
+		return nil, fmt.Errorf("orderprocessing: migrate replay: %w", err)
+	}
+	return &Store{db: db, guard: guard}, nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+// Products implements domain.Repository.
+func (s *Store) Products(ctx context.Context) (map[string]domain.Product, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, `SELECT sku, name, description, price_minor, currency FROM products`)
+	if err != nil {
+		return nil, fmt.Errorf("orderprocessing: products: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]domain.Product{}
+	for rows.Next() {
+		var p domain.Product
+		if err := rows.Scan(&p.SKU, &p.Name, &p.Description, &p.UnitPrice.AmountMinor, &p.UnitPrice.Currency); err != nil {
+			return nil, fmt.Errorf("orderprocessing: products: %w", err)
+		}
+		out[p.SKU] = p
+	}
+	return out, rows.Err()
+}
+
+const checkoutColumns = `id, user_id, lines, total_minor, currency, status, order_id, idempotency_key, created_at, expires_at`
+
+func scanCheckout(row scanner) (domain.Checkout, error) {
+	var c domain.Checkout
+	var lines string
+	err := row.Scan(&c.ID, &c.UserID, &lines, &c.Total.AmountMinor, &c.Total.Currency, &c.Status, &c.OrderID,
+		&c.IdempotencyKey, &c.CreatedAt, &c.ExpiresAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, domain.ErrNotFound
+	}
+	if err != nil {
+		return c, err
+	}
+	c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.ExpiresAt.UTC()
+	return c, json.Unmarshal([]byte(lines), &c.Lines)
+}
+
+// CreateCheckout implements domain.Repository.
+func (s *Store) CreateCheckout(ctx context.Context, c domain.Checkout) (domain.Checkout, bool, error) {
+	lines, err := json.Marshal(c.Lines)
+	if err != nil {
+		return domain.Checkout{}, false, err
+	}
+	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO checkouts (`+checkoutColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
+		c.ID, c.UserID, string(lines), c.Total.AmountMinor, c.Total.Currency, c.Status, c.OrderID, c.IdempotencyKey,
+		c.CreatedAt.UTC(), c.ExpiresAt.UTC())
+	if err != nil {
+		return domain.Checkout{}, false, fmt.Errorf("orderprocessing: create checkout: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return c, true, err
+	}
+	prev, err := scanCheckout(s.db.SQL().QueryRowContext(ctx,
+		`SELECT `+checkoutColumns+` FROM checkouts WHERE user_id = $1 AND idempotency_key = $2`, c.UserID, c.IdempotencyKey))
+	return prev, false, err
+}
+
+// Checkout implements domain.Repository.
+func (s *Store) Checkout(ctx context.Context, id string) (domain.Checkout, error) {
+	return scanCheckout(s.db.SQL().QueryRowContext(ctx, `SELECT `+checkoutColumns+` FROM checkouts WHERE id = $1`, id))
+}
+
+// CancelCheckout implements domain.Repository.
+func (s *Store) CancelCheckout(ctx context.Context, id string, _ time.Time) (domain.Checkout, error) {
+	var out domain.Checkout
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		c, err := scanCheckout(tx.QueryRowContext(ctx, `SELECT `+checkoutColumns+` FROM checkouts WHERE id = $1`+s.forUpdate(), id))
+		if err != nil {
+			return err
+		}
+		switch c.Status {
+		case domain.CheckoutPlaced:
+			return fmt.Errorf("%w: an order was placed for it", domain.ErrCheckoutClosed)
+		case domain.CheckoutCancelled:
+		default: // open or expired: either way no order can be placed any more
+			c.Status = domain.CheckoutCancelled
+			if _, err := tx.ExecContext(ctx, `UPDATE checkouts SET status = $1 WHERE id = $2`, c.Status, id); err != nil {
+				return err
+			}
+		}
+		out = c
+		return nil
+	})
+	return out, err
+}
+
+// forUpdate locks selected rows on PostgreSQL; SQLite's write transactions
+// already hold the database lock from BEGIN.
+func (s *Store) forUpdate() string {
+	if s.db.Dialect() == sqldb.Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+const orderColumns = `id, checkout_id, user_id, lines, total_minor, currency, status, failure_reason, idempotency_key, version, created_at, updated_at`
+
+func scanOrder(row scanner) (domain.Order, error) {
+	var o domain.Order
+	var lines string
+	err := row.Scan(&o.ID, &o.CheckoutID, &o.UserID, &lines, &o.Total.AmountMinor, &o.Total.Currency, &o.Status,
+		&o.FailureReason, &o.IdempotencyKey, &o.Version, &o.CreatedAt, &o.UpdatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return o, domain.ErrNotFound
+	}
+	if err != nil {
+		return o, err
+	}
+	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	return o, json.Unmarshal([]byte(lines), &o.Lines)
+}
+
+const stepColumns = `capability, issuer, stage, state, settlement_minor, currency, jti, expires_at, sealed_token, reference, attempts, last_error`
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func loadSteps(ctx context.Context, q querier, o *domain.Order) error {
+	rows, err := q.QueryContext(ctx, `SELECT `+stepColumns+` FROM steps WHERE order_id = $1`, o.ID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	o.Steps = o.Steps[:0]
+	for rows.Next() {
+		var st domain.Step
+		if err := rows.Scan(&st.Capability, &st.Issuer, &st.Stage, &st.State, &st.Settlement.AmountMinor, &st.Settlement.Currency,
+			&st.JTI, &st.ExpiresAt, &st.SealedToken, &st.Reference, &st.Attempts, &st.LastError); err != nil {
+			return err
+		}
+		st.ExpiresAt = st.ExpiresAt.UTC()
+		o.Steps = append(o.Steps, st)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	domain.SortSteps(o.Steps)
+	return nil
+}
+
+// PlaceOrder implements domain.Repository.
+func (s *Store) PlaceOrder(ctx context.Context, o domain.Order, now time.Time) (domain.Order, bool, error) {
+	var out domain.Order
+	created := false
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		prev, err := scanOrder(tx.QueryRowContext(ctx,
+			`SELECT `+orderColumns+` FROM orders WHERE user_id = $1 AND idempotency_key = $2`, o.UserID, o.IdempotencyKey))
+		if err == nil {
+			out, created = prev, false
+			return loadSteps(ctx, tx, &out)
+		}
+		if !errors.Is(err, domain.ErrNotFound) {
+			return err
+		}
+		co, err := scanCheckout(tx.QueryRowContext(ctx, `SELECT `+checkoutColumns+` FROM checkouts WHERE id = $1`+s.forUpdate(), o.CheckoutID))
+		if err != nil {
+			return err
+		}
+		if co.StatusAt(now) != domain.CheckoutOpen {
+			return fmt.Errorf("%w: the checkout is %s", domain.ErrCheckoutClosed, statusName(co.StatusAt(now)))
+		}
+		for _, st := range o.Steps {
+			if err := s.guard.Consume(ctx, tx, st.Issuer, st.JTI, st.ExpiresAt); err != nil {
+				return err
+			}
+		}
+		lines, err := json.Marshal(o.Lines)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`, lease_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			o.ID, o.CheckoutID, o.UserID, string(lines), o.Total.AmountMinor, o.Total.Currency, o.Status, o.FailureReason,
+			o.IdempotencyKey, o.Version, o.CreatedAt.UTC(), o.UpdatedAt.UTC(), time.Unix(0, 0).UTC()); err != nil {
+			return err
+		}
+		for _, st := range o.Steps {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO steps (order_id, `+stepColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				o.ID, st.Capability, st.Issuer, st.Stage, st.State, st.Settlement.AmountMinor, st.Settlement.Currency,
+				st.JTI, st.ExpiresAt.UTC(), st.SealedToken, st.Reference, st.Attempts, st.LastError); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE checkouts SET status = $1, order_id = $2 WHERE id = $3`,
+			domain.CheckoutPlaced, o.ID, o.CheckoutID); err != nil {
+			return err
+		}
+		out, created = o, true
+		return nil
+	})
+	if err != nil && sqldb.IsUniqueViolation(err) {
+		// A concurrent request with the same key (or for the same checkout)
+		// committed first: answer as its retry would be answered.
+		return s.PlaceOrder(ctx, o, now)
+	}
+	if err != nil {
+		return domain.Order{}, false, fmt.Errorf("orderprocessing: place order: %w", err)
+	}
+	if created {
+		for _, st := range o.Steps {
+			s.guard.Mark(st.Issuer, st.JTI, st.ExpiresAt)
+		}
+	}
+	return out, created, nil
+}
+
+func statusName(s domain.CheckoutStatus) string {
+	switch s {
+	case domain.CheckoutPlaced:
+		return "placed"
+	case domain.CheckoutCancelled:
+		return "cancelled"
+	case domain.CheckoutExpired:
+		return "expired"
+	}
+	return "open"
+}
+
+// Order implements domain.Repository.
+func (s *Store) Order(ctx context.Context, id string) (domain.Order, error) {
+	o, err := scanOrder(s.db.SQL().QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	if err != nil {
+		return o, err
+	}
+	return o, loadSteps(ctx, s.db.SQL(), &o)
+}
+
+// Orders implements domain.Repository.
+func (s *Store) Orders(ctx context.Context, userID, after string, limit int) ([]domain.Order, error) {
+	q := `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY seq DESC LIMIT $2`
+	args := []any{userID, limit}
+	if after != "" {
+		q = `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1
+			AND seq < (SELECT seq FROM orders WHERE id = $3 AND user_id = $1) ORDER BY seq DESC LIMIT $2`
+		args = append(args, after)
+	}
+	rows, err := s.db.SQL().QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("orderprocessing: orders: %w", err)
+	}
+	var out []domain.Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("orderprocessing: orders: %w", err)
+		}
+		out = append(out, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := loadSteps(ctx, s.db.SQL(), &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// UpdateOrder implements domain.Repository.
+func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
+	var out domain.Order
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`+s.forUpdate(), id))
+		if err != nil {
+			return err
+		}
+		if err := loadSteps(ctx, tx, &o); err != nil {
+			return err
+		}
+		if err := fn(&o); err != nil {
+			return err
+		}
+		o.Version++
+		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4 WHERE id = $5`,
+			o.Status, o.FailureReason, o.Version, o.UpdatedAt.UTC(), id); err != nil {
+			return err
+		}
+		for _, st := range o.Steps {
+			if _, err := tx.ExecContext(ctx, `UPDATE steps SET state = $1, reference = $2, attempts = $3, last_error = $4
+				WHERE order_id = $5 AND capability = $6`, st.State, st.Reference, st.Attempts, st.LastError, id, st.Capability); err != nil {
+				return err
+			}
+		}
+		out = o
+		return nil
+	})
+	if err != nil {
+		return domain.Order{}, fmt.Errorf("orderprocessing: update order: %w", err)
+	}
+	return out, nil
+}
+
+// Claim implements domain.Repository.
+func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Time) (bool, error) {
+	res, err := s.db.SQL().ExecContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2
+		WHERE id = $3 AND status NOT IN ($4, $5) AND (lease_owner = $1 OR lease_owner = '' OR lease_until < $6)`,
+		owner, until.UTC(), id, domain.OrderCompleted, domain.OrderFailed, now.UTC())
+	if err != nil {
+		return false, fmt.Errorf("orderprocessing: claim: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// Release implements domain.Repository.
+func (s *Store) Release(ctx context.Context, id, owner string) error {
+	_, err := s.db.SQL().ExecContext(ctx, `UPDATE orders SET lease_owner = '', lease_until = $1 WHERE id = $2 AND lease_owner = $3`,
+		time.Unix(0, 0).UTC(), id, owner)
+	return err
+}
+
+// Unfinished implements domain.Repository.
+func (s *Store) Unfinished(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, `SELECT id FROM orders WHERE status NOT IN ($1, $2)
+		AND (lease_owner = '' OR lease_until < $3) ORDER BY seq LIMIT $4`,
+		domain.OrderCompleted, domain.OrderFailed, now.UTC(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("orderprocessing: unfinished: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}

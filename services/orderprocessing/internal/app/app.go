@@ -1,0 +1,316 @@
+// Package app holds OrderProcessing's use cases: price a cart into a
+// checkout and sign its checkout token, verify confirmation tokens by their
+// envelope only and place the order, read, list and watch orders. The saga
+// that relays the tokens lives in package saga; app hands it each new order.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
+	"github.com/tokenrelay/tokenrelay/sdk/go/money"
+	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
+)
+
+// Caller is the verified principal of a request.
+type Caller struct {
+	UserID string
+	Admin  bool
+}
+
+// Envelope verifies one confirmation token's envelope (signature through its
+// issuer's keys, typ, aud, exp, the issuer's namespace) and returns what it
+// says. Errors are token sentinels.
+type Envelope func(ctx context.Context, raw string) (domain.Confirmation, error)
+
+// CheckoutSigner signs a checkout token.
+type CheckoutSigner func(ctx context.Context, c domain.Checkout) (string, error)
+
+// Starter starts (or resumes) the saga of an order in the background.
+type Starter interface {
+	Start(orderID string)
+}
+
+// Config wires the use cases.
+type Config struct {
+	Repo     domain.Repository
+	Envelope Envelope
+	Sign     CheckoutSigner
+	Sealer   capability.Sealer
+	Guard    *replay.Guard
+	Routes   domain.Routes
+	Saga     Starter
+	Watch    *Watcher
+	// CheckoutTTL is how long a checkout stays open; at most one hour, the
+	// checkout token's maximum lifetime.
+	CheckoutTTL time.Duration
+	Now         func() time.Time
+}
+
+// Service runs the use cases.
+type Service struct{ cfg Config }
+
+// New returns the use cases.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.CheckoutTTL <= 0 || cfg.CheckoutTTL > time.Hour {
+		cfg.CheckoutTTL = 30 * time.Minute
+	}
+	return &Service{cfg: cfg}
+}
+
+// Products returns the catalog.
+func (s *Service) Products(ctx context.Context) (map[string]domain.Product, error) {
+	return s.cfg.Repo.Products(ctx)
+}
+
+// StartCheckout prices a cart and opens a checkout for the caller. A retry
+// with the same key returns the same checkout (with a freshly signed token
+// for it: checkout tokens are credentials for the checkout, not one-time).
+func (s *Service) StartCheckout(ctx context.Context, c Caller, items []domain.CartItem, key string) (domain.Checkout, string, error) {
+	catalog, err := s.cfg.Repo.Products(ctx)
+	if err != nil {
+		return domain.Checkout{}, "", err
+	}
+	lines, total, err := domain.Price(items, catalog)
+	if err != nil {
+		return domain.Checkout{}, "", err
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	co, created, err := s.cfg.Repo.CreateCheckout(ctx, domain.Checkout{
+		ID: ids.New("op"), UserID: c.UserID, Lines: lines, Total: total, Status: domain.CheckoutOpen,
+		IdempotencyKey: key, CreatedAt: now, ExpiresAt: now.Add(s.cfg.CheckoutTTL),
+	})
+	if err != nil {
+		return domain.Checkout{}, "", err
+	}
+	if !created && !sameLines(co.Lines, lines) {
+		return domain.Checkout{}, "", domain.ErrIdempotencyConflict
+	}
+	if co.StatusAt(now) != domain.CheckoutOpen {
+		return co, "", nil // a retry after the checkout closed: nothing left to sign
+	}
+	tok, err := s.cfg.Sign(ctx, co)
+	if err != nil {
+		return domain.Checkout{}, "", fmt.Errorf("sign checkout token: %w", err)
+	}
+	return co, tok, nil
+}
+
+func sameLines(a, b []domain.Line) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// visible returns the checkout if the caller may see it; otherwise
+// ErrNotFound, whether it exists or not.
+func (s *Service) checkout(ctx context.Context, c Caller, id string) (domain.Checkout, error) {
+	co, err := s.cfg.Repo.Checkout(ctx, id)
+	if err != nil {
+		return domain.Checkout{}, err
+	}
+	if co.UserID != c.UserID && !c.Admin {
+		return domain.Checkout{}, domain.ErrNotFound
+	}
+	return co, nil
+}
+
+// CancelCheckout cancels one of the caller's open checkouts.
+func (s *Service) CancelCheckout(ctx context.Context, c Caller, id string) (domain.Checkout, error) {
+	if _, err := s.checkout(ctx, c, id); err != nil {
+		return domain.Checkout{}, err
+	}
+	return s.cfg.Repo.CancelCheckout(ctx, id, s.cfg.Now())
+}
+
+// PlaceOrder verifies the confirmation tokens of one of the caller's
+// checkouts by their envelope, checks that they settle the total exactly,
+// and stores the order with its sealed tokens and consumed jtis in one
+// transaction; then the saga starts. The same key returns the same order.
+func (s *Service) PlaceOrder(ctx context.Context, c Caller, checkoutID string, raws []string, key string) (domain.Order, error) {
+	if key == "" {
+		return domain.Order{}, fmt.Errorf("%w: an idempotency key is required", domain.ErrInvalidArgument)
+	}
+	co, err := s.checkout(ctx, c, checkoutID)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	if co.UserID != c.UserID { // an admin may read it, never pay for it
+		return domain.Order{}, domain.ErrNotFound
+	}
+	if co.Status == domain.CheckoutPlaced {
+		// Possibly a retry: the key decides.
+		if prev, err := s.orderByKey(ctx, co, key); err == nil || !errors.Is(err, domain.ErrNotFound) {
+			return prev, err
+		}
+	}
+	if len(raws) == 0 || len(raws) > domain.MaxTokens {
+		return domain.Order{}, fmt.Errorf("%w: 1 to %d confirmation tokens", domain.ErrInvalidArgument, domain.MaxTokens)
+	}
+	confs := make([]domain.Confirmation, len(raws))
+	for i, raw := range raws {
+		conf, err := s.cfg.Envelope(ctx, raw)
+		if err != nil {
+			return domain.Order{}, fmt.Errorf("confirmation token %d: %w", i+1, err)
+		}
+		// The fast path: a replay is refused before the database is touched.
+		if s.cfg.Guard.Seen(conf.Issuer, conf.JTI) {
+			return domain.Order{}, fmt.Errorf("confirmation token %d: %w", i+1, replay.ErrReplayed)
+		}
+		confs[i] = conf
+	}
+	steps, err := domain.Plan(co, c.UserID, confs, s.cfg.Routes)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	o := domain.Order{
+		ID: ids.New("ord"), CheckoutID: co.ID, UserID: c.UserID, Lines: co.Lines, Total: co.Total,
+		Status: domain.OrderPending, IdempotencyKey: key, Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	for i := range steps {
+		raw := confs[indexOf(confs, steps[i].JTI)].Raw
+		if steps[i].SealedToken, err = s.cfg.Sealer.Seal(TokenRecordID(o.ID, steps[i].Capability), raw); err != nil {
+			return domain.Order{}, fmt.Errorf("seal token: %w", err)
+		}
+	}
+	o.Steps = steps
+	stored, created, err := s.cfg.Repo.PlaceOrder(ctx, o, now)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	if !created && stored.CheckoutID != checkoutID {
+		return domain.Order{}, domain.ErrIdempotencyConflict
+	}
+	s.cfg.Saga.Start(stored.ID)
+	return stored, nil
+}
+
+func (s *Service) orderByKey(ctx context.Context, co domain.Checkout, key string) (domain.Order, error) {
+	o, err := s.cfg.Repo.Order(ctx, co.OrderID)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	if o.IdempotencyKey != key {
+		return domain.Order{}, fmt.Errorf("%w: an order was placed for it", domain.ErrCheckoutClosed)
+	}
+	return o, nil
+}
+
+func indexOf(confs []domain.Confirmation, jti string) int {
+	for i, c := range confs {
+		if c.JTI == jti {
+			return i
+		}
+	}
+	return -1
+}
+
+// TokenRecordID is the vault record id of an order's token for a
+// capability: the associated data that binds the ciphertext to its row.
+func TokenRecordID(orderID, capability string) string {
+	return "orders/" + orderID + "/tokens/" + capability
+}
+
+// Order returns an order the caller may see.
+func (s *Service) Order(ctx context.Context, c Caller, id string) (domain.Order, error) {
+	o, err := s.cfg.Repo.Order(ctx, id)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	if o.UserID != c.UserID && !c.Admin {
+		return domain.Order{}, domain.ErrNotFound
+	}
+	return o, nil
+}
+
+// Orders lists the caller's orders (an admin may name another user): a page
+// of at most size, after the order id cursor; next is the cursor of the next
+// page, "" on the last.
+func (s *Service) Orders(ctx context.Context, c Caller, userID, cursor string, size int) (orders []domain.Order, next string, err error) {
+	switch {
+	case userID == "":
+		userID = c.UserID
+	case userID != c.UserID && !c.Admin:
+		return nil, "", fmt.Errorf("%w: only admins list other users' orders", domain.ErrNotFound)
+	}
+	if size == 0 {
+		size = 20
+	}
+	if size < 1 || size > 100 {
+		return nil, "", fmt.Errorf("%w: page_size must be 1 to 100", domain.ErrInvalidArgument)
+	}
+	orders, err = s.cfg.Repo.Orders(ctx, userID, cursor, size+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(orders) > size {
+		orders, next = orders[:size], orders[size-1].ID
+	}
+	return orders, next, nil
+}
+
+// Watch calls send with the order's current state, then with every new
+// version, until the order is final, ctx ends or send fails.
+func (s *Service) Watch(ctx context.Context, c Caller, id string, send func(domain.Order) error) error {
+	o, err := s.Order(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	changed, stop := s.cfg.Watch.Subscribe(id)
+	defer stop()
+	if err := send(o); err != nil {
+		return err
+	}
+	for !o.Status.Final() {
+		if err := s.cfg.Watch.Wait(ctx, changed); err != nil {
+			return err
+		}
+		next, err := s.cfg.Repo.Order(ctx, id)
+		if err != nil {
+			return err
+		}
+		if next.Version == o.Version {
+			continue
+		}
+		o = next
+		if err := send(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EnvelopeVerifier returns the Envelope of a token verifier that trusts
+// every domain as an issuer of token.Confirmation in its own namespace.
+func EnvelopeVerifier(v *token.Verifier) Envelope {
+	return func(ctx context.Context, raw string) (domain.Confirmation, error) {
+		if len(raw) > capability.MaxTokenBytes {
+			return domain.Confirmation{}, fmt.Errorf("%w: token is longer than %d bytes", token.ErrTooLarge, capability.MaxTokenBytes)
+		}
+		c, err := token.Verify(ctx, v, token.Confirmation, raw)
+		if err != nil {
+			return domain.Confirmation{}, err
+		}
+		return domain.Confirmation{
+			Raw: raw, Issuer: c.Issuer, JTI: c.ID, Subject: c.Subject, CheckoutID: c.OrderProcessingID,
+			Capabilities: c.Capabilities, ExpiresAt: c.ExpiresAt,
+			Settlement: money.Money{AmountMinor: c.Settlement.AmountMinor, Currency: c.Settlement.Currency},
+		}, nil
+	}
+}

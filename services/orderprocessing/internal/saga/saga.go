@@ -1,0 +1,453 @@
+// Package saga relays an order's confirmation tokens to their issuers and
+// compensates when a step fails: the durable saga of OrderProcessing.
+//
+// # States
+//
+// An order is PENDING when stored, IN_PROGRESS while its stages run (stages
+// in ascending order; the steps of one stage concurrently; the routing table
+// puts the payment capture, the pivot, in the last stage), COMPENSATING after
+// a step failed, and ends COMPLETED (every step APPLIED) or FAILED (every step
+// COMPENSATED). A step goes PENDING -> EXERCISING -> APPLIED or FAILED, and on
+// compensation -> COMPENSATING -> COMPENSATED. Every step that is not yet
+// compensated is compensated on failure, in reverse order, including steps
+// never exercised, so that their issuers release what they hold (a payment
+// authorization) and refuse the token for good.
+//
+// # Durability
+//
+// Each transition is written to the store before the call it announces and
+// after its answer, so a crash at any point leaves a state to resume from: an
+// order that is not final and whose lease has expired is picked up by the
+// Runner of any replica (at start and every RecoverEvery). A step found
+// EXERCISING is exercised again: the issuer returns the stored result of the
+// first exercise for the same order, so no effect is applied twice. When its
+// token has expired meanwhile, the issuer refuses and the order compensates
+// (Compensate works on expired tokens).
+//
+// # Replicas
+//
+// A Runner works on an order only while it holds the order's lease (a
+// conditional update of lease_owner/lease_until), renewing it while it runs,
+// so two replicas never run one saga at once.
+//
+// # Retries
+//
+// Exercise is retried with exponential backoff while the issuer answers with
+// a transient code (Unavailable, DeadlineExceeded, ResourceExhausted,
+// Aborted, Internal, Unknown), up to MaxAttempts; a definitive refusal fails
+// the step at once. Compensate is retried until it succeeds, and the step
+// shows its attempts and last error meanwhile.
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/app"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
+)
+
+// Capabilities calls an issuer's CapabilityService. Errors carry Connect
+// codes.
+type Capabilities interface {
+	Exercise(ctx context.Context, issuer, token, orderID, idempotencyKey string) (reference string, err error)
+	Compensate(ctx context.Context, issuer, token, orderID, reason, idempotencyKey string) error
+}
+
+// Config configures a Runner. Zero durations take the documented defaults.
+type Config struct {
+	Repo   domain.Repository
+	Sealer capability.Sealer
+	Calls  Capabilities
+	// Publish is told of every change of an order (app.Watcher.Publish).
+	Publish func(orderID string)
+	Logger  *slog.Logger
+	// Lease is how long a claim on an order lasts; renewed every Lease/3.
+	// Default 15 s.
+	Lease time.Duration
+	// CallTimeout bounds one Exercise or Compensate call. Default 5 s.
+	CallTimeout time.Duration
+	// MaxAttempts bounds Exercise attempts on transient errors. Default 5.
+	MaxAttempts int
+	// Backoff is the first retry delay, doubled up to MaxBackoff. Defaults
+	// 100 ms and 5 s.
+	Backoff, MaxBackoff time.Duration
+	// RecoverEvery is how often unfinished orders with free leases are
+	// looked for. Default 2 s.
+	RecoverEvery time.Duration
+	Now          func() time.Time
+}
+
+// Runner runs sagas. Start it with Run; Start hands it new orders.
+type Runner struct {
+	cfg   Config
+	owner string
+	kick  chan string
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]bool
+}
+
+var _ app.Starter = (*Runner)(nil)
+
+// New returns a Runner with a fresh owner id for leases.
+func New(cfg Config) *Runner {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Lease, 15*time.Second)
+	def(&cfg.CallTimeout, 5*time.Second)
+	def(&cfg.Backoff, 100*time.Millisecond)
+	def(&cfg.MaxBackoff, 5*time.Second)
+	def(&cfg.RecoverEvery, 2*time.Second)
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Publish == nil {
+		cfg.Publish = func(string) {}
+	}
+	return &Runner{cfg: cfg, owner: ids.New("runner"), kick: make(chan string, 1024), running: map[string]bool{}}
+}
+
+// Start implements app.Starter: the order's saga starts soon. When the
+// queue is full the order waits for the next recovery scan.
+func (r *Runner) Start(orderID string) {
+	select {
+	case r.kick <- orderID:
+	default:
+	}
+}
+
+// Run runs sagas until ctx ends: new orders from Start, and unfinished orders
+// whose lease is free, at once and every RecoverEvery. It returns after every
+// saga it started has stopped; their state is durable, so another Run picks
+// them up.
+func (r *Runner) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.RecoverEvery)
+	defer t.Stop()
+	defer r.wg.Wait()
+	r.recover(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case id := <-r.kick:
+			r.spawn(ctx, id)
+		case <-t.C:
+			r.recover(ctx)
+		}
+	}
+}
+
+func (r *Runner) recover(ctx context.Context) {
+	ids, err := r.cfg.Repo.Unfinished(ctx, r.cfg.Now(), 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Logger.WarnContext(ctx, "saga: list unfinished orders", "err", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		r.spawn(ctx, id)
+	}
+}
+
+func (r *Runner) spawn(ctx context.Context, id string) {
+	r.mu.Lock()
+	if r.running[id] {
+		r.mu.Unlock()
+		return
+	}
+	r.running[id] = true
+	r.mu.Unlock()
+	r.wg.Go(func() {
+		defer func() {
+			r.mu.Lock()
+			delete(r.running, id)
+			r.mu.Unlock()
+		}()
+		if err := r.Drive(ctx, id); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.ErrorContext(ctx, "saga stopped", "order", id, "err", err)
+		}
+	})
+}
+
+// Drive runs one order's saga to its end, if this Runner can claim it. It
+// returns early, leaving a resumable state, when ctx ends or the lease is
+// lost.
+func (r *Runner) Drive(parent context.Context, id string) error {
+	now := r.cfg.Now()
+	ok, err := r.cfg.Repo.Claim(parent, id, r.owner, now, now.Add(r.cfg.Lease))
+	if err != nil || !ok {
+		return err
+	}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	defer func() {
+		// Release with a fresh context: the parent may be done already.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(parent), time.Second)
+		defer rcancel()
+		_ = r.cfg.Repo.Release(rctx, id, r.owner)
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { r.renew(ctx, cancel, id) })
+	defer cancel()
+
+	o, err := r.cfg.Repo.Order(ctx, id)
+	if err != nil {
+		return err
+	}
+	if o.Status == domain.OrderPending {
+		if o, err = r.update(ctx, id, func(o *domain.Order) error { o.Status = domain.OrderInProgress; return nil }); err != nil {
+			return err
+		}
+	}
+	if o.Status == domain.OrderInProgress {
+		if o, err = r.forward(ctx, o); err != nil {
+			return err
+		}
+	}
+	if o.Status == domain.OrderCompensating {
+		return r.backward(ctx, o)
+	}
+	return nil
+}
+
+// renew extends the lease every Lease/3 and cancels the saga when it cannot.
+func (r *Runner) renew(ctx context.Context, cancel context.CancelFunc, id string) {
+	t := time.NewTicker(r.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			now := r.cfg.Now()
+			if ok, err := r.cfg.Repo.Claim(ctx, id, r.owner, now, now.Add(r.cfg.Lease)); err != nil || !ok {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+func (r *Runner) update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
+	o, err := r.cfg.Repo.UpdateOrder(ctx, id, func(o *domain.Order) error {
+		if err := fn(o); err != nil {
+			return err
+		}
+		o.UpdatedAt = r.cfg.Now().UTC().Truncate(time.Microsecond)
+		return nil
+	})
+	if err == nil {
+		r.cfg.Publish(id)
+	}
+	return o, err
+}
+
+func (r *Runner) updateStep(ctx context.Context, id, capability string, fn func(*domain.Step)) (domain.Order, error) {
+	return r.update(ctx, id, func(o *domain.Order) error {
+		i := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.Capability == capability })
+		if i < 0 {
+			return fmt.Errorf("order %s has no step %s", id, capability)
+		}
+		fn(&o.Steps[i])
+		return nil
+	})
+}
+
+// forward exercises the stages in order and returns the order COMPLETED, or
+// COMPENSATING after a failed step.
+func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, error) {
+	for _, stage := range stages(o.Steps) {
+		var wg sync.WaitGroup
+		for _, st := range o.Steps {
+			if st.Stage == stage && (st.State == domain.StepPending || st.State == domain.StepExercising) {
+				wg.Go(func() { r.exercise(ctx, o.ID, st) })
+			}
+		}
+		wg.Wait()
+		if err := ctx.Err(); err != nil {
+			return o, err
+		}
+		var err error
+		if o, err = r.cfg.Repo.Order(ctx, o.ID); err != nil {
+			return o, err
+		}
+		if i := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.State == domain.StepFailed }); i >= 0 {
+			failed := o.Steps[i]
+			return r.update(ctx, o.ID, func(o *domain.Order) error {
+				o.Status = domain.OrderCompensating
+				o.FailureReason = fmt.Sprintf("%s refused: %s", failed.Capability, failed.LastError)
+				return nil
+			})
+		}
+		for _, st := range o.Steps {
+			if st.Stage == stage && st.State != domain.StepApplied {
+				return o, fmt.Errorf("step %s ended %d", st.Capability, st.State)
+			}
+		}
+	}
+	return r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderCompleted; return nil })
+}
+
+func stages(steps []domain.Step) []int {
+	var out []int
+	for _, s := range steps {
+		if !slices.Contains(out, s.Stage) {
+			out = append(out, s.Stage)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// transient reports whether a failed call may succeed if repeated.
+func transient(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeResourceExhausted,
+		connect.CodeAborted, connect.CodeInternal, connect.CodeUnknown, connect.CodeCanceled:
+		return true
+	}
+	return false
+}
+
+// describe is the safe text of a call error for the order: code and the
+// issuer's message, which issuers write for clients.
+func describe(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Code().String() + ": " + ce.Message()
+	}
+	return connect.CodeOf(err).String()
+}
+
+func (r *Runner) token(st domain.Step, orderID string) (string, error) {
+	return r.cfg.Sealer.Open(app.TokenRecordID(orderID, st.Capability), st.SealedToken)
+}
+
+// exercise drives one step to APPLIED or FAILED, or returns with ctx done
+// leaving it EXERCISING.
+func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
+	raw, err := r.token(st, orderID)
+	if err != nil {
+		r.cfg.Logger.ErrorContext(ctx, "saga: open sealed token", "order", orderID, "step", st.Capability, "err", err)
+		_, _ = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.State, s.LastError = domain.StepFailed, "token unreadable" })
+		return
+	}
+	backoff := r.cfg.Backoff
+	key := orderID + "/" + st.Capability + "/exercise"
+	for attempt := 1; ; attempt++ {
+		if _, err := r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.State = domain.StepExercising; s.Attempts++ }); err != nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+		ref, err := r.cfg.Calls.Exercise(cctx, st.Issuer, raw, orderID, key)
+		cancel()
+		if ctx.Err() != nil {
+			return // stopping: the step stays EXERCISING and is resumed
+		}
+		if err == nil {
+			_, _ = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) {
+				s.State, s.Reference, s.LastError = domain.StepApplied, ref, ""
+			})
+			return
+		}
+		final := !transient(err) || attempt >= r.cfg.MaxAttempts
+		_, _ = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) {
+			s.LastError = describe(err)
+			if final {
+				s.State = domain.StepFailed
+			}
+		})
+		if final {
+			return
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+}
+
+// backward compensates every step not yet compensated, in reverse order,
+// then ends the order FAILED.
+func (r *Runner) backward(ctx context.Context, o domain.Order) error {
+	for i := len(o.Steps) - 1; i >= 0; i-- {
+		if st := o.Steps[i]; st.State != domain.StepCompensated {
+			if !r.compensate(ctx, o.ID, st, o.FailureReason) {
+				return ctx.Err()
+			}
+		}
+	}
+	_, err := r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderFailed; return nil })
+	return err
+}
+
+// compensate retries until the issuer confirms; false when ctx ended first.
+func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step, reason string) bool {
+	raw, err := r.token(st, orderID)
+	if err != nil {
+		// Without the token the issuer cannot be asked: keep trying to read
+		// it (a vault key may come back) and show why.
+		r.cfg.Logger.ErrorContext(ctx, "saga: open sealed token", "order", orderID, "step", st.Capability, "err", err)
+	}
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	backoff := r.cfg.Backoff
+	key := orderID + "/" + st.Capability + "/compensate"
+	for {
+		if _, err := r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.State = domain.StepCompensating; s.Attempts++ }); err != nil {
+			return false
+		}
+		err = nil
+		if raw == "" {
+			raw, err = r.token(st, orderID)
+		}
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+			err = r.cfg.Calls.Compensate(cctx, st.Issuer, raw, orderID, reason, key)
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			_, err = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.State, s.LastError = domain.StepCompensated, "" })
+			return err == nil
+		}
+		_, _ = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.LastError = describe(err) })
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,255 @@
+// Package orderprocessing is the orchestrator of the Capability Token Relay:
+// it owns the catalog and prices checkouts, signs checkout tokens, verifies
+// the confirmation tokens of the domains by their envelope only, stores each
+// order with its tokens encrypted at rest, and runs the durable saga that
+// relays every token to its issuer's CapabilityService and compensates on
+// failure. This package is its public face: Config, New, the routing table.
+//
+// It imports no code of any domain service: what it knows of them is the
+// routing table (configuration) and the generic capability.v1 protocol.
+package orderprocessing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
+	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/adapters"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/app"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/ports"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/saga"
+)
+
+// Name is OrderProcessing's issuer and workload name, and the audience of
+// every confirmation token.
+const Name = capability.Audience
+
+// Route is one line of the routing table: tokens granting Capability, signed
+// by Issuer, are exercised at Endpoint (the base URL of the issuer's
+// CapabilityService) in Stage. Stages run in ascending order; put the
+// payment capture, the pivot that cannot be undone cheaply, in the last
+// stage.
+type Route struct {
+	Capability string `json:"capability"`
+	Issuer     string `json:"issuer"`
+	Stage      int    `json:"stage"`
+	Endpoint   string `json:"endpoint"`
+	// JWKS is the URL of the issuer's key set, for deployments that reach
+	// the issuer by URL; empty when its keys are given in process.
+	JWKS string `json:"jwks,omitempty"`
+}
+
+var capabilityPattern = regexp.MustCompile(`^([a-z][a-z0-9-]{0,31}):[a-z][a-z0-9-]{0,31}$`)
+
+// ParseRoutes reads a routing table in JSON: {"routes": [Route...]}, and
+// validates it: capabilities "namespace:action", one route per capability,
+// one issuer per namespace (an issuer may grant only its own namespace),
+// positive stages, an endpoint for each.
+func ParseRoutes(r io.Reader) ([]Route, error) {
+	var doc struct {
+		Routes []Route `json:"routes"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("orderprocessing: routing table: %w", err)
+	}
+	return doc.Routes, validateRoutes(doc.Routes)
+}
+
+// namespaces returns the capability namespace of each issuer.
+func namespaces(routes []Route) (map[string]string, error) {
+	ns := map[string]string{}
+	for _, r := range routes {
+		m := capabilityPattern.FindStringSubmatch(r.Capability)
+		if m == nil {
+			return nil, fmt.Errorf("orderprocessing: route %q: capability must be namespace:action", r.Capability)
+		}
+		if prev, ok := ns[r.Issuer]; ok && prev != m[1] {
+			return nil, fmt.Errorf("orderprocessing: issuer %q grants two namespaces, %q and %q", r.Issuer, prev, m[1])
+		}
+		ns[r.Issuer] = m[1]
+	}
+	return ns, nil
+}
+
+func validateRoutes(routes []Route) error {
+	if len(routes) == 0 {
+		return errors.New("orderprocessing: the routing table is empty")
+	}
+	seen := map[string]bool{}
+	for _, r := range routes {
+		switch {
+		case seen[r.Capability]:
+			return fmt.Errorf("orderprocessing: two routes for %q", r.Capability)
+		case r.Issuer == "" || r.Endpoint == "":
+			return fmt.Errorf("orderprocessing: route %q needs an issuer and an endpoint", r.Capability)
+		case r.Stage < 1:
+			return fmt.Errorf("orderprocessing: route %q: stage must be at least 1", r.Capability)
+		}
+		seen[r.Capability] = true
+	}
+	_, err := namespaces(routes)
+	return err
+}
+
+// Config configures the service. Fields without a default are required.
+type Config struct {
+	// DB is the service's database; New migrates it.
+	DB *sqldb.DB
+	// Keys is OrderProcessing's own ring: it signs checkout and workload
+	// tokens.
+	Keys *keys.Ring
+	// Vault encrypts the confirmation tokens stored with each order.
+	Vault *vault.Keyring
+	// Gateway issues transaction tokens for the audience TrustDomain.
+	Gateway     capability.Peer
+	TrustDomain string
+	// Routes is the routing table.
+	Routes []Route
+	// IssuerKeys gives each route issuer's key source.
+	IssuerKeys map[string]keys.Source
+	// HTTPClient calls the issuers' CapabilityService; it must speak
+	// HTTP/2 if an endpoint uses gRPC. Default http.DefaultClient.
+	HTTPClient connect.HTTPClient
+	Logger     *slog.Logger
+	// CheckoutTTL is how long a checkout stays open. Default 30 minutes, at
+	// most 1 hour.
+	CheckoutTTL time.Duration
+	// Saga tunes the saga; zero values take its defaults.
+	Saga SagaConfig
+}
+
+// SagaConfig tunes the saga (see package saga for the defaults).
+type SagaConfig struct {
+	Lease, CallTimeout, Backoff, MaxBackoff, RecoverEvery time.Duration
+	MaxAttempts                                           int
+}
+
+// Service is a running OrderProcessing.
+type Service struct {
+	server   *ports.Server
+	verifier *token.Verifier
+	guard    *replay.Guard
+	runner   *saga.Runner
+	keys     *keys.Ring
+}
+
+// New builds the service: migrates the store, builds the verifier from the
+// routing table and wires the use cases and the saga. Call Run to run sagas.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.DB == nil || cfg.Keys == nil || cfg.Vault == nil || cfg.Gateway.Keys == nil || cfg.TrustDomain == "" || cfg.Logger == nil {
+		return nil, errors.New("orderprocessing: incomplete Config")
+	}
+	if err := validateRoutes(cfg.Routes); err != nil {
+		return nil, err
+	}
+	ns, _ := namespaces(cfg.Routes)
+	opts := []token.Option{
+		token.WithVerifiedCache(1 << 14),
+		token.Trust(cfg.Gateway.Issuer, cfg.Gateway.Keys, token.Accept(token.Transaction, cfg.TrustDomain)),
+	}
+	var audiences []string
+	routes := domain.Routes{}
+	for _, r := range cfg.Routes {
+		routes[r.Capability] = domain.Route{Capability: r.Capability, Issuer: r.Issuer, Stage: r.Stage}
+		if slices.Contains(audiences, r.Issuer) {
+			continue
+		}
+		src, ok := cfg.IssuerKeys[r.Issuer]
+		if !ok {
+			return nil, fmt.Errorf("orderprocessing: no keys for issuer %q", r.Issuer)
+		}
+		audiences = append(audiences, r.Issuer)
+		opts = append(opts, token.Trust(r.Issuer, src, token.Accept(token.Confirmation, Name), token.Namespace(ns[r.Issuer])))
+	}
+	v, err := token.NewVerifier(opts...)
+	if err != nil {
+		return nil, err
+	}
+	guard, err := replay.New(cfg.DB)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	store, err := adapters.NewStore(ctx, cfg.DB, guard)
+	if err != nil {
+		v.Close()
+		guard.Close()
+		return nil, err
+	}
+	issuer, err := token.NewIssuer(Name, cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	httpClient := cfg.HTTPClient
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	clients := saga.Clients{}
+	for _, r := range cfg.Routes {
+		if _, ok := clients[r.Issuer]; !ok {
+			clients[r.Issuer] = capabilityv1connect.NewCapabilityServiceClient(httpClient, r.Endpoint,
+				connect.WithInterceptors(authn.NewClientInterceptor(authn.WithWorkload(issuer, r.Issuer))))
+		}
+	}
+	sealer := capability.VaultSealer{Keyring: cfg.Vault}
+	watch := &app.Watcher{}
+	runner := saga.New(saga.Config{
+		Repo: store, Sealer: sealer, Calls: clients, Publish: watch.Publish, Logger: cfg.Logger,
+		Lease: cfg.Saga.Lease, CallTimeout: cfg.Saga.CallTimeout, MaxAttempts: cfg.Saga.MaxAttempts,
+		Backoff: cfg.Saga.Backoff, MaxBackoff: cfg.Saga.MaxBackoff, RecoverEvery: cfg.Saga.RecoverEvery,
+	})
+	a := app.New(app.Config{
+		Repo: store, Envelope: app.EnvelopeVerifier(v), Sealer: sealer, Guard: guard, Routes: routes,
+		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL,
+		Sign: func(ctx context.Context, c domain.Checkout) (string, error) {
+			raw, _, err := token.Issue(ctx, issuer, token.Checkout, token.CheckoutClaims{
+				Registered:        token.Registered{Subject: c.UserID, Audience: audiences, ExpiresAt: c.ExpiresAt},
+				OrderProcessingID: c.ID, AmountMinor: c.Total.AmountMinor, Currency: c.Total.Currency,
+			})
+			return raw, err
+		},
+	})
+	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys}, nil
+}
+
+// Register mounts OrderProcessingService on mux behind the authentication
+// interceptor (every RPC needs a transaction token), then opts'
+// interceptors.
+func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
+	opts = append([]connect.HandlerOption{connect.WithInterceptors(authn.NewServerInterceptor(s.verifier))}, opts...)
+	mux.Handle(orderprocessingv1connect.NewOrderProcessingServiceHandler(s.server, opts...))
+}
+
+// Run runs sagas until ctx ends: new orders, and unfinished ones left by a
+// crash or by another replica whose lease expired.
+func (s *Service) Run(ctx context.Context) error { return s.runner.Run(ctx) }
+
+// JWKS serves OrderProcessing's public keys (checkout and workload tokens).
+func (s *Service) JWKS() http.Handler { return s.keys.Handler() }
+
+// Close releases caches. Stop Run first.
+func (s *Service) Close() {
+	s.verifier.Close()
+	s.guard.Close()
+}

@@ -1,0 +1,432 @@
+package orderprocessing_test
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
+)
+
+const (
+	completed = orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED
+	failed    = orderprocessingv1.OrderStatus_ORDER_STATUS_FAILED
+)
+
+// TestCheckout places an order on both stores: the saga completes it, the
+// same key returns it, only its owner and admins see it.
+func TestCheckout(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		w := newWorld(t)
+		in := w.start(db)
+		co := w.checkout(in, "usr_alice")
+		if co.GetTotal().GetAmountMinor() != 1250 || co.GetTotal().GetCurrency() != "EUR" || !strings.HasPrefix(co.GetId(), "op_") {
+			t.Fatalf("checkout = %v", co)
+		}
+		toks := w.tokens3("usr_alice", co.GetId())
+		o, err := w.place(in, "usr_alice", co.GetId(), toks, "key-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := w.await(in, "usr_alice", o.GetId())
+		end := final(seen)
+		if end.GetStatus() != completed {
+			t.Fatalf("order ended %v: %v", end.GetStatus(), end)
+		}
+		w.consistent(end)
+		for _, st := range end.GetSteps() {
+			if st.GetReference() == "" || st.GetState() != orderprocessingv1.StepState_STEP_STATE_APPLIED {
+				t.Fatalf("step %v", st)
+			}
+		}
+		if got := end.GetSteps()[len(end.GetSteps())-1].GetCapability(); got != "payments:capture" {
+			t.Fatalf("last step is %s, want the payment capture", got)
+		}
+		again, err := w.place(in, "usr_alice", co.GetId(), toks, "key-1")
+		if err != nil || again.GetId() != o.GetId() {
+			t.Fatalf("retry with the same key = %v, %v", again, err)
+		}
+		if _, err := w.place(in, "usr_alice", co.GetId(), toks, "key-2"); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+			t.Fatalf("second order for a placed checkout: %v", err)
+		}
+		if _, err := in.client.GetOrder(t.Context(), header(w.as("usr_mallory"), &orderprocessingv1.GetOrderRequest{OrderId: o.GetId()})); connect.CodeOf(err) != connect.CodePermissionDenied {
+			t.Fatalf("someone else's order: %v", err)
+		}
+		if _, err := in.client.GetOrder(t.Context(), header(w.as("usr_mallory"), &orderprocessingv1.GetOrderRequest{OrderId: "ord_nope"})); connect.CodePermissionDenied != connect.CodeOf(err) {
+			t.Fatalf("unknown order: %v (must look like someone else's)", err)
+		}
+		admin := w.tokens.As(t, "usr_admin", "shop admin")
+		if _, err := in.client.GetOrder(t.Context(), header(admin, &orderprocessingv1.GetOrderRequest{OrderId: o.GetId()})); err != nil {
+			t.Fatalf("admin: %v", err)
+		}
+		list, err := in.client.ListOrders(t.Context(), header(w.as("usr_alice"), &orderprocessingv1.ListOrdersRequest{}))
+		if err != nil || len(list.Msg.GetOrders()) != 1 || list.Msg.GetOrders()[0].GetId() != o.GetId() {
+			t.Fatalf("ListOrders = %v, %v", list, err)
+		}
+		if _, err := in.client.ListOrders(t.Context(), header(w.as("usr_mallory"), &orderprocessingv1.ListOrdersRequest{UserId: "usr_alice"})); connect.CodeOf(err) != connect.CodePermissionDenied {
+			t.Fatalf("listing someone else's orders: %v", err)
+		}
+	})
+}
+
+// TestRefusals sends PlaceOrder every envelope and settlement defect: each
+// gets its code and consumes nothing, so the good tokens still work after.
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	in := w.start(sqldbtest.SQLite(t))
+	co := w.checkout(in, "usr_alice")
+	other := w.checkout(in, "usr_alice")
+	bobs := w.checkout(in, "usr_bob")
+	id := co.GetId()
+	good := w.tokens3("usr_alice", id)
+	c, p, pay := good[0], good[1], good[2]
+	conf := w.confirmation
+	tampered := func(raw string) string {
+		parts := strings.Split(raw, ".")
+		return parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
+	}
+	past, _ := token.NewIssuer("coupons", w.rings["coupons"], token.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	expired, _, err := token.Issue(t.Context(), past, token.Confirmation, token.ConfirmationClaims{
+		Registered: token.Registered{Subject: "usr_alice", Audience: []string{"order-processing"}}, OrderProcessingID: id,
+		Capabilities: []string{"coupons:redeem"}, Settlement: token.Settlement{AmountMinor: 250, Currency: "EUR"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		user   string
+		target string
+		toks   []string
+		key    string
+		want   connect.Code
+	}{
+		{"tampered signature", "usr_alice", id, []string{tampered(c), p, pay}, "k", connect.CodeInvalidArgument},
+		{"expired token", "usr_alice", id, []string{expired, p, pay}, "k", connect.CodeFailedPrecondition},
+		{"wrong audience", "usr_alice", id, []string{conf("coupons", "usr_alice", id, 250, func(c *token.ConfirmationClaims) { c.Audience = []string{"payments"} }), p, pay}, "k", connect.CodeInvalidArgument},
+		{"capability outside the issuer's namespace", "usr_alice", id, []string{conf("coupons", "usr_alice", id, 250, func(c *token.ConfirmationClaims) { c.Capabilities = []string{"payments:capture"} }), p, pay}, "k", connect.CodeInvalidArgument},
+		{"not a token", "usr_alice", id, []string{"garbage", p, pay}, "k", connect.CodeInvalidArgument},
+		{"other checkout", "usr_alice", id, []string{conf("coupons", "usr_alice", other.GetId(), 250), p, pay}, "k", connect.CodeFailedPrecondition},
+		{"other user", "usr_alice", id, []string{conf("coupons", "usr_bob", id, 250), p, pay}, "k", connect.CodeFailedPrecondition},
+		{"two capabilities", "usr_alice", id, []string{conf("coupons", "usr_alice", id, 250, func(c *token.ConfirmationClaims) { c.Capabilities = []string{"coupons:redeem", "coupons:stack"} }), p, pay}, "k", connect.CodeFailedPrecondition},
+		{"capability without a route", "usr_alice", id, []string{conf("coupons", "usr_alice", id, 250, func(c *token.ConfirmationClaims) { c.Capabilities = []string{"coupons:stack"} }), p, pay}, "k", connect.CodeFailedPrecondition},
+		{"one capability twice", "usr_alice", id, []string{c, conf("coupons", "usr_alice", id, 300), pay}, "k", connect.CodeFailedPrecondition},
+		{"settlement short", "usr_alice", id, []string{c, p, conf("payments", "usr_alice", id, 699)}, "k", connect.CodeFailedPrecondition},
+		{"settlement over", "usr_alice", id, []string{c, p, conf("payments", "usr_alice", id, 701)}, "k", connect.CodeFailedPrecondition},
+		{"wrong currency", "usr_alice", id, []string{c, p, conf("payments", "usr_alice", id, 700, func(c *token.ConfirmationClaims) { c.Settlement.Currency = "USD" })}, "k", connect.CodeFailedPrecondition},
+		{"no tokens", "usr_alice", id, nil, "k", connect.CodeInvalidArgument},
+		{"nine tokens", "usr_alice", id, append(append(append([]string{}, good...), good...), good...), "k", connect.CodeInvalidArgument},
+		{"no idempotency key", "usr_alice", id, good, "", connect.CodeInvalidArgument},
+		{"someone else's checkout", "usr_mallory", id, good, "k", connect.CodePermissionDenied},
+		{"unknown checkout", "usr_alice", "op_nope", good, "k", connect.CodePermissionDenied},
+		{"tokens of another user's checkout", "usr_alice", bobs.GetId(), good, "k", connect.CodePermissionDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := w.place(in, tc.user, tc.target, tc.toks, tc.key)
+			if connect.CodeOf(err) != tc.want {
+				t.Fatalf("error = %v, want code %v", err, tc.want)
+			}
+			for _, tok := range tc.toks {
+				if len(tok) > 20 && err != nil && strings.Contains(err.Error(), tok[len(tok)-20:]) {
+					t.Fatal("the error echoes a token")
+				}
+			}
+		})
+	}
+	o, err := w.place(in, "usr_alice", id, good, "k")
+	if err != nil {
+		t.Fatalf("the good tokens after the refusals: %v", err)
+	}
+	w.consistent(final(w.await(in, "usr_alice", o.GetId())))
+	// Replays: on another checkout's order, and the cancelled checkout.
+	if _, err := w.place(in, "usr_alice", other.GetId(), good, "k2"); connect.CodeOf(err) != connect.CodeAlreadyExists && connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("replayed tokens: %v", err)
+	}
+	if _, err := in.client.CancelCheckout(t.Context(), header(w.as("usr_alice"), &orderprocessingv1.CancelCheckoutRequest{CheckoutId: other.GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	fresh := w.tokens3("usr_alice", other.GetId())
+	if _, err := w.place(in, "usr_alice", other.GetId(), fresh, "k3"); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("order on a cancelled checkout: %v", err)
+	}
+	if _, err := in.client.CancelCheckout(t.Context(), header(w.as("usr_alice"), &orderprocessingv1.CancelCheckoutRequest{CheckoutId: id})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("cancelling a placed checkout: %v", err)
+	}
+}
+
+// TestReplayedTokensAcrossRequests: the same tokens placed twice with two
+// keys, the second time after the first order exists: AlreadyExists from
+// the fast path or the database, never a second order.
+func TestReplayedTokens(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	in := w.start(sqldbtest.SQLite(t))
+	co := w.checkout(in, "usr_alice")
+	toks := w.tokens3("usr_alice", co.GetId())
+	if _, err := w.place(in, "usr_alice", co.GetId(), toks, "a"); err != nil {
+		t.Fatal(err)
+	}
+	// A second instance has a cold ristretto cache: the database refuses.
+	cold := w.start(sqldbtest.SQLite(t))
+	_ = cold
+	if _, err := w.place(in, "usr_alice", co.GetId(), toks, "b"); connect.CodeOf(err) != connect.CodeAlreadyExists && connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("replay: %v", err)
+	}
+}
+
+// TestFaultTable fails each step in each way; the order ends FAILED with
+// every step compensated and no effect standing, or COMPLETED when the
+// fault is transient and passes.
+func TestFaultTable(t *testing.T) {
+	t.Parallel()
+	refuse := func(string, int) error {
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("refused by the domain"))
+	}
+	down := func(string, int) error { return connect.NewError(connect.CodeUnavailable, errors.New("down")) }
+	slow := func(string, int) error { time.Sleep(400 * time.Millisecond); return nil }
+	flaky := func(_ string, call int) error {
+		if call <= 2 {
+			return connect.NewError(connect.CodeUnavailable, errors.New("blip"))
+		}
+		return nil
+	}
+	for _, issuer := range []string{"coupons", "points", "payments"} {
+		for _, tc := range []struct {
+			name  string
+			fault func(string, int) error
+			want  orderprocessingv1.OrderStatus
+		}{
+			{"refuses", refuse, failed},
+			{"stays down", down, failed},
+			{"times out", slow, failed},
+			{"recovers after two errors", flaky, completed},
+		} {
+			t.Run(issuer+" "+tc.name, func(t *testing.T) {
+				t.Parallel()
+				w := newWorld(t)
+				in := w.start(sqldbtest.SQLite(t))
+				w.ledgers[issuer].setFault(func(kind string, call int) error {
+					if kind == "exercise" {
+						return tc.fault(kind, call)
+					}
+					return nil
+				})
+				co := w.checkout(in, "usr_alice")
+				o, err := w.place(in, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
+				if err != nil {
+					t.Fatal(err)
+				}
+				end := final(w.await(in, "usr_alice", o.GetId()))
+				if end.GetStatus() != tc.want {
+					t.Fatalf("order ended %v, want %v: %v", end.GetStatus(), tc.want, end)
+				}
+				w.consistent(end)
+				if tc.want == failed && end.GetFailureReason() == "" {
+					t.Fatal("a failed order without a reason")
+				}
+			})
+		}
+	}
+	t.Run("compensation retried until it succeeds", func(t *testing.T) {
+		t.Parallel()
+		w := newWorld(t)
+		in := w.start(sqldbtest.SQLite(t))
+		w.ledgers["payments"].setFault(func(kind string, _ int) error {
+			if kind == "exercise" {
+				return refuse(kind, 0)
+			}
+			return nil
+		})
+		var n int
+		var mu sync.Mutex
+		w.ledgers["coupons"].setFault(func(kind string, _ int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if kind == "compensate" {
+				if n++; n <= 4 {
+					return connect.NewError(connect.CodeUnavailable, errors.New("down"))
+				}
+			}
+			return nil
+		})
+		co := w.checkout(in, "usr_alice")
+		o, err := w.place(in, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := w.await(in, "usr_alice", o.GetId())
+		w.consistent(final(seen))
+		sawCompensating := false
+		for _, s := range seen {
+			sawCompensating = sawCompensating || s.GetStatus() == orderprocessingv1.OrderStatus_ORDER_STATUS_COMPENSATING
+		}
+		if !sawCompensating {
+			t.Fatal("the watcher never saw COMPENSATING")
+		}
+	})
+}
+
+// TestCrashRecovery stops the orchestrator at every call of the saga,
+// before the domain acts and after it acted but before it answered, then
+// starts a new one on the same database: every order ends final and
+// consistent, and no effect is applied twice.
+func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
+	// Calls reaching a domain: 3 exercises on the happy path; with payments
+	// refusing, 3 exercises and 3 compensations, of which 2 exercises and 3
+	// compensations have an effect to crash after.
+	calls := map[string]map[string]int{
+		"complete":   {"before": 3, "after": 3},
+		"compensate": {"before": 6, "after": 5},
+	}
+	for _, path := range []string{"complete", "compensate"} {
+		for _, when := range []string{"before", "after"} {
+			for call := 1; call <= calls[path][when]; call++ {
+				t.Run(fmt.Sprintf("%s/call %d/%s", path, call, when), func(t *testing.T) {
+					t.Parallel()
+					w := newWorld(t)
+					db := sqldbtest.SQLite(t)
+					first := w.start(db)
+					var mu sync.Mutex
+					calls := 0
+					crashed := make(chan struct{})
+					crash := func() bool {
+						mu.Lock()
+						defer mu.Unlock()
+						calls++
+						if calls == call {
+							first.stop()
+							close(crashed)
+							return true
+						}
+						return false
+					}
+					for name, l := range w.ledgers {
+						l.setFault(func(kind string, _ int) error {
+							if when == "before" && crash() {
+								return connect.NewError(connect.CodeUnavailable, errCrash)
+							}
+							if path == "compensate" && name == "payments" && kind == "exercise" {
+								return connect.NewError(connect.CodeFailedPrecondition, errors.New("declined"))
+							}
+							return nil
+						})
+						l.setAfter(func(string) {
+							if when == "after" {
+								crash()
+							}
+						})
+					}
+					co := w.checkout(first, "usr_alice")
+					o, err := w.place(first, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
+					if err != nil {
+						t.Fatal(err)
+					}
+					select {
+					case <-crashed:
+					case <-time.After(10 * time.Second):
+						t.Fatal("the saga never reached the crash point")
+					}
+					<-first.done
+					for _, l := range w.ledgers {
+						l.setFault(func(kind string, _ int) error {
+							if path == "compensate" && l.name == "payments" && kind == "exercise" {
+								return connect.NewError(connect.CodeFailedPrecondition, errors.New("declined"))
+							}
+							return nil
+						})
+						l.setAfter(nil)
+					}
+					second := w.start(db)
+					end := final(w.await(second, "usr_alice", o.GetId()))
+					want := completed
+					if path == "compensate" {
+						want = failed
+					}
+					if end.GetStatus() != want {
+						t.Fatalf("order ended %v, want %v", end.GetStatus(), want)
+					}
+					w.consistent(end)
+				})
+			}
+		}
+	}
+}
+
+// TestReplicas runs two OrderProcessing replicas on one PostgreSQL: the same
+// tokens placed through both at once make one order, and every saga runs
+// once.
+func TestReplicas(t *testing.T) {
+	t.Parallel()
+	db := sqldbtest.Postgres(t)
+	w := newWorld(t)
+	a, b := w.start(db), w.start(db)
+	const orders = 10
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	placed := map[string]bool{}
+	for i := range orders {
+		co := w.checkout(a, "usr_alice")
+		toks := w.tokens3("usr_alice", co.GetId())
+		for j, in := range []*instance{a, b} {
+			wg.Go(func() {
+				o, err := w.place(in, "usr_alice", co.GetId(), toks, fmt.Sprintf("k-%d-%d", i, j))
+				switch code := connect.CodeOf(err); {
+				case err == nil:
+					mu.Lock()
+					placed[o.GetId()] = true
+					mu.Unlock()
+				case code == connect.CodeAlreadyExists || code == connect.CodeFailedPrecondition:
+				default:
+					t.Errorf("place: %v", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(placed) != orders {
+		t.Fatalf("%d orders placed for %d checkouts", len(placed), orders)
+	}
+	for id := range placed {
+		end := final(w.await(b, "usr_alice", id))
+		if end.GetStatus() != completed {
+			t.Fatalf("order %s ended %v", id, end.GetStatus())
+		}
+	}
+	standing := 0
+	for _, l := range w.ledgers {
+		standing += l.standing(t)
+	}
+	if standing != 3*orders {
+		t.Fatalf("%d effects stand, want %d", standing, 3*orders)
+	}
+}
+
+// TestImportsNoDomain fails if OrderProcessing imports any package of a
+// domain service: it may know the capability protocol only.
+func TestImportsNoDomain(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", "-test", "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, domain := range []string{"coupons", "points", "payments"} {
+			if strings.HasPrefix(pkg, "github.com/tokenrelay/tokenrelay/services/"+domain) ||
+				strings.HasPrefix(pkg, "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/"+domain+"/") {
+				t.Errorf("OrderProcessing depends on %s", pkg)
+			}
+		}
+	}
+}

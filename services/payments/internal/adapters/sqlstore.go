@@ -1,0 +1,290 @@
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/services/payments/internal/domain"
+)
+
+//go:embed migrations/*.sql migrations/simprocessor/*.sql
+var migrations embed.FS
+
+// MigrationSet names Payments' migrations in a shared schema_migrations table.
+const MigrationSet = "payments"
+
+// Store is the SQL implementation of domain.Repository.
+type Store struct {
+	db *sqldb.DB
+}
+
+var _ domain.Repository = (*Store)(nil)
+
+// NewStore migrates db to Payments' schema and returns the store.
+func NewStore(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	files, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := sqldb.Migrate(ctx, db, files, sqldb.MigrationSet(MigrationSet)); err != nil {
+		return nil, fmt.Errorf("payments: migrate: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+const methodColumns = `id, user_id, brand, last4, expiry_month, expiry_year, label, processor_ref, idempotency_key, created_at`
+
+func scanMethod(row scanner) (domain.PaymentMethod, error) {
+	var m domain.PaymentMethod
+	err := row.Scan(&m.ID, &m.UserID, &m.Brand, &m.Last4, &m.ExpiryMonth, &m.ExpiryYear, &m.Label, &m.ProcessorRef, &m.IdempotencyKey, &m.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, domain.ErrNotFound
+	}
+	m.CreatedAt = m.CreatedAt.UTC()
+	return m, err
+}
+
+// AddPaymentMethod implements domain.Repository. It assigns the id.
+func (s *Store) AddPaymentMethod(ctx context.Context, m domain.PaymentMethod) (domain.PaymentMethod, bool, error) {
+	m.ID = ids.New("pm")
+	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO payment_methods (`+methodColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
+		m.ID, m.UserID, m.Brand, m.Last4, m.ExpiryMonth, m.ExpiryYear, m.Label, m.ProcessorRef, m.IdempotencyKey, m.CreatedAt.UTC())
+	if err != nil {
+		return domain.PaymentMethod{}, false, fmt.Errorf("payments: add payment method: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return m, true, err
+	}
+	prev, err := s.PaymentMethodByKey(ctx, m.UserID, m.IdempotencyKey)
+	if err != nil {
+		return domain.PaymentMethod{}, false, err
+	}
+	if !prev.SameCard(m) {
+		return domain.PaymentMethod{}, false, domain.ErrIdempotencyConflict
+	}
+	return prev, false, nil
+}
+
+// PaymentMethodByKey implements domain.Repository.
+func (s *Store) PaymentMethodByKey(ctx context.Context, userID, key string) (domain.PaymentMethod, error) {
+	return scanMethod(s.db.SQL().QueryRowContext(ctx,
+		`SELECT `+methodColumns+` FROM payment_methods WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
+}
+
+// PaymentMethod implements domain.Repository.
+func (s *Store) PaymentMethod(ctx context.Context, id string) (domain.PaymentMethod, error) {
+	return scanMethod(s.db.SQL().QueryRowContext(ctx, `SELECT `+methodColumns+` FROM payment_methods WHERE id = $1`, id))
+}
+
+// PaymentMethods implements domain.Repository.
+func (s *Store) PaymentMethods(ctx context.Context, userID string) ([]domain.PaymentMethod, error) {
+	rows, err := s.db.SQL().QueryContext(ctx,
+		`SELECT `+methodColumns+` FROM payment_methods WHERE user_id = $1 ORDER BY seq DESC`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("payments: payment methods: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.PaymentMethod
+	for rows.Next() {
+		m, err := scanMethod(rows)
+		if err != nil {
+			return nil, fmt.Errorf("payments: payment methods: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+const confirmationColumns = `jti, user_id, checkout_id, method_id, amount_minor, currency, authorization_id, idempotency_key, sealed_token, expires_at, created_at`
+
+func scanConfirmation(row scanner) (domain.Confirmation, error) {
+	var c domain.Confirmation
+	err := row.Scan(&c.JTI, &c.UserID, &c.CheckoutID, &c.MethodID, &c.Amount.AmountMinor, &c.Amount.Currency,
+		&c.AuthorizationID, &c.IdempotencyKey, &c.SealedToken, &c.ExpiresAt, &c.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, domain.ErrNotFound
+	}
+	c.ExpiresAt, c.CreatedAt = c.ExpiresAt.UTC(), c.CreatedAt.UTC()
+	return c, err
+}
+
+// SaveConfirmation implements domain.Repository.
+func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
+	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
+		c.JTI, c.UserID, c.CheckoutID, c.MethodID, c.Amount.AmountMinor, c.Amount.Currency,
+		c.AuthorizationID, c.IdempotencyKey, c.SealedToken, c.ExpiresAt.UTC(), c.CreatedAt.UTC())
+	if err != nil {
+		return domain.Confirmation{}, false, fmt.Errorf("payments: save confirmation: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return c, true, err
+	}
+	prev, err := s.ConfirmationByKey(ctx, c.UserID, c.IdempotencyKey)
+	if err != nil {
+		return domain.Confirmation{}, false, err
+	}
+	if !prev.SameRequest(c) {
+		return domain.Confirmation{}, false, domain.ErrIdempotencyConflict
+	}
+	return prev, false, nil
+}
+
+// ConfirmationByKey implements domain.Repository.
+func (s *Store) ConfirmationByKey(ctx context.Context, userID, key string) (domain.Confirmation, error) {
+	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+		`SELECT `+confirmationColumns+` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
+}
+
+// Confirmation implements domain.Repository.
+func (s *Store) Confirmation(ctx context.Context, jti string) (domain.Confirmation, error) {
+	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+		`SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+}
+
+const exerciseColumns = `jti, order_id, state, capture_id, refund_id, amount_minor, currency, reason, applied_at, compensated_at`
+
+func scanExercise(row scanner) (domain.Exercise, error) {
+	var x domain.Exercise
+	var applied, compensated sql.NullTime
+	err := row.Scan(&x.JTI, &x.OrderID, &x.State, &x.CaptureID, &x.RefundID, &x.Amount.AmountMinor, &x.Amount.Currency,
+		&x.Reason, &applied, &compensated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return x, domain.ErrNotFound
+	}
+	if applied.Valid {
+		x.AppliedAt = applied.Time.UTC()
+	}
+	if compensated.Valid {
+		x.CompensatedAt = compensated.Time.UTC()
+	}
+	return x, err
+}
+
+// claim inserts the exercise row for jti unless one exists. It returns
+// inserted=false and the existing row when another transaction got there
+// first; on PostgreSQL the insert waits for a concurrent one to commit, so
+// exactly one of any number of concurrent claims inserts.
+func claim(ctx context.Context, tx *sql.Tx, x domain.Exercise) (domain.Exercise, bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO exercises (`+exerciseColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (jti) DO NOTHING`,
+		x.JTI, x.OrderID, x.State, x.CaptureID, x.RefundID, x.Amount.AmountMinor, x.Amount.Currency,
+		x.Reason, nullTime(x.AppliedAt), nullTime(x.CompensatedAt))
+	if err != nil {
+		return domain.Exercise{}, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return x, true, err
+	}
+	prev, err := scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, x.JTI))
+	return prev, false, err
+}
+
+func nullTime(t time.Time) sql.NullTime {
+	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
+}
+
+// Exercise implements domain.Repository.
+//
+// The processor call runs inside the transaction, after the claim: until the
+// commit, concurrent exercises of the jti wait on the claim (PostgreSQL) or
+// on the write lock (SQLite), so capture runs once, and its failure rolls the
+// claim back. A crash or a lost commit after capture leaves no record, and
+// the retry's capture gets the same capture id from the processor, because
+// capturing is idempotent per hold. The price is a transaction held open for
+// one processor call, bounded by ctx.
+func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time, capture domain.CaptureFunc) (domain.Exercise, error) {
+	var out domain.Exercise
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+		if err != nil {
+			return err
+		}
+		x, inserted, err := claim(ctx, tx, domain.Exercise{
+			JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, Amount: c.Amount, AppliedAt: now,
+		})
+		if err != nil {
+			return err
+		}
+		if !inserted {
+			out = x
+			switch {
+			case x.OrderID != orderID:
+				return domain.ErrAlreadyExercised
+			case x.State == domain.ExerciseCompensated && x.AppliedAt.IsZero():
+				return domain.ErrVoided
+			}
+			return nil // a retry: the stored result
+		}
+		if x.CaptureID, err = capture(ctx, c); err != nil {
+			return err
+		}
+		out = x
+		_, err = tx.ExecContext(ctx, `UPDATE exercises SET capture_id = $1 WHERE jti = $2`, x.CaptureID, jti)
+		return err
+	})
+	if err != nil {
+		return domain.Exercise{}, fmt.Errorf("payments: exercise: %w", err)
+	}
+	return out, nil
+}
+
+// Compensate implements domain.Repository. Like Exercise, it calls the
+// processor inside the transaction that records the outcome.
+func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time, release domain.ReleaseFunc) (domain.Exercise, error) {
+	var out domain.Exercise
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+		if err != nil {
+			return err
+		}
+		// Never exercised: void it, so that a late Exercise is refused.
+		x, inserted, err := claim(ctx, tx, domain.Exercise{
+			JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, Amount: c.Amount,
+			Reason: reason, CompensatedAt: now,
+		})
+		if err != nil {
+			return err
+		}
+		if !inserted {
+			if x.OrderID != orderID {
+				return domain.ErrAlreadyExercised
+			}
+			// Exercised: flip the state first; only the transaction whose
+			// update matched releases, so concurrent compensations refund
+			// once.
+			x, err = scanExercise(tx.QueryRowContext(ctx, `UPDATE exercises SET state = $1, reason = $2, compensated_at = $3
+				WHERE jti = $4 AND state = $5 RETURNING `+exerciseColumns,
+				domain.ExerciseCompensated, reason, now.UTC(), jti, domain.ExerciseApplied))
+			if errors.Is(err, domain.ErrNotFound) { // already compensated
+				out, err = scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, jti))
+				return err
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if x.RefundID, err = release(ctx, c, x); err != nil {
+			return err
+		}
+		out = x
+		_, err = tx.ExecContext(ctx, `UPDATE exercises SET refund_id = $1 WHERE jti = $2`, x.RefundID, jti)
+		return err
+	})
+	if err != nil {
+		return domain.Exercise{}, fmt.Errorf("payments: compensate: %w", err)
+	}
+	return out, nil
+}

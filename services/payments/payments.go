@@ -1,0 +1,130 @@
+// Package payments is the Payments domain service: stored payment methods,
+// authorization holds behind `payments:capture` confirmation tokens, and
+// their exercise and compensation for OrderProcessing. This package is its
+// public face: a Config and New; the rules, store, processor and handlers
+// live under internal/.
+//
+// Rules: of a card, only its brand and last four digits (with expiry and
+// label) are stored or returned; the full number (PAN) goes to the processor
+// at AddPaymentMethod, which only admins may call, and is dropped there. A
+// payment never holds more than the checkout total, in the checkout's
+// currency, nor on another user's card. The money moves in three steps:
+// ConfirmPayment places an authorization hold for the amount and signs the
+// token; Exercise captures that hold, exactly once, in the same transaction
+// as the exercise record keyed by the token's jti; Compensate voids the hold
+// when it was never captured (so that it never will be) and refunds the
+// capture otherwise. A processor that does not answer within the request's
+// deadline is Unavailable, and a retry with the same idempotency key places
+// no second hold.
+//
+// The processor is the built-in simulation, which moves no money and acts by
+// test card number:
+//
+//	card number       ConfirmPayment (hold)      Exercise (capture)
+//	4242424242424242  hold placed                captured
+//	4000000000000002  FailedPrecondition         –
+//	                  (declined)
+//	4000000000000341  hold placed                FailedPrecondition, every
+//	                                             time; Compensate voids it
+//	4000000000009995  Unavailable when the       –
+//	                  request's deadline passes
+//	any other valid   hold placed                captured
+package payments
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
+	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
+	"github.com/tokenrelay/tokenrelay/services/payments/internal/adapters"
+	"github.com/tokenrelay/tokenrelay/services/payments/internal/app"
+	"github.com/tokenrelay/tokenrelay/services/payments/internal/ports"
+)
+
+// Name is the service's issuer name (iss of its confirmation tokens), its
+// workload name, the audience of the checkout and workload tokens it
+// accepts, and its capability namespace.
+const Name = "payments"
+
+// Config configures the service. Every field is required.
+type Config struct {
+	// DB is the service's database (SQLite or PostgreSQL); New migrates it.
+	DB *sqldb.DB
+	// ProcessorDB is the simulated processor's own database; New migrates
+	// it. It must be a handle of its own, not DB: the store calls the
+	// processor inside its transactions, which on SQLite hold DB's write
+	// lock and on PostgreSQL one of its pool's connections. A second SQLite
+	// file, or a second PostgreSQL pool (another schema will do).
+	ProcessorDB *sqldb.DB
+	// Vault encrypts the confirmation tokens it keeps for idempotent retries.
+	Vault *vault.Keyring
+	// Logger receives the service's logs; wrap its handler with
+	// authn.NewLogHandler so lines carry the txn.
+	Logger *slog.Logger
+	// Trust is the service's own key ring and the issuers it trusts.
+	capability.Trust
+}
+
+// Service is a running Payments service.
+type Service struct {
+	server   *ports.Server
+	verifier *token.Verifier
+	trust    capability.Trust
+}
+
+// New builds the service: migrates the store and the simulated processor and
+// wires the use cases.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.DB == nil || cfg.ProcessorDB == nil || cfg.Vault == nil || cfg.Logger == nil {
+		return nil, errors.New("payments: incomplete Config")
+	}
+	if cfg.ProcessorDB == cfg.DB {
+		return nil, errors.New("payments: ProcessorDB must not be the same handle as DB")
+	}
+	v, err := cfg.Trust.Verifier(Name)
+	if err != nil {
+		return nil, err
+	}
+	store, err := adapters.NewStore(ctx, cfg.DB)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	proc, err := adapters.NewSimProcessor(ctx, cfg.ProcessorDB)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	issuer, err := token.NewIssuer(Name, cfg.Keys)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
+	a := app.New(store, proc, capability.TokenIssuer{Issuer: issuer}, capability.VaultSealer{Keyring: cfg.Vault}, nil)
+	return &Service{server: ports.NewServer(a, v, cfg.Logger), verifier: v, trust: cfg.Trust}, nil
+}
+
+// Register mounts PaymentsService and CapabilityService on mux, behind the
+// authentication interceptor (every PaymentsService RPC needs a transaction
+// token; CapabilityService a workload token from OrderProcessing), followed
+// by opts' interceptors.
+func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
+	s.trust.Register(mux, s.verifier, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
+		return paymentsv1connect.NewPaymentsServiceHandler(s.server, o...)
+	}, opts...)
+}
+
+// JWKS serves the service's public keys (mount it at
+// /.well-known/jwks.json of the service's origin).
+func (s *Service) JWKS() http.Handler { return s.trust.Keys.Handler() }
+
+// Close releases the verifier's caches. It closes neither database.
+func (s *Service) Close() { s.verifier.Close() }
