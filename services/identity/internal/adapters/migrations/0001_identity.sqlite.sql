@@ -1,0 +1,45 @@
+-- Identity (sqlite). Passwords are argon2id PHC strings; refresh tokens are
+-- stored as their SHA-256 only. The sealed_* columns hold an encrypted
+-- (vault) copy of a Login or Refresh result for the 60-second retry window
+-- and are emptied after it.
+CREATE TABLE users (
+    id            TEXT NOT NULL PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL DEFAULT '',
+    password_hash TEXT NOT NULL,
+    scopes        TEXT NOT NULL DEFAULT '',
+    created_at    TIMESTAMP NOT NULL
+);
+
+-- A session is a refresh-token family: revoking it ends every token of it.
+CREATE TABLE sessions (
+    id            TEXT NOT NULL PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users (id),
+    created_at    TIMESTAMP NOT NULL,
+    expires_at    TIMESTAMP NOT NULL,
+    revoked_at    TIMESTAMP,
+    revoke_reason TEXT NOT NULL DEFAULT '',
+    login_key     TEXT NOT NULL DEFAULT '',
+    sealed_login  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_login_key ON sessions (user_id, login_key, created_at) WHERE login_key <> '';
+CREATE INDEX sessions_sealed ON sessions (created_at) WHERE sealed_login <> '';
+
+CREATE TABLE refresh_tokens (
+    hash            TEXT NOT NULL PRIMARY KEY,
+    session_id      TEXT NOT NULL REFERENCES sessions (id),
+    issued_at       TIMESTAMP NOT NULL,
+    expires_at      TIMESTAMP NOT NULL,
+    used_at         TIMESTAMP,
+    idempotency_key TEXT NOT NULL DEFAULT '',
+    sealed_result   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
+CREATE INDEX refresh_tokens_sealed ON refresh_tokens (used_at) WHERE sealed_result <> '';
+
+-- Failed logins per user name in a fixed window (see domain.LockoutWindow).
+CREATE TABLE login_failures (
+    username     TEXT NOT NULL PRIMARY KEY,
+    window_start TIMESTAMP NOT NULL,
+    failures     INTEGER NOT NULL
+);
