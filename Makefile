@@ -71,8 +71,9 @@ test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go 
 	npm test
 
 .PHONY: run
-run: ## run the whole checkout at http://127.0.0.1:8080 (arrives with the services)
-	@echo "make run arrives with the services (issue 7); nothing to run yet." >&2; exit 1
+run: ## run the whole checkout at http://127.0.0.1:8080 (data and keys in ./.data)
+	go build -o bin/tokenrelayd ./services/embedded/cmd/tokenrelayd
+	bin/tokenrelayd -addr 127.0.0.1:8080 -data .data
 
 .PHONY: clean
 clean: ## remove build output (keeps .data)

@@ -57,5 +57,5 @@ func Example() {
 	fmt.Println("replay:", redeem("https://coupons.example", "jti-1", exp))
 	// Output:
 	// first use: <nil>
-	// replay: replay: token already used
+	// replay: token already used
 }

@@ -387,7 +387,9 @@ type StartCheckoutRequest struct {
 	// The cart: 1 to 50 lines, each SKU at most once.
 	Items []*CartItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	// Idempotency key; also accepted as the `Idempotency-Key` header. A retry
-	// with the same key returns the same checkout and token.
+	// with the same key returns the same checkout, with a freshly signed
+	// checkout token for it while it is open (checkout tokens are credentials
+	// for the checkout, not one-time tokens).
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

@@ -114,7 +114,9 @@ export type StartCheckoutRequest = Message<"tokenrelay.orderprocessing.v1.StartC
 
   /**
    * Idempotency key; also accepted as the `Idempotency-Key` header. A retry
-   * with the same key returns the same checkout and token.
+   * with the same key returns the same checkout, with a freshly signed
+   * checkout token for it while it is open (checkout tokens are credentials
+   * for the checkout, not one-time tokens).
    *
    * @generated from field: string idempotency_key = 2;
    */
@@ -896,8 +898,8 @@ export const StepStateSchema: GenEnum<StepState> = /*@__PURE__*/
  *
  * Every RPC needs the request's transaction token. A checkout and its order
  * are visible only to the user who started it and to admins; anyone else gets
- * NOT_FOUND for GetOrder/WatchOrder/CancelCheckout and PERMISSION_DENIED for
- * PlaceOrder, never a hint that it exists. Errors: INVALID_ARGUMENT for a
+ * PERMISSION_DENIED, and so does an id that does not exist: the two answers
+ * are the same, so ids cannot be probed. Errors: INVALID_ARGUMENT for a
  * malformed request (unknown SKU, bad quantity); UNAUTHENTICATED for a
  * missing or bad transaction token; FAILED_PRECONDITION for a checkout that
  * is expired, cancelled or already placed, a confirmation token that fails

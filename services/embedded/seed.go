@@ -1,0 +1,119 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
+	identityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
+	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
+	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
+	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+	"github.com/tokenrelay/tokenrelay/services/identity"
+)
+
+// Demo cards added to the shopper by Seed; see the payments package for the
+// behaviour of each simulated card.
+const (
+	DemoCard            = "4242424242424242"
+	DemoCardFailCapture = "4000000000000341"
+	DemoCardDeclined    = "4000000000000002"
+)
+
+// Seed gives the demo shopper something to check out with, through the
+// public API as the demo admin would: two coupons, 1,000 points and three
+// cards (one that works, one that fails at capture, one that is declined).
+// It runs once per data directory: marker is written when it succeeds, and
+// its presence skips it.
+func Seed(ctx context.Context, baseURL, marker string) error {
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	login := identityv1connect.NewIdentityServiceClient(http.DefaultClient, baseURL)
+	session := func(user, password string) (*identityv1.Session, error) {
+		res, err := login.Login(ctx, connect.NewRequest(&identityv1.LoginRequest{Username: user, Password: password}))
+		if err != nil {
+			return nil, fmt.Errorf("login %s: %w", user, err)
+		}
+		return res.Msg.GetSession(), nil
+	}
+	admin, err := session("admin", identity.DemoAdminPassword)
+	if err != nil {
+		return err
+	}
+	shopper, err := session("shopper", identity.DemoShopperPassword)
+	if err != nil {
+		return err
+	}
+	auth := connect.WithInterceptors(bearer(admin.GetAccessToken()))
+	user := shopper.GetUser().GetId()
+	now := time.Now().UTC().Truncate(time.Second)
+	from, until := timestamppb.New(now.Add(-24*time.Hour)), timestamppb.New(now.Add(365*24*time.Hour))
+	eur := func(n int64) *typev1.Money { return &typev1.Money{AmountMinor: n, Currency: "EUR"} }
+
+	cs := couponsv1connect.NewCouponsServiceClient(http.DefaultClient, baseURL, auth)
+	for _, c := range []*couponsv1.Campaign{
+		{Code: "WELCOME5", Description: "5.00 EUR off any order of 20.00 EUR or more", Kind: couponsv1.DiscountKind_DISCOUNT_KIND_FIXED,
+			AmountOff: eur(500), MinimumSpend: eur(2000), ValidFrom: from, ValidUntil: until},
+		{Code: "TEA10", Description: "10% off", Kind: couponsv1.DiscountKind_DISCOUNT_KIND_PERCENT,
+			PercentOffBps: 1000, MinimumSpend: eur(0), ValidFrom: from, ValidUntil: until},
+	} {
+		if _, err := cs.GrantCoupon(ctx, connect.NewRequest(&couponsv1.GrantCouponRequest{
+			UserId: user, Campaign: c, IdempotencyKey: "seed-coupon-" + c.GetCode(),
+		})); err != nil && connect.CodeOf(err) != connect.CodeAlreadyExists {
+			return fmt.Errorf("grant coupon %s: %w", c.GetCode(), err)
+		}
+	}
+	ps := pointsv1connect.NewPointsServiceClient(http.DefaultClient, baseURL, auth)
+	if _, err := ps.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{
+		UserId: user, Points: 1000, Reason: "welcome", IdempotencyKey: "seed-points",
+	})); err != nil {
+		return fmt.Errorf("grant points: %w", err)
+	}
+	pay := paymentsv1connect.NewPaymentsServiceClient(http.DefaultClient, baseURL, auth)
+	for _, card := range []struct{ number, label string }{
+		{DemoCard, "Everyday card"},
+		{DemoCardFailCapture, "Fails at capture (test)"},
+		{DemoCardDeclined, "Declined (test)"},
+	} {
+		if _, err := pay.AddPaymentMethod(ctx, connect.NewRequest(&paymentsv1.AddPaymentMethodRequest{
+			UserId: user, CardNumber: card.number, ExpiryMonth: 12, ExpiryYear: int32(now.Year() + 3),
+			Label: card.label, IdempotencyKey: "seed-card-" + card.number[len(card.number)-4:],
+		})); err != nil {
+			return fmt.Errorf("add card ending %s: %w", card.number[len(card.number)-4:], err)
+		}
+	}
+	return os.WriteFile(marker, []byte(now.Format(time.RFC3339)+"\n"), 0o600)
+}
+
+// bearer adds an access token to every request.
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}

@@ -1,0 +1,70 @@
+package embedded_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestREADMEWalkthrough runs the README's buf curl checkout exactly as
+// written against a fresh system, and checks that the order completed.
+func TestREADMEWalkthrough(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "<!-- walkthrough:start -->\n```sh\n")
+	if ok {
+		block, _, ok = strings.Cut(block, "```\n<!-- walkthrough:end -->")
+	}
+	if !ok {
+		t.Fatal("README.md has no walkthrough block")
+	}
+	for _, tool := range []string{filepath.Join(root, "node_modules/.bin/buf"), "jq", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing: %v", tool, err)
+			}
+			t.Skipf("skipping: %s is missing (run make install): %v", tool, err)
+		}
+	}
+	sys := start(t, t.TempDir())
+	defer sys.Close()
+	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", block)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "BASE="+sys.URL())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("walkthrough failed: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 || lines[0] != `{"amountMinor":"6180","currency":"EUR"}` {
+		t.Fatalf("unexpected output:\n%s", out)
+	}
+	var last struct {
+		Status string `json:"status"`
+		Steps  []struct {
+			Capability string `json:"capability"`
+			State      string `json:"state"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("last line is not the order: %v\n%s", err, out)
+	}
+	if last.Status != "ORDER_STATUS_COMPLETED" || len(last.Steps) != 3 {
+		t.Fatalf("the walkthrough's order ended %+v\n%s", last, out)
+	}
+	for _, st := range last.Steps {
+		if st.State != "STEP_STATE_APPLIED" {
+			t.Fatalf("step %s ended %s", st.Capability, st.State)
+		}
+	}
+}
