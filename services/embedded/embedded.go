@@ -243,7 +243,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	}))
 
 	g, err := gateway.New(ctx, gateway.Config{
-		Keys: rings[gateway.DefaultName],
+		Keys:    rings[gateway.DefaultName],
 		Issuers: []gateway.Issuer{{Issuer: id.Issuer(), Audience: id.Audience(), Keys: id.Keys()}},
 		Routes: []gateway.Route{
 			{Service: identityv1connect.IdentityServiceName, Handler: muxes["identity"]},
