@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
@@ -32,6 +34,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/telemetry"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/coupons"
 	"github.com/tokenrelay/tokenrelay/services/gateway"
@@ -145,6 +148,19 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return capability.Trust{Keys: rings[name], Gateway: gw, TrustDomain: gateway.DefaultTrustDomain,
 			OrderProcessing: capability.Peer{Issuer: orderprocessing.Name, Keys: rings[orderprocessing.Name]}}
 	}
+	// Tracing: spans export over OTLP only when the standard
+	// OTEL_EXPORTER_OTLP_* variables name an endpoint; every span carries
+	// the txn.
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "tokenrelay"})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: telemetry: %w", err)
+	}
+	s.closers = append(s.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	})
+	traced := tel.HandlerOption()
 	internal := http.NewServeMux()
 	public := http.NewServeMux() // non-RPC paths behind the gateway
 	muxes := map[string]*http.ServeMux{}
@@ -172,7 +188,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, id.Close)
-	id.Register(mount("identity"))
+	id.Register(mount("identity"), traced)
 	public.Handle(identity.DiscoveryPath, id.Discovery())
 	public.Handle(identity.JWKSPath, id.JWKS())
 
@@ -184,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, cs.Close)
-	cs.Register(mount(coupons.Name))
+	cs.Register(mount(coupons.Name), traced)
 	public.Handle("/.well-known/jwks/coupons.json", cs.JWKS())
 
 	if db, err = open(points.Name); err != nil {
@@ -195,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, ps.Close)
-	ps.Register(mount(points.Name))
+	ps.Register(mount(points.Name), traced)
 	public.Handle("/.well-known/jwks/points.json", ps.JWKS())
 
 	if db, err = open(payments.Name); err != nil {
@@ -210,7 +226,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, pay.Close)
-	pay.Register(mount(payments.Name))
+	pay.Register(mount(payments.Name), traced)
 	public.Handle("/.well-known/jwks/payments.json", pay.JWKS())
 
 	if db, err = open(orderprocessing.Name); err != nil {
@@ -222,13 +238,14 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		IssuerKeys: map[string]keys.Source{
 			coupons.Name: rings[coupons.Name], points.Name: rings[points.Name], payments.Name: rings[payments.Name],
 		},
-		Logger: log.With("service", orderprocessing.Name),
+		Logger:        log.With("service", orderprocessing.Name),
+		ClientOptions: []connect.ClientOption{tel.ClientOption()},
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, op.Close)
-	op.Register(mount(orderprocessing.Name))
+	op.Register(mount(orderprocessing.Name), traced)
 	public.Handle("/.well-known/jwks/order-processing.json", op.JWKS())
 	public.Handle("/.well-known/jwks/gateway.json", rings[gateway.DefaultName].Handler())
 

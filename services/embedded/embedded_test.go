@@ -197,6 +197,18 @@ func TestCheckout(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	sys := start(t, dir)
+	for _, path := range []string{"/healthz", "/.well-known/openid-configuration", "/.well-known/jwks.json",
+		"/.well-known/jwks/gateway.json", "/.well-known/jwks/order-processing.json", "/.well-known/jwks/coupons.json",
+		"/.well-known/jwks/points.json", "/.well-known/jwks/payments.json"} {
+		res, err := http.Get(sys.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s", path, res.Status)
+		}
+	}
 	s := login(t, sys.URL())
 	if b := s.balance(t); b != 1000 {
 		t.Fatalf("seeded balance = %d", b)

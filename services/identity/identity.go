@@ -61,6 +61,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -262,12 +263,14 @@ func orDefault(v, d string) string {
 // Register mounts IdentityService on mux behind the authentication
 // interceptor (every RPC needs a transaction token; sub "anonymous" is
 // fine), followed by opts' interceptors, and serves the discovery document
-// and the JWKS under the issuer's path (DiscoveryPath, JWKSPath).
+// and the JWKS under the issuer's path (DiscoveryPath, JWKSPath), and
+// health at /healthz.
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(authn.NewServerInterceptor(s.verifier))}, opts...)
 	mux.Handle(identityv1connect.NewIdentityServiceHandler(s.server, opts...))
 	mux.Handle(s.path+DiscoveryPath, s.Discovery())
 	mux.Handle(s.path+JWKSPath, s.JWKS())
+	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.cfg.DB.SQL().PingContext}))
 }
 
 // Issuer returns the iss of the access tokens.

@@ -27,6 +27,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
@@ -131,6 +132,8 @@ type Config struct {
 	// HTTPClient calls the issuers' CapabilityService; it must speak
 	// HTTP/2 if an endpoint uses gRPC. Default http.DefaultClient.
 	HTTPClient connect.HTTPClient
+	// ClientOptions are added to the CapabilityService clients (tracing).
+	ClientOptions []connect.ClientOption
 	Logger     *slog.Logger
 	// CheckoutTTL is how long a checkout stays open. Default 30 minutes, at
 	// most 1 hour.
@@ -152,6 +155,7 @@ type Service struct {
 	guard    *replay.Guard
 	runner   *saga.Runner
 	keys     *keys.Ring
+	db       *sqldb.DB
 }
 
 // New builds the service: migrates the store, builds the verifier from the
@@ -208,8 +212,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	clients := saga.Clients{}
 	for _, r := range cfg.Routes {
 		if _, ok := clients[r.Issuer]; !ok {
-			clients[r.Issuer] = capabilityv1connect.NewCapabilityServiceClient(httpClient, r.Endpoint,
-				connect.WithInterceptors(authn.NewClientInterceptor(authn.WithWorkload(issuer, r.Issuer))))
+			opts := append([]connect.ClientOption{connect.WithInterceptors(authn.NewClientInterceptor(authn.WithWorkload(issuer, r.Issuer)))},
+				cfg.ClientOptions...)
+			clients[r.Issuer] = capabilityv1connect.NewCapabilityServiceClient(httpClient, r.Endpoint, opts...)
 		}
 	}
 	sealer := capability.VaultSealer{Keyring: cfg.Vault}
@@ -230,15 +235,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return raw, err
 		},
 	})
-	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys}, nil
+	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB}, nil
 }
 
 // Register mounts OrderProcessingService on mux behind the authentication
 // interceptor (every RPC needs a transaction token), then opts'
-// interceptors.
+// interceptors; and its JWKS at /.well-known/jwks.json and health at
+// /healthz.
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(authn.NewServerInterceptor(s.verifier))}, opts...)
 	mux.Handle(orderprocessingv1connect.NewOrderProcessingServiceHandler(s.server, opts...))
+	mux.Handle("GET "+keys.WellKnownPath, s.keys.Handler())
+	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.db.SQL().PingContext}))
 }
 
 // Run runs sagas until ctx ends: new orders, and unfinished ones left by a

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
@@ -52,6 +53,7 @@ type Service struct {
 	server   *ports.Server
 	verifier *token.Verifier
 	trust    capability.Trust
+	db       *sqldb.DB
 }
 
 // New builds the service: migrates the store and wires the use cases.
@@ -72,21 +74,23 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	a := app.New(store, capability.TokenIssuer{Issuer: issuer}, capability.VaultSealer{Keyring: cfg.Vault}, nil)
-	return &Service{server: ports.NewServer(a, v, cfg.Logger), verifier: v, trust: cfg.Trust}, nil
+	return &Service{server: ports.NewServer(a, v, cfg.Logger), verifier: v, trust: cfg.Trust, db: cfg.DB}, nil
 }
 
 // Register mounts PointsService and CapabilityService on mux, behind the
 // authentication interceptor (every RPC needs a transaction token;
 // CapabilityService also a workload token from OrderProcessing), followed by
-// opts' interceptors.
+// opts' interceptors; and its JWKS at /.well-known/jwks.json and health at
+// /healthz.
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 	s.trust.Register(mux, s.verifier, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
 		return pointsv1connect.NewPointsServiceHandler(s.server, o...)
 	}, opts...)
+	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.db.SQL().PingContext}))
 }
 
-// JWKS serves the service's public keys (mount it at
-// /.well-known/jwks.json of the service's origin).
+// JWKS serves the service's public keys (Register mounts it at
+// /.well-known/jwks.json).
 func (s *Service) JWKS() http.Handler { return s.trust.Keys.Handler() }
 
 // Close releases the verifier's caches.

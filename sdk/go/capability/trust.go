@@ -71,10 +71,12 @@ func (t Trust) Interceptor(v *token.Verifier) connect.Interceptor {
 // Register mounts a domain's handlers on mux: its own service, built by own
 // (a generated New...ServiceHandler bound to its implementation), and
 // CapabilityService over d; both behind Interceptor(v), then opts'
-// interceptors. errs is the domain's error mapping.
+// interceptors; and the domain's JWKS at keys.WellKnownPath. errs is the
+// domain's error mapping.
 func (t Trust) Register(mux *http.ServeMux, v *token.Verifier, d Domain, errs func(context.Context, error) *connect.Error,
 	own func(...connect.HandlerOption) (string, http.Handler), opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(t.Interceptor(v))}, opts...)
 	mux.Handle(own(opts...))
 	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(v, d, errs), opts...))
+	mux.Handle("GET "+keys.WellKnownPath, t.Keys.Handler())
 }
