@@ -134,7 +134,7 @@ type Config struct {
 	HTTPClient connect.HTTPClient
 	// ClientOptions are added to the CapabilityService clients (tracing).
 	ClientOptions []connect.ClientOption
-	Logger     *slog.Logger
+	Logger        *slog.Logger
 	// CheckoutTTL is how long a checkout stays open. Default 30 minutes, at
 	// most 1 hour.
 	CheckoutTTL time.Duration
