@@ -17,6 +17,13 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
 
+// stores open a fresh database of each kind (PostgreSQL skips, or fails in
+// CI, when unreachable).
+var stores = map[string]func(testing.TB, ...sqldb.Option) *sqldb.DB{
+	"sqlite":   sqldbtest.SQLite,
+	"postgres": sqldbtest.Postgres,
+}
+
 const (
 	completed = orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED
 	failed    = orderprocessingv1.OrderStatus_ORDER_STATUS_FAILED
@@ -83,8 +90,12 @@ func TestCheckout(t *testing.T) {
 // gets its code and consumes nothing, so the good tokens still work after.
 func TestRefusals(t *testing.T) {
 	t.Parallel()
+	sqldbtest.Each(t, testRefusals)
+}
+
+func testRefusals(t *testing.T, db *sqldb.DB) {
 	w := newWorld(t)
-	in := w.start(sqldbtest.SQLite(t))
+	in := w.start(db)
 	co := w.checkout(in, "usr_alice")
 	other := w.checkout(in, "usr_alice")
 	bobs := w.checkout(in, "usr_bob")
@@ -201,41 +212,43 @@ func TestFaultTable(t *testing.T) {
 		}
 		return nil
 	}
-	for _, issuer := range []string{"coupons", "points", "payments"} {
-		for _, tc := range []struct {
-			name  string
-			fault func(string, int) error
-			want  orderprocessingv1.OrderStatus
-		}{
-			{"refuses", refuse, failed},
-			{"stays down", down, failed},
-			{"times out", slow, failed},
-			{"recovers after two errors", flaky, completed},
-		} {
-			t.Run(issuer+" "+tc.name, func(t *testing.T) {
-				t.Parallel()
-				w := newWorld(t)
-				in := w.start(sqldbtest.SQLite(t))
-				w.ledgers[issuer].setFault(func(kind string, call int) error {
-					if kind == "exercise" {
-						return tc.fault(kind, call)
+	for store, open := range stores {
+		for _, issuer := range []string{"coupons", "points", "payments"} {
+			for _, tc := range []struct {
+				name  string
+				fault func(string, int) error
+				want  orderprocessingv1.OrderStatus
+			}{
+				{"refuses", refuse, failed},
+				{"stays down", down, failed},
+				{"times out", slow, failed},
+				{"recovers after two errors", flaky, completed},
+			} {
+				t.Run(store+"/"+issuer+" "+tc.name, func(t *testing.T) {
+					t.Parallel()
+					w := newWorld(t)
+					in := w.start(open(t))
+					w.ledgers[issuer].setFault(func(kind string, call int) error {
+						if kind == "exercise" {
+							return tc.fault(kind, call)
+						}
+						return nil
+					})
+					co := w.checkout(in, "usr_alice")
+					o, err := w.place(in, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
+					if err != nil {
+						t.Fatal(err)
 					}
-					return nil
+					end := final(w.await(in, "usr_alice", o.GetId()))
+					if end.GetStatus() != tc.want {
+						t.Fatalf("order ended %v, want %v: %v", end.GetStatus(), tc.want, end)
+					}
+					w.consistent(end)
+					if tc.want == failed && end.GetFailureReason() == "" {
+						t.Fatal("a failed order without a reason")
+					}
 				})
-				co := w.checkout(in, "usr_alice")
-				o, err := w.place(in, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
-				if err != nil {
-					t.Fatal(err)
-				}
-				end := final(w.await(in, "usr_alice", o.GetId()))
-				if end.GetStatus() != tc.want {
-					t.Fatalf("order ended %v, want %v: %v", end.GetStatus(), tc.want, end)
-				}
-				w.consistent(end)
-				if tc.want == failed && end.GetFailureReason() == "" {
-					t.Fatal("a failed order without a reason")
-				}
-			})
+			}
 		}
 	}
 	t.Run("compensation retried until it succeeds", func(t *testing.T) {
@@ -290,75 +303,77 @@ func TestCrashRecovery(t *testing.T) {
 		"complete":   {"before": 3, "after": 3},
 		"compensate": {"before": 6, "after": 5},
 	}
-	for _, path := range []string{"complete", "compensate"} {
-		for _, when := range []string{"before", "after"} {
-			for call := 1; call <= calls[path][when]; call++ {
-				t.Run(fmt.Sprintf("%s/call %d/%s", path, call, when), func(t *testing.T) {
-					t.Parallel()
-					w := newWorld(t)
-					db := sqldbtest.SQLite(t)
-					first := w.start(db)
-					var mu sync.Mutex
-					calls := 0
-					crashed := make(chan struct{})
-					crash := func() bool {
-						mu.Lock()
-						defer mu.Unlock()
-						calls++
-						if calls == call {
-							first.stop()
-							close(crashed)
-							return true
+	for store, open := range stores {
+		for _, path := range []string{"complete", "compensate"} {
+			for _, when := range []string{"before", "after"} {
+				for call := 1; call <= calls[path][when]; call++ {
+					t.Run(fmt.Sprintf("%s/%s/call %d/%s", store, path, call, when), func(t *testing.T) {
+						t.Parallel()
+						w := newWorld(t)
+						db := open(t)
+						first := w.start(db)
+						var mu sync.Mutex
+						calls := 0
+						crashed := make(chan struct{})
+						crash := func() bool {
+							mu.Lock()
+							defer mu.Unlock()
+							calls++
+							if calls == call {
+								first.stop()
+								close(crashed)
+								return true
+							}
+							return false
 						}
-						return false
-					}
-					for name, l := range w.ledgers {
-						l.setFault(func(kind string, _ int) error {
-							if when == "before" && crash() {
-								return connect.NewError(connect.CodeUnavailable, errCrash)
-							}
-							if path == "compensate" && name == "payments" && kind == "exercise" {
-								return connect.NewError(connect.CodeFailedPrecondition, errors.New("declined"))
-							}
-							return nil
-						})
-						l.setAfter(func(string) {
-							if when == "after" {
-								crash()
-							}
-						})
-					}
-					co := w.checkout(first, "usr_alice")
-					o, err := w.place(first, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
-					if err != nil {
-						t.Fatal(err)
-					}
-					select {
-					case <-crashed:
-					case <-time.After(10 * time.Second):
-						t.Fatal("the saga never reached the crash point")
-					}
-					<-first.done
-					for _, l := range w.ledgers {
-						l.setFault(func(kind string, _ int) error {
-							if path == "compensate" && l.name == "payments" && kind == "exercise" {
-								return connect.NewError(connect.CodeFailedPrecondition, errors.New("declined"))
-							}
-							return nil
-						})
-						l.setAfter(nil)
-					}
-					second := w.start(db)
-					end := final(w.await(second, "usr_alice", o.GetId()))
-					want := completed
-					if path == "compensate" {
-						want = failed
-					}
-					if end.GetStatus() != want {
-						t.Fatalf("order ended %v, want %v", end.GetStatus(), want)
-					}
-					w.consistent(end)
-				})
+						for name, l := range w.ledgers {
+							l.setFault(func(kind string, _ int) error {
+								if when == "before" && crash() {
+									return connect.NewError(connect.CodeUnavailable, errCrash)
+								}
+								if path == "compensate" && name == "payments" && kind == "exercise" {
+									return connect.NewError(connect.CodeFailedPrecondition, errors.New("declined"))
+								}
+								return nil
+							})
+							l.setAfter(func(string) {
+								if when == "after" {
+									crash()
+								}
+							})
+						}
+						co := w.checkout(first, "usr_alice")
+						o, err := w.place(first, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
+						if err != nil {
+							t.Fatal(err)
+						}
+						select {
+						case <-crashed:
+						case <-time.After(10 * time.Second):
+							t.Fatal("the saga never reached the crash point")
+						}
+						<-first.done
+						for _, l := range w.ledgers {
+							l.setFault(func(kind string, _ int) error {
+								if path == "compensate" && l.name == "payments" && kind == "exercise" {
+									return connect.NewError(connect.CodeFailedPrecondition, errors.New("declined"))
+								}
+								return nil
+							})
+							l.setAfter(nil)
+						}
+						second := w.start(db)
+						end := final(w.await(second, "usr_alice", o.GetId()))
+						want := completed
+						if path == "compensate" {
+							want = failed
+						}
+						if end.GetStatus() != want {
+							t.Fatalf("order ended %v, want %v", end.GetStatus(), want)
+						}
+						w.consistent(end)
+					})
+				}
 			}
 		}
 	}
