@@ -2,8 +2,6 @@ package coupons_test
 
 import (
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,13 +10,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	capabilityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
-	"github.com/tokenrelay/tokenrelay/sdk/go/authn/authntest"
-	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitytest"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -27,49 +24,16 @@ import (
 )
 
 type env struct {
-	world   *authntest.World
-	keys    *keys.Ring
+	*capabilitytest.Domain
 	coupons couponsv1connect.CouponsServiceClient
-	caps    capabilityv1connect.CapabilityServiceClient
 }
 
 func start(t *testing.T, db *sqldb.DB, opts ...connect.ClientOption) *env {
 	t.Helper()
-	w := authntest.New(t)
-	ring, err := keys.NewRing()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := vault.New(map[uint32][]byte{1: make([]byte, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := coupons.New(t.Context(), coupons.Config{
-		DB: db, Vault: vk, Logger: slog.New(authn.NewLogHandler(slog.DiscardHandler)), Trust: w.Trust(ring),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Close)
-	mux := http.NewServeMux()
-	svc.Register(mux)
-	srv := httptest.NewUnstartedServer(mux)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return &env{
-		world: w, keys: ring,
-		coupons: couponsv1connect.NewCouponsServiceClient(srv.Client(), srv.URL, opts...),
-		caps:    capabilityv1connect.NewCapabilityServiceClient(srv.Client(), srv.URL, opts...),
-	}
-}
-
-func req[T any](h http.Header, msg *T) *connect.Request[T] {
-	r := connect.NewRequest(msg)
-	for k, v := range h {
-		r.Header()[k] = v
-	}
-	return r
+	d := capabilitytest.Start(t, coupons.Name, func(tr capability.Trust, vk *vault.Keyring) (capabilitytest.Service, error) {
+		return coupons.New(t.Context(), coupons.Config{DB: db, Vault: vk, Logger: slog.New(authn.NewLogHandler(slog.DiscardHandler)), Trust: tr})
+	}, opts...)
+	return &env{Domain: d, coupons: couponsv1connect.NewCouponsServiceClient(d.HTTP, d.URL, opts...)}
 }
 
 func eur(n int64) *typev1.Money { return &typev1.Money{AmountMinor: n, Currency: "EUR"} }
@@ -85,7 +49,7 @@ func campaign(code string) *couponsv1.Campaign {
 
 func (e *env) grant(t *testing.T, user string, c *couponsv1.Campaign) {
 	t.Helper()
-	if _, err := e.coupons.GrantCoupon(t.Context(), req(e.world.As(t, "usr_admin", "shop admin"),
+	if _, err := e.coupons.GrantCoupon(t.Context(), capabilitytest.Request(e.World.As(t, "usr_admin", "shop admin"),
 		&couponsv1.GrantCouponRequest{UserId: user, Campaign: c})); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +57,8 @@ func (e *env) grant(t *testing.T, user string, c *couponsv1.Campaign) {
 
 func (e *env) confirm(t *testing.T, user, checkout string, total int64, currency, code string) (*couponsv1.ConfirmCouponResponse, error) {
 	t.Helper()
-	res, err := e.coupons.ConfirmCoupon(t.Context(), req(e.world.As(t, user, "shop"), &couponsv1.ConfirmCouponRequest{
-		CheckoutToken: e.world.Checkout(t, user, checkout, total, currency, "coupons", "points", "payments"), Code: code,
+	res, err := e.coupons.ConfirmCoupon(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &couponsv1.ConfirmCouponRequest{
+		CheckoutToken: e.World.Checkout(t, user, checkout, total, currency, "coupons", "points", "payments"), Code: code,
 	}))
 	if err != nil {
 		return nil, err
@@ -102,29 +66,9 @@ func (e *env) confirm(t *testing.T, user, checkout string, total int64, currency
 	return res.Msg, nil
 }
 
-func (e *env) exercise(t *testing.T, tok, order string) (*capabilityv1.Exercise, error) {
-	t.Helper()
-	res, err := e.caps.Exercise(t.Context(), req(e.world.AsOrderProcessing(t, "usr_alice", coupons.Name),
-		&capabilityv1.ExerciseRequest{ConfirmationToken: tok, OrderId: order}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg.GetExercise(), nil
-}
-
-func (e *env) compensate(t *testing.T, tok, order string) (*capabilityv1.Exercise, error) {
-	t.Helper()
-	res, err := e.caps.Compensate(t.Context(), req(e.world.AsOrderProcessing(t, "usr_alice", coupons.Name),
-		&capabilityv1.CompensateRequest{ConfirmationToken: tok, OrderId: order}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg.GetExercise(), nil
-}
-
 func (e *env) state(t *testing.T, user, code string) couponsv1.CouponState {
 	t.Helper()
-	res, err := e.coupons.ListAvailableCoupons(t.Context(), req(e.world.As(t, user, "shop"), &couponsv1.ListAvailableCouponsRequest{}))
+	res, err := e.coupons.ListAvailableCoupons(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &couponsv1.ListAvailableCouponsRequest{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +91,8 @@ func TestCycle(t *testing.T) {
 				e := start(t, db, opts...)
 				user, code := "usr_"+name, "WELCOME-"+strings.ToUpper(name)
 				e.grant(t, user, campaign(code))
-				list, err := e.coupons.ListAvailableCoupons(t.Context(), req(e.world.As(t, user, "shop"), &couponsv1.ListAvailableCouponsRequest{
-					CheckoutToken: e.world.Checkout(t, user, "op_"+name, 3000, "EUR", "coupons"),
+				list, err := e.coupons.ListAvailableCoupons(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &couponsv1.ListAvailableCouponsRequest{
+					CheckoutToken: e.World.Checkout(t, user, "op_"+name, 3000, "EUR", "coupons"),
 				}))
 				if err != nil {
 					t.Fatal(err)
@@ -163,7 +107,7 @@ func TestCycle(t *testing.T) {
 				if conf.GetDiscount().GetAmountMinor() != 500 {
 					t.Fatalf("ConfirmCoupon = %v", conf)
 				}
-				x, err := e.exercise(t, conf.GetConfirmationToken(), "ord_"+name)
+				x, err := e.Exercise(t, conf.GetConfirmationToken(), "ord_"+name)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -173,10 +117,10 @@ func TestCycle(t *testing.T) {
 				if s := e.state(t, user, code); s != couponsv1.CouponState_COUPON_STATE_REDEEMED {
 					t.Fatalf("after exercise state = %v", s)
 				}
-				if _, err := e.exercise(t, conf.GetConfirmationToken(), "ord_other"); connect.CodeOf(err) != connect.CodeAlreadyExists {
+				if _, err := e.Exercise(t, conf.GetConfirmationToken(), "ord_other"); connect.CodeOf(err) != connect.CodeAlreadyExists {
 					t.Fatalf("replay for another order: %v, want already_exists", err)
 				}
-				if _, err := e.compensate(t, conf.GetConfirmationToken(), "ord_"+name); err != nil {
+				if _, err := e.Compensate(t, conf.GetConfirmationToken(), "ord_"+name); err != nil {
 					t.Fatal(err)
 				}
 				if s := e.state(t, user, code); s != couponsv1.CouponState_COUPON_STATE_AVAILABLE {
@@ -201,27 +145,16 @@ func TestRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreignRing, _ := keys.NewRing()
-	foreignIssuer, _ := token.NewIssuer(coupons.Name, foreignRing)
-	claims := token.ConfirmationClaims{
+	foreign, expired := e.Forged(t, token.ConfirmationClaims{
 		Registered: token.Registered{Subject: "usr_alice", Audience: []string{"order-processing"}}, OrderProcessingID: "op_1",
 		Capabilities: []string{"coupons:redeem"}, Settlement: token.Settlement{AmountMinor: 500, Currency: "EUR"},
-	}
-	foreign, _, err := token.Issue(t.Context(), foreignIssuer, token.Confirmation, claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	past, _ := token.NewIssuer(coupons.Name, e.keys, token.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
-	expired, _, err := token.Issue(t.Context(), past, token.Confirmation, claims)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	parts := strings.Split(good.GetConfirmationToken(), ".")
 	tampered := parts[0] + "." + parts[1] + "x." + parts[2]
 	confirm := func(user, owner string, total int64, currency, code string) func() error {
 		return func() error {
-			_, err := e.coupons.ConfirmCoupon(t.Context(), req(e.world.As(t, user, "shop"), &couponsv1.ConfirmCouponRequest{
-				CheckoutToken: e.world.Checkout(t, owner, "op_2", total, currency, "coupons"), Code: code,
+			_, err := e.coupons.ConfirmCoupon(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &couponsv1.ConfirmCouponRequest{
+				CheckoutToken: e.World.Checkout(t, owner, "op_2", total, currency, "coupons"), Code: code,
 			}))
 			return err
 		}
@@ -238,17 +171,17 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, connect.CodeUnauthenticated},
 		{"grant without admin", func() error {
-			_, err := e.coupons.GrantCoupon(t.Context(), req(e.world.As(t, "usr_alice", "shop"), &couponsv1.GrantCouponRequest{UserId: "usr_alice", Campaign: campaign("FREE")}))
+			_, err := e.coupons.GrantCoupon(t.Context(), capabilitytest.Request(e.World.As(t, "usr_alice", "shop"), &couponsv1.GrantCouponRequest{UserId: "usr_alice", Campaign: campaign("FREE")}))
 			return err
 		}, connect.CodePermissionDenied},
 		{"grant with two currencies", func() error {
-			_, err := e.coupons.GrantCoupon(t.Context(), req(e.world.As(t, "usr_admin", "admin"), &couponsv1.GrantCouponRequest{UserId: "usr_alice", Campaign: badCampaign}))
+			_, err := e.coupons.GrantCoupon(t.Context(), capabilitytest.Request(e.World.As(t, "usr_admin", "admin"), &couponsv1.GrantCouponRequest{UserId: "usr_alice", Campaign: badCampaign}))
 			return err
 		}, connect.CodeInvalidArgument},
 		{"grant same code other terms", func() error {
 			other := campaign("WELCOME5")
 			other.AmountOff = eur(900)
-			_, err := e.coupons.GrantCoupon(t.Context(), req(e.world.As(t, "usr_admin", "admin"), &couponsv1.GrantCouponRequest{UserId: "usr_bob", Campaign: other}))
+			_, err := e.coupons.GrantCoupon(t.Context(), capabilitytest.Request(e.World.As(t, "usr_admin", "admin"), &couponsv1.GrantCouponRequest{UserId: "usr_bob", Campaign: other}))
 			return err
 		}, connect.CodeAlreadyExists},
 		{"unknown coupon", confirm("usr_alice", "usr_alice", 3000, "EUR", "NOPE"), connect.CodeNotFound},
@@ -256,12 +189,11 @@ func TestRefusals(t *testing.T) {
 		{"below minimum spend", confirm("usr_alice", "usr_alice", 1999, "EUR", "WELCOME5"), connect.CodeFailedPrecondition},
 		{"wrong currency", confirm("usr_alice", "usr_alice", 3000, "USD", "WELCOME5"), connect.CodeFailedPrecondition},
 		{"someone else's checkout", confirm("usr_bob", "usr_alice", 3000, "EUR", "WELCOME5"), connect.CodePermissionDenied},
-		{"tampered token", func() error { _, err := e.exercise(t, tampered, "ord_1"); return err }, connect.CodeInvalidArgument},
-		{"foreign token", func() error { _, err := e.exercise(t, foreign, "ord_1"); return err }, connect.CodeInvalidArgument},
-		{"expired token", func() error { _, err := e.exercise(t, expired, "ord_1"); return err }, connect.CodeFailedPrecondition},
+		{"tampered token", func() error { _, err := e.Exercise(t, tampered, "ord_1"); return err }, connect.CodeInvalidArgument},
+		{"foreign token", func() error { _, err := e.Exercise(t, foreign, "ord_1"); return err }, connect.CodeInvalidArgument},
+		{"expired token", func() error { _, err := e.Exercise(t, expired, "ord_1"); return err }, connect.CodeFailedPrecondition},
 		{"exercise without workload token", func() error {
-			_, err := e.caps.Exercise(t.Context(), req(e.world.As(t, "usr_alice", "shop"), &capabilityv1.ExerciseRequest{ConfirmationToken: good.GetConfirmationToken(), OrderId: "ord_1"}))
-			return err
+			return e.ExerciseAsShopper(t, good.GetConfirmationToken(), "ord_1")
 		}, connect.CodeUnauthenticated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,10 +205,10 @@ func TestRefusals(t *testing.T) {
 	if s := e.state(t, "usr_alice", "WELCOME5"); s != couponsv1.CouponState_COUPON_STATE_AVAILABLE {
 		t.Fatalf("after refused requests state = %v", s)
 	}
-	if _, err := e.exercise(t, good.GetConfirmationToken(), "ord_1"); err != nil {
+	if _, err := e.Exercise(t, good.GetConfirmationToken(), "ord_1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.exercise(t, good.GetConfirmationToken(), "ord_2"); connect.CodeOf(err) != connect.CodeAlreadyExists {
+	if _, err := e.Exercise(t, good.GetConfirmationToken(), "ord_2"); connect.CodeOf(err) != connect.CodeAlreadyExists {
 		t.Fatalf("replayed jti: %v, want already_exists", err)
 	}
 }

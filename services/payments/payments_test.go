@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +14,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	capabilityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
-	"github.com/tokenrelay/tokenrelay/sdk/go/authn/authntest"
-	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitytest"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -42,12 +39,10 @@ const (
 var protocols = map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}}
 
 type env struct {
-	world    *authntest.World
-	keys     *keys.Ring
+	*capabilitytest.Domain
 	proc     *sqldb.DB // the simulated processor's database, to look at its holds
 	logs     *syncBuffer
 	payments paymentsv1connect.PaymentsServiceClient
-	caps     capabilityv1connect.CapabilityServiceClient
 }
 
 // syncBuffer collects the service's log lines from concurrent handlers.
@@ -80,43 +75,14 @@ func processorDB(t *testing.T, db *sqldb.DB) *sqldb.DB {
 
 func start(t *testing.T, db, proc *sqldb.DB, opts ...connect.ClientOption) *env {
 	t.Helper()
-	w := authntest.New(t)
-	ring, err := keys.NewRing()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := vault.New(map[uint32][]byte{1: make([]byte, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
-	svc, err := payments.New(t.Context(), payments.Config{
-		DB: db, ProcessorDB: proc, Vault: vk, Trust: w.Trust(ring),
-		Logger: slog.New(authn.NewLogHandler(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Close)
-	mux := http.NewServeMux()
-	svc.Register(mux)
-	srv := httptest.NewUnstartedServer(mux)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return &env{
-		world: w, keys: ring, proc: proc, logs: logs,
-		payments: paymentsv1connect.NewPaymentsServiceClient(srv.Client(), srv.URL, opts...),
-		caps:     capabilityv1connect.NewCapabilityServiceClient(srv.Client(), srv.URL, opts...),
-	}
-}
-
-func req[T any](h http.Header, msg *T) *connect.Request[T] {
-	r := connect.NewRequest(msg)
-	for k, v := range h {
-		r.Header()[k] = v
-	}
-	return r
+	d := capabilitytest.Start(t, payments.Name, func(tr capability.Trust, vk *vault.Keyring) (capabilitytest.Service, error) {
+		return payments.New(t.Context(), payments.Config{
+			DB: db, ProcessorDB: proc, Vault: vk, Trust: tr,
+			Logger: slog.New(authn.NewLogHandler(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+		})
+	}, opts...)
+	return &env{Domain: d, proc: proc, logs: logs, payments: paymentsv1connect.NewPaymentsServiceClient(d.HTTP, d.URL, opts...)}
 }
 
 func eur(n int64) *typev1.Money { return &typev1.Money{AmountMinor: n, Currency: "EUR"} }
@@ -127,7 +93,7 @@ func expiry() (month, year int32) { return 12, int32(time.Now().Year() + 3) }
 func (e *env) add(t *testing.T, user, number string) *paymentsv1.PaymentMethod {
 	t.Helper()
 	m, y := expiry()
-	res, err := e.payments.AddPaymentMethod(t.Context(), req(e.world.As(t, "usr_admin", "shop admin"), &paymentsv1.AddPaymentMethodRequest{
+	res, err := e.payments.AddPaymentMethod(t.Context(), capabilitytest.Request(e.World.As(t, "usr_admin", "shop admin"), &paymentsv1.AddPaymentMethodRequest{
 		UserId: user, CardNumber: number, ExpiryMonth: m, ExpiryYear: y, Label: "test " + number[len(number)-4:],
 	}))
 	if err != nil {
@@ -138,7 +104,7 @@ func (e *env) add(t *testing.T, user, number string) *paymentsv1.PaymentMethod {
 
 func (e *env) methods(t *testing.T, user string) *paymentsv1.ListPaymentMethodsResponse {
 	t.Helper()
-	res, err := e.payments.ListPaymentMethods(t.Context(), req(e.world.As(t, user, "shop"), &paymentsv1.ListPaymentMethodsRequest{}))
+	res, err := e.payments.ListPaymentMethods(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &paymentsv1.ListPaymentMethodsRequest{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +113,8 @@ func (e *env) methods(t *testing.T, user string) *paymentsv1.ListPaymentMethodsR
 
 func (e *env) confirm(ctx context.Context, t *testing.T, user, checkout string, total int64, currency, method string, amount *typev1.Money) (*paymentsv1.ConfirmPaymentResponse, error) {
 	t.Helper()
-	res, err := e.payments.ConfirmPayment(ctx, req(e.world.As(t, user, "shop"), &paymentsv1.ConfirmPaymentRequest{
-		CheckoutToken:   e.world.Checkout(t, user, checkout, total, currency, "coupons", "points", "payments"),
+	res, err := e.payments.ConfirmPayment(ctx, capabilitytest.Request(e.World.As(t, user, "shop"), &paymentsv1.ConfirmPaymentRequest{
+		CheckoutToken:   e.World.Checkout(t, user, checkout, total, currency, "coupons", "points", "payments"),
 		PaymentMethodId: method, Amount: amount,
 	}))
 	if err != nil {
@@ -157,27 +123,6 @@ func (e *env) confirm(ctx context.Context, t *testing.T, user, checkout string, 
 	return res.Msg, nil
 }
 
-func (e *env) exercise(t *testing.T, tok, order string) (*capabilityv1.Exercise, error) {
-	t.Helper()
-	res, err := e.caps.Exercise(t.Context(), req(e.world.AsOrderProcessing(t, "usr_alice", payments.Name),
-		&capabilityv1.ExerciseRequest{ConfirmationToken: tok, OrderId: order}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg.GetExercise(), nil
-}
-
-func (e *env) compensate(t *testing.T, tok, order string) (*capabilityv1.Exercise, error) {
-	t.Helper()
-	res, err := e.caps.Compensate(t.Context(), req(e.world.AsOrderProcessing(t, "usr_alice", payments.Name),
-		&capabilityv1.CompensateRequest{ConfirmationToken: tok, OrderId: order, Reason: "order failed"}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg.GetExercise(), nil
-}
-
-// hold returns the state of a hold at the simulated processor.
 func (e *env) hold(t *testing.T, authorizationID string) string {
 	t.Helper()
 	var state string
@@ -228,7 +173,7 @@ func TestCycle(t *testing.T) {
 				if s := e.hold(t, auth); s != "authorized" {
 					t.Fatalf("after confirm hold = %s, want authorized", s)
 				}
-				x, err := e.exercise(t, conf.GetConfirmationToken(), order)
+				x, err := e.Exercise(t, conf.GetConfirmationToken(), order)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -239,14 +184,14 @@ func TestCycle(t *testing.T) {
 				if s := e.hold(t, auth); s != "captured" {
 					t.Fatalf("after exercise hold = %s, want captured", s)
 				}
-				again, err := e.exercise(t, conf.GetConfirmationToken(), order)
+				again, err := e.Exercise(t, conf.GetConfirmationToken(), order)
 				if err != nil || again.GetReference() != x.GetReference() {
 					t.Fatalf("retried Exercise = %v, %v; want the first capture %s", again, err, x.GetReference())
 				}
-				if _, err := e.exercise(t, conf.GetConfirmationToken(), "ord_other"); connect.CodeOf(err) != connect.CodeAlreadyExists {
+				if _, err := e.Exercise(t, conf.GetConfirmationToken(), "ord_other"); connect.CodeOf(err) != connect.CodeAlreadyExists {
 					t.Fatalf("replay for another order: %v, want already_exists", err)
 				}
-				c, err := e.compensate(t, conf.GetConfirmationToken(), order)
+				c, err := e.Compensate(t, conf.GetConfirmationToken(), order)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -256,7 +201,7 @@ func TestCycle(t *testing.T) {
 				if s := e.hold(t, auth); s != "refunded" {
 					t.Fatalf("after compensation hold = %s, want refunded", s)
 				}
-				if c, err := e.compensate(t, conf.GetConfirmationToken(), order); err != nil || c.GetState() != capabilityv1.ExerciseState_EXERCISE_STATE_COMPENSATED {
+				if c, err := e.Compensate(t, conf.GetConfirmationToken(), order); err != nil || c.GetState() != capabilityv1.ExerciseState_EXERCISE_STATE_COMPENSATED {
 					t.Fatalf("retried Compensate = %v, %v", c, err)
 				}
 			})
@@ -270,11 +215,11 @@ func TestConfirmIdempotent(t *testing.T) {
 	t.Parallel()
 	e := start(t, sqldbtest.SQLite(t), sqldbtest.SQLite(t))
 	pm := e.add(t, "usr_alice", cardApprove)
-	checkout := e.world.Checkout(t, "usr_alice", "op_1", 3000, "EUR", payments.Name)
+	checkout := e.World.Checkout(t, "usr_alice", "op_1", 3000, "EUR", payments.Name)
 	confirm := func(amount int64) (*paymentsv1.ConfirmPaymentResponse, error) {
-		h := e.world.As(t, "usr_alice", "shop")
+		h := e.World.As(t, "usr_alice", "shop")
 		h.Set("Idempotency-Key", "key-1")
-		res, err := e.payments.ConfirmPayment(t.Context(), req(h, &paymentsv1.ConfirmPaymentRequest{
+		res, err := e.payments.ConfirmPayment(t.Context(), capabilitytest.Request(h, &paymentsv1.ConfirmPaymentRequest{
 			CheckoutToken: checkout, PaymentMethodId: pm.GetId(), Amount: eur(amount),
 		}))
 		if err != nil {
@@ -313,27 +258,16 @@ func TestRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreignRing, _ := keys.NewRing()
-	foreignIssuer, _ := token.NewIssuer(payments.Name, foreignRing)
-	claims := token.ConfirmationClaims{
+	foreign, expired := e.Forged(t, token.ConfirmationClaims{
 		Registered: token.Registered{Subject: "usr_alice", Audience: []string{"order-processing"}}, OrderProcessingID: "op_1",
 		Capabilities: []string{"payments:capture"}, Settlement: token.Settlement{AmountMinor: 3000, Currency: "EUR"},
-	}
-	foreign, _, err := token.Issue(t.Context(), foreignIssuer, token.Confirmation, claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	past, _ := token.NewIssuer(payments.Name, e.keys, token.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
-	expired, _, err := token.Issue(t.Context(), past, token.Confirmation, claims)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	parts := strings.Split(good.GetConfirmationToken(), ".")
 	tampered := parts[0] + "." + parts[1] + "x." + parts[2]
 
 	add := func(scope, number string, month, year int32) func() error {
 		return func() error {
-			_, err := e.payments.AddPaymentMethod(t.Context(), req(e.world.As(t, "usr_admin", scope), &paymentsv1.AddPaymentMethodRequest{
+			_, err := e.payments.AddPaymentMethod(t.Context(), capabilitytest.Request(e.World.As(t, "usr_admin", scope), &paymentsv1.AddPaymentMethodRequest{
 				UserId: "usr_alice", CardNumber: number, ExpiryMonth: month, ExpiryYear: year,
 			}))
 			return err
@@ -342,8 +276,8 @@ func TestRefusals(t *testing.T) {
 	month, year := expiry()
 	confirm := func(user, owner string, total int64, currency, method string, amount *typev1.Money) func() error {
 		return func() error {
-			_, err := e.payments.ConfirmPayment(t.Context(), req(e.world.As(t, user, "shop"), &paymentsv1.ConfirmPaymentRequest{
-				CheckoutToken: e.world.Checkout(t, owner, "op_2", total, currency, payments.Name), PaymentMethodId: method, Amount: amount,
+			_, err := e.payments.ConfirmPayment(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &paymentsv1.ConfirmPaymentRequest{
+				CheckoutToken: e.World.Checkout(t, owner, "op_2", total, currency, payments.Name), PaymentMethodId: method, Amount: amount,
 			}))
 			return err
 		}
@@ -371,12 +305,11 @@ func TestRefusals(t *testing.T) {
 		{"someone else's payment method", confirm("usr_alice", "usr_alice", 3000, "EUR", bobs.GetId(), eur(3000)), connect.CodePermissionDenied},
 		{"unknown payment method", confirm("usr_alice", "usr_alice", 3000, "EUR", "pm_nope", eur(3000)), connect.CodeNotFound},
 		{"someone else's checkout", confirm("usr_bob", "usr_alice", 3000, "EUR", bobs.GetId(), eur(3000)), connect.CodePermissionDenied},
-		{"tampered token", func() error { _, err := e.exercise(t, tampered, "ord_1"); return err }, connect.CodeInvalidArgument},
-		{"foreign token", func() error { _, err := e.exercise(t, foreign, "ord_1"); return err }, connect.CodeInvalidArgument},
-		{"expired token", func() error { _, err := e.exercise(t, expired, "ord_1"); return err }, connect.CodeFailedPrecondition},
+		{"tampered token", func() error { _, err := e.Exercise(t, tampered, "ord_1"); return err }, connect.CodeInvalidArgument},
+		{"foreign token", func() error { _, err := e.Exercise(t, foreign, "ord_1"); return err }, connect.CodeInvalidArgument},
+		{"expired token", func() error { _, err := e.Exercise(t, expired, "ord_1"); return err }, connect.CodeFailedPrecondition},
 		{"exercise without workload token", func() error {
-			_, err := e.caps.Exercise(t.Context(), req(e.world.As(t, "usr_alice", "shop"), &capabilityv1.ExerciseRequest{ConfirmationToken: good.GetConfirmationToken(), OrderId: "ord_1"}))
-			return err
+			return e.ExerciseAsShopper(t, good.GetConfirmationToken(), "ord_1")
 		}, connect.CodeUnauthenticated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,10 +327,10 @@ func TestRefusals(t *testing.T) {
 	if s := e.hold(t, good.GetAuthorizationId()); s != "authorized" {
 		t.Fatalf("after refused requests hold = %s, want authorized", s)
 	}
-	if _, err := e.exercise(t, good.GetConfirmationToken(), "ord_1"); err != nil {
+	if _, err := e.Exercise(t, good.GetConfirmationToken(), "ord_1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.exercise(t, good.GetConfirmationToken(), "ord_2"); connect.CodeOf(err) != connect.CodeAlreadyExists {
+	if _, err := e.Exercise(t, good.GetConfirmationToken(), "ord_2"); connect.CodeOf(err) != connect.CodeAlreadyExists {
 		t.Fatalf("replayed jti: %v, want already_exists", err)
 	}
 }
@@ -414,14 +347,14 @@ func TestFailingCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := e.exercise(t, conf.GetConfirmationToken(), "ord_1"); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		if _, err := e.Exercise(t, conf.GetConfirmationToken(), "ord_1"); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 			t.Fatalf("Exercise: %v, want failed_precondition", err)
 		}
 	}
 	if s := e.hold(t, conf.GetAuthorizationId()); s != "authorized" {
 		t.Fatalf("after failed captures hold = %s, want authorized", s)
 	}
-	x, err := e.compensate(t, conf.GetConfirmationToken(), "ord_1")
+	x, err := e.Compensate(t, conf.GetConfirmationToken(), "ord_1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +364,7 @@ func TestFailingCapture(t *testing.T) {
 	if s := e.hold(t, conf.GetAuthorizationId()); s != "voided" {
 		t.Fatalf("after compensation hold = %s, want voided", s)
 	}
-	if _, err := e.exercise(t, conf.GetConfirmationToken(), "ord_1"); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+	if _, err := e.Exercise(t, conf.GetConfirmationToken(), "ord_1"); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("Exercise after void: %v, want failed_precondition", err)
 	}
 }
@@ -499,7 +432,7 @@ func TestNoCardNumberLeaves(t *testing.T) {
 		}
 	}
 	// A refused request must not log the number either.
-	if _, err := e.payments.AddPaymentMethod(t.Context(), req(e.world.As(t, "usr_alice", "shop"), &paymentsv1.AddPaymentMethodRequest{
+	if _, err := e.payments.AddPaymentMethod(t.Context(), capabilitytest.Request(e.World.As(t, "usr_alice", "shop"), &paymentsv1.AddPaymentMethodRequest{
 		UserId: "usr_alice", CardNumber: cardApprove, ExpiryMonth: 12, ExpiryYear: 2099,
 	})); err == nil {
 		t.Fatal("AddPaymentMethod without admin succeeded")

@@ -3,20 +3,17 @@ package points_test
 import (
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
 	capabilityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
-	"github.com/tokenrelay/tokenrelay/sdk/go/authn/authntest"
-	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitytest"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -25,55 +22,21 @@ import (
 )
 
 type env struct {
-	world  *authntest.World
-	keys   *keys.Ring
+	*capabilitytest.Domain
 	points pointsv1connect.PointsServiceClient
-	caps   capabilityv1connect.CapabilityServiceClient
 }
 
 func start(t *testing.T, db *sqldb.DB, opts ...connect.ClientOption) *env {
 	t.Helper()
-	w := authntest.New(t)
-	ring, err := keys.NewRing()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := vault.New(map[uint32][]byte{1: make([]byte, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := points.New(t.Context(), points.Config{
-		DB: db, Vault: vk, Logger: slog.New(authn.NewLogHandler(slog.DiscardHandler)),
-		Trust: w.Trust(ring),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Close)
-	mux := http.NewServeMux()
-	svc.Register(mux)
-	srv := httptest.NewUnstartedServer(mux)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return &env{
-		world: w, keys: ring,
-		points: pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, opts...),
-		caps:   capabilityv1connect.NewCapabilityServiceClient(srv.Client(), srv.URL, opts...),
-	}
-}
-
-func req[T any](h http.Header, msg *T) *connect.Request[T] {
-	r := connect.NewRequest(msg)
-	for k, v := range h {
-		r.Header()[k] = v
-	}
-	return r
+	d := capabilitytest.Start(t, points.Name, func(tr capability.Trust, vk *vault.Keyring) (capabilitytest.Service, error) {
+		return points.New(t.Context(), points.Config{DB: db, Vault: vk, Logger: slog.New(authn.NewLogHandler(slog.DiscardHandler)), Trust: tr})
+	}, opts...)
+	return &env{Domain: d, points: pointsv1connect.NewPointsServiceClient(d.HTTP, d.URL, opts...)}
 }
 
 func (e *env) grant(t *testing.T, user string, n int64) {
 	t.Helper()
-	_, err := e.points.GrantPoints(t.Context(), req(e.world.As(t, "usr_admin", "shop admin"),
+	_, err := e.points.GrantPoints(t.Context(), capabilitytest.Request(e.World.As(t, "usr_admin", "shop admin"),
 		&pointsv1.GrantPointsRequest{UserId: user, Points: n, Reason: "test"}))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +45,7 @@ func (e *env) grant(t *testing.T, user string, n int64) {
 
 func (e *env) balance(t *testing.T, user string) int64 {
 	t.Helper()
-	res, err := e.points.GetBalance(t.Context(), req(e.world.As(t, user, "shop"), &pointsv1.GetBalanceRequest{}))
+	res, err := e.points.GetBalance(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &pointsv1.GetBalanceRequest{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,34 +54,14 @@ func (e *env) balance(t *testing.T, user string) int64 {
 
 func (e *env) confirm(t *testing.T, user, checkout string, n int64) (string, error) {
 	t.Helper()
-	res, err := e.points.ConfirmPoints(t.Context(), req(e.world.As(t, user, "shop"), &pointsv1.ConfirmPointsRequest{
-		CheckoutToken: e.world.Checkout(t, user, checkout, 5000, "EUR", "coupons", "points", "payments"),
+	res, err := e.points.ConfirmPoints(t.Context(), capabilitytest.Request(e.World.As(t, user, "shop"), &pointsv1.ConfirmPointsRequest{
+		CheckoutToken: e.World.Checkout(t, user, checkout, 5000, "EUR", "coupons", "points", "payments"),
 		Points:        n,
 	}))
 	if err != nil {
 		return "", err
 	}
 	return res.Msg.GetConfirmationToken(), nil
-}
-
-func (e *env) exercise(t *testing.T, tok, order string) (*capabilityv1.Exercise, error) {
-	t.Helper()
-	res, err := e.caps.Exercise(t.Context(), req(e.world.AsOrderProcessing(t, "usr_alice", points.Name),
-		&capabilityv1.ExerciseRequest{ConfirmationToken: tok, OrderId: order}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg.GetExercise(), nil
-}
-
-func (e *env) compensate(t *testing.T, tok, order string) (*capabilityv1.Exercise, error) {
-	t.Helper()
-	res, err := e.caps.Compensate(t.Context(), req(e.world.AsOrderProcessing(t, "usr_alice", points.Name),
-		&capabilityv1.CompensateRequest{ConfirmationToken: tok, OrderId: order, Reason: "test"}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg.GetExercise(), nil
 }
 
 // TestCycle runs confirm -> exercise -> compensate through the generated
@@ -135,7 +78,7 @@ func TestCycle(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				x, err := e.exercise(t, tok, "ord_"+name)
+				x, err := e.Exercise(t, tok, "ord_"+name)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -145,14 +88,14 @@ func TestCycle(t *testing.T) {
 				if b := e.balance(t, user); b != 600 {
 					t.Fatalf("balance after exercise = %d, want 600", b)
 				}
-				again, err := e.exercise(t, tok, "ord_"+name)
+				again, err := e.Exercise(t, tok, "ord_"+name)
 				if err != nil || again.GetReference() != x.GetReference() {
 					t.Fatalf("retry = %v, %v", again, err)
 				}
-				if _, err := e.exercise(t, tok, "ord_other"); connect.CodeOf(err) != connect.CodeAlreadyExists {
+				if _, err := e.Exercise(t, tok, "ord_other"); connect.CodeOf(err) != connect.CodeAlreadyExists {
 					t.Fatalf("replay for another order: %v, want already_exists", err)
 				}
-				x, err = e.compensate(t, tok, "ord_"+name)
+				x, err = e.Compensate(t, tok, "ord_"+name)
 				if err != nil || x.GetState() != capabilityv1.ExerciseState_EXERCISE_STATE_COMPENSATED {
 					t.Fatalf("Compensate = %v, %v", x, err)
 				}
@@ -174,28 +117,14 @@ func TestRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A token signed by a key Points never had, claiming to be Points'.
-	foreignRing, _ := keys.NewRing()
-	foreignIssuer, _ := token.NewIssuer(points.Name, foreignRing)
-	foreign, _, err := token.Issue(t.Context(), foreignIssuer, token.Confirmation, token.ConfirmationClaims{
+	foreign, expired := e.Forged(t, token.ConfirmationClaims{
 		Registered: token.Registered{Subject: "usr_alice", Audience: []string{"order-processing"}}, OrderProcessingID: "op_1",
 		Capabilities: []string{"points:spend"}, Settlement: token.Settlement{AmountMinor: 100, Currency: "EUR"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	past, _ := token.NewIssuer(points.Name, e.keys, token.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
-	expired, _, err := token.Issue(t.Context(), past, token.Confirmation, token.ConfirmationClaims{
-		Registered: token.Registered{Subject: "usr_alice", Audience: []string{"order-processing"}}, OrderProcessingID: "op_1",
-		Capabilities: []string{"points:spend"}, Settlement: token.Settlement{AmountMinor: 100, Currency: "EUR"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	parts := strings.Split(good, ".")
 	tampered := parts[0] + "." + parts[1] + "x." + parts[2]
-	shop := func(user string) http.Header { return e.world.As(t, user, "shop") }
-	checkout := func(user string) string { return e.world.Checkout(t, user, "op_1", 5000, "EUR", "points") }
+	shop := func(user string) http.Header { return e.World.As(t, user, "shop") }
+	checkout := func(user string) string { return e.World.Checkout(t, user, "op_1", 5000, "EUR", "points") }
 
 	for _, tc := range []struct {
 		name string
@@ -207,42 +136,41 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, connect.CodeUnauthenticated},
 		{"grant without admin", func() error {
-			_, err := e.points.GrantPoints(t.Context(), req(shop("usr_alice"), &pointsv1.GrantPointsRequest{UserId: "usr_alice", Points: 5}))
+			_, err := e.points.GrantPoints(t.Context(), capabilitytest.Request(shop("usr_alice"), &pointsv1.GrantPointsRequest{UserId: "usr_alice", Points: 5}))
 			return err
 		}, connect.CodePermissionDenied},
 		{"more points than balance", func() error {
-			_, err := e.points.ConfirmPoints(t.Context(), req(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 1001}))
+			_, err := e.points.ConfirmPoints(t.Context(), capabilitytest.Request(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 1001}))
 			return err
 		}, connect.CodeFailedPrecondition},
 		{"zero points", func() error {
-			_, err := e.points.ConfirmPoints(t.Context(), req(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 0}))
+			_, err := e.points.ConfirmPoints(t.Context(), capabilitytest.Request(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 0}))
 			return err
 		}, connect.CodeInvalidArgument},
 		{"someone else's checkout", func() error {
-			_, err := e.points.ConfirmPoints(t.Context(), req(shop("usr_bob"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 1}))
+			_, err := e.points.ConfirmPoints(t.Context(), capabilitytest.Request(shop("usr_bob"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 1}))
 			return err
 		}, connect.CodePermissionDenied},
 		{"checkout token for another audience", func() error {
-			_, err := e.points.ConfirmPoints(t.Context(), req(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{
-				CheckoutToken: e.world.Checkout(t, "usr_alice", "op_1", 5000, "EUR", "coupons"), Points: 1}))
+			_, err := e.points.ConfirmPoints(t.Context(), capabilitytest.Request(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{
+				CheckoutToken: e.World.Checkout(t, "usr_alice", "op_1", 5000, "EUR", "coupons"), Points: 1}))
 			return err
 		}, connect.CodeUnauthenticated},
 		{"missing checkout token", func() error {
-			_, err := e.points.ConfirmPoints(t.Context(), req(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{Points: 1}))
+			_, err := e.points.ConfirmPoints(t.Context(), capabilitytest.Request(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{Points: 1}))
 			return err
 		}, connect.CodeInvalidArgument},
 		{"bad idempotency key", func() error {
-			_, err := e.points.ConfirmPoints(t.Context(), req(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 1, IdempotencyKey: "a b"}))
+			_, err := e.points.ConfirmPoints(t.Context(), capabilitytest.Request(shop("usr_alice"), &pointsv1.ConfirmPointsRequest{CheckoutToken: checkout("usr_alice"), Points: 1, IdempotencyKey: "a b"}))
 			return err
 		}, connect.CodeInvalidArgument},
 		{"exercise without workload token", func() error {
-			_, err := e.caps.Exercise(t.Context(), req(shop("usr_alice"), &capabilityv1.ExerciseRequest{ConfirmationToken: good, OrderId: "ord_1"}))
-			return err
+			return e.ExerciseAsShopper(t, good, "ord_1")
 		}, connect.CodeUnauthenticated},
-		{"tampered token", func() error { _, err := e.exercise(t, tampered, "ord_1"); return err }, connect.CodeInvalidArgument},
-		{"foreign token", func() error { _, err := e.exercise(t, foreign, "ord_1"); return err }, connect.CodeInvalidArgument},
-		{"expired token", func() error { _, err := e.exercise(t, expired, "ord_1"); return err }, connect.CodeFailedPrecondition},
-		{"missing order id", func() error { _, err := e.exercise(t, good, ""); return err }, connect.CodeInvalidArgument},
+		{"tampered token", func() error { _, err := e.Exercise(t, tampered, "ord_1"); return err }, connect.CodeInvalidArgument},
+		{"foreign token", func() error { _, err := e.Exercise(t, foreign, "ord_1"); return err }, connect.CodeInvalidArgument},
+		{"expired token", func() error { _, err := e.Exercise(t, expired, "ord_1"); return err }, connect.CodeFailedPrecondition},
+		{"missing order id", func() error { _, err := e.Exercise(t, good, ""); return err }, connect.CodeInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.call(); connect.CodeOf(err) != tc.want {
@@ -254,10 +182,10 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("balance = %d after refused requests, want 1000", b)
 	}
 	// The good token still works once, after all that.
-	if _, err := e.exercise(t, good, "ord_1"); err != nil {
+	if _, err := e.Exercise(t, good, "ord_1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.exercise(t, good, "ord_2"); connect.CodeOf(err) != connect.CodeAlreadyExists {
+	if _, err := e.Exercise(t, good, "ord_2"); connect.CodeOf(err) != connect.CodeAlreadyExists {
 		t.Fatalf("replayed jti: %v, want already_exists", err)
 	}
 }
