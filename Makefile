@@ -15,7 +15,7 @@ GO_PKGS = $(shell go list -m -f '{{.Dir}}/...')
 # Modules kept out of go.work on purpose, tested on their own with GOWORK=off:
 # the peer-library benchmarks would otherwise raise dependency versions for
 # the whole workspace.
-STANDALONE_MODULES := $(wildcard bench/*/go.mod)
+STANDALONE_MODULES := bench/jwtpeers/go.mod
 
 .PHONY: help
 help: ## list the targets
@@ -69,6 +69,16 @@ test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go 
 	@for m in $(STANDALONE_MODULES); do d=$$(dirname $$m); echo "test $$d"; \
 		(cd $$d && GOWORK=off go test -race -count=1 ./...); done
 	npm test
+
+.PHONY: bench
+bench: ## SDK micro-benchmarks, peer libraries, and a short load run on the embedded system; figures in bench/out/
+	mkdir -p bench/out
+	cd sdk/go && go test -run='^$$' -bench=. -benchmem -count=6 ./token/ | tee ../../bench/out/token.txt
+	cd bench/jwtpeers && GOWORK=off go test -run='^$$' -bench=. -benchmem -count=6 | tee ../out/peers.txt
+	go build -o bin/tokenrelayd ./services/embedded/cmd/tokenrelayd
+	for users in 1 8 32 64; do \
+		go run ./bench/load -server bin/tokenrelayd -users $$users -checkouts $$((512 / users < 40 ? 512 / users : 40)) \
+			-json bench/out/load-$$users.json | tee bench/out/load-$$users.txt; done
 
 .PHONY: run
 run: ## run the whole checkout at http://127.0.0.1:8080 (data and keys in ./.data)

@@ -113,6 +113,7 @@ func (k *PublicKey) Key() crypto.PublicKey { return k.key }
 // be the raw 64-byte r||s form; a DER signature is refused. The error wraps
 // ErrBadSignature.
 func (k *PublicKey) Verify(signingInput string, sig []byte) error {
+	verifies.Add(1)
 	if err := k.method.Verify(signingInput, sig, k.boxed); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
@@ -207,6 +208,7 @@ func (k *PrivateKey) SigningKey() (*PrivateKey, error) { return k, nil }
 // Sign signs signingInput (the JWS "header.payload" string) with golang-jwt's
 // implementation of the key's algorithm; ES256 signatures are raw r||s.
 func (k *PrivateKey) Sign(signingInput string) ([]byte, error) {
+	signs.Add(1)
 	sig, err := k.pub.method.Sign(signingInput, k.signer)
 	if err != nil {
 		return nil, fmt.Errorf("keys: sign: %w", err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
@@ -22,10 +23,23 @@ func main() {
 	flag.StringVar(&cfg.Addr, "addr", envOr("TOKENRELAY_ADDR", "127.0.0.1:8080"), "public listen address (env TOKENRELAY_ADDR)")
 	flag.StringVar(&cfg.DataDir, "data", envOr("TOKENRELAY_DATA", ".data"), "data directory: SQLite files, key rings, vault keys (env TOKENRELAY_DATA)")
 	noSeed := flag.Bool("no-seed", false, "do not create the demo users and data")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/load)")
 	flag.Parse()
 	cfg.Seed = !*noSeed
 	cfg.Logger = slog.New(authn.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			cfg.Logger.Error("cpu profile", "err", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(cfg); err != nil {
+		pprof.StopCPUProfile()
 		cfg.Logger.Error("tokenrelayd stopped", "err", err)
 		os.Exit(1)
 	}

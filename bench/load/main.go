@@ -1,0 +1,527 @@
+// Command load drives complete checkouts against a running tokenrelay and
+// reports what a platform team needs before adopting the pattern:
+// throughput, latency percentiles per RPC and per checkout, errors by code,
+// the server's CPU time and peak memory, and the efficiency of a checkout:
+// the time its signatures must take (the cryptographic floor, signatures
+// counted by the server times their unit cost measured in this run) divided
+// by the CPU time the server really spent on it.
+//
+// Each virtual user logs in once as the demo shopper (before the measured
+// phase: logins hash a password with argon2id, deliberately costly), then
+// loops: start a
+// checkout, confirm a coupon (a fresh one granted to it before the run),
+// 100 points and the card ending 4242, place the order and watch it to
+// COMPLETED. With -server it starts the server itself on a fresh data
+// directory, so it knows its pid for CPU and memory; with -url it drives a
+// running one and reports no server figures. Loopback only.
+//
+//	go run ./bench/load -server bin/tokenrelayd -users 32 -checkouts 20
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
+	identityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
+	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
+	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
+	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+)
+
+// Config is the command line.
+type Config struct {
+	Server    string        // binary to start; "" drives URL
+	URL       string        // base URL when Server is ""
+	Users     int           // concurrent virtual users
+	Checkouts int           // checkouts per user
+	Timeout   time.Duration // bound on the whole run
+	JSON      string        // write the report here too
+}
+
+func main() {
+	var cfg Config
+	flag.StringVar(&cfg.Server, "server", "", "tokenrelayd binary to start on a fresh data directory (enables CPU and memory figures)")
+	flag.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of a running tokenrelay, when -server is not given")
+	flag.IntVar(&cfg.Users, "users", 8, "concurrent virtual users")
+	flag.IntVar(&cfg.Checkouts, "checkouts", 10, "checkouts per user")
+	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound on the whole run")
+	flag.StringVar(&cfg.JSON, "json", "", "also write the report as JSON to this file")
+	flag.Parse()
+	rep, err := run(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+	rep.print(os.Stdout)
+	if cfg.JSON != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(cfg.JSON, b, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+	}
+	if rep.Errors > 0 {
+		os.Exit(1)
+	}
+}
+
+// server is a tokenrelayd this run started.
+type server struct {
+	cmd *exec.Cmd
+	dir string
+}
+
+func startServer(ctx context.Context, bin string) (*server, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir, err := os.MkdirTemp("", "tokenrelay-load-")
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-addr", addr, "-data", filepath.Join(dir, "data"))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	s := &server{cmd: cmd, dir: dir}
+	url := "http://" + addr
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if res, err := http.Get(url + "/debug/counters"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return s, url, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, "", errors.New("the server did not come up within 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+// usage reads the CPU seconds (user + system) and peak resident memory of a
+// process from /proc.
+func usage(pid int) (cpu time.Duration, peakKiB int64, err error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces: utime and stime are fields 14 and 15 (1-based).
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	cpu = time.Duration(ut+st) * time.Second / ticks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			peakKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	return cpu, peakKiB, nil
+}
+
+type counters struct {
+	Signed   int64 `json:"signed"`
+	Verified int64 `json:"verified"`
+}
+
+func readCounters(url string) (counters, error) {
+	var c counters
+	res, err := http.Get(url + "/debug/counters")
+	if err != nil {
+		return c, err
+	}
+	defer res.Body.Close()
+	return c, json.NewDecoder(res.Body).Decode(&c)
+}
+
+// unitCosts measures Ed25519 signing and verification of a token-sized
+// input in this process, on this machine, in this run.
+func unitCosts() (sign, verify time.Duration) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	msg := make([]byte, 600)
+	sig := ed25519.Sign(priv, msg)
+	s := testing.Benchmark(func(b *testing.B) {
+		for b.Loop() {
+			ed25519.Sign(priv, msg)
+		}
+	})
+	v := testing.Benchmark(func(b *testing.B) {
+		for b.Loop() {
+			ed25519.Verify(pub, msg, sig)
+		}
+	})
+	return time.Duration(s.NsPerOp()), time.Duration(v.NsPerOp())
+}
+
+// recorder collects latencies by name and errors by code.
+type recorder struct {
+	mu     sync.Mutex
+	lat    map[string][]time.Duration
+	errors map[string]int
+}
+
+func (r *recorder) add(name string, d time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lat[name] = append(r.lat[name], d)
+	if err != nil {
+		r.errors[name+": "+connect.CodeOf(err).String()]++
+	}
+}
+
+func (r *recorder) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		res, err := next(ctx, req)
+		r.add(procName(req.Spec().Procedure), time.Since(start), err)
+		return res, err
+	}
+}
+
+func (r *recorder) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next // WatchOrder is timed by the checkout loop
+}
+
+func (r *recorder) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+func procName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
+type bearer struct{ token string }
+
+func (b *bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+b.token)
+		return next(ctx, req)
+	}
+}
+
+func (b *bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+b.token)
+		return conn
+	}
+}
+
+func (b *bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+type clients struct {
+	identity identityv1connect.IdentityServiceClient
+	orders   orderprocessingv1connect.OrderProcessingServiceClient
+	coupons  couponsv1connect.CouponsServiceClient
+	points   pointsv1connect.PointsServiceClient
+	payments paymentsv1connect.PaymentsServiceClient
+}
+
+func newClients(url string, hc *http.Client, opts ...connect.ClientOption) clients {
+	return clients{
+		identity: identityv1connect.NewIdentityServiceClient(hc, url, opts...),
+		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(hc, url, opts...),
+		coupons:  couponsv1connect.NewCouponsServiceClient(hc, url, opts...),
+		points:   pointsv1connect.NewPointsServiceClient(hc, url, opts...),
+		payments: paymentsv1connect.NewPaymentsServiceClient(hc, url, opts...),
+	}
+}
+
+func login(ctx context.Context, c clients, user, password string) (*identityv1.Session, error) {
+	res, err := c.identity.Login(ctx, connect.NewRequest(&identityv1.LoginRequest{Username: user, Password: password}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetSession(), nil
+}
+
+// prepare grants the shopper, as the demo admin, one coupon per checkout of
+// the run and enough points, and returns the id of the card ending 4242.
+func prepare(ctx context.Context, url string, hc *http.Client, total int) (codes []string, card string, err error) {
+	anon := newClients(url, hc)
+	admin, err := login(ctx, anon, "admin", "admin-demo")
+	if err != nil {
+		return nil, "", fmt.Errorf("admin login: %w", err)
+	}
+	shopper, err := login(ctx, anon, "shopper", "shopper-demo")
+	if err != nil {
+		return nil, "", fmt.Errorf("shopper login: %w", err)
+	}
+	ac := newClients(url, hc, connect.WithInterceptors(&bearer{admin.GetAccessToken()}))
+	id := shopper.GetUser().GetId()
+	now := time.Now()
+	for i := range total {
+		code := fmt.Sprintf("LOAD-%d-%d", now.UnixNano(), i)
+		codes = append(codes, code)
+		if _, err := ac.coupons.GrantCoupon(ctx, connect.NewRequest(&couponsv1.GrantCouponRequest{UserId: id, Campaign: &couponsv1.Campaign{
+			Code: code, Description: "load test", Kind: couponsv1.DiscountKind_DISCOUNT_KIND_FIXED,
+			AmountOff: &typev1.Money{AmountMinor: 100, Currency: "EUR"}, MinimumSpend: &typev1.Money{Currency: "EUR"},
+			ValidFrom: timestamppb.New(now.Add(-time.Hour)), ValidUntil: timestamppb.New(now.Add(24 * time.Hour)),
+		}})); err != nil {
+			return nil, "", fmt.Errorf("grant coupon: %w", err)
+		}
+	}
+	if _, err := ac.points.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{UserId: id, Points: int64(total) * 100, Reason: "load test"})); err != nil {
+		return nil, "", fmt.Errorf("grant points: %w", err)
+	}
+	sc := newClients(url, hc, connect.WithInterceptors(&bearer{shopper.GetAccessToken()}))
+	pms, err := sc.payments.ListPaymentMethods(ctx, connect.NewRequest(&paymentsv1.ListPaymentMethodsRequest{}))
+	if err != nil {
+		return nil, "", err
+	}
+	for _, pm := range pms.Msg.GetPaymentMethods() {
+		if pm.GetLast4() == "4242" {
+			return codes, pm.GetId(), nil
+		}
+	}
+	return nil, "", errors.New("the shopper has no card ending 4242 (was the demo data seeded?)")
+}
+
+// checkout runs one complete checkout and returns an error naming the step
+// that failed.
+func checkout(ctx context.Context, c clients, coupon, card string) error {
+	started, err := c.orders.StartCheckout(ctx, connect.NewRequest(&orderprocessingv1.StartCheckoutRequest{
+		Items: []*orderprocessingv1.CartItem{{Sku: "TEA-GREEN-100G", Quantity: 2}, {Sku: "INFUSER-STEEL", Quantity: 1}},
+	}))
+	if err != nil {
+		return fmt.Errorf("start checkout: %w", err)
+	}
+	cot, total := started.Msg.GetCheckoutToken(), started.Msg.GetCheckout().GetTotal().GetAmountMinor()
+	cp, err := c.coupons.ConfirmCoupon(ctx, connect.NewRequest(&couponsv1.ConfirmCouponRequest{CheckoutToken: cot, Code: coupon}))
+	if err != nil {
+		return fmt.Errorf("confirm coupon: %w", err)
+	}
+	pt, err := c.points.ConfirmPoints(ctx, connect.NewRequest(&pointsv1.ConfirmPointsRequest{CheckoutToken: cot, Points: 100}))
+	if err != nil {
+		return fmt.Errorf("confirm points: %w", err)
+	}
+	rest := total - cp.Msg.GetDiscount().GetAmountMinor() - pt.Msg.GetValue().GetAmountMinor()
+	py, err := c.payments.ConfirmPayment(ctx, connect.NewRequest(&paymentsv1.ConfirmPaymentRequest{
+		CheckoutToken: cot, PaymentMethodId: card, Amount: &typev1.Money{AmountMinor: rest, Currency: "EUR"},
+	}))
+	if err != nil {
+		return fmt.Errorf("confirm payment: %w", err)
+	}
+	placed, err := c.orders.PlaceOrder(ctx, connect.NewRequest(&orderprocessingv1.PlaceOrderRequest{
+		CheckoutId: started.Msg.GetCheckout().GetId(), IdempotencyKey: started.Msg.GetCheckout().GetId(),
+		ConfirmationTokens: []string{cp.Msg.GetConfirmationToken(), pt.Msg.GetConfirmationToken(), py.Msg.GetConfirmationToken()},
+	}))
+	if err != nil {
+		return fmt.Errorf("place order: %w", err)
+	}
+	stream, err := c.orders.WatchOrder(ctx, connect.NewRequest(&orderprocessingv1.WatchOrderRequest{OrderId: placed.Msg.GetOrder().GetId()}))
+	if err != nil {
+		return fmt.Errorf("watch order: %w", err)
+	}
+	var last *orderprocessingv1.Order
+	for stream.Receive() {
+		last = stream.Msg().GetOrder()
+	}
+	if err := stream.Err(); err != nil {
+		return fmt.Errorf("watch order: %w", err)
+	}
+	if last.GetStatus() != orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED {
+		return fmt.Errorf("order ended %v", last.GetStatus())
+	}
+	return nil
+}
+
+// Report is what a run measured.
+type Report struct {
+	Users, Checkouts     int
+	Errors               int
+	ErrorsByCode         map[string]int
+	Wall                 time.Duration
+	Throughput           float64 // completed checkouts per second
+	Latency              map[string]Percentiles
+	ServerCPU            time.Duration
+	ServerPeakMiB        float64
+	SignedPerCheckout    float64
+	VerifiedPerCheckout  float64
+	SignCost, VerifyCost time.Duration
+	FloorPerCheckout     time.Duration
+	CPUPerCheckout       time.Duration
+	Efficiency           float64
+}
+
+// Percentiles of one latency series.
+type Percentiles struct {
+	N             int
+	P50, P95, P99 time.Duration
+}
+
+func percentiles(ds []time.Duration) Percentiles {
+	slices.Sort(ds)
+	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return Percentiles{N: len(ds), P50: at(0.50), P95: at(0.95), P99: at(0.99)}
+}
+
+func run(ctx context.Context, cfg Config) (*Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	url := cfg.URL
+	var srv *server
+	if cfg.Server != "" {
+		var err error
+		if srv, url, err = startServer(ctx, cfg.Server); err != nil {
+			return nil, err
+		}
+		defer srv.stop()
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4 * cfg.Users}}
+	total := cfg.Users * cfg.Checkouts
+	granted, card, err := prepare(ctx, url, hc, total)
+	if err != nil {
+		return nil, err
+	}
+	signCost, verifyCost := unitCosts()
+	rec := &recorder{lat: map[string][]time.Duration{}, errors: map[string]int{}}
+	// Every user logs in first; the measured phase starts when all have,
+	// so that the password hashing of the logins (argon2id, deliberately
+	// expensive, once per session) is reported apart from the checkouts.
+	sessions := make([]clients, cfg.Users)
+	for i := range sessions {
+		anon := newClients(url, hc, connect.WithInterceptors(rec))
+		s, err := login(ctx, anon, "shopper", "shopper-demo")
+		if err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		sessions[i] = newClients(url, hc, connect.WithInterceptors(&bearer{s.GetAccessToken()}, rec))
+	}
+	c0, err := readCounters(url)
+	if err != nil {
+		return nil, err
+	}
+	var cpu0 time.Duration
+	if srv != nil {
+		if cpu0, _, err = usage(srv.cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	codes := make(chan string, total)
+	for _, code := range granted {
+		codes <- code
+	}
+	close(codes)
+	for _, c := range sessions {
+		wg.Go(func() {
+			for range cfg.Checkouts {
+				t0 := time.Now()
+				err := checkout(ctx, c, <-codes, card)
+				rec.add("checkout", time.Since(t0), err)
+			}
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	rep := &Report{Users: cfg.Users, Checkouts: total, Wall: wall, ErrorsByCode: rec.errors, Latency: map[string]Percentiles{},
+		SignCost: signCost, VerifyCost: verifyCost}
+	failed := 0
+	for name, n := range rec.errors {
+		rep.Errors += n
+		if strings.HasPrefix(name, "checkout: ") {
+			failed += n
+		}
+	}
+	for name, ds := range rec.lat {
+		rep.Latency[name] = percentiles(ds)
+	}
+	rep.Throughput = float64(total-failed) / wall.Seconds()
+	c1, err := readCounters(url)
+	if err != nil {
+		return nil, err
+	}
+	rep.SignedPerCheckout = float64(c1.Signed-c0.Signed) / float64(total)
+	rep.VerifiedPerCheckout = float64(c1.Verified-c0.Verified) / float64(total)
+	rep.FloorPerCheckout = time.Duration(rep.SignedPerCheckout*float64(signCost) + rep.VerifiedPerCheckout*float64(verifyCost))
+	if srv != nil {
+		cpu1, peak, err := usage(srv.cmd.Process.Pid)
+		if err != nil {
+			return nil, err
+		}
+		rep.ServerCPU = cpu1 - cpu0
+		rep.ServerPeakMiB = float64(peak) / 1024
+		rep.CPUPerCheckout = rep.ServerCPU / time.Duration(total)
+		rep.Efficiency = float64(rep.FloorPerCheckout) / float64(rep.CPUPerCheckout)
+	}
+	return rep, nil
+}
+
+func (r *Report) print(w io.Writer) {
+	fmt.Fprintf(w, "users %d, checkouts %d, errors %d, wall %v, throughput %.1f checkouts/s\n",
+		r.Users, r.Checkouts, r.Errors, r.Wall.Round(time.Millisecond), r.Throughput)
+	names := make([]string, 0, len(r.Latency))
+	for n := range r.Latency {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	fmt.Fprintf(w, "%-20s %6s %10s %10s %10s\n", "latency", "n", "p50", "p95", "p99")
+	for _, n := range names {
+		p := r.Latency[n]
+		fmt.Fprintf(w, "%-20s %6d %10v %10v %10v\n", n, p.N, p.P50.Round(10*time.Microsecond), p.P95.Round(10*time.Microsecond), p.P99.Round(10*time.Microsecond))
+	}
+	for code, n := range r.ErrorsByCode {
+		fmt.Fprintf(w, "error %s: %d\n", code, n)
+	}
+	fmt.Fprintf(w, "signatures per checkout: %.1f signed, %.1f verified; unit costs %v sign, %v verify\n",
+		r.SignedPerCheckout, r.VerifiedPerCheckout, r.SignCost, r.VerifyCost)
+	fmt.Fprintf(w, "crypto floor per checkout %v", r.FloorPerCheckout.Round(time.Microsecond))
+	if r.CPUPerCheckout > 0 {
+		fmt.Fprintf(w, "; server CPU per checkout %v; efficiency %.2f; server CPU %v; peak memory %.1f MiB",
+			r.CPUPerCheckout.Round(time.Microsecond), r.Efficiency, r.ServerCPU, r.ServerPeakMiB)
+	}
+	fmt.Fprintln(w)
+}
