@@ -64,11 +64,22 @@ build: install ## build every Go module and the TypeScript packages
 	npm run build --workspaces --if-present
 
 .PHONY: test
-test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go tests with -race, TS tests
+test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go tests with -race, fuzzing on a budget, TS tests
 	go test -race -count=1 $(GO_PKGS)
 	@for m in $(STANDALONE_MODULES); do d=$$(dirname $$m); echo "test $$d"; \
 		(cd $$d && GOWORK=off go test -race -count=1 ./...); done
+	$(MAKE) fuzz
 	npm test
+
+# Every fuzz target, for FUZZTIME each (override: make fuzz FUZZTIME=10m).
+# New crashers land in the package's testdata/fuzz and fail the run.
+FUZZTIME ?= 15s
+FUZZ_TARGETS := sdk/go/token:FuzzVerify sdk/go/keys:FuzzParseJWKS sdk/go/vault:FuzzParseRecord
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 15s)
+	@for t in $(FUZZ_TARGETS); do dir=$${t%%:*}; name=$${t##*:}; echo "fuzz $$dir $$name for $(FUZZTIME)"; \
+		(cd $$dir && go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) .) || exit 1; done
 
 .PHONY: bench
 bench: ## SDK micro-benchmarks, peer libraries, and a short load run on the embedded system; figures in bench/out/
