@@ -62,6 +62,7 @@ type Config struct {
 	Users     int           // concurrent virtual users
 	Checkouts int           // checkouts per user
 	Timeout   time.Duration // bound on the whole run
+	Flood     int           // workers sending forged access tokens meanwhile
 	JSON      string        // write the report here too
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&cfg.Checkouts, "checkouts", 10, "checkouts per user")
 	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.JSON, "json", "", "also write the report as JSON to this file")
+	flag.IntVar(&cfg.Flood, "flood", 0, "workers that send requests with forged access tokens (a real token's claims, a wrong signature) during the run")
 	flag.Parse()
 	rep, err := run(context.Background(), cfg)
 	if err != nil {
@@ -393,6 +395,9 @@ type Report struct {
 	FloorPerCheckout     time.Duration
 	CPUPerCheckout       time.Duration
 	Efficiency           float64
+	Flood                int   // forged-token workers
+	Forged               int64 // forged requests sent
+	ForgedRefused        int64 // of which refused Unauthenticated
 }
 
 // Percentiles of one latency series.
@@ -451,6 +456,19 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
+	floodCtx, stopFlood := context.WithCancel(ctx)
+	defer stopFlood()
+	var flood sync.WaitGroup
+	var forged, refused int64
+	var floodMu sync.Mutex
+	for range cfg.Flood {
+		flood.Go(func() {
+			n, r := floodForged(floodCtx, url, hc)
+			floodMu.Lock()
+			forged, refused = forged+n, refused+r
+			floodMu.Unlock()
+		})
+	}
 	codes := make(chan string, total)
 	for _, code := range granted {
 		codes <- code
@@ -467,8 +485,10 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	stopFlood()
+	flood.Wait()
 	rep := &Report{Users: cfg.Users, Checkouts: total, Wall: wall, ErrorsByCode: rec.errors, Latency: map[string]Percentiles{},
-		SignCost: signCost, VerifyCost: verifyCost}
+		SignCost: signCost, VerifyCost: verifyCost, Flood: cfg.Flood, Forged: forged, ForgedRefused: refused}
 	failed := 0
 	for name, n := range rec.errors {
 		rep.Errors += n
@@ -500,6 +520,34 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// floodForged sends GetBalance with forged access tokens until ctx ends: a
+// real access token's header and claims with its signature's bytes
+// flipped, so that the gateway pays a full signature verification for each.
+// It returns how many it sent and how many were refused as Unauthenticated.
+func floodForged(ctx context.Context, url string, hc *http.Client) (sent, refused int64) {
+	s, err := login(ctx, newClients(url, hc), "shopper", "shopper-demo")
+	if err != nil {
+		return 0, 0
+	}
+	tok := []byte(s.GetAccessToken())
+	tok[len(tok)-5] ^= 0x01 // still base64url, a different signature
+	if tok[len(tok)-5] == '.' || tok[len(tok)-5] > 'z' {
+		tok[len(tok)-5] = 'A'
+	}
+	c := newClients(url, hc, connect.WithInterceptors(&bearer{string(tok)}))
+	for ctx.Err() == nil {
+		_, err := c.points.GetBalance(ctx, connect.NewRequest(&pointsv1.GetBalanceRequest{}))
+		if ctx.Err() != nil {
+			break
+		}
+		sent++
+		if connect.CodeOf(err) == connect.CodeUnauthenticated {
+			refused++
+		}
+	}
+	return sent, refused
+}
+
 func (r *Report) print(w io.Writer) {
 	fmt.Fprintf(w, "users %d, checkouts %d, errors %d, wall %v, throughput %.1f checkouts/s\n",
 		r.Users, r.Checkouts, r.Errors, r.Wall.Round(time.Millisecond), r.Throughput)
@@ -524,4 +572,8 @@ func (r *Report) print(w io.Writer) {
 			r.CPUPerCheckout.Round(time.Microsecond), r.Efficiency, r.ServerCPU, r.ServerPeakMiB)
 	}
 	fmt.Fprintln(w)
+	if r.Flood > 0 {
+		fmt.Fprintf(w, "flood: %d workers sent %d forged tokens (%.0f/s), %d refused Unauthenticated\n",
+			r.Flood, r.Forged, float64(r.Forged)/r.Wall.Seconds(), r.ForgedRefused)
+	}
 }
