@@ -24,7 +24,10 @@
 //  7. passes the request on: in process to an http.Handler (the embedded
 //     default), or by URL through httputil.ReverseProxy with HTTP/2
 //     (h2c for http:// upstreams, so gRPC works), streaming responses
-//     flushed as they come.
+//     flushed as they come. A route may name several upstream URLs
+//     (replicas of one service): requests take them in turn (round
+//     robin), and a request whose upstream refuses the connection, so
+//     that nothing was sent, is retried on the next one (failover).
 //
 // Errors the gateway writes itself are Connect, gRPC or gRPC-Web errors as
 // the request's protocol needs (connect.ErrorWriter). Logs carry the txn
@@ -45,15 +48,20 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -142,6 +150,12 @@ type Route struct {
 	// nil. http:// upstreams must speak HTTP/2 without TLS (h2c, prior
 	// knowledge), as tokenrelay servers do.
 	URL string
+	// URLs are further upstreams of the same service (its replicas), used
+	// with URL when Handler is nil: requests go to URL and URLs in turn,
+	// and move on to the next one when an upstream refuses the
+	// connection. Replicas must be interchangeable: stateless, sharing
+	// their database and keys.
+	URLs []string
 }
 
 // Config configures the gateway. Keys, Logger, at least one Issuer and one
@@ -192,6 +206,18 @@ type Config struct {
 	// Transport carries proxied requests to URL routes. Default a clone of
 	// http.DefaultTransport speaking HTTP/2 only (h2c for http://).
 	Transport http.RoundTripper
+	// Observe, when set, is called once for every RPC request after it is
+	// answered, with its procedure, its outcome and its duration (for a
+	// stream, until it ends). The outcome is nil on success, else an error
+	// whose connect.CodeOf is the code: the gateway's own refusal (wrapping
+	// the token package's sentinel for a refused access token, or
+	// authn.ErrMissingToken), or the upstream's code where the gateway can
+	// read it (gRPC's grpc-status, a Connect unary error's code; a
+	// Connect stream's end-of-stream error is not read). The procedure is
+	// the request path as sent: bound its cardinality before using it as
+	// a label (server.Metrics.Observe does). Observe must be fast and safe
+	// for concurrent use.
+	Observe func(procedure string, err error, d time.Duration)
 }
 
 // ErrConfig reports an incomplete or invalid Config.
@@ -214,6 +240,7 @@ type Gateway struct {
 	fallback                  http.Handler
 	log                       *slog.Logger
 	errs                      *connect.ErrorWriter
+	observe                   func(string, error, time.Duration)
 }
 
 // New builds the gateway. It fetches the discovery document of every
@@ -228,7 +255,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		lifetime: cfg.TxnLifetime, keys: cfg.Keys, scopes: map[string][]string{}, routes: map[string]http.Handler{},
 		anonymous: set(cfg.AnonymousProcedures, DefaultAnonymousProcedures), admin: set(cfg.AdminProcedures, DefaultAdminProcedures),
 		cors: newCORS(cfg.AllowedOrigins), maxBody: cfg.MaxBodyBytes, maxHeader: cfg.MaxHeaderBytes,
-		fallback: cfg.Fallback, log: cfg.Logger, errs: connect.NewErrorWriter(),
+		fallback: cfg.Fallback, log: cfg.Logger, errs: connect.NewErrorWriter(), observe: cfg.Observe,
 	}
 	if g.lifetime <= 0 || g.lifetime > DefaultTxnLifetime {
 		g.lifetime = DefaultTxnLifetime
@@ -256,7 +283,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		case rt.Handler != nil:
 			g.routes[rt.Service] = rt.Handler
 		default:
-			h, err := g.proxy(rt.URL, transport)
+			h, err := g.balance(append([]string{rt.URL}, rt.URLs...), transport)
 			if err != nil {
 				return nil, err
 			}
@@ -381,12 +408,67 @@ func h2Transport() *http.Transport {
 	return t
 }
 
-// proxy returns a reverse proxy to base.
-func (g *Gateway) proxy(base string, transport http.RoundTripper) (http.Handler, error) {
-	target, err := url.Parse(base)
-	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
-		return nil, fmt.Errorf("%w: route URL %q is not an http(s) URL", ErrConfig, base)
+// balancer sends each request to one of its upstreams, in turn, and on to
+// the next when one refuses the connection.
+type balancer struct {
+	g         *Gateway
+	next      atomic.Uint64
+	upstreams []*upstream
+}
+
+type upstream struct {
+	host  string
+	proxy *httputil.ReverseProxy
+}
+
+// attempt is how an upstream's ErrorHandler tells the balancer that the
+// connection was refused and nothing was written, so that the request may
+// go to the next upstream.
+type attempt struct {
+	refused bool
+	err     error
+}
+
+type attemptKey struct{}
+
+// balance returns the handler of a route to the upstreams at urls.
+func (g *Gateway) balance(urls []string, transport http.RoundTripper) (http.Handler, error) {
+	b := &balancer{g: g}
+	for _, base := range urls {
+		target, err := url.Parse(base)
+		if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+			return nil, fmt.Errorf("%w: route URL %q is not an http(s) URL", ErrConfig, base)
+		}
+		b.upstreams = append(b.upstreams, &upstream{host: target.Host, proxy: g.proxy(target, transport)})
 	}
+	return b, nil
+}
+
+func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := uint64(len(b.upstreams))
+	first := b.next.Add(1) - 1
+	for i := range n {
+		u := b.upstreams[(first+i)%n]
+		a := &attempt{}
+		req := r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
+		if r.GetBody != nil {
+			body, err := r.GetBody()
+			if err != nil {
+				break
+			}
+			req.Body = body
+		}
+		u.proxy.ServeHTTP(w, req)
+		if !a.refused {
+			return
+		}
+		b.g.log.WarnContext(r.Context(), "upstream refused the connection, trying the next", "upstream", u.host, "err", a.err)
+	}
+	b.g.fail(w, r, connect.NewError(connect.CodeUnavailable, errors.New("service unavailable")))
+}
+
+// proxy returns a reverse proxy to target.
+func (g *Gateway) proxy(target *url.URL, transport http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -396,21 +478,47 @@ func (g *Gateway) proxy(base string, transport http.RoundTripper) (http.Handler,
 		FlushInterval: -1, // server streams and gRPC: pass every frame on at once
 		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if a, ok := r.Context().Value(attemptKey{}).(*attempt); ok && connectionRefused(err) {
+				// Nothing reached the upstream: the balancer may try the next.
+				a.refused, a.err = true, err
+				return
+			}
 			g.log.WarnContext(r.Context(), "upstream failed", "upstream", target.Host, "err", err)
 			g.fail(w, r, connect.NewError(connect.CodeUnavailable, errors.New("service unavailable")))
 		},
-	}, nil
+	}
+}
+
+// connectionRefused reports a failure to connect, before any byte of the
+// request was sent: a refused, unreachable or timed-out dial. A request
+// that failed later may have reached the upstream and is never retried.
+func connectionRefused(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // Errors the gateway answers with. Fixed texts: they never echo input.
 var (
 	errNoService      = errors.New("no such service")
-	errMissingToken   = errors.New("missing access token: send Authorization: Bearer <token>")
+	errMissingToken   = missingToken{}
 	errAdminOnly      = errors.New("this procedure needs the admin scope")
 	errBodyTooLarge   = errors.New("request body too large")
 	errHeaderTooLarge = errors.New("request headers too large")
 	errInternal       = errors.New("internal error")
 )
+
+// missingToken is the refusal of a request without an access token; it
+// wraps authn.ErrMissingToken, so that metrics count it with the other
+// missing tokens.
+type missingToken struct{}
+
+func (missingToken) Error() string {
+	return "missing access token: send Authorization: Bearer <token>"
+}
+func (missingToken) Unwrap() error { return authn.ErrMissingToken }
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -436,25 +544,31 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	procedure := r.URL.Path
+	refuse := func(err error) {
+		g.fail(w, r, err)
+		if g.observe != nil {
+			g.observe(procedure, err, time.Since(start))
+		}
+	}
 	upstream := g.routes[service]
 	if upstream == nil { // CapabilityService never has a route
-		g.fail(w, r, connect.NewError(connect.CodeNotFound, errNoService))
+		refuse(connect.NewError(connect.CodeNotFound, errNoService))
 		return
 	}
 	if err := g.bufferBody(r); err != nil {
-		g.fail(w, r, err)
+		refuse(err)
 		return
 	}
 	claims, err := g.authenticate(r, procedure)
 	if err != nil {
 		g.log.InfoContext(r.Context(), "request refused", "procedure", procedure, "code", connect.CodeOf(err).String(), "err", err)
-		g.fail(w, r, err)
+		refuse(err)
 		return
 	}
 	raw, txn, err := token.Issue(r.Context(), g.issuer, token.Transaction, claims)
 	if err != nil {
 		g.log.ErrorContext(r.Context(), "mint transaction token", "procedure", procedure, "err", err)
-		g.fail(w, r, connect.NewError(connect.CodeInternal, errInternal))
+		refuse(connect.NewError(connect.CodeInternal, errInternal))
 		return
 	}
 	r.Header.Del("Authorization") // the access token is for the gateway only
@@ -464,6 +578,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upstream.ServeHTTP(sw, r)
 	g.log.InfoContext(r.Context(), "rpc", "procedure", procedure, "sub", txn.Subject,
 		"status", sw.status(), "duration_ms", time.Since(start).Milliseconds())
+	if g.observe != nil {
+		g.observe(procedure, sw.outcome(), time.Since(start))
+	}
 }
 
 // authenticate verifies the access token (unless procedure is anonymous)
@@ -546,9 +663,53 @@ func (g *Gateway) bufferBody(r *http.Request) error {
 	case err != nil:
 		return connect.NewError(connect.CodeCanceled, errors.New("reading the request body failed"))
 	}
+	if enveloped(r.Header.Get("Content-Type")) && !wellFramed(b) {
+		// Refused here with a clear code: a service's protocol layer would
+		// answer a truncated envelope with Internal.
+		return connect.NewError(connect.CodeInvalidArgument, errMalformedEnvelope)
+	}
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	r.ContentLength = int64(len(b))
+	// A balancer resends the body to the next upstream after a refused
+	// connection.
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	return nil
+}
+
+// errMalformedEnvelope reports a gRPC, gRPC-Web or Connect streaming body
+// whose length-prefixed messages do not add up to the body.
+var errMalformedEnvelope = errors.New("malformed request body: its length-prefixed messages do not match its length")
+
+// enveloped reports whether a content type frames its messages with the
+// 5-byte envelope (flags, big-endian length): gRPC, binary gRPC-Web and
+// Connect streaming. gRPC-Web's text form is base64 and not checked here.
+func enveloped(contentType string) bool {
+	ct, _, _ := strings.Cut(contentType, ";")
+	ct = strings.TrimSpace(strings.ToLower(ct))
+	switch {
+	case strings.HasPrefix(ct, "application/grpc-web-text"):
+		return false
+	case ct == "application/grpc", strings.HasPrefix(ct, "application/grpc+"),
+		ct == "application/grpc-web", strings.HasPrefix(ct, "application/grpc-web+"),
+		strings.HasPrefix(ct, "application/connect+"):
+		return true
+	}
+	return false
+}
+
+// wellFramed reports whether b is a sequence of complete envelopes.
+func wellFramed(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) < 5 {
+			return false
+		}
+		n := uint64(b[1])<<24 | uint64(b[2])<<16 | uint64(b[3])<<8 | uint64(b[4])
+		if n > uint64(len(b)-5) {
+			return false
+		}
+		b = b[5+n:]
+	}
+	return true
 }
 
 // fail writes err in the request's protocol, or as plain text to a client
@@ -612,12 +773,18 @@ func headerSize(h http.Header) int {
 	return n
 }
 
-// statusWriter records the status for the log line. It passes Flush and
-// Unwrap on, so streaming and trailers work through it.
+// statusWriter records the status for the log line, and the beginning of
+// an error response's body for its Connect code. It passes Flush and Unwrap
+// on, so streaming and trailers work through it.
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	body []byte // the first maxErrorBody bytes of a non-200 response
 }
+
+// maxErrorBody bounds what statusWriter keeps of an error body: a Connect
+// error's JSON code comes first and is short.
+const maxErrorBody = 512
 
 func (s *statusWriter) WriteHeader(code int) {
 	if s.code == 0 {
@@ -629,6 +796,9 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.code == 0 {
 		s.code = http.StatusOK
+	}
+	if s.code != http.StatusOK && len(s.body) < maxErrorBody {
+		s.body = append(s.body, b[:min(len(b), maxErrorBody-len(s.body))]...)
 	}
 	return s.ResponseWriter.Write(b)
 }
@@ -647,4 +817,55 @@ func (s *statusWriter) status() int {
 		return http.StatusOK
 	}
 	return s.code
+}
+
+// errUpstream carries an upstream's code for Config.Observe.
+var errUpstream = errors.New("upstream error")
+
+// outcome returns the response's outcome for Config.Observe: the
+// grpc-status of a gRPC response (header or trailer), the code of a
+// Connect unary error body, or for any other non-200 status a code from
+// the HTTP status.
+func (s *statusWriter) outcome() error {
+	h := s.Header()
+	for _, k := range []string{"Grpc-Status", http.TrailerPrefix + "Grpc-Status"} {
+		if v := h.Get(k); v != "" {
+			n, err := strconv.ParseUint(v, 10, 32)
+			switch {
+			case err != nil:
+				return connect.NewError(connect.CodeUnknown, errUpstream)
+			case n == 0:
+				return nil
+			}
+			return connect.NewError(connect.Code(n), errUpstream)
+		}
+	}
+	if s.status() == http.StatusOK {
+		return nil
+	}
+	var body struct {
+		Code connect.Code `json:"code"`
+	}
+	if json.Unmarshal(s.body, &body) == nil && body.Code != 0 {
+		return connect.NewError(body.Code, errUpstream)
+	}
+	return connect.NewError(httpCode(s.status()), errUpstream)
+}
+
+// httpCode maps an HTTP status to a Connect code (the gRPC HTTP mapping).
+func httpCode(status int) connect.Code {
+	switch status {
+	case http.StatusBadRequest:
+		return connect.CodeInternal
+	case http.StatusUnauthorized:
+		return connect.CodeUnauthenticated
+	case http.StatusForbidden:
+		return connect.CodePermissionDenied
+	case http.StatusNotFound:
+		return connect.CodeUnimplemented
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return connect.CodeUnavailable
+	default:
+		return connect.CodeUnknown
+	}
 }

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"syscall"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
+	"github.com/tokenrelay/tokenrelay/services/embedded/webui"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 )
 
@@ -24,9 +26,19 @@ func main() {
 	flag.StringVar(&cfg.DataDir, "data", envOr("TOKENRELAY_DATA", ".data"), "data directory: SQLite files, key rings, vault keys (env TOKENRELAY_DATA)")
 	noSeed := flag.Bool("no-seed", false, "do not create the demo users and data")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/load)")
+	webDir := flag.String("web", envOr("TOKENRELAY_WEB", defaultWebDir()), "serve the built web checkout in `DIR` at / (npm run build -w web); default web/dist when built, empty for none (env TOKENRELAY_WEB)")
+	flag.DurationVar(&cfg.AccessTokenLifetime, "access-token-lifetime", 0, "lifetime of access tokens, at most and by default 15m (tests shorten it)")
 	flag.Parse()
 	cfg.Seed = !*noSeed
 	cfg.Logger = slog.New(authn.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))
+	if *webDir != "" {
+		web, err := webui.Handler(os.DirFS(*webDir))
+		if err != nil {
+			cfg.Logger.Error("cannot serve the web checkout", "dir", *webDir, "err", err)
+			os.Exit(1)
+		}
+		cfg.Web = web
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -62,6 +74,15 @@ func run(cfg embedded.Config) error {
 	case err := <-sys.Err():
 		return err
 	}
+}
+
+// defaultWebDir is web/dist when it has been built (tokenrelayd run from the
+// repository's root, as `make run` does), else none.
+func defaultWebDir() string {
+	if st, err := os.Stat(filepath.Join("web", "dist", webui.IndexFile)); err == nil && !st.IsDir() {
+		return filepath.Join("web", "dist")
+	}
+	return ""
 }
 
 func envOr(key, def string) string {

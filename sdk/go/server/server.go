@@ -1,0 +1,173 @@
+// Package server is the HTTP plumbing every tokenrelay binary shares, so
+// that each service's main stays a page of flags and wiring:
+//
+//   - [New] builds an http.Server with the house settings: HTTP/1.1 (Connect,
+//     browsers), HTTP/2 over TLS and unencrypted HTTP/2 with prior knowledge
+//     (h2c: gRPC without TLS, as every tokenrelay peer speaks it), a header
+//     timeout, bounded headers, and no read or write timeout, since
+//     WatchOrder is a server stream that lasts as long as its saga.
+//   - [Run] serves until its context ends (SIGINT or SIGTERM in the mains,
+//     see [SignalContext]), runs the process's background tasks (a saga
+//     runner, a JWKS cache refresh) beside it, and shuts everything down
+//     gracefully: the listener closes first, requests in flight get the
+//     shutdown timeout to finish, then the tasks are cancelled.
+//   - [MountReflection] serves gRPC server reflection, v1 and v1alpha, for
+//     the services a server offers, so that buf curl and grpcurl need no
+//     schema.
+//   - [Metrics] is a Prometheus registry with the RPC metrics (a Connect
+//     interceptor: requests by procedure and code, a latency histogram) and
+//     the token refusals by reason, served at [MetricsPath].
+//   - [NewLogger] is the slog JSON logger whose lines carry the txn
+//     (authn.NewLogHandler).
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+)
+
+// Defaults of New and Run.
+const (
+	// DefaultReadHeaderTimeout bounds how long a client may take to send
+	// the request headers (slowloris).
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes keep-alive connections idle that long.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultMaxHeaderBytes bounds the request headers: 64 KiB, the
+	// gateway's limit too (tokens travel in headers).
+	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultShutdownTimeout is how long Run lets requests in flight
+	// finish after its context ends before closing their connections.
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Option configures New.
+type Option func(*http.Server)
+
+// WithMaxHeaderBytes sets the server's MaxHeaderBytes. Default
+// DefaultMaxHeaderBytes.
+func WithMaxHeaderBytes(n int) Option {
+	return func(s *http.Server) {
+		if n > 0 {
+			s.MaxHeaderBytes = n
+		}
+	}
+}
+
+// WithLogger sends the server's own errors (TLS handshakes, malformed
+// requests, panics in handlers) to log at level Warn. Default: the standard
+// logger.
+func WithLogger(log *slog.Logger) Option {
+	return func(s *http.Server) { s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn) }
+}
+
+// New returns an http.Server for h with the house settings (see the
+// package documentation). Addr is left empty: Run serves on a listener.
+func New(h http.Handler, opts ...Option) *http.Server {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           h,
+		Protocols:         p,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		IdleTimeout:       DefaultIdleTimeout,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+	}
+	for _, o := range opts {
+		o(srv)
+	}
+	return srv
+}
+
+// Task is work a process runs beside its server until ctx ends, such as
+// orderprocessing.Service.Run or jwks.Cache.Run. A task that returns
+// ctx.Err() after ctx ended has stopped cleanly.
+type Task func(ctx context.Context) error
+
+// Run serves srv on ln and runs tasks until ctx ends or one of them fails.
+// Then it shuts srv down gracefully: ln closes at once, requests in flight
+// get timeout (DefaultShutdownTimeout when <= 0) to finish, and the
+// connections still open after that are closed. Only then are the tasks
+// cancelled, so that a request in flight still finds the saga runner
+// running, and Run waits for them. It returns the first failure, or nil
+// after a clean stop.
+func Run(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration, tasks ...Task) error {
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelTasks()
+	// Buffered for every sender, so that none blocks after Run stopped
+	// listening.
+	errc := make(chan error, 1+len(tasks))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, t := range tasks {
+		wg.Go(func() {
+			if err := t(taskCtx); err != nil && taskCtx.Err() == nil {
+				errc <- err
+			}
+		})
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		// Streams still open past the timeout: close them.
+		_ = srv.Close()
+	}
+	<-served
+	cancelTasks()
+	wg.Wait()
+	return first
+}
+
+// ListenAndRun listens on addr (TCP) and calls Run. The listener's address,
+// useful when addr has port 0, is passed to ready before serving starts.
+func ListenAndRun(ctx context.Context, addr string, srv *http.Server, timeout time.Duration, ready func(net.Addr), tasks ...Task) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	return Run(ctx, srv, ln, timeout, tasks...)
+}
+
+// SignalContext returns a context cancelled on SIGINT or SIGTERM, the stop
+// signals of a terminal and of every orchestrator.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// NewLogger returns a JSON slog logger writing to w at level, whose lines
+// carry the txn of the request in their context (authn.NewLogHandler),
+// with the attribute "service" set to service.
+func NewLogger(w io.Writer, level slog.Level, service string) *slog.Logger {
+	h := authn.NewLogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(h).With("service", service)
+}

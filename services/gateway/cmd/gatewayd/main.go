@@ -1,0 +1,176 @@
+// Command gatewayd runs the gateway alone: the single public origin of the
+// scaled-out deployment (see the README's "Scaled out"). It verifies
+// access tokens, mints one transaction token per request and proxies each
+// service's RPCs to its upstream URLs over h2c, in turn across replicas
+// (see package gateway). Beside the RPCs it serves /healthz, its own JWKS
+// (the transaction-token keys every service trusts) at
+// /.well-known/jwks.json, Prometheus metrics at /metrics (every RPC by
+// procedure and code, access-token refusals by reason), and gRPC
+// reflection for the routed services itself, without a token and without
+// asking an upstream, so that `buf curl` works against the public origin
+// without a schema. Logs are JSON with the txn on standard error; SIGINT or
+// SIGTERM stops it gracefully.
+//
+// Flags, each defaulting to its environment variable when set:
+//
+//	-addr              listen address (TOKENRELAY_ADDR, default 127.0.0.1:8080)
+//	-data              data directory (TOKENRELAY_DATA, default .data/gateway)
+//	-keys              transaction-token key ring directory (TOKENRELAY_KEYS, default <data>/keys)
+//	-route             SERVICE=URL[,URL...]: route a service to its upstream replicas; SERVICE is a
+//	                   full name (tokenrelay.points.v1.PointsService) or identity, orderprocessing,
+//	                   coupons, points, payments; repeatable (TOKENRELAY_GATEWAY_ROUTES, entries
+//	                   separated by spaces; required)
+//	-issuer            ISS=JWKS_URL: trust the access tokens of ISS with the keys at JWKS_URL; or ISS
+//	                   alone: an OpenID Connect provider, discovered at ISS/.well-known/openid-configuration;
+//	                   repeatable (TOKENRELAY_GATEWAY_ISSUERS, entries separated by spaces; required)
+//	-audience          aud the access tokens must carry (TOKENRELAY_AUDIENCE, default tokenrelay-api)
+//	-name              iss and req_wl of the transaction tokens (TOKENRELAY_GATEWAY_NAME, default gateway)
+//	-trust-domain      aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
+//	-tenant            tctx tenant of the transaction tokens (TOKENRELAY_TENANT, default default)
+//	-allowed-origins   comma-separated CORS origins (TOKENRELAY_ALLOWED_ORIGINS, default none)
+//	-log-level         DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
+//	-shutdown-timeout  grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/health"
+	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/server"
+	"github.com/tokenrelay/tokenrelay/services/gateway"
+)
+
+// Config is gatewayd's configuration.
+type Config struct {
+	server.Process
+	// Routes and Issuers as given by -route and -issuer.
+	Routes, Issuers server.List
+	// Audience, Name, TrustDomain, Tenant: see gateway.Config.
+	Audience, Name, TrustDomain, Tenant string
+	// AllowedOrigins get CORS answers.
+	AllowedOrigins server.List
+}
+
+// shortNames are the service names -route accepts besides full names.
+var shortNames = map[string]string{
+	"identity":        identityv1connect.IdentityServiceName,
+	"orderprocessing": orderprocessingv1connect.OrderProcessingServiceName,
+	"coupons":         couponsv1connect.CouponsServiceName,
+	"points":          pointsv1connect.PointsServiceName,
+	"payments":        paymentsv1connect.PaymentsServiceName,
+}
+
+func main() {
+	cfg := Config{Process: server.Process{Name: gateway.DefaultName}}
+	cfg.Flags(flag.CommandLine, "127.0.0.1:8080")
+	for _, v := range strings.Fields(os.Getenv("TOKENRELAY_GATEWAY_ROUTES")) {
+		_ = cfg.Routes.Set(v)
+	}
+	for _, v := range strings.Fields(os.Getenv("TOKENRELAY_GATEWAY_ISSUERS")) {
+		cfg.Issuers = append(cfg.Issuers, v)
+	}
+	flag.Func("route", "`SERVICE=URL[,URL...]`: route SERVICE (a full name, or identity, orderprocessing, coupons, points, payments) to its replicas; repeatable (env TOKENRELAY_GATEWAY_ROUTES, space-separated)",
+		func(v string) error { cfg.Routes = append(cfg.Routes, v); return nil })
+	flag.Func("issuer", "`ISS=JWKS_URL` trusts ISS's access tokens with the keys at JWKS_URL; ISS alone is an OpenID Connect provider; repeatable (env TOKENRELAY_GATEWAY_ISSUERS, space-separated)",
+		func(v string) error { cfg.Issuers = append(cfg.Issuers, v); return nil })
+	flag.StringVar(&cfg.Audience, "audience", server.Env("TOKENRELAY_AUDIENCE", gateway.DefaultAudience), "aud the access tokens must carry (env TOKENRELAY_AUDIENCE)")
+	flag.StringVar(&cfg.Name, "name", server.Env("TOKENRELAY_GATEWAY_NAME", gateway.DefaultName), "iss and req_wl of the transaction tokens (env TOKENRELAY_GATEWAY_NAME)")
+	flag.StringVar(&cfg.TrustDomain, "trust-domain", server.Env("TOKENRELAY_TRUST_DOMAIN", gateway.DefaultTrustDomain), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
+	flag.StringVar(&cfg.Tenant, "tenant", server.Env("TOKENRELAY_TENANT", gateway.DefaultTenant), "tctx tenant of the transaction tokens (env TOKENRELAY_TENANT)")
+	_ = cfg.AllowedOrigins.Set(os.Getenv("TOKENRELAY_ALLOWED_ORIGINS"))
+	flag.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated CORS `origins` (env TOKENRELAY_ALLOWED_ORIGINS)")
+	flag.Parse()
+	log := cfg.Logger()
+	ctx, stop := server.SignalContext()
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		log.Error("gatewayd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// parseRoutes turns -route values into gateway routes.
+func parseRoutes(values []string) ([]gateway.Route, error) {
+	var routes []gateway.Route
+	for _, v := range values {
+		name, urls, ok := strings.Cut(v, "=")
+		list := slices.DeleteFunc(strings.Split(urls, ","), func(s string) bool { return strings.TrimSpace(s) == "" })
+		if !ok || name == "" || len(list) == 0 {
+			return nil, fmt.Errorf("-route %q: want SERVICE=URL[,URL...]", v)
+		}
+		if full, ok := shortNames[name]; ok {
+			name = full
+		}
+		routes = append(routes, gateway.Route{Service: name, URL: strings.TrimSpace(list[0]), URLs: list[1:]})
+	}
+	if len(routes) == 0 {
+		return nil, errors.New("-route: at least one route is required")
+	}
+	return routes, nil
+}
+
+func run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger()
+	routes, err := parseRoutes(cfg.Routes)
+	if err != nil {
+		return err
+	}
+	peers, err := server.NewPeers(log)
+	if err != nil {
+		return err
+	}
+	defer peers.Close()
+	var issuers []gateway.Issuer
+	for _, v := range cfg.Issuers {
+		iss, jwksURL, byURL := strings.Cut(v, "=")
+		is := gateway.Issuer{Issuer: iss, Audience: cfg.Audience}
+		if byURL {
+			var src keys.Source
+			if src, err = peers.Add(iss, jwksURL); err != nil {
+				return fmt.Errorf("-issuer %q: %w", v, err)
+			}
+			is.Keys = src
+		}
+		issuers = append(issuers, is)
+	}
+	ring, err := cfg.Ring()
+	if err != nil {
+		return err
+	}
+	m := server.NewMetrics()
+	public := server.Mux(m) // the non-RPC paths
+	public.Handle("GET "+keys.WellKnownPath, ring.Handler())
+	public.Handle("GET "+health.Path, health.Handler(nil))
+	g, err := gateway.New(ctx, gateway.Config{
+		Name: cfg.Name, Keys: ring, TrustDomain: cfg.TrustDomain, Tenant: cfg.Tenant,
+		Issuers: issuers, Routes: routes, AllowedOrigins: cfg.AllowedOrigins,
+		Fallback: public, Logger: log, Observe: m.Observe,
+	})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	// Reflection is answered here for every routed service: the gateway
+	// would route only the services it has, and a token would be needed.
+	services := make([]string, len(routes))
+	for i, r := range routes {
+		services[i] = r.Service
+	}
+	root := http.NewServeMux()
+	server.MountReflection(root, services, m.HandlerOption())
+	root.Handle("/", g)
+	return cfg.Serve(ctx, log, root, peers.Run, g.Run)
+}

@@ -1,0 +1,188 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/services/gateway"
+)
+
+// replica is one replica of a test PointsService: its balance is its
+// number, so that the caller sees which replica answered; 99 recent
+// entries asked for is refused.
+type replica struct {
+	pointsv1connect.UnimplementedPointsServiceHandler
+	n int64
+}
+
+func (r replica) GetBalance(_ context.Context, req *connect.Request[pointsv1.GetBalanceRequest]) (*connect.Response[pointsv1.GetBalanceResponse], error) {
+	if req.Msg.GetRecentEntries() == 99 {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("refused"))
+	}
+	return connect.NewResponse(&pointsv1.GetBalanceResponse{Balance: r.n}), nil
+}
+
+// startReplica serves replica n over h2c behind the transaction-token
+// interceptor.
+func startReplica(t *testing.T, n int64, gwRing *keys.Ring) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(pointsv1connect.NewPointsServiceHandler(replica{n: n}, connect.WithInterceptors(authn.NewServerInterceptor(txnVerifier(t, gwRing)))))
+	up := httptest.NewUnstartedServer(mux)
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetHTTP1(true)
+	up.Config.Protocols.SetUnencryptedHTTP2(true)
+	up.Start()
+	t.Cleanup(up.Close)
+	return up
+}
+
+// deadURL returns the URL of a loopback port nothing listens on.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	_ = ln.Close()
+	return url
+}
+
+type observation struct {
+	procedure string
+	code      connect.Code // 0: ok
+	err       error
+}
+
+type observer struct {
+	mu  sync.Mutex
+	obs []observation
+}
+
+func (o *observer) observe(procedure string, err error, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var code connect.Code
+	if err != nil {
+		code = connect.CodeOf(err)
+	}
+	o.obs = append(o.obs, observation{procedure, code, err})
+}
+
+func (o *observer) last() observation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.obs[len(o.obs)-1]
+}
+
+// TestReplicas: a route with several upstream URLs spreads requests over
+// them in turn, skips an upstream that refuses connections (nothing was
+// sent, so the request moves on), and keeps serving with one replica left.
+func TestReplicas(t *testing.T) {
+	t.Parallel()
+	gwRing, idRing := ring(t), ring(t)
+	one, two := startReplica(t, 1, gwRing), startReplica(t, 2, gwRing)
+	gw, err := gateway.New(t.Context(), gateway.Config{
+		Keys: gwRing, Logger: slog.New(slog.DiscardHandler),
+		Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: idRing}},
+		Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, URL: one.URL, URLs: []string{deadURL(t), two.URL}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	tok := access(t, issuer(t, idIssuer, idRing), "usr_bob", "shop", gateway.DefaultAudience)
+
+	balances := func(t *testing.T, n int, opts ...connect.ClientOption) map[int64]int {
+		t.Helper()
+		c := pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, opts...)
+		seen := map[int64]int{}
+		for range n {
+			res, err := c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
+			if err != nil {
+				t.Fatalf("GetBalance: %v", err)
+			}
+			seen[res.Msg.GetBalance()]++
+		}
+		return seen
+	}
+	for proto, opts := range protocols {
+		// Three upstreams in turn, the dead one's share failing over to
+		// the next: of 6 requests, replica 1 answers 2, replica 2 four.
+		if got := balances(t, 6, opts...); got[1] != 2 || got[2] != 4 {
+			t.Fatalf("%s: requests per replica %v, want 1:2 2:4", proto, got)
+		}
+	}
+	two.Close()
+	if got := balances(t, 4); got[1] != 4 {
+		t.Fatalf("after replica 2 stopped: %v, want every request on replica 1", got)
+	}
+	one.Close()
+	_, err = pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("every replica down: %v, want unavailable", err)
+	}
+}
+
+// TestObserve: Config.Observe sees every RPC with its code: the gateway's
+// own refusals with the token sentinel, and the upstream's codes over
+// Connect and gRPC.
+func TestObserve(t *testing.T) {
+	t.Parallel()
+	gwRing, idRing := ring(t), ring(t)
+	up := startReplica(t, 1, gwRing)
+	var o observer
+	gw, err := gateway.New(t.Context(), gateway.Config{
+		Keys: gwRing, Logger: slog.New(slog.DiscardHandler), Observe: o.observe,
+		Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: idRing}},
+		Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, URL: up.URL}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	srv := httptest.NewUnstartedServer(gw)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	tok := access(t, issuer(t, idIssuer, idRing), "usr_bob", "shop", gateway.DefaultAudience)
+	other := access(t, issuer(t, idIssuer, ring(t)), "usr_bob", "shop", gateway.DefaultAudience)
+	for proto, opts := range protocols {
+		c := pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, opts...)
+		for _, tc := range []struct {
+			name    string
+			tok     string
+			entries int32
+			want    connect.Code
+			wantErr error
+		}{
+			{"ok", tok, 0, 0, nil},
+			{"upstream refusal", tok, 99, connect.CodeFailedPrecondition, nil},
+			{"no token", "", 0, connect.CodeUnauthenticated, authn.ErrMissingToken},
+			{"foreign key", other, 0, connect.CodeUnauthenticated, keys.ErrKeyNotFound},
+		} {
+			_, _ = c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{RecentEntries: tc.entries}, tc.tok))
+			got := o.last()
+			if got.procedure != pointsv1connect.PointsServiceGetBalanceProcedure || got.code != tc.want ||
+				(tc.wantErr != nil && !errors.Is(got.err, tc.wantErr)) {
+				t.Errorf("%s %s: observed %+v, want code %v wrapping %v", proto, tc.name, got, tc.want, tc.wantErr)
+			}
+		}
+	}
+}

@@ -1,0 +1,170 @@
+// Command orderprocessingd runs OrderProcessing alone, one process of the
+// scaled-out deployment (see the README's "Scaled out"), and its saga
+// runner: OrderProcessingService over Connect, gRPC and gRPC-Web (HTTP/1.1
+// and h2c), /healthz, its JWKS (checkout and workload tokens) at
+// /.well-known/jwks.json, gRPC reflection, Prometheus metrics at /metrics,
+// JSON logs carrying the txn on standard error, and OpenTelemetry spans
+// when OTEL_EXPORTER_OTLP_ENDPOINT is set. SIGINT or SIGTERM stops it
+// gracefully; sagas in flight are resumed by another replica, or by this
+// one at its next start, once their lease expires.
+//
+// Several replicas may run against one database: they must share the
+// database (URL and schema), the key ring directory (-keys) and the vault
+// keys (-vault or TOKENRELAY_VAULT_KEYS). Each order's saga is leased to
+// one replica at a time; one-time use of every token is enforced by the
+// database, so concurrent replays through different replicas make one
+// order.
+//
+// Flags, each defaulting to its environment variable when set:
+//
+//	-addr                listen address (TOKENRELAY_ADDR, default 127.0.0.1:8084)
+//	-data                data directory (TOKENRELAY_DATA, default .data/order-processing)
+//	-db                  SQLite path or postgres:// URL (TOKENRELAY_DATABASE_URL, default sqlite:<data>/order-processing.db)
+//	-schema              PostgreSQL schema (TOKENRELAY_SCHEMA, default orderprocessing)
+//	-db-max-conns        pool size (TOKENRELAY_DB_MAX_CONNS, default 10)
+//	-keys                signing key ring directory, shared by replicas (TOKENRELAY_KEYS, default <data>/keys)
+//	-vault               vault key directory, shared by replicas (TOKENRELAY_VAULT, default <data>/vault; TOKENRELAY_VAULT_KEYS wins)
+//	-routes              routing table, a JSON file (TOKENRELAY_ROUTES, required; see orderprocessing.ParseRoutes):
+//	                     each route's "jwks" is the URL of its issuer's keys
+//	-gateway-jwks        URL of the gateway's JWKS (TOKENRELAY_GATEWAY_JWKS, required)
+//	-gateway-issuer      iss of the transaction tokens (TOKENRELAY_GATEWAY_ISSUER, default gateway)
+//	-trust-domain        aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
+//	-checkout-ttl        how long a checkout stays open (TOKENRELAY_CHECKOUT_TTL, default 30m, at most 1h)
+//	-saga-lease          how long a replica's claim on an order lasts (TOKENRELAY_SAGA_LEASE, default 15s)
+//	-saga-call-timeout   bound of one Exercise or Compensate call (TOKENRELAY_SAGA_CALL_TIMEOUT, default 5s)
+//	-saga-recover-every  how often unfinished orders with free leases are looked for (TOKENRELAY_SAGA_RECOVER_EVERY, default 2s)
+//	-log-level           DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
+//	-shutdown-timeout    grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/server"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
+)
+
+// Config is orderprocessingd's configuration.
+type Config struct {
+	server.Process
+	// RoutesFile is the routing table (JSON).
+	RoutesFile string
+	// GatewayIssuer and GatewayJWKS: who signs the transaction tokens, and
+	// where its keys are.
+	GatewayIssuer, GatewayJWKS string
+	// TrustDomain is the aud of the transaction tokens.
+	TrustDomain string
+	// CheckoutTTL is how long a checkout stays open.
+	CheckoutTTL time.Duration
+	// Saga tunes the saga runner.
+	Saga orderprocessing.SagaConfig
+}
+
+func main() {
+	cfg := Config{Process: server.Process{Name: orderprocessing.Name}}
+	cfg.Flags(flag.CommandLine, "127.0.0.1:8084")
+	cfg.StoreFlags(flag.CommandLine, "orderprocessing")
+	flag.StringVar(&cfg.RoutesFile, "routes", server.Env("TOKENRELAY_ROUTES", ""), "routing table, a JSON `file` (env TOKENRELAY_ROUTES; required)")
+	flag.StringVar(&cfg.GatewayIssuer, "gateway-issuer", server.Env("TOKENRELAY_GATEWAY_ISSUER", "gateway"), "iss of the transaction tokens (env TOKENRELAY_GATEWAY_ISSUER)")
+	flag.StringVar(&cfg.GatewayJWKS, "gateway-jwks", server.Env("TOKENRELAY_GATEWAY_JWKS", ""), "`URL` of the gateway's JWKS (env TOKENRELAY_GATEWAY_JWKS; required)")
+	flag.StringVar(&cfg.TrustDomain, "trust-domain", server.Env("TOKENRELAY_TRUST_DOMAIN", "tokenrelay"), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
+	flag.DurationVar(&cfg.CheckoutTTL, "checkout-ttl", server.EnvDuration("TOKENRELAY_CHECKOUT_TTL", 30*time.Minute), "how long a checkout stays open, at most 1h (env TOKENRELAY_CHECKOUT_TTL)")
+	flag.DurationVar(&cfg.Saga.Lease, "saga-lease", server.EnvDuration("TOKENRELAY_SAGA_LEASE", 15*time.Second), "how long a replica's claim on an order lasts (env TOKENRELAY_SAGA_LEASE)")
+	flag.DurationVar(&cfg.Saga.CallTimeout, "saga-call-timeout", server.EnvDuration("TOKENRELAY_SAGA_CALL_TIMEOUT", 5*time.Second), "bound of one Exercise or Compensate call (env TOKENRELAY_SAGA_CALL_TIMEOUT)")
+	flag.DurationVar(&cfg.Saga.RecoverEvery, "saga-recover-every", server.EnvDuration("TOKENRELAY_SAGA_RECOVER_EVERY", 2*time.Second), "how often unfinished orders with free leases are looked for (env TOKENRELAY_SAGA_RECOVER_EVERY)")
+	flag.Parse()
+	log := cfg.Logger()
+	ctx, stop := server.SignalContext()
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		log.Error("orderprocessingd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger()
+	if cfg.RoutesFile == "" {
+		return errors.New("-routes: a routing table is required")
+	}
+	f, err := os.Open(cfg.RoutesFile)
+	if err != nil {
+		return err
+	}
+	routes, err := orderprocessing.ParseRoutes(f)
+	_ = f.Close()
+	if err != nil {
+		return err
+	}
+	peers, err := server.NewPeers(log)
+	if err != nil {
+		return err
+	}
+	defer peers.Close()
+	gw, err := peers.Add(cfg.GatewayIssuer, cfg.GatewayJWKS)
+	if err != nil {
+		return fmt.Errorf("-gateway-jwks: %w", err)
+	}
+	issuerKeys := map[string]keys.Source{}
+	for _, r := range routes {
+		if _, ok := issuerKeys[r.Issuer]; ok {
+			continue
+		}
+		if issuerKeys[r.Issuer], err = peers.Add(r.Issuer, r.JWKS); err != nil {
+			return fmt.Errorf("-routes: issuer %s: %w", r.Issuer, err)
+		}
+	}
+	ring, err := cfg.Ring()
+	if err != nil {
+		return err
+	}
+	vk, err := cfg.Vault()
+	if err != nil {
+		return err
+	}
+	db, err := cfg.OpenDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	tel, stopTelemetry, err := cfg.Telemetry(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
+	svc, err := orderprocessing.New(ctx, orderprocessing.Config{
+		DB: db, Keys: ring, Vault: vk, Gateway: capability.Peer{Issuer: cfg.GatewayIssuer, Keys: gw}, TrustDomain: cfg.TrustDomain,
+		Routes: routes, IssuerKeys: issuerKeys, HTTPClient: h2cClient(), ClientOptions: []connect.ClientOption{tel.ClientOption()},
+		Logger: log, CheckoutTTL: cfg.CheckoutTTL, Saga: cfg.Saga,
+	})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	m := server.NewMetrics()
+	mux := server.Mux(m)
+	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
+	server.MountReflection(mux, []string{orderprocessingv1connect.OrderProcessingServiceName}, m.HandlerOption())
+	return cfg.Serve(ctx, log, mux, peers.Run, svc.Run)
+}
+
+// h2cClient calls the domains' CapabilityService over HTTP/2 (h2c for
+// http:// endpoints), one multiplexed connection per domain.
+func h2cClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP2(true)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: t}
+}

@@ -1,0 +1,344 @@
+// Package scaleout runs tokenrelay scaled out: one process per service,
+// two OrderProcessing replicas behind the gateway, PostgreSQL for state
+// (one schema per service), every peer's keys found by JWKS URL. It holds
+// what scripts/scaleout.sh and this module's test share: the checkout
+// client that drives the system through the gateway as a shopper would
+// (Login, Prepare, Place, Wait), free loopback ports, health waits and the
+// PostgreSQL schema clean-up. Command scaleoutctl (cmd/scaleoutctl) puts
+// them at the script's disposal.
+//
+// The test (scaleout_test.go) builds the six binaries, starts them
+// against PostgreSQL exactly as the script does, runs complete checkouts
+// through the gateway, and checks what only a scaled-out deployment can
+// get wrong: that orders are spread over both replicas, that the same
+// tokens placed concurrently through both make one order, and that a
+// replica killed in the middle of its sagas has them finished by the
+// other.
+package scaleout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
+	identityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
+	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
+	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
+	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+)
+
+// Demo card endings (see embedded.Seed).
+const (
+	CardOK          = "4242" // captured
+	CardFailCapture = "0341" // fails at capture: the order ends FAILED, compensated
+)
+
+// Shopper drives checkouts through the gateway at a base URL with an
+// access token.
+type Shopper struct {
+	orders   orderprocessingv1connect.OrderProcessingServiceClient
+	coupons  couponsv1connect.CouponsServiceClient
+	points   pointsv1connect.PointsServiceClient
+	payments paymentsv1connect.PaymentsServiceClient
+	cards    map[string]string // last4 -> payment method id
+}
+
+// bearer sets the access token on every request.
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// Login logs user in through the gateway at base and returns its Shopper.
+// opts choose the protocol (connect.WithGRPC()).
+func Login(ctx context.Context, base, user, password string, opts ...connect.ClientOption) (*Shopper, error) {
+	c := h2cClient()
+	res, err := identityv1connect.NewIdentityServiceClient(c, base, opts...).Login(ctx,
+		connect.NewRequest(&identityv1.LoginRequest{Username: user, Password: password}))
+	if err != nil {
+		return nil, fmt.Errorf("login %s: %w", user, err)
+	}
+	opts = append(opts, connect.WithInterceptors(bearer(res.Msg.GetSession().GetAccessToken())))
+	s := &Shopper{
+		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(c, base, opts...),
+		coupons:  couponsv1connect.NewCouponsServiceClient(c, base, opts...),
+		points:   pointsv1connect.NewPointsServiceClient(c, base, opts...),
+		payments: paymentsv1connect.NewPaymentsServiceClient(c, base, opts...),
+		cards:    map[string]string{},
+	}
+	pms, err := s.payments.ListPaymentMethods(ctx, connect.NewRequest(&paymentsv1.ListPaymentMethodsRequest{}))
+	if err != nil {
+		return nil, fmt.Errorf("list payment methods: %w", err)
+	}
+	for _, pm := range pms.Msg.GetPaymentMethods() {
+		s.cards[pm.GetLast4()] = pm.GetId()
+	}
+	return s, nil
+}
+
+// h2cClient speaks HTTP/2 without TLS, as gRPC needs.
+func h2cClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: t}
+}
+
+// Prepared is a checkout whose confirmation tokens are ready to be placed.
+type Prepared struct {
+	CheckoutID string
+	Total      int64
+	Tokens     []string
+}
+
+// Prepare starts a checkout of two teas and a mug (61.80 EUR) and confirms
+// the coupon code (if any), points (if > 0) and the rest with the card
+// ending last4.
+func (s *Shopper) Prepare(ctx context.Context, coupon string, points int64, last4 string) (*Prepared, error) {
+	started, err := s.orders.StartCheckout(ctx, connect.NewRequest(&orderprocessingv1.StartCheckoutRequest{
+		Items: []*orderprocessingv1.CartItem{{Sku: "TEA-BLACK-250G", Quantity: 2}, {Sku: "MUG-STONE", Quantity: 1}},
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("start checkout: %w", err)
+	}
+	co, cot := started.Msg.GetCheckout(), started.Msg.GetCheckoutToken()
+	p := &Prepared{CheckoutID: co.GetId(), Total: co.GetTotal().GetAmountMinor()}
+	remaining := p.Total
+	if coupon != "" {
+		c, err := s.coupons.ConfirmCoupon(ctx, connect.NewRequest(&couponsv1.ConfirmCouponRequest{CheckoutToken: cot, Code: coupon}))
+		if err != nil {
+			return nil, fmt.Errorf("confirm coupon: %w", err)
+		}
+		p.Tokens, remaining = append(p.Tokens, c.Msg.GetConfirmationToken()), remaining-c.Msg.GetDiscount().GetAmountMinor()
+	}
+	if points > 0 {
+		c, err := s.points.ConfirmPoints(ctx, connect.NewRequest(&pointsv1.ConfirmPointsRequest{CheckoutToken: cot, Points: points}))
+		if err != nil {
+			return nil, fmt.Errorf("confirm points: %w", err)
+		}
+		p.Tokens, remaining = append(p.Tokens, c.Msg.GetConfirmationToken()), remaining-c.Msg.GetValue().GetAmountMinor()
+	}
+	card, ok := s.cards[last4]
+	if !ok {
+		return nil, fmt.Errorf("no card ending %s (was the demo data seeded?)", last4)
+	}
+	c, err := s.payments.ConfirmPayment(ctx, connect.NewRequest(&paymentsv1.ConfirmPaymentRequest{
+		CheckoutToken: cot, PaymentMethodId: card, Amount: &typev1.Money{AmountMinor: remaining, Currency: "EUR"},
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("confirm payment: %w", err)
+	}
+	p.Tokens = append(p.Tokens, c.Msg.GetConfirmationToken())
+	return p, nil
+}
+
+// Place places p with idempotencyKey and returns the order id.
+func (s *Shopper) Place(ctx context.Context, p *Prepared, idempotencyKey string) (string, error) {
+	res, err := s.orders.PlaceOrder(ctx, connect.NewRequest(&orderprocessingv1.PlaceOrderRequest{
+		CheckoutId: p.CheckoutID, ConfirmationTokens: p.Tokens, IdempotencyKey: idempotencyKey,
+	}))
+	if err != nil {
+		return "", err
+	}
+	return res.Msg.GetOrder().GetId(), nil
+}
+
+// Get returns the order now.
+func (s *Shopper) Get(ctx context.Context, orderID string) (*orderprocessingv1.Order, error) {
+	res, err := s.orders.GetOrder(ctx, connect.NewRequest(&orderprocessingv1.GetOrderRequest{OrderId: orderID}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetOrder(), nil
+}
+
+// Final reports whether an order's status is final.
+func Final(o *orderprocessingv1.Order) bool {
+	s := o.GetStatus()
+	return s == orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED || s == orderprocessingv1.OrderStatus_ORDER_STATUS_FAILED
+}
+
+// Wait watches the order (WatchOrder) until it is COMPLETED or FAILED and
+// returns it. A stream cut (its replica stopped) is watched again.
+func (s *Shopper) Wait(ctx context.Context, orderID string) (*orderprocessingv1.Order, error) {
+	var last *orderprocessingv1.Order
+	for {
+		stream, err := s.orders.WatchOrder(ctx, connect.NewRequest(&orderprocessingv1.WatchOrderRequest{OrderId: orderID}))
+		if err == nil {
+			for stream.Receive() {
+				last = stream.Msg().GetOrder()
+			}
+			err = stream.Err()
+			_ = stream.Close()
+		}
+		if last != nil && Final(last) {
+			return last, nil
+		}
+		if ctx.Err() != nil {
+			return last, fmt.Errorf("order %s not final: %w (last error %v)", orderID, ctx.Err(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Checkout prepares, places and waits for one order.
+func (s *Shopper) Checkout(ctx context.Context, coupon string, points int64, last4 string) (*orderprocessingv1.Order, error) {
+	p, err := s.Prepare(ctx, coupon, points, last4)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.Place(ctx, p, "place-"+p.CheckoutID)
+	if err != nil {
+		return nil, fmt.Errorf("place order: %w", err)
+	}
+	return s.Wait(ctx, id)
+}
+
+// Balance returns the shopper's points balance.
+func (s *Shopper) Balance(ctx context.Context) (int64, error) {
+	res, err := s.points.GetBalance(ctx, connect.NewRequest(&pointsv1.GetBalanceRequest{}))
+	if err != nil {
+		return 0, err
+	}
+	return res.Msg.GetBalance(), nil
+}
+
+// FreePorts returns n loopback TCP ports free at the time of the call.
+func FreePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// WaitHealthy polls base/healthz until it answers 200 or ctx ends.
+func WaitHealthy(ctx context.Context, base string) error {
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = errors.New(res.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not healthy: %w", base, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Schemas returns the schema of each service for a run named prefix (a
+// lower-case identifier): prefix_<service>.
+func Schemas(prefix string) map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{"identity", "coupons", "points", "payments", "orderprocessing"} {
+		m[s] = prefix + "_" + s
+	}
+	return m
+}
+
+// DropSchemas drops every schema named prefix_* (CASCADE) in the
+// PostgreSQL database at pgURL: the schemas of one run, the processor's
+// included.
+func DropSchemas(ctx context.Context, pgURL, prefix string) ([]string, error) {
+	if !validPrefix(prefix) {
+		return nil, fmt.Errorf("scaleout: invalid schema prefix %q", prefix)
+	}
+	db, err := sqldb.Open(ctx, pgURL, sqldb.WithMaxOpenConns(1))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.SQL().QueryContext(ctx,
+		`SELECT schema_name FROM information_schema.schemata WHERE starts_with(schema_name, $1) ORDER BY 1`, prefix+"_")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		// n starts with a valid prefix and comes from the catalog; quote it
+		// all the same.
+		if _, err := db.SQL().ExecContext(ctx, `DROP SCHEMA IF EXISTS "`+strings.ReplaceAll(n, `"`, `""`)+`" CASCADE`); err != nil {
+			return names, err
+		}
+	}
+	return names, nil
+}
+
+// validPrefix accepts [a-z_][a-z0-9_]* of at most 40 bytes, leaving room
+// for the service suffixes within PostgreSQL's 63.
+func validPrefix(p string) bool {
+	if p == "" || len(p) > 40 || ('0' <= p[0] && p[0] <= '9') {
+		return false
+	}
+	for _, c := range p {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

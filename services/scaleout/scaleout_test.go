@@ -1,0 +1,444 @@
+package scaleout_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
+
+	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
+	"github.com/tokenrelay/tokenrelay/services/embedded"
+	"github.com/tokenrelay/tokenrelay/services/identity"
+	"github.com/tokenrelay/tokenrelay/services/scaleout"
+)
+
+// postgresURL returns the PostgreSQL URL of the tests, skipping (or, with
+// TOKENRELAY_REQUIRE_POSTGRES=1, failing) when it does not answer: the
+// rule of sqldbtest.
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv(sqldbtest.EnvPostgresURL)
+	if u == "" {
+		u = sqldbtest.DefaultPostgresURL
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	db, err := sqldb.Open(ctx, u, sqldb.WithMaxOpenConns(1))
+	if err != nil {
+		msg := "PostgreSQL not reachable (set " + sqldbtest.EnvPostgresURL + "): " + err.Error()
+		if os.Getenv(sqldbtest.EnvRequirePostgres) == "1" {
+			t.Fatal("scale-out test: " + msg + " (" + sqldbtest.EnvRequirePostgres + "=1)")
+		}
+		t.Skip("scale-out test skipped: " + msg)
+	}
+	_ = db.Close()
+	return u
+}
+
+// build compiles the six binaries into a temporary directory, in one go
+// build so that the packages compile in parallel.
+func build(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	args := []string{"build", "-o", bin + string(os.PathSeparator)}
+	for _, svc := range []string{"identity", "gateway", "coupons", "points", "payments", "orderprocessing"} {
+		args = append(args, "./services/"+svc+"/cmd/"+svc+"d")
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is one started process.
+type proc struct {
+	name string
+	url  string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// cluster is the scaled-out system, started as scripts/scaleout.sh does.
+type cluster struct {
+	t                         *testing.T
+	bin, data, pg, prefix     string
+	gateway, identity         *proc
+	coupons, points, payments *proc
+	replicas                  [2]*proc
+	mu                        sync.Mutex
+	procs                     []*proc
+}
+
+func (c *cluster) start(name string, port int, binary string, args ...string) *proc {
+	c.t.Helper()
+	p := &proc{name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(c.data, name+".log"), done: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", filepath.Join(c.data, name)}, args...)
+	p.cmd = exec.Command(filepath.Join(c.bin, binary), args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		_ = f.Close()
+		close(p.done)
+	}()
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p
+}
+
+func (c *cluster) healthy(ps ...*proc) {
+	c.t.Helper()
+	for _, p := range ps {
+		ctx, cancel := context.WithTimeout(c.t.Context(), 30*time.Second)
+		err := scaleout.WaitHealthy(ctx, p.url)
+		cancel()
+		if err != nil {
+			c.t.Fatalf("%s: %v", p.name, err)
+		}
+	}
+}
+
+// stop sends SIGTERM to every process still running, waits for them
+// (SIGKILL after 10 s), prints the logs' tails if the test failed, and
+// drops the run's schemas.
+func (c *cluster) stop() {
+	c.mu.Lock()
+	procs := c.procs
+	c.mu.Unlock()
+	for _, p := range procs {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process must run to exit
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if c.t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			c.t.Logf("--- %s (last lines)\n%s", p.name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := scaleout.DropSchemas(ctx, c.pg, c.prefix); err != nil {
+		c.t.Errorf("drop schemas: %v", err)
+	}
+}
+
+// startCluster starts identity, coupons, points, payments, two
+// orderprocessing replicas and the gateway, as scripts/scaleout.sh does.
+func startCluster(t *testing.T, bin, pg string) *cluster {
+	c := &cluster{t: t, bin: bin, data: t.TempDir(), pg: pg, prefix: fmt.Sprintf("scaleout_test_%d_%d", time.Now().Unix(), os.Getpid())}
+	t.Cleanup(c.stop)
+	ports, err := scaleout.FreePorts(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := func(p int) string { return "http://127.0.0.1:" + strconv.Itoa(p) }
+	gw, id, co, pt, pay, op1, op2 := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
+	gwJWKS, opJWKS := url(gw)+"/.well-known/jwks.json", url(op1)+"/.well-known/jwks.json"
+	routes := filepath.Join(c.data, "routes.json")
+	route := func(capability, issuer string, stage, port int) string {
+		return fmt.Sprintf(`{"capability": %q, "issuer": %q, "stage": %d, "endpoint": %q, "jwks": %q}`,
+			capability, issuer, stage, url(port), url(port)+"/.well-known/jwks.json")
+	}
+	table := `{"routes": [` + strings.Join([]string{
+		route("coupons:redeem", "coupons", 1, co), route("points:spend", "points", 1, pt), route("payments:capture", "payments", 2, pay),
+	}, ",") + `]}`
+	if err := os.WriteFile(routes, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := func(svc string) []string {
+		return []string{"-db", pg, "-schema", c.prefix + "_" + svc, "-db-max-conns", "4"}
+	}
+	peers := []string{"-gateway-jwks", gwJWKS, "-order-processing-jwks", opJWKS}
+	c.identity = c.start("identity", id, "identityd", append(store("identity"), "-issuer", url(id), "-seed-demo-users", "-gateway-jwks", gwJWKS)...)
+	c.coupons = c.start("coupons", co, "couponsd", append(store("coupons"), peers...)...)
+	c.points = c.start("points", pt, "pointsd", append(store("points"), peers...)...)
+	c.payments = c.start("payments", pay, "paymentsd", append(store("payments"), peers...)...)
+	// The replicas share the key ring and vault keys; the first creates
+	// them. A short lease lets the survivor take over a killed replica's
+	// sagas quickly.
+	shared := append(store("orderprocessing"), "-keys", filepath.Join(c.data, "op-keys"), "-vault", filepath.Join(c.data, "op-vault"),
+		"-routes", routes, "-gateway-jwks", gwJWKS, "-saga-lease", "3s", "-saga-recover-every", "500ms", "-saga-call-timeout", "3s")
+	c.replicas[0] = c.start("order-processing-1", op1, "orderprocessingd", shared...)
+	c.healthy(c.replicas[0])
+	c.replicas[1] = c.start("order-processing-2", op2, "orderprocessingd", shared...)
+	c.gateway = c.start("gateway", gw, "gatewayd",
+		"-issuer", url(id)+"="+url(id)+"/.well-known/jwks.json",
+		"-route", "identity="+url(id), "-route", "coupons="+url(co), "-route", "points="+url(pt),
+		"-route", "payments="+url(pay), "-route", "orderprocessing="+url(op1)+","+url(op2))
+	c.healthy(c.identity, c.coupons, c.points, c.payments, c.replicas[1], c.gateway)
+	return c
+}
+
+var placedMetric = regexp.MustCompile(`(?m)^tokenrelay_rpc_requests_total\{code="(\w+)",procedure="/tokenrelay\.orderprocessing\.v1\.OrderProcessingService/PlaceOrder"\} (\d+)$`)
+
+// placed returns the PlaceOrder calls a replica answered, by code, from
+// its /metrics.
+func placed(t *testing.T, p *proc) map[string]int {
+	t.Helper()
+	res, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatalf("%s metrics: %v", p.name, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	m := map[string]int{}
+	for _, sm := range placedMetric.FindAllStringSubmatch(string(b), -1) {
+		m[sm[1]], _ = strconv.Atoi(sm[2])
+	}
+	return m
+}
+
+func wait(t *testing.T, s *scaleout.Shopper, id string, want orderprocessingv1.OrderStatus) *orderprocessingv1.Order {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	o, err := s.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("order %s: %v", id, err)
+	}
+	if o.GetStatus() != want {
+		t.Fatalf("order %s ended %s, want %s", id, o.GetStatus(), want)
+	}
+	return o
+}
+
+// TestScaleOut runs the scaled-out system as separate processes against
+// PostgreSQL and checks complete checkouts through the gateway, the spread
+// over both OrderProcessing replicas, concurrent replays through both, and
+// the takeover of a killed replica's sagas.
+func TestScaleOut(t *testing.T) {
+	pg := postgresURL(t)
+	began := time.Now()
+	c := startCluster(t, build(t), pg)
+	t.Logf("built and started 7 processes in %v", time.Since(began).Round(time.Millisecond))
+	ctx := t.Context()
+	if err := embedded.Seed(ctx, c.gateway.url, filepath.Join(c.data, "seeded")); err != nil {
+		t.Fatalf("seed through the gateway: %v", err)
+	}
+
+	t.Run("reflection through the gateway", func(t *testing.T) {
+		stream := grpcreflect.NewClient(h2c(), c.gateway.url, connect.WithGRPC()).NewStream(ctx)
+		defer stream.Close()
+		names, err := stream.ListServices()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(names) != 5 || !contains(names, orderprocessingv1connect.OrderProcessingServiceName) || contains(names, "tokenrelay.capability.v1.CapabilityService") {
+			t.Fatalf("ListServices = %v, want the five public services", names)
+		}
+	})
+
+	shopper, err := scaleout.Login(ctx, c.gateway.url, "shopper", identity.DemoShopperPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcShopper, err := scaleout.Login(ctx, c.gateway.url, "shopper", identity.DemoShopperPassword, connect.WithGRPC())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("checkouts spread over both replicas", func(t *testing.T) {
+		for i, s := range []*scaleout.Shopper{shopper, grpcShopper, shopper, grpcShopper} {
+			coupon := ""
+			if i == 0 {
+				coupon = "WELCOME5"
+			}
+			o, err := s.Checkout(ctx, coupon, 20, scaleout.CardOK)
+			if err != nil || o.GetStatus() != orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED {
+				t.Fatalf("checkout %d: %v, %v", i, o.GetStatus(), err)
+			}
+		}
+		o, err := shopper.Checkout(ctx, "", 20, scaleout.CardFailCapture)
+		if err != nil || o.GetStatus() != orderprocessingv1.OrderStatus_ORDER_STATUS_FAILED {
+			t.Fatalf("failing capture: %v, %v", o.GetStatus(), err)
+		}
+		for _, st := range o.GetSteps() {
+			if st.GetState() != orderprocessingv1.StepState_STEP_STATE_COMPENSATED && st.GetState() != orderprocessingv1.StepState_STEP_STATE_FAILED {
+				t.Errorf("failed order: step %s is %s, want compensated", st.GetCapability(), st.GetState())
+			}
+		}
+		if bal, err := shopper.Balance(ctx); err != nil || bal != 1000-4*20 {
+			t.Errorf("points balance = %d, %v; want %d (the failed order's points refunded)", bal, err, 1000-4*20)
+		}
+		one, two := placed(t, c.replicas[0])["ok"], placed(t, c.replicas[1])["ok"]
+		if one+two != 5 || one == 0 || two == 0 {
+			t.Fatalf("orders placed per replica: %d and %d, want 5 spread over both", one, two)
+		}
+	})
+
+	t.Run("concurrent replays through both replicas make one order", func(t *testing.T) {
+		p, err := shopper.Prepare(ctx, "", 10, scaleout.CardOK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := [2]map[string]int{placed(t, c.replicas[0]), placed(t, c.replicas[1])}
+		const n = 8
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			orders []string
+			codes  = map[connect.Code]int{}
+		)
+		for i := range n {
+			wg.Go(func() {
+				id, err := shopper.Place(ctx, p, fmt.Sprintf("race-%d", i))
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					orders = append(orders, id)
+				} else {
+					codes[connect.CodeOf(err)]++
+				}
+			})
+		}
+		wg.Wait()
+		if len(orders) != 1 || codes[connect.CodeAlreadyExists]+codes[connect.CodeFailedPrecondition] != n-1 {
+			t.Fatalf("%d orders %v and refusals %v, want exactly one order and already_exists/failed_precondition for the rest", len(orders), orders, codes)
+		}
+		for i, r := range c.replicas {
+			after := placed(t, r)
+			total := 0
+			for code, v := range after {
+				total += v - before[i][code]
+			}
+			if total == 0 {
+				t.Errorf("replica %d got none of the concurrent PlaceOrder calls", i+1)
+			}
+		}
+		wait(t, shopper, orders[0], orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED)
+	})
+
+	t.Run("a killed replica's sagas finish on the other", func(t *testing.T) {
+		// Confirm four checkouts, then freeze Payments so that every saga
+		// stops at the capture, place them (two per replica), kill
+		// replica 2 and thaw Payments: replica 1 must finish all four.
+		var prepared []*scaleout.Prepared
+		for range 4 {
+			p, err := shopper.Prepare(ctx, "", 5, scaleout.CardOK)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prepared = append(prepared, p)
+		}
+		before := placed(t, c.replicas[1])["ok"]
+		if err := c.payments.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		thawed := false
+		thaw := func() {
+			if !thawed {
+				thawed = true
+				_ = c.payments.cmd.Process.Signal(syscall.SIGCONT)
+			}
+		}
+		defer thaw()
+		var ids []string
+		for _, p := range prepared {
+			id, err := shopper.Place(ctx, p, "kill-"+p.CheckoutID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if got := placed(t, c.replicas[1])["ok"] - before; got == 0 {
+			t.Fatal("replica 2 placed none of the orders")
+		}
+		// Every saga reaches the frozen capture.
+		deadline := time.Now().Add(20 * time.Second)
+		for _, id := range ids {
+			for {
+				o, err := shopper.Get(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.GetStatus() == orderprocessingv1.OrderStatus_ORDER_STATUS_IN_PROGRESS && capturing(o) {
+					break
+				}
+				if scaleout.Final(o) || time.Now().After(deadline) {
+					t.Fatalf("order %s is %s before the kill, want in progress at the capture", id, o.GetStatus())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		if err := c.replicas[1].cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-c.replicas[1].done
+		thaw()
+		for _, id := range ids {
+			o := wait(t, shopper, id, orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED)
+			for _, st := range o.GetSteps() {
+				if st.GetState() != orderprocessingv1.StepState_STEP_STATE_APPLIED {
+					t.Errorf("order %s: step %s is %s, want applied", id, st.GetCapability(), st.GetState())
+				}
+			}
+		}
+		if bal, err := shopper.Balance(ctx); err != nil || bal != 1000-4*20-10-4*5 {
+			t.Errorf("points balance = %d, %v; want %d: every spend applied exactly once", bal, err, 1000-4*20-10-4*5)
+		}
+	})
+	t.Logf("scale-out test ran in %v", time.Since(began).Round(time.Millisecond))
+}
+
+// capturing reports whether the order's payment step has started.
+func capturing(o *orderprocessingv1.Order) bool {
+	for _, st := range o.GetSteps() {
+		if st.GetCapability() == "payments:capture" {
+			return st.GetState() == orderprocessingv1.StepState_STEP_STATE_EXERCISING
+		}
+	}
+	return false
+}
+
+func contains[T ~string](list []T, s string) bool {
+	for _, v := range list {
+		if string(v) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func h2c() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: tr}
+}
