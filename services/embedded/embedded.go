@@ -57,9 +57,14 @@ type Config struct {
 	// Logger receives every service's logs; wrap its handler with
 	// authn.NewLogHandler so lines carry the txn.
 	Logger *slog.Logger
-	// Web serves the browser checkout at "/"; nil serves a short page
-	// pointing at the README.
+	// Web serves the browser checkout: every GET and HEAD path that is not
+	// an RPC, /healthz or /.well-known/ (see package webui). nil serves a
+	// short page at "/" pointing at the README.
 	Web http.Handler
+	// AccessTokenLifetime is the lifetime of the access tokens the identity
+	// service issues. Default, and at most, 15 minutes; the browser tests
+	// shorten it to see the SDK refresh mid-checkout.
+	AccessTokenLifetime time.Duration
 }
 
 // System is the running embedded system.
@@ -184,7 +189,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	}
 	id, err := identity.New(ctx, identity.Config{
 		DB: db, Vault: vk, Logger: log.With("service", "identity"), Keys: rings["identity"], Issuer: s.url,
-		Gateway: gw, TrustDomain: gateway.DefaultTrustDomain, Users: users,
+		Gateway: gw, TrustDomain: gateway.DefaultTrustDomain, Users: users, AccessTokenLifetime: cfg.AccessTokenLifetime,
 	})
 	if err != nil {
 		return nil, err
@@ -251,11 +256,11 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	public.Handle("/.well-known/jwks/order-processing.json", op.JWKS())
 	public.Handle("/.well-known/jwks/gateway.json", rings[gateway.DefaultName].Handler())
 
-	web := cfg.Web
-	if web == nil {
-		web = http.HandlerFunc(placeholder)
+	if cfg.Web != nil {
+		public.Handle("/", cfg.Web) // every other path: the app (GET and HEAD only); more specific patterns win
+	} else {
+		public.Handle("GET /{$}", http.HandlerFunc(placeholder))
 	}
-	public.Handle("GET /{$}", web)
 	// Signature counts of this process, for the load driver's
 	// cryptographic floor (bench/load). Counts only, nothing secret.
 	public.Handle("GET /debug/counters", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,345 @@
+// End-to-end tests of the browser checkout: a real tokenrelayd (bin/tokenrelayd,
+// a fresh data directory and a free port per test) serving web/dist, driven in
+// Debian's chromium through playwright-core. Each test saves a screenshot to
+// $TOKENRELAY_SCREENSHOTS (default web/build/screenshots; `make screenshots`
+// writes docs/).
+//
+// Needs: `make e2e` (which builds bin/tokenrelayd and web/dist and installs
+// chromium). TOKENRELAYD and CHROMIUM override the paths.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+
+const root = resolve(import.meta.dirname, "../../..");
+const bin = process.env.TOKENRELAYD ?? join(root, "bin/tokenrelayd");
+const webDir = join(root, "web/dist");
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const shots = resolve(root, process.env.TOKENRELAY_SCREENSHOTS ?? "web/build/screenshots");
+const TIMEOUT = 120_000;
+
+before(() => {
+  for (const [what, path] of [["tokenrelayd", bin], ["the web build", join(webDir, "index.html")], ["chromium", executablePath]]) {
+    if (!existsSync(path!)) throw new Error(`${what} not found at ${path}: run \`make e2e\``);
+  }
+  mkdirSync(shots, { recursive: true });
+});
+
+// ---------------------------------------------------------------- the system
+
+interface System {
+  url: string;
+  log: () => string;
+  stop: () => Promise<void>;
+}
+const systems: System[] = [];
+after(async () => {
+  await Promise.all(systems.map((s) => s.stop()));
+});
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+async function startSystem(...args: string[]): Promise<System> {
+  const port = await freePort();
+  const data = mkdtempSync(join(tmpdir(), "tokenrelay-e2e-"));
+  const proc: ChildProcess = spawn(bin, ["-addr", `127.0.0.1:${port}`, "-data", data, "-web", webDir, ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  const up = new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`tokenrelayd did not start in 60 s:\n${log}`)), 60_000);
+    proc.stderr!.on("data", (b: Buffer) => {
+      log += b.toString();
+      if (log.includes("tokenrelay is up")) {
+        clearTimeout(timer);
+        res();
+      }
+    });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      rej(new Error(`tokenrelayd exited with ${code}:\n${log}`));
+    });
+  });
+  let stopped: Promise<void> | null = null;
+  const sys: System = {
+    url: `http://127.0.0.1:${port}`,
+    log: () => log,
+    stop: () =>
+      (stopped ??= new Promise<void>((res) => {
+        if (proc.exitCode !== null) return res();
+        proc.once("exit", () => res());
+        proc.kill("SIGTERM");
+      }).then(() => rmSync(data, { recursive: true, force: true }))),
+  };
+  systems.push(sys);
+  await up;
+  return sys;
+}
+
+// ---------------------------------------------------------------- the browser
+
+/** openBrowser starts chromium with a fresh profile; close it with closeBrowser. */
+async function openBrowser(viewport = { width: 1280, height: 900 }): Promise<BrowserContext> {
+  const profile = mkdtempSync(join(tmpdir(), "tokenrelay-chromium-"));
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    viewport,
+    locale: "en-GB",
+    timezoneId: "Europe/Berlin",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
+  });
+  ctx.setDefaultTimeout(30_000);
+  profiles.set(ctx, profile);
+  return ctx;
+}
+
+const profiles = new Map<BrowserContext, string>();
+
+async function closeBrowser(ctx: BrowserContext): Promise<void> {
+  await ctx.close();
+  rmSync(profiles.get(ctx)!, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+}
+
+/** watchErrors fails the test on an uncaught page error. */
+function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return errors;
+}
+
+async function login(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  // The keyboard path: the username is focused and prefilled; tab to the
+  // password, type it, press Enter.
+  await page.locator("#username").fill("shopper");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("shopper-demo");
+  await page.keyboard.press("Enter");
+  await page.locator("#products li").first().waitFor();
+}
+
+/** fillCart adds 2 × black tea and 1 mug (61.80 EUR), partly by keyboard. */
+async function fillCart(page: Page): Promise<void> {
+  await page.locator("#add-TEA-BLACK-250G").focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#more-TEA-BLACK-250G").click();
+  await page.locator("#add-MUG-STONE").click();
+  await page.locator("#start-checkout").click();
+  await page.locator("#checkout-h").waitFor();
+  await page.locator("#coupons input[type=radio]").nth(1).waitFor(); // options loaded
+}
+
+async function chooseCoupon(page: Page, code: string, discount: string): Promise<void> {
+  await page.locator(`#coupon-${code}`).check();
+  await page.locator("#coupon-status", { hasText: `Coupon ${code} confirmed: ${discount} off.` }).waitFor();
+}
+
+async function usePoints(page: Page, points: number): Promise<void> {
+  await page.locator("#points").fill(String(points));
+  await page.locator("#points").press("Enter");
+  await page.locator("#points-status", { hasText: `${points} points confirmed` }).waitFor();
+}
+
+async function chooseCard(page: Page, last4: string, amount: string): Promise<void> {
+  await page.locator(`#card-${last4}`).check();
+  await page.locator("#payment-status", { hasText: `${amount} held on the card ending ${last4}.` }).waitFor();
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(shots, name), fullPage: true });
+}
+
+// ---------------------------------------------------------------- the tests
+
+test("happy path: coupon WELCOME5, points and card 4242 complete the order", { timeout: TIMEOUT }, async () => {
+  const sys = await startSystem();
+  const ctx = await openBrowser();
+  try {
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    const errors = watchErrors(page);
+    await login(page, sys.url);
+    await fillCart(page);
+    assert.match((await page.locator("#remaining").textContent()) ?? "", /€61\.80/);
+    // By keyboard: arrow through the coupons, each confirmed on the spot;
+    // the last one chosen wins and keeps the focus.
+    await page.locator("#coupon-none").focus();
+    for (let i = 0; i < 5 && (await page.evaluate(() => document.activeElement?.id)) !== "coupon-WELCOME5"; i++) {
+      await page.keyboard.press("ArrowDown");
+    }
+    await page.locator("#coupon-status", { hasText: "Coupon WELCOME5 confirmed: €5.00 off." }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "coupon-WELCOME5");
+    await usePoints(page, 300);
+    assert.match((await page.locator("#points-status").textContent()) ?? "", /700 points will remain/);
+    await chooseCard(page, "4242", "€53.80");
+    assert.equal(await page.locator("#remaining").textContent(), "€53.80");
+    await shot(page, "checkout-confirmed.png");
+
+    await page.locator("#place-order").click();
+    await page.locator("#order-status", { hasText: "Completed" }).waitFor();
+    assert.match((await page.locator("#order-outcome").textContent()) ?? "", /complete and paid/);
+    assert.equal(await page.locator("#order-steps li").count(), 3);
+    assert.equal(await page.locator("#order-steps .badge.APPLIED").count(), 3);
+    assert.match((await page.locator("#order-live").textContent()) ?? "", /Order Completed/);
+    await page.locator("#orders li", { hasText: "Completed" }).waitFor();
+    await shot(page, "order-completed.png");
+    assert.deepEqual(errors, []);
+  } finally {
+    await closeBrowser(ctx);
+    await sys.stop();
+  }
+});
+
+test("failing capture on a phone: card 0341 fails, coupon and points are compensated; refusals are explained", { timeout: TIMEOUT }, async () => {
+  const sys = await startSystem();
+  const ctx = await openBrowser({ width: 390, height: 844 });
+  try {
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    const errors = watchErrors(page);
+    await login(page, sys.url);
+    await fillCart(page);
+
+    // Refusals first: too many points, a declined card.
+    await page.locator("#points").fill("1001");
+    await page.locator("#points-apply").click();
+    await page.locator("#points-error", { hasText: "You do not have enough points" }).waitFor();
+    await page.locator("#card-0002").click(); // declined: it does not stay checked
+    await page.locator("#payment-error", { hasText: "Your card was declined. Please choose another payment method." }).waitFor();
+    assert.equal(await page.locator("#card-0002").isChecked(), false);
+    await shot(page, "refusals.png");
+
+    await chooseCoupon(page, "TEA10", "€6.18");
+    await usePoints(page, 100);
+    await chooseCard(page, "0341", "€54.62");
+    await page.locator("#place-order").click();
+    await page.locator("#order-status", { hasText: "Failed" }).waitFor();
+    assert.match((await page.locator("#order-outcome").textContent()) ?? "", /did not go through: the card payment could not be taken\..*coupon and points are available again/);
+    for (const cap of ["coupons:redeem", "points:spend"]) {
+      assert.match((await page.locator(`#order-steps li[data-capability="${cap}"]`).textContent()) ?? "", /Undone/);
+    }
+    assert.match((await page.locator("#order-live").textContent()) ?? "", /Order Failed/);
+    await shot(page, "order-failed-compensated.png");
+
+    // Compensated: the coupon can be confirmed again on a new checkout.
+    await page.locator("#continue").click();
+    await fillCart(page);
+    await chooseCoupon(page, "TEA10", "€6.18");
+    assert.deepEqual(errors, []);
+  } finally {
+    await closeBrowser(ctx);
+    await sys.stop();
+  }
+});
+
+test("an access token that expires mid-checkout is refreshed without the shopper noticing", { timeout: TIMEOUT }, async () => {
+  // Access tokens live 3 s; the gateway tolerates 10 s of clock skew.
+  const sys = await startSystem("-access-token-lifetime", "3s");
+  const ctx = await openBrowser();
+  try {
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    const errors = watchErrors(page);
+    const refreshes: number[] = [];
+    let refused = 0;
+    page.on("response", (r) => {
+      if (r.url().endsWith("/tokenrelay.identity.v1.IdentityService/Refresh")) refreshes.push(r.status());
+      if (r.status() === 401) refused++;
+    });
+    await login(page, sys.url);
+    await fillCart(page);
+
+    // The shopper pauses: the token expires for the gateway too. Make the
+    // page believe it is still good, so that the gateway's refusal is what
+    // triggers the refresh (the SDK also refreshes ahead on its own clock).
+    await page.waitForTimeout(14_000);
+    await page.evaluate(() => {
+      const s = JSON.parse(localStorage.getItem("tokenrelay.session")!) as { accessTokenExpiresAt: number };
+      s.accessTokenExpiresAt = Date.now() + 3_600_000;
+      localStorage.setItem("tokenrelay.session", JSON.stringify(s));
+    });
+    const [refreshesBefore, refusedBefore] = [refreshes.length, refused];
+    await chooseCoupon(page, "WELCOME5", "€5.00");
+    assert.equal(refused - refusedBefore, 1, "the gateway refused the expired token once");
+    assert.equal(refreshes.length - refreshesBefore, 1, "one refresh, then the call was retried");
+
+    await usePoints(page, 300);
+    await chooseCard(page, "4242", "€53.80");
+    await page.locator("#place-order").click();
+    await page.locator("#order-status", { hasText: "Completed" }).waitFor();
+    assert.ok(refreshes.every((s) => s === 200), `every refresh succeeded: ${refreshes}`);
+    assert.equal(await page.locator("#banner").isVisible(), false, "no session-ended banner");
+    for (const id of ["#coupon-error", "#points-error", "#payment-error", "#place-error"]) {
+      assert.equal(await page.locator(id).count(), 0, `${id} is gone`);
+    }
+    await shot(page, "token-refreshed-mid-checkout.png");
+    assert.deepEqual(errors, []);
+  } finally {
+    await closeBrowser(ctx);
+    await sys.stop();
+  }
+});
+
+test("a second tab replaying a placed order's confirmation tokens is refused", { timeout: TIMEOUT }, async () => {
+  const sys = await startSystem();
+  const ctx = await openBrowser();
+  try {
+    const first = ctx.pages()[0] ?? (await ctx.newPage());
+    const errors = watchErrors(first);
+    await login(first, sys.url);
+    await fillCart(first);
+    await chooseCoupon(first, "WELCOME5", "€5.00");
+    await usePoints(first, 300);
+    await chooseCard(first, "4242", "€53.80");
+
+    // Duplicate the tab: same login (localStorage), a copy of the open
+    // checkout and its confirmation tokens (sessionStorage).
+    const saved = await first.evaluate(() => sessionStorage.getItem("tokenrelay.checkout"));
+    assert.ok(saved);
+    const second = await ctx.newPage();
+    errors.push(...watchErrors(second));
+    await second.addInitScript((v) => sessionStorage.setItem("tokenrelay.checkout", v), saved);
+    await second.goto(sys.url);
+    await second.locator("#checkout-h").waitFor();
+    await second.locator("#place-order:not([disabled])").waitFor();
+
+    await first.bringToFront();
+    await first.locator("#place-order").click();
+    await first.locator("#order-status", { hasText: "Completed" }).waitFor();
+
+    await second.bringToFront();
+    await second.locator("#place-order").click();
+    await second.locator("#place-error", { hasText: "This checkout was already placed as an order, perhaps in another tab." }).waitFor();
+    // Nothing was taken twice: the one order, shown in the history.
+    await second.locator("#orders li", { hasText: "Completed" }).waitFor();
+    assert.equal(await second.locator("#orders li").count(), 1);
+    assert.equal(await second.locator("#place-order").isDisabled(), true);
+    await shot(second, "second-tab-refused.png");
+    await second.locator("#cancel-checkout", { hasText: "Back to the shop" }).click();
+    await second.locator("#catalog-h").waitFor();
+    assert.deepEqual(errors, []);
+  } finally {
+    await closeBrowser(ctx);
+    await sys.stop();
+  }
+});
