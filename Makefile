@@ -19,12 +19,12 @@ STANDALONE_MODULES := bench/jwtpeers/go.mod
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: install
 install: node_modules/.installed bin/staticcheck ## install every pinned tool and dependency (npm ci, Go modules, staticcheck)
 
-node_modules/.installed: package.json package-lock.json gen/ts/package.json
+node_modules/.installed: package.json package-lock.json gen/ts/package.json sdk/ts/package.json web/package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -64,12 +64,13 @@ build: install ## build every Go module and the TypeScript packages
 	npm run build --workspaces --if-present
 
 .PHONY: test
-test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go tests with -race, fuzzing on a budget, TS tests
+test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go tests with -race, fuzzing on a budget, TS tests, browser tests (e2e)
 	go test -race -count=1 $(GO_PKGS)
 	@for m in $(STANDALONE_MODULES); do d=$$(dirname $$m); echo "test $$d"; \
 		(cd $$d && GOWORK=off go test -race -count=1 ./...); done
 	$(MAKE) fuzz
 	npm test
+	$(MAKE) e2e
 
 # Every fuzz target, for FUZZTIME each (override: make fuzz FUZZTIME=10m).
 # New crashers land in the package's testdata/fuzz and fail the run.
@@ -92,9 +93,30 @@ bench: ## SDK micro-benchmarks, peer libraries, and a short load run on the embe
 			-json bench/out/load-$$users.json | tee bench/out/load-$$users.txt; done
 
 .PHONY: run
-run: ## run the whole checkout at http://127.0.0.1:8080 (data and keys in ./.data)
+run: web ## run the whole checkout at http://127.0.0.1:8080 (data and keys in ./.data)
 	go build -o bin/tokenrelayd ./services/embedded/cmd/tokenrelayd
-	bin/tokenrelayd -addr 127.0.0.1:8080 -data .data
+	bin/tokenrelayd -addr 127.0.0.1:8080 -data .data -web web/dist
+
+.PHONY: web
+web: node_modules/.installed ## build the browser checkout (gen/ts, sdk/ts, then web/ with Vite) into web/dist
+	npm run build -w @tokenrelay/gen -w @tokenrelay/sdk -w @tokenrelay/web
+
+.PHONY: browser
+browser: ## install Debian's chromium for the browser tests when it is missing (root, as on CI)
+	command -v chromium || (apt-get update && apt-get install -y chromium)
+
+.PHONY: e2e
+e2e: browser web ## browser tests: bin/tokenrelayd serving web/dist, driven in chromium by playwright-core
+	go build -o bin/tokenrelayd ./services/embedded/cmd/tokenrelayd
+	npm run e2e
+
+.PHONY: screenshots
+screenshots: ## run the browser tests and keep their screenshots in docs/ (shown in the README)
+	TOKENRELAY_SCREENSHOTS=docs $(MAKE) e2e
+
+.PHONY: scaleout
+scaleout: ## run every service as its own process (two OrderProcessing replicas) on PostgreSQL, seed, check out, stop
+	scripts/scaleout.sh
 
 .PHONY: clean
 clean: ## remove build output (keeps .data)
