@@ -33,6 +33,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/telemetry"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
@@ -170,6 +171,11 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	traced := []connect.HandlerOption{tel.HandlerOption(), connect.WithCompressMinBytes(1 << 10)}
 	internal := http.NewServeMux()
 	public := http.NewServeMux() // non-RPC paths behind the gateway
+	// Prometheus metrics of the whole process: every RPC as the gateway
+	// answered it (by procedure and code), saga outcomes, signatures.
+	// Served at /metrics next to the API; keep it off a public ingress.
+	metrics := server.NewMetrics()
+	public.Handle("GET "+server.MetricsPath, metrics.Handler())
 	muxes := map[string]*http.ServeMux{}
 	mount := func(name string) *http.ServeMux {
 		m := http.NewServeMux()
@@ -252,6 +258,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, op.Close)
+	metrics.SagaOutcomes(op.SagaOutcomes)
 	op.Register(mount(orderprocessing.Name), traced...)
 	public.Handle("/.well-known/jwks/order-processing.json", op.JWKS())
 	public.Handle("/.well-known/jwks/gateway.json", rings[gateway.DefaultName].Handler())
@@ -286,14 +293,23 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		AllowedOrigins: []string{s.url},
 		Fallback:       public,
 		Logger:         log.With("service", "gateway"),
+		Observe:        metrics.Observe,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, g.Close)
 
-	s.internal = server(internal, 0)
-	s.public = g.Server(cfg.Addr)
+	s.internal = httpServer(internal, 0)
+	// gRPC reflection for the public services, answered without a token
+	// (as gatewayd does), so that buf curl needs no schema.
+	root := http.NewServeMux()
+	server.MountReflection(root, []string{
+		identityv1connect.IdentityServiceName, orderprocessingv1connect.OrderProcessingServiceName,
+		couponsv1connect.CouponsServiceName, pointsv1connect.PointsServiceName, paymentsv1connect.PaymentsServiceName,
+	})
+	root.Handle("/", g)
+	s.public = server.New(root)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	go func() { s.errc <- serve(s.internal, internalLn) }()
@@ -312,9 +328,9 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	return s, nil
 }
 
-// server returns an http.Server with the house timeouts, unencrypted
+// httpServer returns an http.Server with the house timeouts, unencrypted
 // HTTP/2 enabled (gRPC without TLS) and HTTP/1.1 (Connect, browsers).
-func server(h http.Handler, maxHeader int) *http.Server {
+func httpServer(h http.Handler, maxHeader int) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

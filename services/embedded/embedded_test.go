@@ -2,12 +2,16 @@ package embedded_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 
 	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
@@ -241,6 +245,25 @@ func TestCheckout(t *testing.T) {
 	if st := s.couponState(t, "TEA10"); st != couponsv1.CouponState_COUPON_STATE_AVAILABLE {
 		t.Fatalf("TEA10 is %v after compensation", st)
 	}
+	metrics := get(t, sys.URL()+"/metrics")
+	for _, want := range []string{
+		`tokenrelay_saga_outcomes_total{outcome="completed"} 1`,
+		`tokenrelay_saga_outcomes_total{outcome="failed"} 1`,
+		`tokenrelay_rpc_requests_total{code="ok",procedure="/tokenrelay.orderprocessing.v1.OrderProcessingService/PlaceOrder"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// Reflection, as buf curl uses it without a schema.
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	stream := grpcreflect.NewClient(&http.Client{Transport: h2c}, sys.URL()).NewStream(t.Context())
+	names, err := stream.ListServices()
+	stream.Close()
+	if err != nil || !slices.Contains(names, "tokenrelay.points.v1.PointsService") {
+		t.Fatalf("reflection lists %v, %v", names, err)
+	}
 
 	sys.Close()
 	sys = start(t, dir)
@@ -253,4 +276,18 @@ func TestCheckout(t *testing.T) {
 	if err != nil || len(list.Msg.GetOrders()) != 2 {
 		t.Fatalf("orders after restart = %v, %v", list, err)
 	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, res.Status, err)
+	}
+	return string(b)
 }

@@ -253,6 +253,10 @@ func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 // crash or by another replica whose lease expired.
 func (s *Service) Run(ctx context.Context) error { return s.runner.Run(ctx) }
 
+// SagaOutcomes returns how many orders this process's saga runner ended
+// COMPLETED and FAILED, for metrics.
+func (s *Service) SagaOutcomes() (completed, failed int64) { return s.runner.Outcomes() }
+
 // JWKS serves OrderProcessing's public keys (checkout and workload tokens).
 func (s *Service) JWKS() http.Handler { return s.keys.Handler() }
 

@@ -51,6 +51,9 @@ func TestCheckout(t *testing.T) {
 			t.Fatalf("order ended %v: %v", end.GetStatus(), end)
 		}
 		w.consistent(end)
+		if done, failed := in.svc.SagaOutcomes(); done != 1 || failed != 0 {
+			t.Fatalf("SagaOutcomes = %d completed, %d failed; want 1, 0", done, failed)
+		}
 		for _, st := range end.GetSteps() {
 			if st.GetReference() == "" || st.GetState() != orderprocessingv1.StepState_STEP_STATE_APPLIED {
 				t.Fatalf("step %v", st)

@@ -124,6 +124,8 @@ type Cache struct {
 
 	mu      sync.RWMutex
 	issuers map[string]*issuer
+
+	fetched, failed atomic.Int64 // fetches that installed a set, and the others
 }
 
 type issuer struct {
@@ -195,6 +197,11 @@ func sameOrigin(req *http.Request, via []*http.Request) error {
 	}
 	return nil
 }
+
+// Fetches returns how many key-set fetches this cache made since New: ok
+// installed a set, failed did not (unreachable issuer, bad status, size,
+// malformed set). Rate-limited lookups fetch nothing and are not counted.
+func (c *Cache) Fetches() (ok, failed int64) { return c.fetched.Load(), c.failed.Load() }
 
 // Close releases the ristretto cache. Stop Run first.
 func (c *Cache) Close() { c.keys.Close() }
@@ -326,6 +333,11 @@ func (c *Cache) fetch(ctx context.Context, is *issuer, limited bool) error {
 		is.inflight = f
 		go func() {
 			f.err = c.get(context.WithoutCancel(ctx), is)
+			if f.err != nil {
+				c.failed.Add(1)
+			} else {
+				c.fetched.Add(1)
+			}
 			is.mu.Lock()
 			is.inflight = nil
 			is.mu.Unlock()

@@ -283,6 +283,9 @@ func TestBadResponseKeepsLastGoodSet(t *testing.T) {
 	if _, err := src.Key(ctx, currentKID(t, ring)); err != nil {
 		t.Fatalf("last good set lost: %v", err)
 	}
+	if ok, failed := c.Fetches(); ok != 1 || failed != 1 {
+		t.Fatalf("Fetches = %d ok, %d failed; want 1 and 1", ok, failed)
+	}
 }
 
 func TestConfig(t *testing.T) {

@@ -222,6 +222,10 @@ func (p *Peers) Add(issuer, jwksURL string) (keys.Source, error) {
 // Run refreshes every issuer's keys (jwks.Cache.Run): a Task.
 func (p *Peers) Run(ctx context.Context) error { return p.cache.Run(ctx) }
 
+// Fetches returns the cache's key-set fetches (jwks.Cache.Fetches), for
+// Metrics.JWKSFetches.
+func (p *Peers) Fetches() (ok, failed int64) { return p.cache.Fetches() }
+
 // Close releases the cache.
 func (p *Peers) Close() { p.cache.Close() }
 

@@ -109,6 +109,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer stopTelemetry()
 	m := server.NewMetrics()
+	m.JWKSFetches(peers.Fetches)
 	mux := server.Mux(m)
 	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
 	server.MountReflection(mux, []string{couponsv1connect.CouponsServiceName, capabilityv1connect.CapabilityServiceName}, m.HandlerOption())

@@ -151,6 +151,7 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m := server.NewMetrics()
+	m.JWKSFetches(peers.Fetches)
 	public := server.Mux(m) // the non-RPC paths
 	public.Handle("GET "+keys.WellKnownPath, ring.Handler())
 	public.Handle("GET "+health.Path, health.Handler(nil))

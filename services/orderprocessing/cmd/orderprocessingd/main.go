@@ -153,6 +153,8 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer svc.Close()
 	m := server.NewMetrics()
+	m.JWKSFetches(peers.Fetches)
+	m.SagaOutcomes(svc.SagaOutcomes)
 	mux := server.Mux(m)
 	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
 	server.MountReflection(mux, []string{orderprocessingv1connect.OrderProcessingServiceName}, m.HandlerOption())

@@ -46,6 +46,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -96,6 +97,8 @@ type Runner struct {
 
 	mu      sync.Mutex
 	running map[string]bool
+
+	completed, failed atomic.Int64 // orders this Runner ended, by outcome
 }
 
 var _ app.Starter = (*Runner)(nil)
@@ -304,8 +307,15 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 			}
 		}
 	}
-	return r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderCompleted; return nil })
+	o, err := r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderCompleted; return nil })
+	if err == nil {
+		r.completed.Add(1)
+	}
+	return o, err
 }
+
+// Outcomes returns how many orders this Runner ended COMPLETED and FAILED.
+func (r *Runner) Outcomes() (completed, failed int64) { return r.completed.Load(), r.failed.Load() }
 
 func stages(steps []domain.Step) []int {
 	var out []int
@@ -397,6 +407,9 @@ func (r *Runner) backward(ctx context.Context, o domain.Order) error {
 		}
 	}
 	_, err := r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderFailed; return nil })
+	if err == nil {
+		r.failed.Add(1)
+	}
 	return err
 }
 

@@ -123,6 +123,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer stopTelemetry()
 	m := server.NewMetrics()
+	m.JWKSFetches(peers.Fetches)
 	mux := server.Mux(m)
 	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
 	server.MountReflection(mux, []string{paymentsv1connect.PaymentsServiceName, capabilityv1connect.CapabilityServiceName}, m.HandlerOption())
