@@ -28,120 +28,64 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
-	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityd"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/services/payments"
 )
 
-// Config is paymentsd's configuration.
-type Config struct {
-	server.Process
-	// GatewayIssuer and GatewayJWKS: who signs the transaction tokens, and
-	// where its keys are.
-	GatewayIssuer, GatewayJWKS string
-	// OrderProcessingJWKS is where OrderProcessing's keys (checkout and
-	// workload tokens) are.
-	OrderProcessingJWKS string
-	// TrustDomain is the aud of the transaction tokens.
-	TrustDomain string
-	// ProcessorDB is the simulated card processor's database, a handle of
-	// its own (payments.Config.ProcessorDB).
-	ProcessorDB string
-}
-
 func main() {
-	cfg := Config{Process: server.Process{Name: payments.Name}}
-	cfg.Flags(flag.CommandLine, "127.0.0.1:8083")
-	cfg.StoreFlags(flag.CommandLine, payments.Name)
-	flag.StringVar(&cfg.GatewayIssuer, "gateway-issuer", server.Env("TOKENRELAY_GATEWAY_ISSUER", "gateway"), "iss of the transaction tokens (env TOKENRELAY_GATEWAY_ISSUER)")
-	flag.StringVar(&cfg.GatewayJWKS, "gateway-jwks", server.Env("TOKENRELAY_GATEWAY_JWKS", ""), "`URL` of the gateway's JWKS (env TOKENRELAY_GATEWAY_JWKS; required)")
-	flag.StringVar(&cfg.OrderProcessingJWKS, "order-processing-jwks", server.Env("TOKENRELAY_ORDER_PROCESSING_JWKS", ""), "`URL` of OrderProcessing's JWKS (env TOKENRELAY_ORDER_PROCESSING_JWKS; required)")
-	flag.StringVar(&cfg.TrustDomain, "trust-domain", server.Env("TOKENRELAY_TRUST_DOMAIN", "tokenrelay"), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
-	flag.StringVar(&cfg.ProcessorDB, "processor-db", server.Env("TOKENRELAY_PROCESSOR_DB", ""),
-		"the simulated processor's database (env TOKENRELAY_PROCESSOR_DB; default: on PostgreSQL the -db URL with schema <schema>_processor, else sqlite:<data>/payments-processor.db)")
-	flag.Parse()
-	log := cfg.Logger()
-	ctx, stop := server.SignalContext()
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		log.Error("paymentsd stopped", "err", err)
-		os.Exit(1)
-	}
+	// processorDB is the simulated card processor's database, a handle of
+	// its own (payments.Config.ProcessorDB).
+	var processorDB string
+	capabilityd.Main(capabilityd.Domain{
+		Name: payments.Name, Addr: "127.0.0.1:8083", Service: paymentsv1connect.PaymentsServiceName,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&processorDB, "processor-db", server.Env("TOKENRELAY_PROCESSOR_DB", ""),
+				"the simulated processor's database (env TOKENRELAY_PROCESSOR_DB; default: on PostgreSQL the -db URL with schema <schema>_processor, else sqlite:<data>/payments-processor.db)")
+		},
+		Build: func(ctx context.Context, d capabilityd.Deps) (capabilityd.Service, error) {
+			proc, err := openProcessor(ctx, d.Process, processorDB)
+			if err != nil {
+				return nil, err
+			}
+			svc, err := payments.New(ctx, payments.Config{DB: d.DB, ProcessorDB: proc, Vault: d.Vault, Logger: d.Logger, Trust: d.Trust})
+			if err != nil {
+				_ = proc.Close()
+				return nil, err
+			}
+			return closing{svc, proc}, nil
+		},
+	})
 }
 
-func run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger()
-	peers, err := server.NewPeers(log)
-	if err != nil {
-		return err
-	}
-	defer peers.Close()
-	gw, err := peers.Add(cfg.GatewayIssuer, cfg.GatewayJWKS)
-	if err != nil {
-		return fmt.Errorf("-gateway-jwks: %w", err)
-	}
-	op, err := peers.Add(capability.Audience, cfg.OrderProcessingJWKS)
-	if err != nil {
-		return fmt.Errorf("-order-processing-jwks: %w", err)
-	}
-	ring, err := cfg.Ring()
-	if err != nil {
-		return err
-	}
-	vk, err := cfg.Vault()
-	if err != nil {
-		return err
-	}
-	db, err := cfg.OpenDB(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	procDB, err := openProcessor(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer procDB.Close()
-	svc, err := payments.New(ctx, payments.Config{DB: db, ProcessorDB: procDB, Vault: vk, Logger: log, Trust: capability.Trust{
-		Keys: ring, Gateway: capability.Peer{Issuer: cfg.GatewayIssuer, Keys: gw}, TrustDomain: cfg.TrustDomain,
-		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: op},
-	}})
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	tel, stopTelemetry, err := cfg.Telemetry(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer stopTelemetry()
-	m := server.NewMetrics()
-	m.JWKSFetches(peers.Fetches)
-	mux := server.Mux(m)
-	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
-	server.MountReflection(mux, []string{paymentsv1connect.PaymentsServiceName, capabilityv1connect.CapabilityServiceName}, m.HandlerOption())
-	return cfg.Serve(ctx, log, mux, peers.Run)
+// closing closes the processor's database after the service.
+type closing struct {
+	*payments.Service
+	proc *sqldb.DB
+}
+
+func (c closing) Close() {
+	c.Service.Close()
+	_ = c.proc.Close()
 }
 
 // openProcessor opens the simulated processor's database (see
 // -processor-db).
-func openProcessor(ctx context.Context, cfg Config) (*sqldb.DB, error) {
+func openProcessor(ctx context.Context, p *server.Process, url string) (*sqldb.DB, error) {
 	switch {
-	case cfg.ProcessorDB != "":
-		return cfg.Open(ctx, cfg.ProcessorDB, cfg.Schema+"_processor")
-	case server.IsPostgres(cfg.DatabaseURL):
-		return cfg.Open(ctx, cfg.DatabaseURL, cfg.Schema+"_processor")
+	case url != "":
+		return p.Open(ctx, url, p.Schema+"_processor")
+	case server.IsPostgres(p.DatabaseURL):
+		return p.Open(ctx, p.DatabaseURL, p.Schema+"_processor")
 	default:
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		return cfg.Open(ctx, "sqlite:"+filepath.Join(cfg.DataDir, "payments-processor.db"), "")
+		return p.Open(ctx, "sqlite:"+filepath.Join(p.DataDir, "payments-processor.db"), "")
 	}
 }
