@@ -268,12 +268,14 @@ func (s *Service) Orders(ctx context.Context, c Caller, userID, cursor string, s
 // Watch calls send with the order's current state, then with every new
 // version, until the order is final, ctx ends or send fails.
 func (s *Service) Watch(ctx context.Context, c Caller, id string, send func(domain.Order) error) error {
+	// Subscribe before the first read, so that a change published between
+	// the read and the subscription still wakes this watcher at once.
+	changed, stop := s.cfg.Watch.Subscribe(id)
+	defer stop()
 	o, err := s.Order(ctx, c, id)
 	if err != nil {
 		return err
 	}
-	changed, stop := s.cfg.Watch.Subscribe(id)
-	defer stop()
 	if err := send(o); err != nil {
 		return err
 	}
