@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
@@ -53,7 +54,7 @@ type scanner interface{ Scan(...any) error }
 
 // Products implements domain.Repository.
 func (s *Store) Products(ctx context.Context) (map[string]domain.Product, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, `SELECT sku, name, description, price_minor, currency FROM products`)
+	rows, err := s.db.Cached(nil).QueryContext(ctx, `SELECT sku, name, description, price_minor, currency FROM products`)
 	if err != nil {
 		return nil, fmt.Errorf("orderprocessing: products: %w", err)
 	}
@@ -92,7 +93,7 @@ func (s *Store) CreateCheckout(ctx context.Context, c domain.Checkout) (domain.C
 	if err != nil {
 		return domain.Checkout{}, false, err
 	}
-	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO checkouts (`+checkoutColumns+`)
+	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO checkouts (`+checkoutColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
 		c.ID, c.UserID, string(lines), c.Total.AmountMinor, c.Total.Currency, c.Status, c.OrderID, c.IdempotencyKey,
@@ -103,20 +104,21 @@ func (s *Store) CreateCheckout(ctx context.Context, c domain.Checkout) (domain.C
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return c, true, err
 	}
-	prev, err := scanCheckout(s.db.SQL().QueryRowContext(ctx,
+	prev, err := scanCheckout(s.db.Cached(nil).QueryRowContext(ctx,
 		`SELECT `+checkoutColumns+` FROM checkouts WHERE user_id = $1 AND idempotency_key = $2`, c.UserID, c.IdempotencyKey))
 	return prev, false, err
 }
 
 // Checkout implements domain.Repository.
 func (s *Store) Checkout(ctx context.Context, id string) (domain.Checkout, error) {
-	return scanCheckout(s.db.SQL().QueryRowContext(ctx, `SELECT `+checkoutColumns+` FROM checkouts WHERE id = $1`, id))
+	return scanCheckout(s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+checkoutColumns+` FROM checkouts WHERE id = $1`, id))
 }
 
 // CancelCheckout implements domain.Repository.
 func (s *Store) CancelCheckout(ctx context.Context, id string, _ time.Time) (domain.Checkout, error) {
 	var out domain.Checkout
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		c, err := scanCheckout(tx.QueryRowContext(ctx, `SELECT `+checkoutColumns+` FROM checkouts WHERE id = $1`+s.forUpdate(), id))
 		if err != nil {
 			return err
@@ -196,7 +198,8 @@ func loadSteps(ctx context.Context, q querier, o *domain.Order) error {
 func (s *Store) PlaceOrder(ctx context.Context, o domain.Order, now time.Time) (domain.Order, bool, error) {
 	var out domain.Order
 	created := false
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		prev, err := scanOrder(tx.QueryRowContext(ctx,
 			`SELECT `+orderColumns+` FROM orders WHERE user_id = $1 AND idempotency_key = $2`, o.UserID, o.IdempotencyKey))
 		if err == nil {
@@ -214,7 +217,7 @@ func (s *Store) PlaceOrder(ctx context.Context, o domain.Order, now time.Time) (
 			return fmt.Errorf("%w: the checkout is %s", domain.ErrCheckoutClosed, statusName(co.StatusAt(now)))
 		}
 		for _, st := range o.Steps {
-			if err := s.guard.Consume(ctx, tx, st.Issuer, st.JTI, st.ExpiresAt); err != nil {
+			if err := s.guard.Consume(ctx, sqlTx, st.Issuer, st.JTI, st.ExpiresAt); err != nil {
 				return err
 			}
 		}
@@ -273,11 +276,11 @@ func statusName(s domain.CheckoutStatus) string {
 
 // Order implements domain.Repository.
 func (s *Store) Order(ctx context.Context, id string) (domain.Order, error) {
-	o, err := scanOrder(s.db.SQL().QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	o, err := scanOrder(s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
 	if err != nil {
 		return o, err
 	}
-	return o, loadSteps(ctx, s.db.SQL(), &o)
+	return o, loadSteps(ctx, s.db.Cached(nil), &o)
 }
 
 // Orders implements domain.Repository.
@@ -289,7 +292,7 @@ func (s *Store) Orders(ctx context.Context, userID, after string, limit int) ([]
 			AND seq < (SELECT seq FROM orders WHERE id = $3 AND user_id = $1) ORDER BY seq DESC LIMIT $2`
 		args = append(args, after)
 	}
-	rows, err := s.db.SQL().QueryContext(ctx, q, args...)
+	rows, err := s.db.Cached(nil).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("orderprocessing: orders: %w", err)
 	}
@@ -307,7 +310,7 @@ func (s *Store) Orders(ctx context.Context, userID, after string, limit int) ([]
 		return nil, err
 	}
 	for i := range out {
-		if err := loadSteps(ctx, s.db.SQL(), &out[i]); err != nil {
+		if err := loadSteps(ctx, s.db.Cached(nil), &out[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -317,7 +320,8 @@ func (s *Store) Orders(ctx context.Context, userID, after string, limit int) ([]
 // UpdateOrder implements domain.Repository.
 func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
 	var out domain.Order
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`+s.forUpdate(), id))
 		if err != nil {
 			return err
@@ -325,6 +329,7 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 		if err := loadSteps(ctx, tx, &o); err != nil {
 			return err
 		}
+		before := slices.Clone(o.Steps)
 		if err := fn(&o); err != nil {
 			return err
 		}
@@ -333,7 +338,11 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 			o.Status, o.FailureReason, o.Version, o.UpdatedAt.UTC(), id); err != nil {
 			return err
 		}
-		for _, st := range o.Steps {
+		for i, st := range o.Steps {
+			// Only the steps fn changed: a saga transition touches one.
+			if i < len(before) && before[i] == st {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE steps SET state = $1, reference = $2, attempts = $3, last_error = $4
 				WHERE order_id = $5 AND capability = $6`, st.State, st.Reference, st.Attempts, st.LastError, id, st.Capability); err != nil {
 				return err
@@ -350,7 +359,7 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 
 // Claim implements domain.Repository.
 func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Time) (bool, error) {
-	res, err := s.db.SQL().ExecContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2
+	res, err := s.db.Cached(nil).ExecContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2
 		WHERE id = $3 AND status NOT IN ($4, $5) AND (lease_owner = $1 OR lease_owner = '' OR lease_until < $6)`,
 		owner, until.UTC(), id, domain.OrderCompleted, domain.OrderFailed, now.UTC())
 	if err != nil {
@@ -362,14 +371,14 @@ func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Tim
 
 // Release implements domain.Repository.
 func (s *Store) Release(ctx context.Context, id, owner string) error {
-	_, err := s.db.SQL().ExecContext(ctx, `UPDATE orders SET lease_owner = '', lease_until = $1 WHERE id = $2 AND lease_owner = $3`,
+	_, err := s.db.Cached(nil).ExecContext(ctx, `UPDATE orders SET lease_owner = '', lease_until = $1 WHERE id = $2 AND lease_owner = $3`,
 		time.Unix(0, 0).UTC(), id, owner)
 	return err
 }
 
 // Unfinished implements domain.Repository.
 func (s *Store) Unfinished(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, `SELECT id FROM orders WHERE status NOT IN ($1, $2)
+	rows, err := s.db.Cached(nil).QueryContext(ctx, `SELECT id FROM orders WHERE status NOT IN ($1, $2)
 		AND (lease_owner = '' OR lease_until < $3) ORDER BY seq LIMIT $4`,
 		domain.OrderCompleted, domain.OrderFailed, now.UTC(), limit)
 	if err != nil {
