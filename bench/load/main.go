@@ -13,9 +13,21 @@
 // 100 points and the card ending 4242, place the order and watch it to
 // COMPLETED. With -server it starts the server itself on a fresh data
 // directory, so it knows its pid for CPU and memory; with -url it drives a
-// running one and reports no server figures. Loopback only.
+// running one, such as the gateway of the scaled-out deployment, and
+// reports the CPU time and peak memory summed over the processes given by
+// -pids, and the signatures counted by each process's Prometheus metrics
+// (-metrics, tokenrelay_signatures_total). -postgres adds the CPU time of
+// every PostgreSQL process on the machine, reported apart. Every run also
+// reports how busy the machine was meanwhile outside the processes it
+// measures (other users of a shared machine), so that a noisy run shows.
+// Loopback only.
 //
 //	go run ./bench/load -server bin/tokenrelayd -users 32 -checkouts 20
+//	go run ./bench/load -url http://127.0.0.1:8080 -pids 101,102 \
+//		-metrics http://127.0.0.1:8081,http://127.0.0.1:8082 -postgres
+//
+// make bench-scaleout runs the second form against scripts/scaleout.sh's
+// deployment (SCALEOUT_RUN), after the same points on the embedded system.
 package main
 
 import (
@@ -27,11 +39,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,6 +79,13 @@ type Config struct {
 	Timeout   time.Duration // bound on the whole run
 	Flood     int           // workers sending forged access tokens meanwhile
 	JSON      string        // write the report here too
+	Label     string        // names the system in the report ("embedded", "scale-out")
+
+	CPUProfile string        // with Server: passed to it as -cpuprofile
+	Pids       []int         // with URL: the processes of the deployment
+	Metrics    []string      // with URL: base URLs whose /metrics count signatures
+	Postgres   bool          // also measure every PostgreSQL process's CPU
+	Idle       time.Duration // measure the processes' CPU while idle this long first
 }
 
 func main() {
@@ -75,7 +97,30 @@ func main() {
 	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.JSON, "json", "", "also write the report as JSON to this file")
 	flag.IntVar(&cfg.Flood, "flood", 0, "workers that send requests with forged access tokens (a real token's claims, a wrong signature) during the run")
+	flag.StringVar(&cfg.Label, "label", "", "name of the system under test, printed in the report (default: embedded with -server, else the URL)")
+	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "with -server: the server writes a CPU profile of its whole run to this file")
+	flag.Func("pids", "with -url: comma-separated pids (or @FILE, pids separated by commas or white space) of the deployment's processes, for CPU time and peak memory", func(v string) error {
+		pids, err := parsePids(v)
+		cfg.Pids = pids
+		return err
+	})
+	flag.Func("metrics", "with -url: comma-separated base URLs of the processes whose /metrics count signatures (tokenrelay_signatures_total); default: URL/debug/counters", func(v string) error {
+		for u := range strings.SplitSeq(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				cfg.Metrics = append(cfg.Metrics, strings.TrimSuffix(u, "/"))
+			}
+		}
+		return nil
+	})
+	flag.DurationVar(&cfg.Idle, "idle", 0, "before the run, measure the CPU time the processes (and PostgreSQL) spend this long without load: their background work (pollers, timers)")
+	flag.BoolVar(&cfg.Postgres, "postgres", false, "also report the CPU time of every PostgreSQL process on this machine (the database of a scaled-out deployment)")
 	flag.Parse()
+	if cfg.Label == "" {
+		cfg.Label = "embedded"
+		if cfg.Server == "" {
+			cfg.Label = cfg.URL
+		}
+	}
 	rep, err := run(context.Background(), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
@@ -100,7 +145,7 @@ type server struct {
 	dir string
 }
 
-func startServer(ctx context.Context, bin string) (*server, string, error) {
+func startServer(ctx context.Context, bin, cpuprofile string) (*server, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
@@ -111,7 +156,11 @@ func startServer(ctx context.Context, bin string) (*server, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.CommandContext(ctx, bin, "-addr", addr, "-data", filepath.Join(dir, "data"))
+	args := []string{"-addr", addr, "-data", filepath.Join(dir, "data")}
+	if cpuprofile != "" {
+		args = append(args, "-cpuprofile", cpuprofile)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
@@ -146,20 +195,40 @@ func (s *server) stop() {
 	_ = os.RemoveAll(s.dir)
 }
 
-// usage reads the CPU seconds (user + system) and peak resident memory of a
-// process from /proc.
-func usage(pid int) (cpu time.Duration, peakKiB int64, err error) {
+// ticks is USER_HZ on Linux: the unit of the CPU times in /proc.
+const ticks = 100
+
+// procCPU reads a process's command name, its CPU time (user + system) and
+// that of its children it has waited for, from /proc/PID/stat.
+func procCPU(pid int) (comm string, cpu, children time.Duration, err error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
+		return "", 0, 0, err
+	}
+	// The command name is in parentheses and may contain spaces; the
+	// fields after it start with field 3 (1-based): utime, stime, cutime
+	// and cstime are fields 14 to 17.
+	open, end := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')')
+	if open < 0 || end < open || end+2 > len(stat) {
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(stat[end+2:]))
+	if len(f) < 15 {
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	n := func(i int) time.Duration {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		return time.Duration(v) * time.Second / ticks
+	}
+	return string(stat[open+1 : end]), n(11) + n(12), n(13) + n(14), nil
+}
+
+// usage reads the CPU time (user + system) and peak resident memory of a
+// process from /proc.
+func usage(pid int) (cpu time.Duration, peakKiB int64, err error) {
+	if _, cpu, _, err = procCPU(pid); err != nil {
 		return 0, 0, err
 	}
-	// Fields after the command name, which is in parentheses and may
-	// contain spaces: utime and stime are fields 14 and 15 (1-based).
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticks = 100 // USER_HZ on Linux
-	cpu = time.Duration(ut+st) * time.Second / ticks
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
@@ -172,19 +241,204 @@ func usage(pid int) (cpu time.Duration, peakKiB int64, err error) {
 	return cpu, peakKiB, nil
 }
 
+// usageOf sums usage over pids: the CPU time and the peak memory of every
+// process of a deployment.
+func usageOf(pids []int) (cpu time.Duration, peakKiB int64, err error) {
+	for _, pid := range pids {
+		c, p, err := usage(pid)
+		if err != nil {
+			return 0, 0, fmt.Errorf("process %d: %w", pid, err)
+		}
+		cpu, peakKiB = cpu+c, peakKiB+p
+	}
+	return cpu, peakKiB, nil
+}
+
+// cpuByName sums the CPU time of pids by command name.
+func cpuByName(pids []int) (map[string]time.Duration, error) {
+	m := map[string]time.Duration{}
+	for _, pid := range pids {
+		comm, cpu, _, err := procCPU(pid)
+		if err != nil {
+			return nil, err
+		}
+		m[comm] += cpu
+	}
+	return m, nil
+}
+
+// idleCPU measures the CPU seconds per second that pids (and PostgreSQL)
+// spend over d without load.
+func idleCPU(ctx context.Context, pids []int, postgres bool, d time.Duration) (server, db float64, err error) {
+	s0, _, err := usageOf(pids)
+	if err != nil {
+		return 0, 0, err
+	}
+	var db0, db1 time.Duration
+	if postgres {
+		if db0, _, err = postgresCPU(); err != nil {
+			return 0, 0, err
+		}
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	case <-time.After(d):
+	}
+	s1, _, err := usageOf(pids)
+	if err != nil {
+		return 0, 0, err
+	}
+	if postgres {
+		if db1, _, err = postgresCPU(); err != nil {
+			return 0, 0, err
+		}
+	}
+	el := time.Since(t0).Seconds()
+	return (s1 - s0).Seconds() / el, (db1 - db0).Seconds() / el, nil
+}
+
+// postgresCPU sums the CPU time of every process named postgres on the
+// machine, with the time of their children that have exited: a backend's
+// time moves into the postmaster's children time when it exits, so the
+// difference of two readings also counts backends that started or ended in
+// between. It is machine-wide: other users of the same server count too.
+func postgresCPU() (time.Duration, int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, 0, err
+	}
+	var total time.Duration
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, cpu, children, err := procCPU(pid)
+		if err != nil || comm != "postgres" {
+			continue // gone, or not PostgreSQL
+		}
+		total += cpu + children
+		n++
+	}
+	if n == 0 {
+		return 0, 0, errors.New("no postgres process is visible in /proc")
+	}
+	return total, n, nil
+}
+
+// machineCPU returns the machine's busy CPU time since boot, all CPUs
+// together, from the first line of /proc/stat (user, nice, system, irq,
+// softirq, steal; not idle nor iowait).
+func machineCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, errors.New("/proc/stat: unexpected format")
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / ticks, nil
+}
+
+// parsePids reads "1,2,3" or "@FILE" (pids separated by commas or white
+// space).
+func parsePids(v string) ([]int, error) {
+	if name, ok := strings.CutPrefix(v, "@"); ok {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		v = string(b)
+	}
+	var pids []int
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("bad pid %q", f)
+		}
+		pids = append(pids, pid)
+	}
+	if len(pids) == 0 {
+		return nil, errors.New("no pids")
+	}
+	return pids, nil
+}
+
 type counters struct {
 	Signed   int64 `json:"signed"`
 	Verified int64 `json:"verified"`
 }
 
-func readCounters(url string) (counters, error) {
+// readCounters sums the signature counters of the processes whose base
+// URLs are in metrics (their Prometheus /metrics), or reads those of the
+// embedded server at url (/debug/counters) when metrics is empty.
+func readCounters(url string, metrics []string) (counters, error) {
 	var c counters
-	res, err := http.Get(url + "/debug/counters")
+	if len(metrics) == 0 {
+		res, err := http.Get(url + "/debug/counters")
+		if err != nil {
+			return c, err
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return c, fmt.Errorf("%s/debug/counters: %s (pass -metrics with the processes' base URLs)", url, res.Status)
+		}
+		return c, json.NewDecoder(res.Body).Decode(&c)
+	}
+	for _, base := range metrics {
+		s, v, err := scrapeSignatures(base + "/metrics")
+		if err != nil {
+			return c, err
+		}
+		c.Signed, c.Verified = c.Signed+s, c.Verified+v
+	}
+	return c, nil
+}
+
+var signaturesLine = regexp.MustCompile(`(?m)^tokenrelay_signatures_total\{op="(sign|verify)"\} (\S+)$`)
+
+// scrapeSignatures reads tokenrelay_signatures_total{op="sign"} and
+// {op="verify"} from a Prometheus endpoint.
+func scrapeSignatures(url string) (signed, verified int64, err error) {
+	res, err := http.Get(url)
 	if err != nil {
-		return c, err
+		return 0, 0, err
 	}
 	defer res.Body.Close()
-	return c, json.NewDecoder(res.Body).Decode(&c)
+	body, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err != nil {
+		return 0, 0, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("%s: %s", url, res.Status)
+	}
+	found := 0
+	for _, m := range signaturesLine.FindAllSubmatch(body, -1) {
+		v, err := strconv.ParseFloat(string(m[2]), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %s: %w", url, m[0], err)
+		}
+		if string(m[1]) == "sign" {
+			signed = int64(v)
+		} else {
+			verified = int64(v)
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("%s has no tokenrelay_signatures_total{op=\"sign\"|\"verify\"} (a binary from before the metric?)", url)
+	}
+	return signed, verified, nil
 }
 
 // unitCosts measures Ed25519 signing and verification of a token-sized
@@ -237,6 +491,14 @@ func (r *recorder) WrapStreamingClient(next connect.StreamingClientFunc) connect
 
 func (r *recorder) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+// ms formats a duration in milliseconds with two decimals, "–" for none.
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 }
 
 func procName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
@@ -379,14 +641,21 @@ func checkout(ctx context.Context, c clients, coupon, card string) error {
 	return nil
 }
 
-// Report is what a run measured.
+// Report is what a run measured. CPU times cover the measured phase (after
+// the logins); peak memory is each process's high-water mark since it
+// started, summed over the processes.
 type Report struct {
+	Label                string
 	Users, Checkouts     int
 	Errors               int
 	ErrorsByCode         map[string]int
 	Wall                 time.Duration
 	Throughput           float64 // completed checkouts per second
 	Latency              map[string]Percentiles
+	ServerProcs          int                      // processes whose CPU and memory are summed
+	CPUByProcess         map[string]time.Duration // ServerCPU by command name (several pids)
+	IdleServerCPU        float64                  // with -idle: CPU seconds per second without load, the processes
+	IdleDBCPU            float64                  // ... and PostgreSQL
 	ServerCPU            time.Duration
 	ServerPeakMiB        float64
 	SignedPerCheckout    float64
@@ -394,10 +663,21 @@ type Report struct {
 	SignCost, VerifyCost time.Duration
 	FloorPerCheckout     time.Duration
 	CPUPerCheckout       time.Duration
-	Efficiency           float64
-	Flood                int   // forged-token workers
-	Forged               int64 // forged requests sent
-	ForgedRefused        int64 // of which refused Unauthenticated
+	Efficiency           float64 // floor / server CPU per checkout
+	// With -postgres: every PostgreSQL process's CPU time, and the
+	// efficiency with it counted (the comparable figure for a deployment
+	// whose database is out of process).
+	DBProcs          int
+	DBCPU            time.Duration
+	DBCPUPerCheckout time.Duration
+	EfficiencyWithDB float64
+	DriverCPU        time.Duration // this process: the virtual users
+	MachineCPU       time.Duration // busy CPU time of the whole machine
+	MachineCapacity  time.Duration // wall time x CPUs
+	OtherCPU         time.Duration // machine busy time outside the measured processes and the driver
+	Flood            int           // forged-token workers
+	Forged           int64         // forged requests sent
+	ForgedRefused    int64         // of which refused Unauthenticated
 }
 
 // Percentiles of one latency series.
@@ -419,7 +699,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	var srv *server
 	if cfg.Server != "" {
 		var err error
-		if srv, url, err = startServer(ctx, cfg.Server); err != nil {
+		if srv, url, err = startServer(ctx, cfg.Server, cfg.CPUProfile); err != nil {
 			return nil, err
 		}
 		defer srv.stop()
@@ -444,15 +724,42 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		sessions[i] = newClients(url, hc, connect.WithInterceptors(&bearer{s.GetAccessToken()}, rec))
 	}
-	c0, err := readCounters(url)
+	pids := cfg.Pids
+	if srv != nil {
+		pids = []int{srv.cmd.Process.Pid}
+	}
+	var idleServer, idleDB float64
+	if cfg.Idle > 0 && len(pids) > 0 {
+		if idleServer, idleDB, err = idleCPU(ctx, pids, cfg.Postgres, cfg.Idle); err != nil {
+			return nil, err
+		}
+	}
+	byName0, err := cpuByName(pids)
 	if err != nil {
 		return nil, err
 	}
-	var cpu0 time.Duration
-	if srv != nil {
-		if cpu0, _, err = usage(srv.cmd.Process.Pid); err != nil {
+	c0, err := readCounters(url, cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	var cpu0, db0 time.Duration
+	if len(pids) > 0 {
+		if cpu0, _, err = usageOf(pids); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Postgres {
+		if db0, _, err = postgresCPU(); err != nil {
+			return nil, err
+		}
+	}
+	_, self0, _, err := procCPU(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	machine0, err := machineCPU()
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -487,8 +794,17 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	wall := time.Since(start)
 	stopFlood()
 	flood.Wait()
-	rep := &Report{Users: cfg.Users, Checkouts: total, Wall: wall, ErrorsByCode: rec.errors, Latency: map[string]Percentiles{},
-		SignCost: signCost, VerifyCost: verifyCost, Flood: cfg.Flood, Forged: forged, ForgedRefused: refused}
+	machine1, err := machineCPU()
+	if err != nil {
+		return nil, err
+	}
+	_, self1, _, err := procCPU(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Label: cfg.Label, Users: cfg.Users, Checkouts: total, Wall: wall, ErrorsByCode: rec.errors, Latency: map[string]Percentiles{},
+		SignCost: signCost, VerifyCost: verifyCost, Flood: cfg.Flood, Forged: forged, ForgedRefused: refused,
+		DriverCPU: self1 - self0, MachineCPU: machine1 - machine0, MachineCapacity: wall * time.Duration(runtime.NumCPU())}
 	failed := 0
 	for name, n := range rec.errors {
 		rep.Errors += n
@@ -500,22 +816,48 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Latency[name] = percentiles(ds)
 	}
 	rep.Throughput = float64(total-failed) / wall.Seconds()
-	c1, err := readCounters(url)
+	if len(pids) > 0 {
+		cpu1, peak, err := usageOf(pids)
+		if err != nil {
+			return nil, err
+		}
+		rep.ServerProcs = len(pids)
+		rep.IdleServerCPU, rep.IdleDBCPU = idleServer, idleDB
+		if len(pids) > 1 {
+			byName1, err := cpuByName(pids)
+			if err != nil {
+				return nil, err
+			}
+			rep.CPUByProcess = map[string]time.Duration{}
+			for name, c := range byName1 {
+				rep.CPUByProcess[name] = c - byName0[name]
+			}
+		}
+		rep.ServerCPU = cpu1 - cpu0
+		rep.ServerPeakMiB = float64(peak) / 1024
+	}
+	if cfg.Postgres {
+		db1, n, err := postgresCPU()
+		if err != nil {
+			return nil, err
+		}
+		rep.DBProcs, rep.DBCPU = n, db1-db0
+	}
+	rep.OtherCPU = max(0, rep.MachineCPU-rep.ServerCPU-rep.DBCPU-rep.DriverCPU)
+	c1, err := readCounters(url, cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
 	rep.SignedPerCheckout = float64(c1.Signed-c0.Signed) / float64(total)
 	rep.VerifiedPerCheckout = float64(c1.Verified-c0.Verified) / float64(total)
 	rep.FloorPerCheckout = time.Duration(rep.SignedPerCheckout*float64(signCost) + rep.VerifiedPerCheckout*float64(verifyCost))
-	if srv != nil {
-		cpu1, peak, err := usage(srv.cmd.Process.Pid)
-		if err != nil {
-			return nil, err
-		}
-		rep.ServerCPU = cpu1 - cpu0
-		rep.ServerPeakMiB = float64(peak) / 1024
+	if rep.ServerCPU > 0 {
 		rep.CPUPerCheckout = rep.ServerCPU / time.Duration(total)
 		rep.Efficiency = float64(rep.FloorPerCheckout) / float64(rep.CPUPerCheckout)
+	}
+	if cfg.Postgres && rep.ServerCPU+rep.DBCPU > 0 {
+		rep.DBCPUPerCheckout = rep.DBCPU / time.Duration(total)
+		rep.EfficiencyWithDB = float64(rep.FloorPerCheckout) / float64(rep.CPUPerCheckout+rep.DBCPUPerCheckout)
 	}
 	return rep, nil
 }
@@ -549,8 +891,8 @@ func floodForged(ctx context.Context, url string, hc *http.Client) (sent, refuse
 }
 
 func (r *Report) print(w io.Writer) {
-	fmt.Fprintf(w, "users %d, checkouts %d, errors %d, wall %v, throughput %.1f checkouts/s\n",
-		r.Users, r.Checkouts, r.Errors, r.Wall.Round(time.Millisecond), r.Throughput)
+	fmt.Fprintf(w, "%s: users %d, checkouts %d, errors %d, wall %v, throughput %.1f checkouts/s\n",
+		r.Label, r.Users, r.Checkouts, r.Errors, r.Wall.Round(time.Millisecond), r.Throughput)
 	names := make([]string, 0, len(r.Latency))
 	for n := range r.Latency {
 		names = append(names, n)
@@ -570,8 +912,34 @@ func (r *Report) print(w io.Writer) {
 	if r.CPUPerCheckout > 0 {
 		fmt.Fprintf(w, "; server CPU per checkout %v; efficiency %.2f; server CPU %v; peak memory %.1f MiB",
 			r.CPUPerCheckout.Round(time.Microsecond), r.Efficiency, r.ServerCPU, r.ServerPeakMiB)
+		if r.ServerProcs > 1 {
+			fmt.Fprintf(w, " (summed over %d processes)", r.ServerProcs)
+		}
 	}
 	fmt.Fprintln(w)
+	if len(r.CPUByProcess) > 0 {
+		names := slices.Sorted(maps.Keys(r.CPUByProcess))
+		fmt.Fprint(w, "server CPU per checkout by process:")
+		for _, n := range names {
+			fmt.Fprintf(w, " %s %v", n, (r.CPUByProcess[n] / time.Duration(r.Checkouts)).Round(10*time.Microsecond))
+		}
+		fmt.Fprintln(w)
+	}
+	if r.IdleServerCPU > 0 || r.IdleDBCPU > 0 {
+		fmt.Fprintf(w, "idle before the run: the processes used %.1f ms of CPU per second, PostgreSQL %.1f ms\n", 1000*r.IdleServerCPU, 1000*r.IdleDBCPU)
+	}
+	if r.DBProcs > 0 {
+		fmt.Fprintf(w, "PostgreSQL (%d processes, machine-wide): CPU %v, %v per checkout; server + PostgreSQL %v per checkout; efficiency with it %.2f\n",
+			r.DBProcs, r.DBCPU, r.DBCPUPerCheckout.Round(time.Microsecond), (r.CPUPerCheckout + r.DBCPUPerCheckout).Round(time.Microsecond), r.EfficiencyWithDB)
+	}
+	fmt.Fprintf(w, "machine: %v busy of %v (%.0f%%); driver %v; other processes %v (%.0f%% of the machine: noise)\n",
+		r.MachineCPU, r.MachineCapacity.Round(10*time.Millisecond), 100*r.MachineCPU.Seconds()/r.MachineCapacity.Seconds(),
+		r.DriverCPU, r.OtherCPU, 100*r.OtherCPU.Seconds()/r.MachineCapacity.Seconds())
+	cp := r.Latency["checkout"]
+	fmt.Fprintf(w, "row: | %s | %d | %d | %d | %.1f | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.0f MiB | %.0f%% |\n",
+		r.Label, r.Users, r.Checkouts, r.Errors, r.Throughput, ms(cp.P50), ms(cp.P95), ms(cp.P99),
+		ms(r.CPUPerCheckout), ms(r.DBCPUPerCheckout), ms(r.FloorPerCheckout), r.Efficiency, r.EfficiencyWithDB, r.ServerPeakMiB,
+		100*r.OtherCPU.Seconds()/r.MachineCapacity.Seconds())
 	if r.Flood > 0 {
 		fmt.Fprintf(w, "flood: %d workers sent %d forged tokens (%.0f/s), %d refused Unauthenticated\n",
 			r.Flood, r.Forged, float64(r.Forged)/r.Wall.Seconds(), r.ForgedRefused)

@@ -47,6 +47,7 @@ type DB struct {
 	sql        *sql.DB
 	dialect    Dialect
 	txAttempts int
+	stmts      stmtCache // see [DB.Stmt]
 }
 
 // SQL returns the underlying pool. Statements run on it directly are not
@@ -56,8 +57,8 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 // Dialect reports which engine db talks to.
 func (db *DB) Dialect() Dialect { return db.dialect }
 
-// Close closes the pool.
-func (db *DB) Close() error { return db.sql.Close() }
+// Close closes the cached prepared statements ([DB.Stmt]) and the pool.
+func (db *DB) Close() error { return errors.Join(db.stmts.close(), db.sql.Close()) }
 
 type config struct {
 	busyTimeout  time.Duration

@@ -93,7 +93,8 @@ func couponByID(ctx context.Context, q querier, id string) (domain.Coupon, error
 func (s *Store) Grant(ctx context.Context, cp domain.Coupon) (domain.Coupon, error) {
 	cp.ID, cp.State = ids.New("cpn"), domain.CouponAvailable
 	var out domain.Coupon
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		if cp.IdempotencyKey != "" {
 			prev, err := scanCoupon(tx.QueryRowContext(ctx, couponSelect+
 				`WHERE cp.granted_by = $1 AND cp.user_id = $2 AND cp.idempotency_key = $3 AND cp.idempotency_key <> ''`,
@@ -156,7 +157,7 @@ func (s *Store) Grant(ctx context.Context, cp domain.Coupon) (domain.Coupon, err
 
 // Coupons implements domain.Repository.
 func (s *Store) Coupons(ctx context.Context, userID string) ([]domain.Coupon, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, couponSelect+`WHERE cp.user_id = $1`, userID)
+	rows, err := s.db.Cached(nil).QueryContext(ctx, couponSelect+`WHERE cp.user_id = $1`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("coupons: list: %w", err)
 	}
@@ -174,7 +175,7 @@ func (s *Store) Coupons(ctx context.Context, userID string) ([]domain.Coupon, er
 
 // CouponByCode implements domain.Repository.
 func (s *Store) CouponByCode(ctx context.Context, userID, code string) (domain.Coupon, error) {
-	return scanCoupon(s.db.SQL().QueryRowContext(ctx, couponSelect+`WHERE cp.user_id = $1 AND cp.campaign_code = $2`,
+	return scanCoupon(s.db.Cached(nil).QueryRowContext(ctx, couponSelect+`WHERE cp.user_id = $1 AND cp.campaign_code = $2`,
 		userID, code))
 }
 
@@ -198,7 +199,7 @@ func confirmationByJTI(ctx context.Context, q querier, jti string) (domain.Confi
 
 // SaveConfirmation implements domain.Repository.
 func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
-	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
+	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
 		c.JTI, c.UserID, c.CheckoutID, c.CouponID, c.Code, c.Discount, c.Currency, c.IdempotencyKey,
@@ -221,13 +222,13 @@ func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (do
 
 // ConfirmationByKey implements domain.Repository.
 func (s *Store) ConfirmationByKey(ctx context.Context, userID, key string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.SQL().QueryRowContext(ctx, `SELECT `+confirmationColumns+
+	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+confirmationColumns+
 		` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
 }
 
 // Confirmation implements domain.Repository.
 func (s *Store) Confirmation(ctx context.Context, jti string) (domain.Confirmation, error) {
-	return confirmationByJTI(ctx, s.db.SQL(), jti)
+	return confirmationByJTI(ctx, s.db.Cached(nil), jti)
 }
 
 const exerciseColumns = `jti, order_id, state, coupon_id, redemption_id, discount, currency, reason, applied_at, compensated_at`
@@ -248,7 +249,7 @@ func scanExercise(row scanner) (domain.Exercise, error) {
 // inserted=false and the existing row when another transaction got there
 // first; on PostgreSQL the insert waits for a concurrent one to commit, so
 // exactly one of any number of concurrent claims inserts.
-func claim(ctx context.Context, tx *sql.Tx, x domain.Exercise) (domain.Exercise, bool, error) {
+func claim(ctx context.Context, tx sqldb.Cached, x domain.Exercise) (domain.Exercise, bool, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO exercises (`+exerciseColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (jti) DO NOTHING`,
 		x.JTI, x.OrderID, x.State, x.CouponID, x.RedemptionID, x.Discount, x.Currency, x.Reason,
@@ -266,7 +267,8 @@ func claim(ctx context.Context, tx *sql.Tx, x domain.Exercise) (domain.Exercise,
 // Exercise implements domain.Repository.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time) (domain.Exercise, error) {
 	var out domain.Exercise
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		c, err := confirmationByJTI(ctx, tx, jti)
 		if err != nil {
 			return err
@@ -322,7 +324,8 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 // Compensate implements domain.Repository.
 func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time) (domain.Exercise, error) {
 	var out domain.Exercise
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		c, err := confirmationByJTI(ctx, tx, jti)
 		if err != nil {
 			return err

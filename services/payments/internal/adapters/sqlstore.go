@@ -56,7 +56,7 @@ func scanMethod(row scanner) (domain.PaymentMethod, error) {
 // AddPaymentMethod implements domain.Repository. It assigns the id.
 func (s *Store) AddPaymentMethod(ctx context.Context, m domain.PaymentMethod) (domain.PaymentMethod, bool, error) {
 	m.ID = ids.New("pm")
-	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO payment_methods (`+methodColumns+`)
+	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO payment_methods (`+methodColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
 		m.ID, m.UserID, m.Brand, m.Last4, m.ExpiryMonth, m.ExpiryYear, m.Label, m.ProcessorRef, m.IdempotencyKey, m.CreatedAt.UTC())
@@ -78,18 +78,18 @@ func (s *Store) AddPaymentMethod(ctx context.Context, m domain.PaymentMethod) (d
 
 // PaymentMethodByKey implements domain.Repository.
 func (s *Store) PaymentMethodByKey(ctx context.Context, userID, key string) (domain.PaymentMethod, error) {
-	return scanMethod(s.db.SQL().QueryRowContext(ctx,
+	return scanMethod(s.db.Cached(nil).QueryRowContext(ctx,
 		`SELECT `+methodColumns+` FROM payment_methods WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
 }
 
 // PaymentMethod implements domain.Repository.
 func (s *Store) PaymentMethod(ctx context.Context, id string) (domain.PaymentMethod, error) {
-	return scanMethod(s.db.SQL().QueryRowContext(ctx, `SELECT `+methodColumns+` FROM payment_methods WHERE id = $1`, id))
+	return scanMethod(s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+methodColumns+` FROM payment_methods WHERE id = $1`, id))
 }
 
 // PaymentMethods implements domain.Repository.
 func (s *Store) PaymentMethods(ctx context.Context, userID string) ([]domain.PaymentMethod, error) {
-	rows, err := s.db.SQL().QueryContext(ctx,
+	rows, err := s.db.Cached(nil).QueryContext(ctx,
 		`SELECT `+methodColumns+` FROM payment_methods WHERE user_id = $1 ORDER BY seq DESC`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("payments: payment methods: %w", err)
@@ -121,7 +121,7 @@ func scanConfirmation(row scanner) (domain.Confirmation, error) {
 
 // SaveConfirmation implements domain.Repository.
 func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
-	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
+	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
 		c.JTI, c.UserID, c.CheckoutID, c.MethodID, c.Amount.AmountMinor, c.Amount.Currency,
@@ -144,13 +144,13 @@ func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (do
 
 // ConfirmationByKey implements domain.Repository.
 func (s *Store) ConfirmationByKey(ctx context.Context, userID, key string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx,
 		`SELECT `+confirmationColumns+` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
 }
 
 // Confirmation implements domain.Repository.
 func (s *Store) Confirmation(ctx context.Context, jti string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx,
 		`SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
 }
 
@@ -177,7 +177,7 @@ func scanExercise(row scanner) (domain.Exercise, error) {
 // inserted=false and the existing row when another transaction got there
 // first; on PostgreSQL the insert waits for a concurrent one to commit, so
 // exactly one of any number of concurrent claims inserts.
-func claim(ctx context.Context, tx *sql.Tx, x domain.Exercise) (domain.Exercise, bool, error) {
+func claim(ctx context.Context, tx sqldb.Cached, x domain.Exercise) (domain.Exercise, bool, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO exercises (`+exerciseColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (jti) DO NOTHING`,
 		x.JTI, x.OrderID, x.State, x.CaptureID, x.RefundID, x.Amount.AmountMinor, x.Amount.Currency,
@@ -207,7 +207,8 @@ func nullTime(t time.Time) sql.NullTime {
 // one processor call, bounded by ctx.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time, capture domain.CaptureFunc) (domain.Exercise, error) {
 	var out domain.Exercise
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
 		if err != nil {
 			return err
@@ -245,7 +246,8 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 // processor inside the transaction that records the outcome.
 func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time, release domain.ReleaseFunc) (domain.Exercise, error) {
 	var out domain.Exercise
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
 		if err != nil {
 			return err

@@ -55,14 +55,14 @@ func scanEntry(row interface{ Scan(...any) error }) (domain.Entry, error) {
 func (s *Store) Balance(ctx context.Context, userID string, recent int) (int64, []domain.Entry, error) {
 	var balance int64
 	var entries []domain.Entry
-	err := s.db.SQL().QueryRowContext(ctx, `SELECT balance FROM balances WHERE user_id = $1`, userID).Scan(&balance)
+	err := s.db.Cached(nil).QueryRowContext(ctx, `SELECT balance FROM balances WHERE user_id = $1`, userID).Scan(&balance)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, fmt.Errorf("points: balance: %w", err)
 	}
 	if recent == 0 {
 		return balance, nil, nil
 	}
-	rows, err := s.db.SQL().QueryContext(ctx,
+	rows, err := s.db.Cached(nil).QueryContext(ctx,
 		`SELECT `+entryColumns+` FROM entries WHERE user_id = $1 ORDER BY seq DESC LIMIT $2`, userID, recent)
 	if err != nil {
 		return 0, nil, fmt.Errorf("points: entries: %w", err)
@@ -81,7 +81,7 @@ func (s *Store) Balance(ctx context.Context, userID string, recent int) (int64, 
 // addBalance changes a user's balance by delta and returns the new balance.
 // A debit that would go below zero changes nothing and returns
 // ErrInsufficientPoints: the conditional update is atomic on both dialects.
-func addBalance(ctx context.Context, tx *sql.Tx, userID string, delta int64) (int64, error) {
+func addBalance(ctx context.Context, tx sqldb.Cached, userID string, delta int64) (int64, error) {
 	var balance int64
 	var err error
 	if delta >= 0 {
@@ -99,7 +99,7 @@ func addBalance(ctx context.Context, tx *sql.Tx, userID string, delta int64) (in
 }
 
 // appendEntry writes e with the balance after it.
-func appendEntry(ctx context.Context, tx *sql.Tx, e domain.Entry) error {
+func appendEntry(ctx context.Context, tx sqldb.Cached, e domain.Entry) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO entries (`+entryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		e.ID, e.UserID, e.Kind, e.Delta, e.BalanceAfter, e.OrderID, e.Reason, e.IdempotencyKey, e.CreatedAt.UTC())
 	return err
@@ -108,7 +108,8 @@ func appendEntry(ctx context.Context, tx *sql.Tx, e domain.Entry) error {
 // Grant implements domain.Repository.
 func (s *Store) Grant(ctx context.Context, e domain.Entry) (domain.Entry, error) {
 	e.ID = ids.New("pte")
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		if e.IdempotencyKey != "" {
 			prev, err := scanEntry(tx.QueryRowContext(ctx,
 				`SELECT `+entryColumns+` FROM entries WHERE user_id = $1 AND idempotency_key = $2`, e.UserID, e.IdempotencyKey))
@@ -154,7 +155,7 @@ func scanConfirmation(row interface{ Scan(...any) error }) (domain.Confirmation,
 
 // SaveConfirmation implements domain.Repository.
 func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
-	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
+	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
 		c.JTI, c.UserID, c.CheckoutID, c.Points, c.Currency, c.IdempotencyKey, c.SealedToken, c.ExpiresAt.UTC(), c.CreatedAt.UTC())
@@ -176,13 +177,13 @@ func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (do
 
 // ConfirmationByKey implements domain.Repository.
 func (s *Store) ConfirmationByKey(ctx context.Context, userID, key string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx,
 		`SELECT `+confirmationColumns+` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
 }
 
 // Confirmation implements domain.Repository.
 func (s *Store) Confirmation(ctx context.Context, jti string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.SQL().QueryRowContext(ctx,
+	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx,
 		`SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
 }
 
@@ -208,7 +209,7 @@ func scanExercise(row interface{ Scan(...any) error }) (domain.Exercise, error) 
 // inserted=false and the existing row when another transaction got there
 // first; on PostgreSQL the insert waits for a concurrent one to commit, so
 // exactly one of any number of concurrent claims inserts.
-func claim(ctx context.Context, tx *sql.Tx, x domain.Exercise) (domain.Exercise, bool, error) {
+func claim(ctx context.Context, tx sqldb.Cached, x domain.Exercise) (domain.Exercise, bool, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO exercises (`+exerciseColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jti) DO NOTHING`,
 		x.JTI, x.OrderID, x.State, x.EntryID, x.Points, x.Currency, nullTime(x.AppliedAt), nullTime(x.CompensatedAt))
@@ -229,7 +230,8 @@ func nullTime(t time.Time) sql.NullTime {
 // Exercise implements domain.Repository.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time) (domain.Exercise, error) {
 	var out domain.Exercise
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
 		if err != nil {
 			return err
@@ -270,7 +272,8 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 // Compensate implements domain.Repository.
 func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time) (domain.Exercise, error) {
 	var out domain.Exercise
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
 		if err != nil {
 			return err
