@@ -82,6 +82,18 @@ fuzz: ## run every fuzz target for FUZZTIME (default 15s)
 	@for t in $(FUZZ_TARGETS); do dir=$${t%%:*}; name=$${t##*:}; echo "fuzz $$dir $$name for $(FUZZTIME)"; \
 		(cd $$dir && go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) .) || exit 1; done
 
+# The reliability suite at length (RELIABILITY.md): `make test` runs the same
+# tests with a few trials each; this runs many (seed logged; replay one with
+# TOKENRELAY_RELIABILITY_SEED=N) and adds the PostgreSQL restart under load,
+# which restarts the shared server (pg_ctlcluster, TOKENRELAY_PG_CLUSTER,
+# default "15 main"): run it when nothing else uses that server.
+RELIABILITY_TESTS := TestCrash|TestDomainDown|TestConcurrency|TestIssuerUnreachable|TestPostgresRestart
+
+.PHONY: reliability
+reliability: ## long reliability suite: many SIGKILL/SIGSTOP trials mid-saga, 1,000 concurrent spends, PostgreSQL restarted under load (restarts the shared server)
+	cd services/scaleout && TOKENRELAY_RELIABILITY=long TOKENRELAY_RELIABILITY_PG_RESTART=1 TOKENRELAY_REQUIRE_POSTGRES=1 \
+		go test -race -count=1 -timeout 60m -v -run '$(RELIABILITY_TESTS)' .
+
 .PHONY: bench
 bench: ## SDK micro-benchmarks, peer libraries, and a short load run on the embedded system; figures in bench/out/
 	mkdir -p bench/out
@@ -91,6 +103,26 @@ bench: ## SDK micro-benchmarks, peer libraries, and a short load run on the embe
 	for users in 1 8 32 64; do \
 		go run ./bench/load -server bin/tokenrelayd -users $$users -checkouts $$((512 / users < 40 ? 512 / users : 40)) \
 			-json bench/out/load-$$users.json | tee bench/out/load-$$users.txt; done
+
+# The points of bench-scaleout: virtual users, each doing 40 checkouts (512
+# in all above 12 users), as in bench.
+BENCH_USERS ?= 1 8 32
+BENCH_CHECKOUTS = $$((512 / users < 40 ? 512 / users : 40))
+
+.PHONY: bench-scaleout
+bench-scaleout: ## load at 1, 8, 32 users on the embedded system, then through the gateway of the PostgreSQL scale-out (scripts/scaleout.sh); figures in bench/out/
+	mkdir -p bench/out
+	go build -o bin/tokenrelayd ./services/embedded/cmd/tokenrelayd
+	go build -o bin/load ./bench/load
+	for users in $(BENCH_USERS); do \
+		bin/load -server bin/tokenrelayd -label embedded -idle 3s -users $$users -checkouts $(BENCH_CHECKOUTS) \
+			-json bench/out/embedded-$$users.json | tee bench/out/embedded-$$users.txt; done
+	SCALEOUT_RUN='for users in $(BENCH_USERS); do \
+		bin/load -url "$$SCALEOUT_GATEWAY" -pids "$$SCALEOUT_PIDS" -metrics "$$SCALEOUT_METRICS" -postgres -idle 3s \
+			-label scale-out -users $$users -checkouts $(BENCH_CHECKOUTS) \
+			-json bench/out/scaleout-$$users.json | tee bench/out/scaleout-$$users.txt; done' \
+		scripts/scaleout.sh
+	@for sys in embedded scaleout; do for users in $(BENCH_USERS); do grep -h '^row:' bench/out/$$sys-$$users.txt; done; done
 
 .PHONY: run
 run: web ## run the whole checkout at http://127.0.0.1:8080 (data and keys in ./.data)

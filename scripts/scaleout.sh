@@ -13,6 +13,15 @@
 #   make scaleout                      # or: scripts/scaleout.sh
 #   SCALEOUT_KEEP=1 scripts/scaleout.sh  # keep running after the checkouts until Ctrl-C
 #   SCALEOUT_CHECKOUTS=5 scripts/scaleout.sh
+#   SCALEOUT_RUN='go run ./bench/load -url "$SCALEOUT_GATEWAY" ...' scripts/scaleout.sh
+#
+# With SCALEOUT_RUN set, the script seeds the demo data only (no demo
+# checkouts) and then runs that command with bash from the repository root,
+# with the deployment in the environment: SCALEOUT_GATEWAY (the gateway's
+# base URL), SCALEOUT_PIDS (the pids of every process it started, comma-
+# separated) and SCALEOUT_METRICS (their base URLs, in the same order, each
+# serving /metrics). The command's exit status is the script's; everything
+# is stopped and removed afterwards as always. make bench-scaleout uses it.
 #
 # Logs of every process are in $WORK/logs while it runs; on failure their
 # last lines are printed.
@@ -27,6 +36,7 @@ BIN="$WORK/bin"
 DATA="$WORK/data"
 LOGS="$WORK/logs"
 PIDS=()
+BASES=() # base URL of each process in PIDS, same order
 STATUS=1
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -97,6 +107,7 @@ start() {
   shift 3
   "$BIN/$bin" -addr "127.0.0.1:$port" -data "$DATA/$name" "$@" >"$LOGS/$name.log" 2>&1 &
   PIDS+=($!)
+  BASES+=("$(url "$port")")
   log "started $name (pid $!) at $(url "$port")"
 }
 healthy() { "$BIN/scaleoutctl" wait -url "$(url "$1")" -timeout 30s; }
@@ -130,8 +141,20 @@ start gateway "$GW" gatewayd \
 for port in "$ID" "$CO" "$PT" "$PAY" "$OP2" "$GW"; do healthy "$port"; done
 log "every process is healthy; the gateway is $(url "$GW")"
 
-log "seeding the demo data and running $CHECKOUTS checkouts through the gateway"
-"$BIN/scaleoutctl" demo -url "$(url "$GW")" -data "$DATA" -checkouts "$CHECKOUTS"
+if [[ -n "${SCALEOUT_RUN:-}" ]]; then
+  log "seeding the demo data through the gateway"
+  "$BIN/scaleoutctl" seed -url "$(url "$GW")" -data "$DATA"
+  log "running SCALEOUT_RUN against $(url "$GW") (processes ${PIDS[*]})"
+  (
+    IFS=,
+    export SCALEOUT_GATEWAY="$(url "$GW")" SCALEOUT_PIDS="${PIDS[*]}" SCALEOUT_METRICS="${BASES[*]}"
+    unset IFS
+    cd "$ROOT" && bash -euo pipefail -c "$SCALEOUT_RUN"
+  )
+else
+  log "seeding the demo data and running $CHECKOUTS checkouts through the gateway"
+  "$BIN/scaleoutctl" demo -url "$(url "$GW")" -data "$DATA" -checkouts "$CHECKOUTS"
+fi
 
 for port in "$OP1" "$OP2"; do
   placed=$(curl -fsS "$(url "$port")/metrics" | awk '/^tokenrelay_rpc_requests_total\{code="ok",procedure="\/tokenrelay.orderprocessing.v1.OrderProcessingService\/PlaceOrder"\}/ {print $2}')

@@ -21,6 +21,7 @@ require (
 	github.com/tokenrelay/tokenrelay/sdk/go v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/services/embedded v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/services/identity v0.0.0-00010101000000-000000000000
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -62,7 +63,6 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/grpc v1.83.1 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 	modernc.org/libc v1.79.0 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect

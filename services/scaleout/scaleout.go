@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
@@ -50,6 +51,8 @@ const (
 // Shopper drives checkouts through the gateway at a base URL with an
 // access token.
 type Shopper struct {
+	// UserID is the logged-in user's id (usr_...).
+	UserID   string
 	orders   orderprocessingv1connect.OrderProcessingServiceClient
 	coupons  couponsv1connect.CouponsServiceClient
 	points   pointsv1connect.PointsServiceClient
@@ -90,6 +93,7 @@ func Login(ctx context.Context, base, user, password string, opts ...connect.Cli
 	}
 	opts = append(opts, connect.WithInterceptors(bearer(res.Msg.GetSession().GetAccessToken())))
 	s := &Shopper{
+		UserID:   res.Msg.GetSession().GetUser().GetId(),
 		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(c, base, opts...),
 		coupons:  couponsv1connect.NewCouponsServiceClient(c, base, opts...),
 		points:   pointsv1connect.NewPointsServiceClient(c, base, opts...),
@@ -104,6 +108,12 @@ func Login(ctx context.Context, base, user, password string, opts ...connect.Cli
 		s.cards[pm.GetLast4()] = pm.GetId()
 	}
 	return s, nil
+}
+
+// HasCard reports whether the user had a card ending last4 at login.
+func (s *Shopper) HasCard(last4 string) bool {
+	_, ok := s.cards[last4]
+	return ok
 }
 
 // h2cClient speaks HTTP/2 without TLS, as gRPC needs.
@@ -126,9 +136,15 @@ type Prepared struct {
 // the coupon code (if any), points (if > 0) and the rest with the card
 // ending last4.
 func (s *Shopper) Prepare(ctx context.Context, coupon string, points int64, last4 string) (*Prepared, error) {
-	started, err := s.orders.StartCheckout(ctx, connect.NewRequest(&orderprocessingv1.StartCheckoutRequest{
-		Items: []*orderprocessingv1.CartItem{{Sku: "TEA-BLACK-250G", Quantity: 2}, {Sku: "MUG-STONE", Quantity: 1}},
-	}))
+	return s.PrepareItems(ctx, []*orderprocessingv1.CartItem{{Sku: "TEA-BLACK-250G", Quantity: 2}, {Sku: "MUG-STONE", Quantity: 1}}, coupon, points, last4)
+}
+
+// PrepareItems starts a checkout of items and confirms the coupon code (if
+// any), points (if > 0) and what is left with the card ending last4; when
+// nothing is left (the points pay for everything) no payment is confirmed
+// and last4 may be empty.
+func (s *Shopper) PrepareItems(ctx context.Context, items []*orderprocessingv1.CartItem, coupon string, points int64, last4 string) (*Prepared, error) {
+	started, err := s.orders.StartCheckout(ctx, connect.NewRequest(&orderprocessingv1.StartCheckoutRequest{Items: items}))
 	if err != nil {
 		return nil, fmt.Errorf("start checkout: %w", err)
 	}
@@ -149,6 +165,9 @@ func (s *Shopper) Prepare(ctx context.Context, coupon string, points int64, last
 		}
 		p.Tokens, remaining = append(p.Tokens, c.Msg.GetConfirmationToken()), remaining-c.Msg.GetValue().GetAmountMinor()
 	}
+	if remaining == 0 && last4 == "" {
+		return p, nil
+	}
 	card, ok := s.cards[last4]
 	if !ok {
 		return nil, fmt.Errorf("no card ending %s (was the demo data seeded?)", last4)
@@ -161,6 +180,37 @@ func (s *Shopper) Prepare(ctx context.Context, coupon string, points int64, last
 	}
 	p.Tokens = append(p.Tokens, c.Msg.GetConfirmationToken())
 	return p, nil
+}
+
+// GrantPoints gives userID points (admin only); key makes it idempotent.
+// It returns the new balance.
+func (s *Shopper) GrantPoints(ctx context.Context, userID string, points int64, key string) (int64, error) {
+	res, err := s.points.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{
+		UserId: userID, Points: points, Reason: "test grant", IdempotencyKey: key,
+	}))
+	if err != nil {
+		return 0, fmt.Errorf("grant points: %w", err)
+	}
+	return res.Msg.GetBalance(), nil
+}
+
+// GrantCoupon gives userID a coupon of a new campaign code taking
+// amountOff minor units (EUR) off any checkout (admin only), valid for a
+// day.
+func (s *Shopper) GrantCoupon(ctx context.Context, userID, code string, amountOff int64) error {
+	now := time.Now().UTC().Truncate(time.Second)
+	_, err := s.coupons.GrantCoupon(ctx, connect.NewRequest(&couponsv1.GrantCouponRequest{
+		UserId: userID, IdempotencyKey: "grant-" + code,
+		Campaign: &couponsv1.Campaign{
+			Code: code, Description: "test campaign", Kind: couponsv1.DiscountKind_DISCOUNT_KIND_FIXED,
+			AmountOff: &typev1.Money{AmountMinor: amountOff, Currency: "EUR"}, MinimumSpend: &typev1.Money{Currency: "EUR"},
+			ValidFrom: timestamppb.New(now.Add(-time.Hour)), ValidUntil: timestamppb.New(now.Add(24 * time.Hour)),
+		},
+	}))
+	if err != nil {
+		return fmt.Errorf("grant coupon %s: %w", code, err)
+	}
+	return nil
 }
 
 // Place places p with idempotencyKey and returns the order id.

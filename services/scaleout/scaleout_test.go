@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -51,37 +52,67 @@ func postgresURL(t *testing.T) string {
 	return u
 }
 
-// build compiles the six binaries into a temporary directory, in one go
-// build so that the packages compile in parallel.
+// build compiles the six service binaries and tokenrelayd into a
+// temporary directory, in one go build so that the packages compile in
+// parallel, once per test binary: every test of the package shares them.
 func build(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
+	built.once.Do(func() {
+		root, err := filepath.Abs("../..")
+		if err != nil {
+			built.err = err
+			return
+		}
+		if built.dir, err = os.MkdirTemp("", "scaleout-bin-"); err != nil {
+			built.err = err
+			return
+		}
+		args := []string{"build", "-o", built.dir + string(os.PathSeparator)}
+		for _, svc := range []string{"identity", "gateway", "coupons", "points", "payments", "orderprocessing"} {
+			args = append(args, "./services/"+svc+"/cmd/"+svc+"d")
+		}
+		args = append(args, "./services/embedded/cmd/tokenrelayd")
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	bin := t.TempDir()
-	args := []string{"build", "-o", bin + string(os.PathSeparator)}
-	for _, svc := range []string{"identity", "gateway", "coupons", "points", "payments", "orderprocessing"} {
-		args = append(args, "./services/"+svc+"/cmd/"+svc+"d")
-	}
-	cmd := exec.Command("go", args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return built.dir
 }
 
-// proc is one started process.
+// built holds the binaries of build, removed by TestMain.
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// proc is one started process. Its cmd and done change when it is
+// restarted (only by the test's goroutine).
 type proc struct {
-	name string
-	url  string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
+	name   string
+	url    string
+	binary string
+	args   []string
+	cmd    *exec.Cmd
+	log    string
+	done   chan struct{}
 }
 
-// cluster is the scaled-out system, started as scripts/scaleout.sh does.
+// cluster is the scaled-out system, started as scripts/scaleout.sh does
+// (or, with pg empty, one tokenrelayd).
 type cluster struct {
 	t                         *testing.T
 	bin, data, pg, prefix     string
@@ -94,26 +125,57 @@ type cluster struct {
 
 func (c *cluster) start(name string, port int, binary string, args ...string) *proc {
 	c.t.Helper()
-	p := &proc{name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(c.data, name+".log"), done: make(chan struct{})}
-	f, err := os.Create(p.log)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", filepath.Join(c.data, name)}, args...)
-	p.cmd = exec.Command(filepath.Join(c.bin, binary), args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
+	p := &proc{name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), binary: binary, log: filepath.Join(c.data, name+".log"),
+		args: append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", filepath.Join(c.data, name)}, args...)}
+	c.run(p)
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
 	return p
+}
+
+// run starts p's binary, appending to its log.
+func (c *cluster) run(p *proc) {
+	c.t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(c.bin, p.binary), p.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		_ = f.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+}
+
+// kill sends SIGKILL to p (started by this test, by pid) and waits for it
+// to exit.
+func (c *cluster) kill(p *proc) {
+	c.t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		c.t.Fatalf("kill %s: %v", p.name, err)
+	}
+	<-p.done
+}
+
+// restart starts an exited p again with the same arguments, on the same
+// port and data, and waits until it is healthy.
+func (c *cluster) restart(p *proc) {
+	c.t.Helper()
+	select {
+	case <-p.done:
+	default:
+		c.t.Fatalf("restart %s: still running", p.name)
+	}
+	c.run(p)
+	c.healthy(p)
 }
 
 func (c *cluster) healthy(ps ...*proc) {
@@ -152,6 +214,9 @@ func (c *cluster) stop() {
 			c.t.Logf("--- %s (last lines)\n%s", p.name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
 		}
 	}
+	if c.pg == "" {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := scaleout.DropSchemas(ctx, c.pg, c.prefix); err != nil {
@@ -159,10 +224,13 @@ func (c *cluster) stop() {
 	}
 }
 
+// clusters numbers the clusters of this test binary, for unique schemas.
+var clusters atomic.Int64
+
 // startCluster starts identity, coupons, points, payments, two
 // orderprocessing replicas and the gateway, as scripts/scaleout.sh does.
 func startCluster(t *testing.T, bin, pg string) *cluster {
-	c := &cluster{t: t, bin: bin, data: t.TempDir(), pg: pg, prefix: fmt.Sprintf("scaleout_test_%d_%d", time.Now().Unix(), os.Getpid())}
+	c := &cluster{t: t, bin: bin, data: t.TempDir(), pg: pg, prefix: fmt.Sprintf("scaleout_test_%d_%d_%d", time.Now().Unix(), os.Getpid(), clusters.Add(1))}
 	t.Cleanup(c.stop)
 	ports, err := scaleout.FreePorts(7)
 	if err != nil {

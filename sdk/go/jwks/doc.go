@@ -19,6 +19,10 @@
 //   - A failed fetch keeps the last good set, which is served for up to 24
 //     hours after its last successful fetch ([DefaultMaxStaleness]); after
 //     that lookups fail with [ErrStale], which wraps keys.ErrUnavailable.
+//     While the issuer's last fetch has failed, a kid missing from the last
+//     good set also fails with keys.ErrUnavailable rather than
+//     keys.ErrKeyNotFound: it may be a key published since, so the token
+//     is not known to be bad (no extra fetch is made for it).
 //   - Each fetch is bounded by a 10 s timeout ([DefaultFetchTimeout]) and a
 //     64 KiB body ([DefaultMaxResponseSize], [ErrTooLarge]); redirects to
 //     another scheme or host are refused ([ErrRedirect]).

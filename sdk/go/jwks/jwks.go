@@ -133,6 +133,10 @@ type issuer struct {
 	url  string
 	set  atomic.Pointer[keySet] // last good set, nil before the first fetch
 
+	// failing: the last fetch failed, so a kid missing from the last good
+	// set may be a key published since, not a made-up one.
+	failing atomic.Bool
+
 	mu          sync.Mutex
 	lastAttempt time.Time // start of the last on-demand fetch
 	inflight    *flight
@@ -288,6 +292,10 @@ func (c *Cache) key(ctx context.Context, is *issuer, kid string) (*keys.PublicKe
 		return nil, fmt.Errorf("%w: issuer %s: no key set: %w", keys.ErrUnavailable, is.name, ferr)
 	case c.now().Sub(set.fetched) > c.maxStale:
 		return nil, fmt.Errorf("%w: %w: issuer %s: %w", ErrStale, keys.ErrUnavailable, is.name, ferr)
+	case ferr != nil && is.failing.Load():
+		// The issuer cannot be asked: the kid may be its new key. Saying
+		// "unknown key" would tell the caller its token is bad for good.
+		return nil, fmt.Errorf("%w: issuer %s: kid not in the last good set, which cannot be refreshed: %w", keys.ErrUnavailable, is.name, ferr)
 	default:
 		return nil, fmt.Errorf("%w: issuer %s", keys.ErrKeyNotFound, is.name)
 	}
@@ -333,6 +341,7 @@ func (c *Cache) fetch(ctx context.Context, is *issuer, limited bool) error {
 		is.inflight = f
 		go func() {
 			f.err = c.get(context.WithoutCancel(ctx), is)
+			is.failing.Store(f.err != nil)
 			if f.err != nil {
 				c.failed.Add(1)
 			} else {

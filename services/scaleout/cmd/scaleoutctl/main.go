@@ -8,6 +8,10 @@
 //	    seed the demo data through the gateway (once per DIR), then run N
 //	    complete checkouts (default 3) and one whose capture fails, printing
 //	    each order's final status; exit 1 if any ends otherwise than expected
+//	scaleoutctl seed -url GATEWAY -data DIR
+//	    seed the demo data through the gateway (once per DIR) and nothing
+//	    else: for a load run against the deployment (SCALEOUT_RUN in
+//	    scripts/scaleout.sh, make bench-scaleout)
 package main
 
 import (
@@ -45,6 +49,8 @@ func main() {
 		err = drop(ctx, args)
 	case "demo":
 		err = demo(ctx, args)
+	case "seed":
+		err = seed(ctx, args)
 	default:
 		usage()
 	}
@@ -55,7 +61,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: scaleoutctl ports N | ping -db URL | wait -url BASE | drop-schemas -db URL -prefix P | demo -url BASE -data DIR [-checkouts N]")
+	fmt.Fprintln(os.Stderr, "usage: scaleoutctl ports N | ping -db URL | wait -url BASE | drop-schemas -db URL -prefix P | demo -url BASE -data DIR [-checkouts N] | seed -url BASE -data DIR")
 	os.Exit(2)
 }
 
@@ -107,6 +113,18 @@ func drop(ctx context.Context, args []string) error {
 		fmt.Println("dropped schema", n)
 	}
 	return err
+}
+
+func seed(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("seed", flag.ExitOnError)
+	base := fs.String("url", "", "the gateway's base URL")
+	data := fs.String("data", "", "directory for the seed marker")
+	_ = fs.Parse(args)
+	if err := embedded.Seed(ctx, *base, filepath.Join(*data, "seeded")); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	fmt.Println("seeded the demo data through", *base)
+	return nil
 }
 
 func demo(ctx context.Context, args []string) error {
