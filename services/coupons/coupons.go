@@ -22,9 +22,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
-	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
-	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/coupons/internal/adapters"
 	"github.com/tokenrelay/tokenrelay/services/coupons/internal/app"
@@ -51,10 +49,8 @@ type Config struct {
 
 // Service is a running Coupons service.
 type Service struct {
-	server   *ports.Server
-	verifier *token.Verifier
-	trust    capability.Trust
-	db       *sqldb.DB
+	*capability.Base
+	server *ports.Server
 }
 
 // New builds the service: migrates the store and wires the use cases.
@@ -62,7 +58,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.DB == nil || cfg.Vault == nil || cfg.Logger == nil {
 		return nil, errors.New("coupons: incomplete Config")
 	}
-	v, err := cfg.Trust.Verifier(Name)
+	base, err := capability.NewBase(Name, cfg.Trust, cfg.DB)
 	if err != nil {
 		return nil, err
 	}
@@ -70,12 +66,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	issuer, err := token.NewIssuer(Name, cfg.Keys)
-	if err != nil {
-		return nil, err
-	}
-	a := app.New(store, capability.TokenIssuer{Issuer: issuer}, capability.VaultSealer{Keyring: cfg.Vault}, nil)
-	return &Service{server: ports.NewServer(a, v, cfg.Logger), verifier: v, trust: cfg.Trust, db: cfg.DB}, nil
+	a := app.New(store, base.Issuer, capability.VaultSealer{Keyring: cfg.Vault}, nil)
+	return &Service{Base: base, server: ports.NewServer(a, base.Verifier, cfg.Logger)}, nil
 }
 
 // Register mounts CouponsService and CapabilityService on mux, behind the
@@ -84,15 +76,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 // opts' interceptors; and its JWKS at /.well-known/jwks.json and health at
 // /healthz.
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
-	s.trust.Register(mux, s.verifier, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
+	s.Mount(mux, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
 		return couponsv1connect.NewCouponsServiceHandler(s.server, o...)
 	}, opts...)
-	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.db.SQL().PingContext}))
 }
-
-// JWKS serves the service's public keys (Register mounts it at
-// /.well-known/jwks.json).
-func (s *Service) JWKS() http.Handler { return s.trust.Keys.Handler() }
-
-// Close releases the verifier's caches.
-func (s *Service) Close() { s.verifier.Close() }

@@ -41,9 +41,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
-	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
-	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/adapters"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/app"
@@ -76,10 +74,8 @@ type Config struct {
 
 // Service is a running Payments service.
 type Service struct {
-	server   *ports.Server
-	verifier *token.Verifier
-	trust    capability.Trust
-	db       *sqldb.DB
+	*capability.Base // Close releases the verifier's caches; it closes neither database
+	server           *ports.Server
 }
 
 // New builds the service: migrates the store and the simulated processor and
@@ -91,43 +87,31 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ProcessorDB == cfg.DB {
 		return nil, errors.New("payments: ProcessorDB must not be the same handle as DB")
 	}
-	v, err := cfg.Trust.Verifier(Name)
+	base, err := capability.NewBase(Name, cfg.Trust, cfg.DB)
 	if err != nil {
 		return nil, err
 	}
 	store, err := adapters.NewStore(ctx, cfg.DB)
 	if err != nil {
-		v.Close()
+		base.Close()
 		return nil, err
 	}
 	proc, err := adapters.NewSimProcessor(ctx, cfg.ProcessorDB)
 	if err != nil {
-		v.Close()
+		base.Close()
 		return nil, err
 	}
-	issuer, err := token.NewIssuer(Name, cfg.Keys)
-	if err != nil {
-		v.Close()
-		return nil, err
-	}
-	a := app.New(store, proc, capability.TokenIssuer{Issuer: issuer}, capability.VaultSealer{Keyring: cfg.Vault}, nil)
-	return &Service{server: ports.NewServer(a, v, cfg.Logger), verifier: v, trust: cfg.Trust, db: cfg.DB}, nil
+	a := app.New(store, proc, base.Issuer, capability.VaultSealer{Keyring: cfg.Vault}, nil)
+	return &Service{Base: base, server: ports.NewServer(a, base.Verifier, cfg.Logger)}, nil
 }
 
 // Register mounts PaymentsService and CapabilityService on mux, behind the
 // authentication interceptor (every PaymentsService RPC needs a transaction
 // token; CapabilityService a workload token from OrderProcessing), followed
-// by opts' interceptors.
+// by opts' interceptors; its JWKS at /.well-known/jwks.json and health at
+// /healthz.
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
-	s.trust.Register(mux, s.verifier, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
+	s.Mount(mux, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
 		return paymentsv1connect.NewPaymentsServiceHandler(s.server, o...)
 	}, opts...)
-	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.db.SQL().PingContext}))
 }
-
-// JWKS serves the service's public keys (Register mounts it at
-// /.well-known/jwks.json).
-func (s *Service) JWKS() http.Handler { return s.trust.Keys.Handler() }
-
-// Close releases the verifier's caches. It closes neither database.
-func (s *Service) Close() { s.verifier.Close() }
