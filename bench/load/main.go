@@ -68,6 +68,7 @@ import (
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 )
 
 // Config is the command line.
@@ -503,27 +504,6 @@ func ms(d time.Duration) string {
 
 func procName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
-type bearer struct{ token string }
-
-func (b *bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+b.token)
-		return next(ctx, req)
-	}
-}
-
-func (b *bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+b.token)
-		return conn
-	}
-}
-
-func (b *bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 type clients struct {
 	identity identityv1connect.IdentityServiceClient
 	orders   orderprocessingv1connect.OrderProcessingServiceClient
@@ -562,7 +542,7 @@ func prepare(ctx context.Context, url string, hc *http.Client, total int) (codes
 	if err != nil {
 		return nil, "", fmt.Errorf("shopper login: %w", err)
 	}
-	ac := newClients(url, hc, connect.WithInterceptors(&bearer{admin.GetAccessToken()}))
+	ac := newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(admin.GetAccessToken())))
 	id := shopper.GetUser().GetId()
 	now := time.Now()
 	for i := range total {
@@ -579,7 +559,7 @@ func prepare(ctx context.Context, url string, hc *http.Client, total int) (codes
 	if _, err := ac.points.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{UserId: id, Points: int64(total) * 100, Reason: "load test"})); err != nil {
 		return nil, "", fmt.Errorf("grant points: %w", err)
 	}
-	sc := newClients(url, hc, connect.WithInterceptors(&bearer{shopper.GetAccessToken()}))
+	sc := newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(shopper.GetAccessToken())))
 	pms, err := sc.payments.ListPaymentMethods(ctx, connect.NewRequest(&paymentsv1.ListPaymentMethodsRequest{}))
 	if err != nil {
 		return nil, "", err
@@ -722,7 +702,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
-		sessions[i] = newClients(url, hc, connect.WithInterceptors(&bearer{s.GetAccessToken()}, rec))
+		sessions[i] = newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(s.GetAccessToken()), rec))
 	}
 	pids := cfg.Pids
 	if srv != nil {
@@ -876,7 +856,7 @@ func floodForged(ctx context.Context, url string, hc *http.Client) (sent, refuse
 	if tok[len(tok)-5] == '.' || tok[len(tok)-5] > 'z' {
 		tok[len(tok)-5] = 'A'
 	}
-	c := newClients(url, hc, connect.WithInterceptors(&bearer{string(tok)}))
+	c := newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(string(tok))))
 	for ctx.Err() == nil {
 		_, err := c.points.GetBalance(ctx, connect.NewRequest(&pointsv1.GetBalanceRequest{}))
 		if ctx.Err() != nil {

@@ -49,27 +49,6 @@ type shopper struct {
 	payments paymentsv1connect.PaymentsServiceClient
 }
 
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 func login(t *testing.T, url string, opts ...connect.ClientOption) *shopper {
 	t.Helper()
 	res, err := identityv1connect.NewIdentityServiceClient(http.DefaultClient, url, opts...).Login(t.Context(),
@@ -77,7 +56,7 @@ func login(t *testing.T, url string, opts ...connect.ClientOption) *shopper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append(opts, connect.WithInterceptors(bearer(res.Msg.GetSession().GetAccessToken())))
+	opts = append(opts, connect.WithInterceptors(authn.NewBearerInterceptor(res.Msg.GetSession().GetAccessToken())))
 	return &shopper{
 		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(http.DefaultClient, url, opts...),
 		coupons:  couponsv1connect.NewCouponsServiceClient(http.DefaultClient, url, opts...),

@@ -19,6 +19,7 @@ import (
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 )
 
@@ -55,7 +56,7 @@ func Seed(ctx context.Context, baseURL, marker string) error {
 	if err != nil {
 		return err
 	}
-	auth := connect.WithInterceptors(bearer(admin.GetAccessToken()))
+	auth := connect.WithInterceptors(authn.NewBearerInterceptor(admin.GetAccessToken()))
 	user := shopper.GetUser().GetId()
 	now := time.Now().UTC().Truncate(time.Second)
 	from, until := timestamppb.New(now.Add(-24*time.Hour)), timestamppb.New(now.Add(365*24*time.Hour))
@@ -94,26 +95,4 @@ func Seed(ctx context.Context, baseURL, marker string) error {
 		}
 	}
 	return os.WriteFile(marker, []byte(now.Format(time.RFC3339)+"\n"), 0o600)
-}
-
-// bearer adds an access token to every request.
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }

@@ -39,6 +39,7 @@ import (
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 )
 
@@ -60,28 +61,6 @@ type Shopper struct {
 	cards    map[string]string // last4 -> payment method id
 }
 
-// bearer sets the access token on every request.
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // Login logs user in through the gateway at base and returns its Shopper.
 // opts choose the protocol (connect.WithGRPC()).
 func Login(ctx context.Context, base, user, password string, opts ...connect.ClientOption) (*Shopper, error) {
@@ -91,7 +70,7 @@ func Login(ctx context.Context, base, user, password string, opts ...connect.Cli
 	if err != nil {
 		return nil, fmt.Errorf("login %s: %w", user, err)
 	}
-	opts = append(opts, connect.WithInterceptors(bearer(res.Msg.GetSession().GetAccessToken())))
+	opts = append(opts, connect.WithInterceptors(authn.NewBearerInterceptor(res.Msg.GetSession().GetAccessToken())))
 	s := &Shopper{
 		UserID:   res.Msg.GetSession().GetUser().GetId(),
 		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(c, base, opts...),

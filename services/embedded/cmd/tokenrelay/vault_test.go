@@ -111,12 +111,7 @@ func startSystem(t *testing.T, dir string) *embedded.System {
 }
 
 func bearer(tok string) connect.Option {
-	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+tok)
-			return next(ctx, req)
-		}
-	}))
+	return connect.WithInterceptors(authn.NewBearerInterceptor(tok))
 }
 
 // login logs the shopper in with an idempotency key, so that Identity keeps
