@@ -105,7 +105,7 @@ func main() {
 		cfg.Pids = pids
 		return err
 	})
-	flag.Func("metrics", "with -url: comma-separated base URLs of the processes whose /metrics count signatures (tokenrelay_signatures_total); default: URL/debug/counters", func(v string) error {
+	flag.Func("metrics", "with -url: comma-separated base URLs of the processes whose /metrics count signatures (tokenrelay_signatures_total); default: URL", func(v string) error {
 		for u := range strings.SplitSeq(v, ",") {
 			if u = strings.TrimSpace(u); u != "" {
 				cfg.Metrics = append(cfg.Metrics, strings.TrimSuffix(u, "/"))
@@ -169,7 +169,7 @@ func startServer(ctx context.Context, bin, cpuprofile string) (*server, string, 
 	s := &server{cmd: cmd, dir: dir}
 	url := "http://" + addr
 	for deadline := time.Now().Add(60 * time.Second); ; {
-		if res, err := http.Get(url + "/debug/counters"); err == nil {
+		if res, err := http.Get(url + "/healthz"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
 				return s, url, nil
@@ -375,27 +375,16 @@ func parsePids(v string) ([]int, error) {
 	return pids, nil
 }
 
-type counters struct {
-	Signed   int64 `json:"signed"`
-	Verified int64 `json:"verified"`
-}
+type counters struct{ Signed, Verified int64 }
 
-// readCounters sums the signature counters of the processes whose base
-// URLs are in metrics (their Prometheus /metrics), or reads those of the
-// embedded server at url (/debug/counters) when metrics is empty.
+// readCounters sums the signature counters on the /metrics of the
+// processes whose base URLs are in metrics, or of the server at url when
+// metrics is empty (the embedded system counts for all its services).
 func readCounters(url string, metrics []string) (counters, error) {
-	var c counters
 	if len(metrics) == 0 {
-		res, err := http.Get(url + "/debug/counters")
-		if err != nil {
-			return c, err
-		}
-		defer res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return c, fmt.Errorf("%s/debug/counters: %s (pass -metrics with the processes' base URLs)", url, res.Status)
-		}
-		return c, json.NewDecoder(res.Body).Decode(&c)
+		metrics = []string{url}
 	}
+	var c counters
 	for _, base := range metrics {
 		s, v, err := scrapeSignatures(base + "/metrics")
 		if err != nil {

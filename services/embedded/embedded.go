@@ -268,13 +268,6 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	} else {
 		public.Handle("GET /{$}", http.HandlerFunc(placeholder))
 	}
-	// Signature counts of this process, for the load driver's
-	// cryptographic floor (bench/load). Counts only, nothing secret.
-	public.Handle("GET /debug/counters", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		signed, verified := keys.Counts()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = fmt.Fprintf(w, `{"signed": %d, "verified": %d}`+"\n", signed, verified)
-	}))
 	public.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
