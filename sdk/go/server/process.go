@@ -163,6 +163,32 @@ func (p Process) Vault() (*vault.Keyring, error) {
 	return vault.LoadDir(dir)
 }
 
+// State is what a stateful service process owns: its signing key ring, its
+// vault keys and its database.
+type State struct {
+	Ring  *keys.Ring
+	Vault *vault.Keyring
+	DB    *sqldb.DB
+}
+
+// OpenState opens Ring, Vault and OpenDB, in that order; close State.DB
+// when done.
+func (p Process) OpenState(ctx context.Context) (State, error) {
+	ring, err := p.Ring()
+	if err != nil {
+		return State{}, err
+	}
+	vk, err := p.Vault()
+	if err != nil {
+		return State{}, err
+	}
+	db, err := p.OpenDB(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	return State{Ring: ring, Vault: vk, DB: db}, nil
+}
+
 // Serve listens on Addr and runs h with the house settings (New) until
 // ctx ends, beside tasks, and shuts down gracefully (Run). It logs the
 // address it listens on.

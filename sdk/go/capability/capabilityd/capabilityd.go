@@ -116,19 +116,12 @@ func Run(ctx context.Context, d Domain, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("-order-processing-jwks: %w", err)
 	}
-	ring, err := cfg.Ring()
+	st, err := cfg.OpenState(ctx)
 	if err != nil {
 		return err
 	}
-	vk, err := cfg.Vault()
-	if err != nil {
-		return err
-	}
-	db, err := cfg.OpenDB(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer st.DB.Close()
+	ring, vk, db := st.Ring, st.Vault, st.DB
 	svc, err := d.Build(ctx, Deps{DB: db, Vault: vk, Logger: log, Process: &cfg.Process, Trust: capability.Trust{
 		Keys: ring, Gateway: capability.Peer{Issuer: cfg.GatewayIssuer, Keys: gw}, TrustDomain: cfg.TrustDomain,
 		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: op},

@@ -87,19 +87,12 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("-gateway-jwks: %w", err)
 	}
-	ring, err := cfg.Ring()
+	st, err := cfg.OpenState(ctx)
 	if err != nil {
 		return err
 	}
-	vk, err := cfg.Vault()
-	if err != nil {
-		return err
-	}
-	db, err := cfg.OpenDB(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer st.DB.Close()
+	ring, vk, db := st.Ring, st.Vault, st.DB
 	var users []identity.User
 	if cfg.SeedDemoUsers {
 		users = identity.DemoUsers()

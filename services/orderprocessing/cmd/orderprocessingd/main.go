@@ -125,19 +125,12 @@ func run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("-routes: issuer %s: %w", r.Issuer, err)
 		}
 	}
-	ring, err := cfg.Ring()
+	st, err := cfg.OpenState(ctx)
 	if err != nil {
 		return err
 	}
-	vk, err := cfg.Vault()
-	if err != nil {
-		return err
-	}
-	db, err := cfg.OpenDB(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer st.DB.Close()
+	ring, vk, db := st.Ring, st.Vault, st.DB
 	tel, stopTelemetry, err := cfg.Telemetry(ctx, true)
 	if err != nil {
 		return err
