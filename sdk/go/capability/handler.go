@@ -39,8 +39,10 @@ type Domain interface {
 	Compensate(ctx context.Context, t Token, orderID, reason string) (Record, error)
 }
 
-// MaxTokenBytes bounds a confirmation token in a request, before any parsing.
-const MaxTokenBytes = 8 << 10
+// MaxTokenBytes bounds a token in a request, before any parsing: the
+// verifier's own limit (token.DefaultMaxTokenSize), which refuses a longer
+// token with token.ErrTooLarge before reading it.
+const MaxTokenBytes = token.DefaultMaxTokenSize
 
 // Handler serves capability.v1.CapabilityService for one domain: it verifies
 // that each confirmation token is the domain's own (signature through the
@@ -65,9 +67,6 @@ func NewHandler(v *token.Verifier, d Domain, mapErr func(context.Context, error)
 func (h *Handler) token(ctx context.Context, raw string, allowExpired bool) (Token, error) {
 	if raw == "" {
 		return Token{}, connect.NewError(connect.CodeInvalidArgument, errors.New("confirmation_token is required"))
-	}
-	if len(raw) > MaxTokenBytes {
-		return Token{}, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("confirmation_token is longer than %d bytes", MaxTokenBytes))
 	}
 	verify := token.Verify[token.ConfirmationClaims]
 	if allowExpired {
