@@ -124,6 +124,10 @@ bench-scaleout: ## load at 1, 8, 32 users on the embedded system, then through t
 		scripts/scaleout.sh
 	@for sys in embedded scaleout; do for users in $(BENCH_USERS); do grep -h '^row:' bench/out/$$sys-$$users.txt; done; done
 
+.PHONY: tokenrelay
+tokenrelay: ## build the operator's command (token inspect/verify, keys, vault) into bin/tokenrelay
+	go build -o bin/tokenrelay ./cmd/tokenrelay
+
 .PHONY: run
 run: web ## run the whole checkout at http://127.0.0.1:8080 (data and keys in ./.data)
 	go build -o bin/tokenrelayd ./services/embedded/cmd/tokenrelayd

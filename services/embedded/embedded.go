@@ -22,9 +22,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
@@ -33,6 +35,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/telemetry"
@@ -44,6 +47,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/services/payments"
 	"github.com/tokenrelay/tokenrelay/services/points"
 )
+
+// shutdownTimeout is how long Close lets requests in flight finish.
+const shutdownTimeout = 5 * time.Second
 
 // Config configures the embedded system.
 type Config struct {
@@ -70,13 +76,13 @@ type Config struct {
 
 // System is the running embedded system.
 type System struct {
-	url      string
-	public   *http.Server
-	internal *http.Server
-	closers  []func()
-	done     chan struct{}
-	cancel   context.CancelFunc
-	errc     chan error
+	url     string
+	closers []func() // in the order opened; Close runs them in reverse
+	cancel  context.CancelFunc
+	group   *errgroup.Group // the listeners and background tasks
+	errc    chan error
+	once    sync.Once
+	err     error
 }
 
 // URL is the public base URL, such as "http://127.0.0.1:8080".
@@ -93,226 +99,81 @@ func DefaultRoutes(base string) []orderprocessing.Route {
 	}
 }
 
+// face is what Start needs of a service's public face; every service keeps
+// these methods.
+type face interface {
+	// Register mounts the service's Connect handlers on mux.
+	Register(mux *http.ServeMux, opts ...connect.HandlerOption)
+	// JWKS serves the keys of the tokens the service issues.
+	JWKS() http.Handler
+	// Close releases what the service holds (not its database).
+	Close()
+}
+
+// part is one service of the system.
+type part struct {
+	// name is the service's path prefix on the internal listener, its key
+	// ring, its SQLite file and the "service" of its log lines.
+	name string
+	// api is its public Connect service, which the gateway routes to it.
+	api string
+	// jwks is where its keys are published on the public listener.
+	jwks string
+	// build constructs the service on its own database.
+	build func(ctx context.Context, w *wiring, db *sqldb.DB) (face, error)
+}
+
+// parts lists the services in the order they start: identity first, whose
+// access tokens the gateway trusts; OrderProcessing last.
+func parts() []part {
+	return []part{
+		{identity.Name, identityv1connect.IdentityServiceName, identity.JWKSPath, buildIdentity},
+		{coupons.Name, couponsv1connect.CouponsServiceName, domainJWKS(coupons.Name), buildCoupons},
+		{points.Name, pointsv1connect.PointsServiceName, domainJWKS(points.Name), buildPoints},
+		{payments.Name, paymentsv1connect.PaymentsServiceName, domainJWKS(payments.Name), buildPayments},
+		{orderprocessing.Name, orderprocessingv1connect.OrderProcessingServiceName, domainJWKS(orderprocessing.Name), buildOrderProcessing},
+	}
+}
+
+// domainJWKS is where the keys of service name are published.
+func domainJWKS(name string) string { return "/.well-known/jwks/" + name + ".json" }
+
 // Start opens (or creates) everything under cfg.DataDir, starts both
-// listeners and the saga runner, and seeds demo data on first start. Stop it
-// with Close.
+// listeners, the saga runner and the gateway's key refresh, and seeds demo
+// data on first start. Stop it with Close; Err reports a failure before.
 func Start(ctx context.Context, cfg Config) (_ *System, err error) {
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:8080"
-	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = ".data"
-	}
-	if cfg.Logger == nil {
-		return nil, errors.New("embedded: a Logger is required")
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	s := &System{done: make(chan struct{}), errc: make(chan error, 2)}
+	s := &System{errc: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			s.Close()
+			_ = s.Close()
 		}
 	}()
-	open := func(name string) (*sqldb.DB, error) {
-		db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(cfg.DataDir, name+".db"))
-		if err == nil {
-			s.closers = append(s.closers, func() { _ = db.Close() })
-		}
-		return db, err
-	}
-	ring := func(name string) (*keys.Ring, error) {
-		return keys.OpenRing(filepath.Join(cfg.DataDir, "keys", name))
-	}
-	// Key rings and the vault first: everything else trusts them.
-	rings := map[string]*keys.Ring{}
-	for _, name := range []string{gateway.DefaultName, "identity", orderprocessing.Name, coupons.Name, points.Name, payments.Name} {
-		if rings[name], err = ring(name); err != nil {
-			return nil, fmt.Errorf("embedded: key ring %s: %w", name, err)
-		}
-	}
-	vk, err := vault.LoadDir(filepath.Join(cfg.DataDir, "vault"))
+	publicLn, err := s.listen(cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("embedded: vault: %w", err)
+		return nil, err
 	}
-
-	publicLn, err := net.Listen("tcp", cfg.Addr)
+	internalLn, err := s.listen("127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	s.url = "http://" + publicLn.Addr().String()
-	internalLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = publicLn.Close()
-		return nil, err
-	}
-	internalURL := "http://" + internalLn.Addr().String()
-
-	gw := capability.Peer{Issuer: gateway.DefaultName, Keys: rings[gateway.DefaultName]}
-	trust := func(name string) capability.Trust {
-		return capability.Trust{Keys: rings[name], Gateway: gw, TrustDomain: gateway.DefaultTrustDomain,
-			OrderProcessing: capability.Peer{Issuer: orderprocessing.Name, Keys: rings[orderprocessing.Name]}}
-	}
-	// Tracing: spans export over OTLP only when the standard
-	// OTEL_EXPORTER_OTLP_* variables name an endpoint; every span carries
-	// the txn.
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "tokenrelay"})
-	if err != nil {
-		return nil, fmt.Errorf("embedded: telemetry: %w", err)
-	}
-	s.closers = append(s.closers, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	})
-	// Handlers: tracing, and no compression of small messages, whose gzip
-	// costs more CPU than the bytes it saves on loopback.
-	traced := []connect.HandlerOption{tel.HandlerOption(), connect.WithCompressMinBytes(1 << 10)}
-	internal := http.NewServeMux()
-	public := http.NewServeMux() // non-RPC paths behind the gateway
-	// Prometheus metrics of the whole process: every RPC as the gateway
-	// answered it (by procedure and code), saga outcomes, signatures.
-	// Served at /metrics next to the API; keep it off a public ingress.
-	metrics := server.NewMetrics()
-	public.Handle("GET "+server.MetricsPath, metrics.Handler())
-	muxes := map[string]*http.ServeMux{}
-	mount := func(name string) *http.ServeMux {
-		m := http.NewServeMux()
-		muxes[name] = m
-		internal.Handle("/"+name+"/", http.StripPrefix("/"+name, m))
-		return m
-	}
-	log := cfg.Logger
-
-	db, err := open("identity")
+	w, err := s.wire(ctx, cfg, "http://"+internalLn.Addr().String())
 	if err != nil {
 		return nil, err
 	}
-	var users []identity.User
-	if cfg.Seed {
-		users = identity.DemoUsers()
+	for _, p := range parts() {
+		if err := w.add(ctx, p); err != nil {
+			return nil, fmt.Errorf("embedded: %s: %w", p.name, err)
+		}
 	}
-	id, err := identity.New(ctx, identity.Config{
-		DB: db, Vault: vk, Logger: log.With("service", "identity"), Keys: rings["identity"], Issuer: s.url,
-		Gateway: gw, TrustDomain: gateway.DefaultTrustDomain, Users: users, AccessTokenLifetime: cfg.AccessTokenLifetime,
-	})
+	root, err := w.gateway(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("embedded: gateway: %w", err)
 	}
-	s.closers = append(s.closers, id.Close)
-	id.Register(mount("identity"), traced...)
-	public.Handle(identity.DiscoveryPath, id.Discovery())
-	public.Handle(identity.JWKSPath, id.JWKS())
-
-	if db, err = open(coupons.Name); err != nil {
-		return nil, err
-	}
-	cs, err := coupons.New(ctx, coupons.Config{DB: db, Vault: vk, Logger: log.With("service", coupons.Name), Trust: trust(coupons.Name)})
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, cs.Close)
-	cs.Register(mount(coupons.Name), traced...)
-	public.Handle("/.well-known/jwks/coupons.json", cs.JWKS())
-
-	if db, err = open(points.Name); err != nil {
-		return nil, err
-	}
-	ps, err := points.New(ctx, points.Config{DB: db, Vault: vk, Logger: log.With("service", points.Name), Trust: trust(points.Name)})
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, ps.Close)
-	ps.Register(mount(points.Name), traced...)
-	public.Handle("/.well-known/jwks/points.json", ps.JWKS())
-
-	if db, err = open(payments.Name); err != nil {
-		return nil, err
-	}
-	procDB, err := open("payments-processor")
-	if err != nil {
-		return nil, err
-	}
-	pay, err := payments.New(ctx, payments.Config{DB: db, ProcessorDB: procDB, Vault: vk, Logger: log.With("service", payments.Name), Trust: trust(payments.Name)})
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, pay.Close)
-	pay.Register(mount(payments.Name), traced...)
-	public.Handle("/.well-known/jwks/payments.json", pay.JWKS())
-
-	if db, err = open(orderprocessing.Name); err != nil {
-		return nil, err
-	}
-	op, err := orderprocessing.New(ctx, orderprocessing.Config{
-		DB: db, Keys: rings[orderprocessing.Name], Vault: vk, Gateway: gw, TrustDomain: gateway.DefaultTrustDomain,
-		Routes: DefaultRoutes(internalURL),
-		IssuerKeys: map[string]keys.Source{
-			coupons.Name: rings[coupons.Name], points.Name: rings[points.Name], payments.Name: rings[payments.Name],
-		},
-		Logger:        log.With("service", orderprocessing.Name),
-		ClientOptions: []connect.ClientOption{tel.ClientOption()},
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, op.Close)
-	metrics.SagaOutcomes(op.SagaOutcomes)
-	op.Register(mount(orderprocessing.Name), traced...)
-	public.Handle("/.well-known/jwks/order-processing.json", op.JWKS())
-	public.Handle("/.well-known/jwks/gateway.json", rings[gateway.DefaultName].Handler())
-
-	if cfg.Web != nil {
-		public.Handle("/", cfg.Web) // every other path: the app (GET and HEAD only); more specific patterns win
-	} else {
-		public.Handle("GET /{$}", http.HandlerFunc(placeholder))
-	}
-	public.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	}))
-
-	g, err := gateway.New(ctx, gateway.Config{
-		Keys:    rings[gateway.DefaultName],
-		Issuers: []gateway.Issuer{{Issuer: id.Issuer(), Audience: id.Audience(), Keys: id.Keys()}},
-		Routes: []gateway.Route{
-			{Service: identityv1connect.IdentityServiceName, Handler: muxes["identity"]},
-			{Service: orderprocessingv1connect.OrderProcessingServiceName, Handler: muxes[orderprocessing.Name]},
-			{Service: couponsv1connect.CouponsServiceName, Handler: muxes[coupons.Name]},
-			{Service: pointsv1connect.PointsServiceName, Handler: muxes[points.Name]},
-			{Service: paymentsv1connect.PaymentsServiceName, Handler: muxes[payments.Name]},
-		},
-		AllowedOrigins: []string{s.url},
-		Fallback:       public,
-		Logger:         log.With("service", "gateway"),
-		Observe:        metrics.Observe,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, g.Close)
-
-	s.internal = httpServer(internal, 0)
-	// gRPC reflection for the public services, answered without a token
-	// (as gatewayd does), so that buf curl needs no schema.
-	root := http.NewServeMux()
-	server.MountReflection(root, []string{
-		identityv1connect.IdentityServiceName, orderprocessingv1connect.OrderProcessingServiceName,
-		couponsv1connect.CouponsServiceName, pointsv1connect.PointsServiceName, paymentsv1connect.PaymentsServiceName,
-	})
-	root.Handle("/", g)
-	s.public = server.New(root)
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	go func() { s.errc <- serve(s.internal, internalLn) }()
-	go func() { s.errc <- serve(s.public, publicLn) }()
-	go func() {
-		defer close(s.done)
-		_ = op.Run(runCtx)
-	}()
-	go func() { _ = g.Run(runCtx) }()
-
+	s.run(ctx, cfg.Logger, w, root, publicLn, internalLn)
 	if cfg.Seed {
 		if err := Seed(ctx, s.url, filepath.Join(cfg.DataDir, "seeded")); err != nil {
 			return nil, fmt.Errorf("embedded: seed: %w", err)
@@ -321,49 +182,279 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	return s, nil
 }
 
-// httpServer returns an http.Server with the house timeouts, unencrypted
-// HTTP/2 enabled (gRPC without TLS) and HTTP/1.1 (Connect, browsers).
-func httpServer(h http.Handler, maxHeader int) *http.Server {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    maxHeader,
+// withDefaults fills Addr and DataDir, requires Logger and creates DataDir.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
 	}
-	srv.Protocols = new(http.Protocols)
-	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
-	return srv
+	if cfg.DataDir == "" {
+		cfg.DataDir = ".data"
+	}
+	if cfg.Logger == nil {
+		return cfg, errors.New("embedded: a Logger is required")
+	}
+	return cfg, os.MkdirAll(cfg.DataDir, 0o700)
 }
 
-func serve(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+// listen listens on addr (TCP) until Close.
+func (s *System) listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		s.closers = append(s.closers, func() { _ = ln.Close() })
+	}
+	return ln, err
+}
+
+// run serves both listeners with the house settings (server.New, one
+// builder for every server) and runs the background tasks beside the
+// public one, every goroutine in s.group: the first failure stops the
+// system, is sent on Err and returned by Close.
+func (s *System) run(ctx context.Context, log *slog.Logger, w *wiring, root http.Handler, publicLn, internalLn net.Listener) {
+	ctx = s.startGroup(ctx)
+	opt := server.WithLogger(log)
+	s.goReport(func() error {
+		return server.Run(ctx, server.New(w.internal, opt), internalLn, shutdownTimeout)
+	})
+	s.goReport(func() error {
+		return server.Run(ctx, server.New(root, opt), publicLn, shutdownTimeout, w.tasks...)
+	})
+}
+
+// startGroup creates s.group and returns its context: parent's values,
+// cancelled by Close or the first failure, not by parent (which only
+// bounds Start).
+func (s *System) startGroup(parent context.Context) context.Context {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	s.cancel = cancel
+	s.group, ctx = errgroup.WithContext(ctx)
+	return ctx
+}
+
+// goReport runs f in s.group and sends its failure, the first only, on Err.
+func (s *System) goReport(f func() error) {
+	s.group.Go(func() error {
+		err := f()
+		if err != nil {
+			select {
+			case s.errc <- err:
+			default:
+			}
+		}
 		return err
-	}
-	return nil
+	})
 }
 
-// Err returns a channel that receives if a listener fails.
+// Err returns a channel that receives the first failure of a listener or a
+// background task (the saga runner, the gateway's key refresh), after which
+// the system stops; Close returns it too.
 func (s *System) Err() <-chan error { return s.errc }
 
 // Close stops the listeners (letting requests in flight finish for up to 5
-// seconds) and the saga runner, then closes every store. Sagas in flight
-// resume at the next start.
-func (s *System) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, srv := range []*http.Server{s.public, s.internal} {
-		if srv != nil {
-			_ = srv.Shutdown(ctx)
+// seconds), then the saga runner and the gateway's key refresh, waits for
+// all of them, and closes every service and store. Sagas in flight resume
+// at the next start. It returns the first failure of a listener or task
+// (nil after a clean stop); calling it again returns the same.
+func (s *System) Close() error {
+	s.once.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+			s.err = s.group.Wait()
+		}
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			s.closers[i]()
+		}
+	})
+	return s.err
+}
+
+// wiring is what the services are built from and mounted on while Start
+// assembles the system.
+type wiring struct {
+	sys         *System
+	cfg         Config
+	internalURL string
+	rings       map[string]*keys.Ring // by service name, the gateway's too
+	vault       *vault.Keyring
+	tel         *telemetry.Telemetry
+	metrics     *metrics.Registry
+	// traced are the handler options of every service: tracing, and no
+	// compression of small messages, whose gzip costs more CPU than the
+	// bytes it saves on loopback.
+	traced   []connect.HandlerOption
+	internal *http.ServeMux // each service under /<name>/
+	public   *http.ServeMux // the non-RPC paths behind the gateway
+	routes   []gateway.Route
+	issuers  []gateway.Issuer // the access-token issuers the gateway trusts
+	tasks    []server.Task    // run beside the public listener
+}
+
+// wire opens the key rings and the vault, which everything else trusts,
+// and sets up tracing and metrics.
+func (s *System) wire(ctx context.Context, cfg Config, internalURL string) (*wiring, error) {
+	w := &wiring{sys: s, cfg: cfg, internalURL: internalURL, rings: map[string]*keys.Ring{},
+		internal: http.NewServeMux(), public: http.NewServeMux()}
+	names := []string{gateway.DefaultName}
+	for _, p := range parts() {
+		names = append(names, p.name)
+	}
+	var err error
+	for _, name := range names {
+		if w.rings[name], err = keys.OpenRing(filepath.Join(cfg.DataDir, "keys", name)); err != nil {
+			return nil, fmt.Errorf("embedded: key ring %s: %w", name, err)
 		}
 	}
-	if s.cancel != nil {
-		s.cancel()
-		<-s.done
+	if w.vault, err = vault.LoadDir(filepath.Join(cfg.DataDir, "vault")); err != nil {
+		return nil, fmt.Errorf("embedded: vault: %w", err)
 	}
-	for i := len(s.closers) - 1; i >= 0; i-- {
-		s.closers[i]()
+	// Tracing: spans export over OTLP only when the standard
+	// OTEL_EXPORTER_OTLP_* variables name an endpoint; every span carries
+	// the txn.
+	if w.tel, err = telemetry.Setup(ctx, telemetry.Config{ServiceName: "tokenrelay"}); err != nil {
+		return nil, fmt.Errorf("embedded: telemetry: %w", err)
 	}
+	s.closers = append(s.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.tel.Shutdown(sctx)
+	})
+	w.traced = []connect.HandlerOption{w.tel.HandlerOption(), connect.WithCompressMinBytes(1 << 10)}
+	// Prometheus metrics of the whole process: every RPC as the gateway
+	// answered it (by procedure and code), saga outcomes, signatures.
+	// Served at /metrics next to the API; keep it off a public ingress.
+	w.metrics = metrics.New()
+	w.public.Handle("GET "+metrics.Path, w.metrics.Handler())
+	return w, nil
+}
+
+// add opens p's database, builds p, mounts it under /<name>/ of the
+// internal listener, publishes its keys and routes its API to it.
+func (w *wiring) add(ctx context.Context, p part) error {
+	db, err := w.open(ctx, p.name)
+	if err != nil {
+		return err
+	}
+	f, err := p.build(ctx, w, db)
+	if err != nil {
+		return err
+	}
+	w.sys.closers = append(w.sys.closers, f.Close)
+	mux := http.NewServeMux()
+	f.Register(mux, w.traced...)
+	w.internal.Handle("/"+p.name+"/", http.StripPrefix("/"+p.name, mux))
+	w.public.Handle(p.jwks, f.JWKS())
+	w.routes = append(w.routes, gateway.Route{Service: p.api, Handler: mux})
+	return nil
+}
+
+// open opens the SQLite database <DataDir>/<name>.db until Close.
+func (w *wiring) open(ctx context.Context, name string) (*sqldb.DB, error) {
+	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(w.cfg.DataDir, name+".db"))
+	if err == nil {
+		w.sys.closers = append(w.sys.closers, func() { _ = db.Close() })
+	}
+	return db, err
+}
+
+// logger is the logger of service name.
+func (w *wiring) logger(name string) *slog.Logger { return w.cfg.Logger.With("service", name) }
+
+// peer is the key source of the tokens service name issues.
+func (w *wiring) peer(name string) capability.Peer {
+	return capability.Peer{Issuer: name, Keys: w.rings[name]}
+}
+
+// trust is how domain name trusts the gateway and OrderProcessing.
+func (w *wiring) trust(name string) capability.Trust {
+	return capability.Trust{Keys: w.rings[name], Gateway: w.peer(gateway.DefaultName),
+		TrustDomain: gateway.DefaultTrustDomain, OrderProcessing: w.peer(orderprocessing.Name)}
+}
+
+func buildIdentity(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
+	var users []identity.User
+	if w.cfg.Seed {
+		users = identity.DemoUsers()
+	}
+	id, err := identity.New(ctx, identity.Config{
+		DB: db, Vault: w.vault, Logger: w.logger(identity.Name), Keys: w.rings[identity.Name], Issuer: w.sys.url,
+		Gateway: w.peer(gateway.DefaultName), TrustDomain: gateway.DefaultTrustDomain, Users: users,
+		AccessTokenLifetime: w.cfg.AccessTokenLifetime,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.public.Handle(identity.DiscoveryPath, id.Discovery())
+	w.issuers = append(w.issuers, gateway.Issuer{Issuer: id.Issuer(), Audience: id.Audience(), Keys: id.Keys()})
+	return id, nil
+}
+
+func buildCoupons(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
+	return coupons.New(ctx, coupons.Config{DB: db, Vault: w.vault, Logger: w.logger(coupons.Name), Trust: w.trust(coupons.Name)})
+}
+
+func buildPoints(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
+	return points.New(ctx, points.Config{DB: db, Vault: w.vault, Logger: w.logger(points.Name), Trust: w.trust(points.Name)})
+}
+
+func buildPayments(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
+	procDB, err := w.open(ctx, "payments-processor")
+	if err != nil {
+		return nil, err
+	}
+	return payments.New(ctx, payments.Config{DB: db, ProcessorDB: procDB, Vault: w.vault,
+		Logger: w.logger(payments.Name), Trust: w.trust(payments.Name)})
+}
+
+func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
+	op, err := orderprocessing.New(ctx, orderprocessing.Config{
+		DB: db, Keys: w.rings[orderprocessing.Name], Vault: w.vault, Gateway: w.peer(gateway.DefaultName),
+		TrustDomain: gateway.DefaultTrustDomain, Routes: DefaultRoutes(w.internalURL),
+		IssuerKeys: map[string]keys.Source{
+			coupons.Name: w.rings[coupons.Name], points.Name: w.rings[points.Name], payments.Name: w.rings[payments.Name],
+		},
+		Logger:        w.logger(orderprocessing.Name),
+		ClientOptions: []connect.ClientOption{w.tel.ClientOption()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.metrics.SagaOutcomes(op.SagaOutcomes)
+	w.tasks = append(w.tasks, op.Run)
+	return op, nil
+}
+
+// gateway builds the gateway in front of every service and returns the
+// public listener's handler: the gateway, plus gRPC reflection for the
+// public services, answered without a token (as gatewayd does) so that buf
+// curl needs no schema.
+func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
+	w.public.Handle(domainJWKS(gateway.DefaultName), w.rings[gateway.DefaultName].Handler())
+	if w.cfg.Web != nil {
+		w.public.Handle("/", w.cfg.Web) // every other path: the app (GET and HEAD only); more specific patterns win
+	} else {
+		w.public.Handle("GET /{$}", http.HandlerFunc(placeholder))
+	}
+	w.public.Handle("GET /healthz", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = rw.Write([]byte("ok\n"))
+	}))
+	g, err := gateway.New(ctx, gateway.Config{
+		Keys: w.rings[gateway.DefaultName], Issuers: w.issuers, Routes: w.routes,
+		AllowedOrigins: []string{w.sys.url}, Fallback: w.public,
+		Logger: w.logger("gateway"), Observe: w.metrics.Observe,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.sys.closers = append(w.sys.closers, g.Close)
+	w.tasks = append(w.tasks, g.Run)
+	root := http.NewServeMux()
+	var services []string
+	for _, r := range w.routes {
+		services = append(services, r.Service)
+	}
+	server.MountReflection(root, services)
+	root.Handle("/", g)
+	return root, nil
 }
 
 func placeholder(w http.ResponseWriter, _ *http.Request) {

@@ -41,6 +41,14 @@ func start(t *testing.T, dir string) *embedded.System {
 	return sys
 }
 
+// stop closes sys, which must have run without a failure.
+func stop(t *testing.T, sys *embedded.System) {
+	t.Helper()
+	if err := sys.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
 // shopper is the demo shopper's view of the system, through the gateway.
 type shopper struct {
 	orders   orderprocessingv1connect.OrderProcessingServiceClient
@@ -244,9 +252,9 @@ func TestCheckout(t *testing.T) {
 		t.Fatalf("reflection lists %v, %v", names, err)
 	}
 
-	sys.Close()
+	stop(t, sys)
 	sys = start(t, dir)
-	defer sys.Close()
+	defer stop(t, sys)
 	s = login(t, sys.URL())
 	if b := s.balance(t); b != 700 {
 		t.Fatalf("balance after restart = %d, want 700 (reseeded or lost?)", b)

@@ -24,6 +24,7 @@ require (
 	github.com/tokenrelay/tokenrelay/services/orderprocessing v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/services/payments v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/services/points v0.0.0-00010101000000-000000000000
+	golang.org/x/sync v0.24.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -61,7 +62,6 @@ require (
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.59.0 // indirect
-	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260819154853-08b0e4226688 // indirect

@@ -58,7 +58,7 @@ func deepJSON(depth int) []byte {
 func TestHostileInput(t *testing.T) {
 	t.Parallel()
 	sys := start(t, t.TempDir())
-	defer sys.Close()
+	defer stop(t, sys)
 	res, err := identityv1connect.NewIdentityServiceClient(http.DefaultClient, sys.URL()).Login(t.Context(),
 		connect.NewRequest(&identityv1.LoginRequest{Username: "shopper", Password: identity.DemoShopperPassword}))
 	if err != nil {

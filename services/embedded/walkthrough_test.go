@@ -37,7 +37,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		}
 	}
 	sys := start(t, t.TempDir())
-	defer sys.Close()
+	defer stop(t, sys)
 	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", block)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "BASE="+sys.URL())

@@ -32,7 +32,7 @@ func TestWeb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(sys.Close)
+	t.Cleanup(func() { stop(t, sys) })
 	tests := []struct {
 		method, path string
 		wantStatus   int

@@ -157,7 +157,6 @@ type env struct {
 	id             *token.Issuer
 	points         *points
 	caps           capabilities
-	gw             *gateway.Gateway
 	srv            *httptest.Server
 	logs           *syncBuffer
 	txnVerifier    *token.Verifier
@@ -202,21 +201,74 @@ func start(t *testing.T, mod func(*gateway.Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
+	e.srv = serve(t, cfg, true)
+	return e
+}
+
+// serve starts the gateway of cfg behind a test server: over TLS with
+// HTTP/2 when h2, else plain HTTP/1.1.
+func serve(t *testing.T, cfg gateway.Config, h2 bool) *httptest.Server {
+	t.Helper()
 	gw, err := gateway.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	e.gw = gw
-	e.srv = httptest.NewUnstartedServer(gw)
-	e.srv.EnableHTTP2 = true
-	e.srv.StartTLS()
-	t.Cleanup(e.srv.Close)
-	return e
+	srv := httptest.NewUnstartedServer(gw)
+	if h2 {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// config is the smallest gateway Config: gwRing signs the transaction
+// tokens, idIssuer's access tokens are checked with idRing, and PointsService
+// goes to route.
+func config(gwRing, idRing *keys.Ring, route gateway.Route) gateway.Config {
+	route.Service = pointsv1connect.PointsServiceName
+	return gateway.Config{
+		Keys: gwRing, Logger: slog.New(slog.DiscardHandler),
+		Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: idRing}},
+		Routes:  []gateway.Route{route},
+	}
+}
+
+// startUpstream serves svc as a scaled-out PointsService would: over h2c,
+// behind the interceptor that checks transaction tokens with gwRing.
+func startUpstream(t *testing.T, svc pointsv1connect.PointsServiceHandler, gwRing *keys.Ring) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(pointsv1connect.NewPointsServiceHandler(svc, connect.WithInterceptors(authn.NewServerInterceptor(txnVerifier(t, gwRing)))))
+	up := httptest.NewUnstartedServer(mux)
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetHTTP1(true)
+	up.Config.Protocols.SetUnencryptedHTTP2(true)
+	up.Start()
+	t.Cleanup(up.Close)
+	return up
 }
 
 func (e *env) pointsClient(opts ...connect.ClientOption) pointsv1connect.PointsServiceClient {
-	return pointsv1connect.NewPointsServiceClient(e.srv.Client(), e.srv.URL, opts...)
+	return pointsClient(e.srv, opts...)
+}
+
+// pointsClient calls PointsService through the gateway at srv.
+func pointsClient(srv *httptest.Server, opts ...connect.ClientOption) pointsv1connect.PointsServiceClient {
+	return pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, opts...)
+}
+
+// wantUnavailable checks that GetBalance through the gateway at srv is
+// Unavailable: no upstream is left to take it.
+func wantUnavailable(t *testing.T, srv *httptest.Server, tok, why string) {
+	t.Helper()
+	_, err := pointsClient(srv).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("%s: %v, want unavailable", why, err)
+	}
 }
 
 func withBearer[T any](msg *T, tok string) *connect.Request[T] {
@@ -439,20 +491,12 @@ func TestChainKeepsOneTxn(t *testing.T) {
 	muxA.Handle(pointsv1connect.NewPointsServiceHandler(a, auth))
 
 	idRing := ring(t)
-	gw, err := gateway.New(t.Context(), gateway.Config{
-		Keys: gwRing, Logger: logger,
-		Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: idRing}},
-		Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, Handler: muxA}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gw.Close)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
+	cfg := config(gwRing, idRing, gateway.Route{Handler: muxA})
+	cfg.Logger = logger
+	srv := serve(t, cfg, false)
 
 	tok := access(t, issuer(t, idIssuer, idRing), "usr_alice", "shop", gateway.DefaultAudience)
-	res, err := pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
+	res, err := pointsClient(srv).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,11 +589,9 @@ func TestSecondOIDCIssuer(t *testing.T) {
 		})
 		badSrv := httptest.NewServer(bad)
 		defer badSrv.Close()
-		_, err := gateway.New(t.Context(), gateway.Config{
-			Keys: ring(t), Logger: slog.New(slog.DiscardHandler),
-			Issuers: []gateway.Issuer{{Issuer: badSrv.URL}},
-			Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, Handler: http.NotFoundHandler()}},
-		})
+		cfg := config(ring(t), nil, gateway.Route{Handler: http.NotFoundHandler()})
+		cfg.Issuers = []gateway.Issuer{{Issuer: badSrv.URL}}
+		_, err := gateway.New(t.Context(), cfg)
 		if !errors.Is(err, gateway.ErrDiscovery) {
 			t.Fatalf("New = %v, want ErrDiscovery", err)
 		}
@@ -688,53 +730,24 @@ func TestRemoteUpstream(t *testing.T) {
 	t.Parallel()
 	gwRing, idRing := ring(t), ring(t)
 	p := &points{}
-	mux := http.NewServeMux()
-	mux.Handle(pointsv1connect.NewPointsServiceHandler(p, connect.WithInterceptors(authn.NewServerInterceptor(txnVerifier(t, gwRing)))))
-	up := httptest.NewUnstartedServer(mux)
-	up.Config.Protocols = new(http.Protocols)
-	up.Config.Protocols.SetHTTP1(true)
-	up.Config.Protocols.SetUnencryptedHTTP2(true)
-	up.Start()
-	t.Cleanup(up.Close)
-
-	gw, err := gateway.New(t.Context(), gateway.Config{
-		Keys: gwRing, Logger: slog.New(slog.DiscardHandler),
-		Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: idRing}},
-		Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, URL: up.URL}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gw.Close)
-	srv := httptest.NewUnstartedServer(gw)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	up := startUpstream(t, p, gwRing)
+	srv := serve(t, config(gwRing, idRing, gateway.Route{URL: up.URL}), true)
 	tok := access(t, issuer(t, idIssuer, idRing), "usr_bob", "shop", gateway.DefaultAudience)
 	for proto, opts := range protocols {
 		t.Run(proto, func(t *testing.T) {
-			res, err := pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, opts...).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
+			res, err := pointsClient(srv, opts...).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
 			if err != nil || res.Msg.GetBalance() != 42 || p.seen().claims.Subject != "usr_bob" {
 				t.Fatalf("GetBalance = %v, %v; upstream saw %+v", res, err, p.seen())
 			}
 		})
 	}
 	up.Close()
-	_, err = pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
-	if connect.CodeOf(err) != connect.CodeUnavailable {
-		t.Fatalf("upstream down: %v, want unavailable", err)
-	}
+	wantUnavailable(t, srv, tok, "upstream down")
 }
 
 func TestConfigRefusals(t *testing.T) {
 	t.Parallel()
-	base := func() gateway.Config {
-		return gateway.Config{
-			Keys: ring(t), Logger: slog.New(slog.DiscardHandler),
-			Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: ring(t)}},
-			Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, Handler: http.NotFoundHandler()}},
-		}
-	}
+	base := func() gateway.Config { return config(ring(t), ring(t), gateway.Route{Handler: http.NotFoundHandler()}) }
 	for _, tc := range []struct {
 		name string
 		mod  func(*gateway.Config)

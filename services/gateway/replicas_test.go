@@ -3,10 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -33,21 +30,6 @@ func (r replica) GetBalance(_ context.Context, req *connect.Request[pointsv1.Get
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("refused"))
 	}
 	return connect.NewResponse(&pointsv1.GetBalanceResponse{Balance: r.n}), nil
-}
-
-// startReplica serves replica n over h2c behind the transaction-token
-// interceptor.
-func startReplica(t *testing.T, n int64, gwRing *keys.Ring) *httptest.Server {
-	t.Helper()
-	mux := http.NewServeMux()
-	mux.Handle(pointsv1connect.NewPointsServiceHandler(replica{n: n}, connect.WithInterceptors(authn.NewServerInterceptor(txnVerifier(t, gwRing)))))
-	up := httptest.NewUnstartedServer(mux)
-	up.Config.Protocols = new(http.Protocols)
-	up.Config.Protocols.SetHTTP1(true)
-	up.Config.Protocols.SetUnencryptedHTTP2(true)
-	up.Start()
-	t.Cleanup(up.Close)
-	return up
 }
 
 // deadURL returns the URL of a loopback port nothing listens on.
@@ -95,23 +77,13 @@ func (o *observer) last() observation {
 func TestReplicas(t *testing.T) {
 	t.Parallel()
 	gwRing, idRing := ring(t), ring(t)
-	one, two := startReplica(t, 1, gwRing), startReplica(t, 2, gwRing)
-	gw, err := gateway.New(t.Context(), gateway.Config{
-		Keys: gwRing, Logger: slog.New(slog.DiscardHandler),
-		Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: idRing}},
-		Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, URL: one.URL, URLs: []string{deadURL(t), two.URL}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gw.Close)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
+	one, two := startUpstream(t, replica{n: 1}, gwRing), startUpstream(t, replica{n: 2}, gwRing)
+	srv := serve(t, config(gwRing, idRing, gateway.Route{URL: one.URL, URLs: []string{deadURL(t), two.URL}}), false)
 	tok := access(t, issuer(t, idIssuer, idRing), "usr_bob", "shop", gateway.DefaultAudience)
 
 	balances := func(t *testing.T, n int, opts ...connect.ClientOption) map[int64]int {
 		t.Helper()
-		c := pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, opts...)
+		c := pointsClient(srv, opts...)
 		seen := map[int64]int{}
 		for range n {
 			res, err := c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
@@ -134,10 +106,7 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("after replica 2 stopped: %v, want every request on replica 1", got)
 	}
 	one.Close()
-	_, err = pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL).GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
-	if connect.CodeOf(err) != connect.CodeUnavailable {
-		t.Fatalf("every replica down: %v, want unavailable", err)
-	}
+	wantUnavailable(t, srv, tok, "every replica down")
 }
 
 // TestObserve: Config.Observe sees every RPC with its code: the gateway's
@@ -146,25 +115,15 @@ func TestReplicas(t *testing.T) {
 func TestObserve(t *testing.T) {
 	t.Parallel()
 	gwRing, idRing := ring(t), ring(t)
-	up := startReplica(t, 1, gwRing)
+	up := startUpstream(t, replica{n: 1}, gwRing)
 	var o observer
-	gw, err := gateway.New(t.Context(), gateway.Config{
-		Keys: gwRing, Logger: slog.New(slog.DiscardHandler), Observe: o.observe,
-		Issuers: []gateway.Issuer{{Issuer: idIssuer, Keys: idRing}},
-		Routes:  []gateway.Route{{Service: pointsv1connect.PointsServiceName, URL: up.URL}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gw.Close)
-	srv := httptest.NewUnstartedServer(gw)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	cfg := config(gwRing, idRing, gateway.Route{URL: up.URL})
+	cfg.Observe = o.observe
+	srv := serve(t, cfg, true)
 	tok := access(t, issuer(t, idIssuer, idRing), "usr_bob", "shop", gateway.DefaultAudience)
 	other := access(t, issuer(t, idIssuer, ring(t)), "usr_bob", "shop", gateway.DefaultAudience)
 	for proto, opts := range protocols {
-		c := pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, opts...)
+		c := pointsClient(srv, opts...)
 		for _, tc := range []struct {
 			name    string
 			tok     string

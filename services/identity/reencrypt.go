@@ -8,28 +8,19 @@ import (
 	"github.com/tokenrelay/tokenrelay/services/identity/internal/adapters"
 )
 
-// Reencrypt moves every record Identity keeps sealed with the vault (the Login and
-// Refresh results kept for the 60-second retry window) to vk's
-// current key version (after vault.Keyring.Rotate) and returns how many rows
-// it rewrote. db is the service's database, already migrated by New.
-//
-// It is safe while the service runs: each row is rewritten in a short
-// transaction of its own and only if it still holds the ciphertext that was
-// read (a compare-and-swap), so a record the service rewrote or erased
-// meanwhile stays as the service left it. Records already under the current
-// version are authenticated and left alone, so a second run rewrites
-// nothing unless something was sealed under an older version meanwhile (a
-// service still running with the old key set does that until it restarts).
-// A record that does not decrypt is named in the error by table and record
-// id, never by content, and the other records still move; the count is
-// then still meaningful.
+// Reencrypt moves the records Identity keeps sealed with the vault (the
+// Login and Refresh results kept for the 60-second retry window) to vk's
+// current key version and returns how many rows it rewrote; db is the
+// service's database, already migrated by New. See vaultsql.Reencrypt, which
+// says why it is safe while the service runs and how a record that does not
+// decrypt is reported (by table and record id, never by content).
 func Reencrypt(ctx context.Context, db *sqldb.DB, vk *vault.Keyring) (int, error) {
 	return adapters.Reencrypt(ctx, db, vk)
 }
 
-// SealedVersions counts the records the service keeps sealed in db by the
-// vault key version that sealed them, reading only their version prefixes
-// (no key needed). Version 0 counts values that are not vault records.
+// SealedVersions counts those records in db by the vault key version that
+// sealed them, reading only their version prefixes (no key needed); version
+// 0 counts values that are not vault records.
 func SealedVersions(ctx context.Context, db *sqldb.DB) (map[uint32]int, error) {
 	return adapters.SealedVersions(ctx, db)
 }

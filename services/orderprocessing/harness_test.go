@@ -44,11 +44,26 @@ type ledger struct {
 	effects     map[string]int
 	calls       int
 	// fault, when set, is consulted before each call; it may return an
-	// error to answer with, sleep, or cancel a runner.
+	// error to answer with (errHang: no answer at all), or cancel a runner.
 	fault func(kind string, call int) error
 	// after, when set, runs after an effect is applied or undone and before
 	// the answer (a crash here leaves the caller not knowing).
 	after func(kind string)
+}
+
+// errHang, returned by a fault, makes the ledger never answer the call: it
+// waits until the caller gives up (the saga's CallTimeout), however long
+// that takes, like a domain that hangs.
+var errHang = errors.New("hang")
+
+// faultAnswer answers a call with the fault's error, or, for errHang, once the
+// caller has given up.
+func faultAnswer(ctx context.Context, err error) error {
+	if errors.Is(err, errHang) {
+		<-ctx.Done()
+		return connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
+	}
+	return err
 }
 
 func newLedger(name string) *ledger {
@@ -78,7 +93,7 @@ func (l *ledger) Exercise(ctx context.Context, req *connect.Request[capabilityv1
 	l.mu.Unlock()
 	if fault != nil {
 		if err := fault("exercise", call); err != nil {
-			return nil, err
+			return nil, faultAnswer(ctx, err)
 		}
 	}
 	jti := jtiOf(req.Msg.GetConfirmationToken())
@@ -109,7 +124,7 @@ func (l *ledger) Compensate(ctx context.Context, req *connect.Request[capability
 	l.mu.Unlock()
 	if fault != nil {
 		if err := fault("compensate", call); err != nil {
-			return nil, err
+			return nil, faultAnswer(ctx, err)
 		}
 	}
 	jti := jtiOf(req.Msg.GetConfirmationToken())
@@ -164,13 +179,18 @@ type world struct {
 	routes  []orderprocessing.Route
 	opKeys  *keys.Ring
 	vault   *vault.Keyring
+	// callTimeout is the saga's CallTimeout for the instances started
+	// next: by default longer than any call takes on a busy machine, so
+	// that only a domain that hangs (errHang) times out.
+	callTimeout time.Duration
 }
 
 var capabilities = map[string]string{"coupons": "coupons:redeem", "points": "points:spend", "payments": "payments:capture"}
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, tokens: authntest.New(t), rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}, ledgers: map[string]*ledger{}}
+	w := &world{t: t, tokens: authntest.New(t), rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}, ledgers: map[string]*ledger{},
+		callTimeout: time.Minute}
 	w.opKeys = w.tokens.OrderProcessingKeys
 	var err error
 	if w.vault, err = vault.New(map[uint32][]byte{1: make([]byte, 32)}); err != nil {
@@ -231,7 +251,7 @@ func (w *world) start(db *sqldb.DB) *instance {
 		TrustDomain: authntest.TrustDomain, Routes: w.routes, IssuerKeys: issuerKeys,
 		Logger: logger(),
 		Saga: orderprocessing.SagaConfig{
-			Lease: 600 * time.Millisecond, CallTimeout: 300 * time.Millisecond, Backoff: 5 * time.Millisecond,
+			Lease: 600 * time.Millisecond, CallTimeout: w.callTimeout, Backoff: 5 * time.Millisecond,
 			MaxBackoff: 20 * time.Millisecond, RecoverEvery: 50 * time.Millisecond, MaxAttempts: 3,
 		},
 	})
@@ -327,18 +347,37 @@ func (w *world) place(in *instance, user, checkoutID string, toks []string, key 
 	return res.Msg.GetOrder(), nil
 }
 
+// testContext is the test's context, ending a little before the test
+// binary's -timeout would stop it (t.Context() ends only once the test has
+// returned): the bound of every wait, so that a wait for something that
+// never comes fails with a message, and one that is merely slow passes.
+func testContext(t *testing.T) context.Context {
+	ctx := t.Context()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Until(d)/20))
+		t.Cleanup(cancel)
+	}
+	return ctx
+}
+
 // await watches an order until it is final, and returns every state seen.
 func (w *world) await(in *instance, user, orderID string) []*orderprocessingv1.Order {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(w.t.Context(), 20*time.Second)
-	defer cancel()
-	stream, err := in.client.WatchOrder(ctx, header(w.as(user), &orderprocessingv1.WatchOrderRequest{OrderId: orderID}))
+	return w.watch(in, user, orderID, func(*orderprocessingv1.Order) {})
+}
+
+// watch is await that also hands each state to each as it arrives.
+func (w *world) watch(in *instance, user, orderID string, each func(*orderprocessingv1.Order)) []*orderprocessingv1.Order {
+	w.t.Helper()
+	stream, err := in.client.WatchOrder(testContext(w.t), header(w.as(user), &orderprocessingv1.WatchOrderRequest{OrderId: orderID}))
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	var seen []*orderprocessingv1.Order
 	for stream.Receive() {
 		seen = append(seen, stream.Msg().GetOrder())
+		each(stream.Msg().GetOrder())
 	}
 	if err := stream.Err(); err != nil {
 		last := "none"

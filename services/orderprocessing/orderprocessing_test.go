@@ -208,7 +208,7 @@ func TestFaultTable(t *testing.T) {
 		return connect.NewError(connect.CodeFailedPrecondition, errors.New("refused by the domain"))
 	}
 	down := func(string, int) error { return connect.NewError(connect.CodeUnavailable, errors.New("down")) }
-	slow := func(string, int) error { time.Sleep(400 * time.Millisecond); return nil }
+	hang := func(string, int) error { return errHang }
 	flaky := func(_ string, call int) error {
 		if call <= 2 {
 			return connect.NewError(connect.CodeUnavailable, errors.New("blip"))
@@ -221,15 +221,21 @@ func TestFaultTable(t *testing.T) {
 				name  string
 				fault func(string, int) error
 				want  orderprocessingv1.OrderStatus
+				// callTimeout, when set, is the saga's: a domain that
+				// hangs is given up on at it, however long it is.
+				callTimeout time.Duration
 			}{
-				{"refuses", refuse, failed},
-				{"stays down", down, failed},
-				{"times out", slow, failed},
-				{"recovers after two errors", flaky, completed},
+				{"refuses", refuse, failed, 0},
+				{"stays down", down, failed, 0},
+				{"times out", hang, failed, 300 * time.Millisecond},
+				{"recovers after two errors", flaky, completed, 0},
 			} {
 				t.Run(store+"/"+issuer+" "+tc.name, func(t *testing.T) {
 					t.Parallel()
 					w := newWorld(t)
+					if tc.callTimeout != 0 {
+						w.callTimeout = tc.callTimeout
+					}
 					in := w.start(open(t))
 					w.ledgers[issuer].setFault(func(kind string, call int) error {
 						if kind == "exercise" {
@@ -264,24 +270,39 @@ func TestFaultTable(t *testing.T) {
 			}
 			return nil
 		})
+		// Coupons refuses to compensate at least four times, and until the
+		// watcher has seen the order COMPENSATING: the order stays there
+		// until then, however late the watch begins.
 		var n int
 		var mu sync.Mutex
+		watched := make(chan struct{})
 		w.ledgers["coupons"].setFault(func(kind string, _ int) error {
 			mu.Lock()
 			defer mu.Unlock()
-			if kind == "compensate" {
-				if n++; n <= 4 {
-					return connect.NewError(connect.CodeUnavailable, errors.New("down"))
-				}
+			if kind != "compensate" {
+				return nil
 			}
-			return nil
+			n++
+			select {
+			case <-watched:
+				if n > 4 {
+					return nil
+				}
+			default:
+			}
+			return connect.NewError(connect.CodeUnavailable, errors.New("down"))
 		})
 		co := w.checkout(in, "usr_alice")
 		o, err := w.place(in, "usr_alice", co.GetId(), w.tokens3("usr_alice", co.GetId()), "k")
 		if err != nil {
 			t.Fatal(err)
 		}
-		seen := w.await(in, "usr_alice", o.GetId())
+		var once sync.Once
+		seen := w.watch(in, "usr_alice", o.GetId(), func(o *orderprocessingv1.Order) {
+			if o.GetStatus() == orderprocessingv1.OrderStatus_ORDER_STATUS_COMPENSATING {
+				once.Do(func() { close(watched) })
+			}
+		})
 		w.consistent(final(seen))
 		sawCompensating := false
 		for _, s := range seen {
@@ -352,7 +373,7 @@ func TestCrashRecovery(t *testing.T) {
 						}
 						select {
 						case <-crashed:
-						case <-time.After(10 * time.Second):
+						case <-testContext(t).Done():
 							t.Fatal("the saga never reached the crash point")
 						}
 						<-first.done

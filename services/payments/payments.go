@@ -3,6 +3,9 @@
 // their exercise and compensation for OrderProcessing. This package is its
 // public face: a Config and New; the rules, store, processor and handlers
 // live under internal/.
+// The face offers only what a process calls (New, Register, JWKS, Close,
+// and Reencrypt and SealedVersions for the operator); the verifier and
+// issuer stay unexported behind capabilityrpc.Face.
 //
 // Rules: of a card, only its brand and last four digits (with expiry and
 // label) are stored or returned; the full number (PAN) goes to the processor
@@ -41,6 +44,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityrpc"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/adapters"
@@ -72,11 +76,12 @@ type Config struct {
 	capability.Trust
 }
 
-// Service is a running Payments service.
-type Service struct {
-	*capability.Base // Close releases the verifier's caches; it closes neither database
-	server           *ports.Server
-}
+// Service is a running Payments service. It offers what a process needs of
+// it: Register its handlers (PaymentsService and CapabilityService), serve
+// its JWKS, Close it (see capabilityrpc.Face).
+type Service struct{ face }
+
+type face = capabilityrpc.Face
 
 // New builds the service: migrates the store and the simulated processor and
 // wires the use cases.
@@ -87,31 +92,22 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ProcessorDB == cfg.DB {
 		return nil, errors.New("payments: ProcessorDB must not be the same handle as DB")
 	}
-	base, err := capability.NewBase(Name, cfg.Trust, cfg.DB)
+	own := capabilityrpc.Config{DB: cfg.DB, Vault: cfg.Vault, Logger: cfg.Logger, Trust: cfg.Trust}
+	f, err := capabilityrpc.NewFace(ctx, Name, own, func(ctx context.Context, w capabilityrpc.Wiring) (*ports.Server, error) {
+		store, err := adapters.NewStore(ctx, cfg.DB)
+		if err != nil {
+			return nil, err
+		}
+		proc, err := adapters.NewSimProcessor(ctx, cfg.ProcessorDB)
+		if err != nil {
+			return nil, err
+		}
+		return ports.NewServer(app.New(store, proc, w.Issuer, w.Sealer, nil), w.Verifier, w.Logger), nil
+	}, func(s *ports.Server, opts ...connect.HandlerOption) (string, http.Handler) {
+		return paymentsv1connect.NewPaymentsServiceHandler(s, opts...)
+	})
 	if err != nil {
 		return nil, err
 	}
-	store, err := adapters.NewStore(ctx, cfg.DB)
-	if err != nil {
-		base.Close()
-		return nil, err
-	}
-	proc, err := adapters.NewSimProcessor(ctx, cfg.ProcessorDB)
-	if err != nil {
-		base.Close()
-		return nil, err
-	}
-	a := app.New(store, proc, base.Issuer, capability.VaultSealer{Keyring: cfg.Vault}, nil)
-	return &Service{Base: base, server: ports.NewServer(a, base.Verifier, cfg.Logger)}, nil
-}
-
-// Register mounts PaymentsService and CapabilityService on mux, behind the
-// authentication interceptor (every PaymentsService RPC needs a transaction
-// token; CapabilityService a workload token from OrderProcessing), followed
-// by opts' interceptors; its JWKS at /.well-known/jwks.json and health at
-// /healthz.
-func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
-	s.Mount(mux, s.server, s.server.Error, func(o ...connect.HandlerOption) (string, http.Handler) {
-		return paymentsv1connect.NewPaymentsServiceHandler(s.server, o...)
-	}, opts...)
+	return &Service{f}, nil
 }

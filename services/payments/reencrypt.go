@@ -3,34 +3,23 @@ package payments
 import (
 	"context"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
-	"github.com/tokenrelay/tokenrelay/services/payments/internal/adapters"
 )
 
-// Reencrypt moves every record Payments keeps sealed with the vault (the
-// confirmation tokens it keeps for idempotent retries of ConfirmPayment; the
-// processor database, Config.ProcessorDB, holds nothing sealed) to vk's
-// current key version (after vault.Keyring.Rotate) and returns how many rows
-// it rewrote. db is the service's database, already migrated by New.
-//
-// It is safe while the service runs: each row is rewritten in a short
-// transaction of its own and only if it still holds the ciphertext that was
-// read (a compare-and-swap), so a record the service rewrote or erased
-// meanwhile stays as the service left it. Records already under the current
-// version are authenticated and left alone, so a second run rewrites
-// nothing unless something was sealed under an older version meanwhile (a
-// service still running with the old key set does that until it restarts).
-// A record that does not decrypt is named in the error by table and record
-// id, never by content, and the other records still move; the count is
-// then still meaningful.
+// Reencrypt moves the confirmation tokens Payments keeps sealed for idempotent
+// retries of ConfirmPayment (the processor database, Config.ProcessorDB,
+// holds nothing sealed) to vk's current key version and returns how many
+// rows it rewrote; db is the service's database, already migrated by New. See capabilitysql.Reencrypt, which says why it is safe while the
+// service runs. Those tokens are the service's only sealed column: a new one
+// must be added here, or key rotation leaves it behind.
 func Reencrypt(ctx context.Context, db *sqldb.DB, vk *vault.Keyring) (int, error) {
-	return adapters.Reencrypt(ctx, db, vk)
+	return capabilitysql.Reencrypt(ctx, db, vk)
 }
 
-// SealedVersions counts the records the service keeps sealed in db by the
-// vault key version that sealed them, reading only their version prefixes
-// (no key needed). Version 0 counts values that are not vault records.
+// SealedVersions counts those tokens in db by the vault key version that
+// sealed them; see capabilitysql.SealedVersions.
 func SealedVersions(ctx context.Context, db *sqldb.DB) (map[uint32]int, error) {
-	return adapters.SealedVersions(ctx, db)
+	return capabilitysql.SealedVersions(ctx, db)
 }

@@ -28,7 +28,7 @@ import (
 func TestConcurrencyScaledOut(t *testing.T) {
 	pg := postgresURL(t)
 	c := startCluster(t, build(t), pg)
-	ctx := t.Context()
+	ctx := testContext(t)
 	if err := embedded.Seed(ctx, c.gateway.url, filepath.Join(c.data, "seeded")); err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +94,12 @@ func TestConcurrencyScaledOut(t *testing.T) {
 			}
 		}
 		// Their sagas wait for coupons' Exercise (retried, or compensated
-		// once it is back); bring it back and check the ledgers.
-		time.Sleep(300 * time.Millisecond)
-		c.restart(c.coupons)
+		// once it is back): once one is calling it, bring it back and check
+		// the ledgers.
 		done := make(chan struct{})
 		close(done)
+		waitCalling(t, l, orders, "coupons", done)
+		c.restart(c.coupons)
 		outcomes := histogram{}
 		settle(t, shopper, done, orders, outcomes)
 		t.Logf("4 orders placed with coupons down after a rotation (kid %s -> %s): %v", short(oldKID), short(newKID), outcomes)
@@ -215,7 +216,7 @@ func TestConcurrencyScaledOut(t *testing.T) {
 		// schema (1,000 WatchOrder streams would only slow the system).
 		var completed, failedN int
 		reasons := histogram{}
-		for deadline := time.Now().Add(3 * time.Minute); ; {
+		for {
 			completed, failedN = 0, 0
 			reasons = histogram{}
 			err := query(ctx, l.op, `SELECT checkout_id, status, failure_reason FROM `+l.op.table("orders"), func(r *sql.Rows) error {
@@ -239,10 +240,11 @@ func TestConcurrencyScaledOut(t *testing.T) {
 			if completed+failedN == spends {
 				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after 3 minutes %d completed and %d failed of %d", completed, failedN, spends)
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%d completed and %d failed of %d: %v", completed, failedN, spends, ctx.Err())
+			case <-time.After(250 * time.Millisecond):
 			}
-			time.Sleep(250 * time.Millisecond)
 		}
 		final, err := shopper.Balance(ctx)
 		if err != nil {

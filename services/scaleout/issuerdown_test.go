@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/jwks"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
 
@@ -35,7 +36,7 @@ func TestIssuerUnreachableDuringRotation(t *testing.T) {
 	clk := &fakeClock{t: time.Now()}
 	const maxStale = 6 * time.Hour
 	cache, err := jwks.New(jwks.WithClock(clk.Now), jwks.WithMaxStaleness(maxStale), jwks.WithRefetchInterval(5*time.Minute),
-		jwks.WithHTTPClient(srv.Client()), jwks.WithFetchTimeout(2*time.Second))
+		jwks.WithHTTPClient(srv.Client())) // no short fetch timeout: the closed issuer refuses connections at once
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestIssuerUnreachableDuringRotation(t *testing.T) {
 			}
 			continue
 		}
-		ce := token.ConnectError(err, token.AsArgument())
+		ce := rpcerr.Token(err, rpcerr.AsArgument())
 		stale := step.raw != signedByUnseen
 		if ce == nil || ce.Code() != step.want || stale != errors.Is(err, jwks.ErrStale) || !errors.Is(err, keys.ErrUnavailable) {
 			t.Fatalf("%s: %v (code %v), want %v wrapping keys.ErrUnavailable (and jwks.ErrStale: %v)", step.name, err, ce.Code(), step.want, stale)

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 )
@@ -120,9 +119,8 @@ func (l *ledgers) orders(ctx context.Context) (map[string]*order, error) {
 	return out, err
 }
 
+// query runs q on l and hands each row to row; ctx (the test's) bounds it.
 func query(ctx context.Context, l ledger, q string, row func(*sql.Rows) error) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	rows, err := l.db.QueryContext(ctx, q)
 	if err != nil {
 		return fmt.Errorf("%s: %w", q, err)
@@ -177,7 +175,7 @@ func (s summary) String() string {
 //     along the ledger is right and never negative.
 func checkInvariants(t *testing.T, l *ledgers) summary {
 	t.Helper()
-	ctx := context.WithoutCancel(t.Context())
+	ctx := testContext(t)
 	orders, err := l.orders(ctx)
 	if err != nil {
 		t.Fatal(err)

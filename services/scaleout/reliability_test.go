@@ -18,6 +18,8 @@ package scaleout_test
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -84,7 +86,7 @@ type planned struct {
 // failing at capture.
 func prepareMix(t *testing.T, rng *rand.Rand, shopper, admin *scaleout.Shopper, n int, tag string) []*planned {
 	t.Helper()
-	ctx := t.Context()
+	ctx := testContext(t)
 	out := make([]*planned, 0, n)
 	for i := range n {
 		coupon := ""
@@ -124,11 +126,9 @@ func retryable(err error) bool {
 }
 
 // place places p as a client would: retrying with the same idempotency key
-// while the system is unavailable, for up to a minute. It returns the
-// number of attempts.
+// while the system is unavailable, until ctx (the test's) ends. It returns
+// the number of attempts.
 func place(ctx context.Context, s *scaleout.Shopper, p *planned) int {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	for attempt := 1; ; attempt++ {
 		p.id, p.err = s.Place(ctx, p.prep, p.key)
 		if p.err == nil || !retryable(p.err) || ctx.Err() != nil {
@@ -175,13 +175,12 @@ func (r *retries) get() int  { r.mu.Lock(); defer r.mu.Unlock(); return r.n }
 func settle(t *testing.T, s *scaleout.Shopper, placed <-chan struct{}, orders []*planned, outcomes histogram) {
 	t.Helper()
 	<-placed
+	ctx := testContext(t)
 	for _, p := range orders {
 		if p.err != nil {
 			t.Fatalf("place order of checkout %s: %v", p.prep.CheckoutID, p.err)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 		o, err := s.Wait(ctx, p.id)
-		cancel()
 		if err != nil {
 			t.Fatalf("order %s: %v", p.id, err)
 		}
@@ -200,7 +199,8 @@ func settle(t *testing.T, s *scaleout.Shopper, placed <-chan struct{}, orders []
 // the coverage histogram (read right after the kill).
 func snapshot(t *testing.T, l *ledgers, orders []*planned, at histogram) {
 	t.Helper()
-	all, err := l.orders(context.WithoutCancel(t.Context()))
+	ctx := testContext(t)
+	all, err := l.orders(ctx)
 	if err != nil {
 		t.Logf("snapshot: %v", err)
 		return
@@ -208,7 +208,7 @@ func snapshot(t *testing.T, l *ledgers, orders []*planned, at histogram) {
 	byCheckout := map[string]*order{}
 	// Order ids are known to the test only once placed; match the rest
 	// by checkout through the orders table's checkout_id.
-	err = query(t.Context(), l.op, `SELECT id, checkout_id FROM `+l.op.table("orders"), func(r *sql.Rows) error {
+	err = query(ctx, l.op, `SELECT id, checkout_id FROM `+l.op.table("orders"), func(r *sql.Rows) error {
 		var id, co string
 		if err := r.Scan(&id, &co); err != nil {
 			return err
@@ -236,7 +236,7 @@ func TestCrashOrderProcessingScaledOut(t *testing.T) {
 	n := trials(t, 3, 40)
 	rng := seeded(t)
 	c := startCluster(t, build(t), pg)
-	ctx := t.Context()
+	ctx := testContext(t)
 	if err := embedded.Seed(ctx, c.gateway.url, filepath.Join(c.data, "seeded")); err != nil {
 		t.Fatal(err)
 	}
@@ -267,13 +267,14 @@ func TestCrashOrderProcessingScaledOut(t *testing.T) {
 		placed, r := placeAll(ctx, shopper, orders)
 		var how string
 		if frozen != nil {
-			// Kill once a saga waits on the frozen domain (or, when no
-			// order of the trial uses it, after 3 s), after a pause.
-			waitCalling(t, l, orders, frozen.name, 3*time.Second)
+			// Kill once a saga waits on the frozen domain (at once when no
+			// order of the trial uses it), after a pause: the pause is
+			// part of the fault, the outcome must hold whatever it is.
+			waitCalling(t, l, orders, frozen.name, placed)
 			time.Sleep(pause)
 			how = fmt.Sprintf("freeze %s, kill %v at its call after %v", frozen.name, victims, pause)
 		} else {
-			reached := killAt(t, l, orders, target)
+			reached := killAt(t, l, orders, target, placed)
 			how = fmt.Sprintf("kill %v at progress %d of %d (target %d)", victims, reached, end, target)
 		}
 		for _, v := range victims {
@@ -315,16 +316,21 @@ func TestCrashEmbedded(t *testing.T) {
 	}
 	c.gateway = c.start("tokenrelayd", ports[0], "tokenrelayd", "-web", "")
 	c.healthy(c.gateway)
+	ctx := testContext(t)
 	shopper, admin := logins(t, c.gateway.url)
-	for deadline := time.Now().Add(30 * time.Second); !shopper.HasCard(scaleout.CardFailCapture); {
-		// tokenrelayd seeds the demo data in the background.
-		if time.Now().After(deadline) {
-			t.Fatal("tokenrelayd did not seed the demo data within 30 s")
+	for !shopper.HasCard(scaleout.CardFailCapture) {
+		// tokenrelayd seeds the demo data after it starts serving: poll
+		// for the card it adds.
+		select {
+		case <-ctx.Done():
+			t.Fatalf("tokenrelayd did not seed the demo data: %v", ctx.Err())
+		case <-c.gateway.done:
+			t.Fatal("tokenrelayd exited")
+		case <-time.After(200 * time.Millisecond):
 		}
-		time.Sleep(200 * time.Millisecond)
 		shopper, admin = logins(t, c.gateway.url)
 	}
-	if _, err := admin.GrantPoints(t.Context(), shopper.UserID, 1_000_000, "reliability"); err != nil {
+	if _, err := admin.GrantPoints(ctx, shopper.UserID, 1_000_000, "reliability"); err != nil {
 		t.Fatal(err)
 	}
 	l := sqliteLedgers(t, filepath.Join(c.data, "tokenrelayd"))
@@ -334,13 +340,13 @@ func TestCrashEmbedded(t *testing.T) {
 		orders := prepareMix(t, rng, shopper, admin, 2+rng.IntN(5), fmt.Sprintf("e%d", trial))
 		// A saga takes a few milliseconds here: kill once they have made a
 		// random part of their progress.
-		_, end, err := progress(t.Context(), l, orders)
+		_, end, err := progress(ctx, l, orders)
 		if err != nil {
 			t.Fatal(err)
 		}
 		target := rng.IntN(end)
-		placed, _ := placeAll(t.Context(), shopper, orders)
-		reached := killAt(t, l, orders, target)
+		placed, _ := placeAll(ctx, shopper, orders)
+		reached := killAt(t, l, orders, target, placed)
 		c.kill(c.gateway)
 		snapshot(t, l, orders, at)
 		c.restart(c.gateway)
@@ -364,7 +370,7 @@ func TestDomainDownScaledOut(t *testing.T) {
 	n := trials(t, 3, 30)
 	rng := seeded(t)
 	c := startCluster(t, build(t), pg)
-	ctx := t.Context()
+	ctx := testContext(t)
 	if err := embedded.Seed(ctx, c.gateway.url, filepath.Join(c.data, "seeded")); err != nil {
 		t.Fatal(err)
 	}
@@ -382,13 +388,13 @@ func TestDomainDownScaledOut(t *testing.T) {
 		down := 200*time.Millisecond + time.Duration(rng.IntN(5800))*time.Millisecond
 		signal(t, d, syscall.SIGSTOP)
 		placed, _ := placeAll(ctx, shopper, orders)
-		waitCalling(t, l, orders, d.name, 3*time.Second)
+		waitCalling(t, l, orders, d.name, placed)
 		how := fmt.Sprintf("%s frozen for %v", d.name, down.Round(time.Millisecond))
 		if kill {
 			c.kill(d) // a stopped process dies of SIGKILL all the same
 			how = fmt.Sprintf("%s killed for %v", d.name, down.Round(time.Millisecond))
 		}
-		time.Sleep(down)
+		time.Sleep(down) // the fault itself: the outcome must hold however long it lasts
 		if kill {
 			c.restart(d)
 		} else {
@@ -410,18 +416,25 @@ func TestDomainDownScaledOut(t *testing.T) {
 
 // waitCalling waits until a saga of orders has a step of issuer in
 // EXERCISING or COMPENSATING (it is calling, or about to call, the
-// issuer), or until timeout when none does (no order of the trial uses
-// that issuer, or they all finished first).
-func waitCalling(t *testing.T, l *ledgers, orders []*planned, issuer string, timeout time.Duration) {
+// issuer). With issuer frozen such a step stays there, so the wait ends
+// however slow the machine; it ends at once when no order of the trial
+// uses issuer, and once placed is closed if one that does was not placed
+// (settle reports it).
+func waitCalling(t *testing.T, l *ledgers, orders []*planned, issuer string, placed <-chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	ctx := testContext(t)
 	checkouts := map[string]bool{}
 	for _, p := range orders {
-		checkouts[p.prep.CheckoutID] = true
+		if uses(t, p, issuer) {
+			checkouts[p.prep.CheckoutID] = true
+		}
 	}
-	for time.Now().Before(deadline) {
+	if len(checkouts) == 0 {
+		return
+	}
+	for {
 		calling := false
-		err := query(t.Context(), l.op, `SELECT o.checkout_id, s.state FROM `+l.op.table("steps")+` s JOIN `+l.op.table("orders")+` o ON o.id = s.order_id WHERE s.issuer = '`+issuer+`'`,
+		err := query(ctx, l.op, `SELECT o.checkout_id, s.state FROM `+l.op.table("steps")+` s JOIN `+l.op.table("orders")+` o ON o.id = s.order_id WHERE s.issuer = '`+issuer+`'`,
 			func(r *sql.Rows) error {
 				var co string
 				var state int64
@@ -434,11 +447,57 @@ func waitCalling(t *testing.T, l *ledgers, orders []*planned, issuer string, tim
 		if err != nil {
 			t.Fatal(err)
 		}
-		if calling {
+		if calling || unplaced(placed, orders) {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no saga of the trial called %s: %v", issuer, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
+}
+
+// uses reports whether p has a confirmation token of issuer (its iss, not
+// verified: the test's own token).
+func uses(t *testing.T, p *planned, issuer string) bool {
+	t.Helper()
+	for _, raw := range p.prep.Tokens {
+		parts := strings.Split(raw, ".")
+		if len(parts) != 3 {
+			t.Fatalf("confirmation token of checkout %s is not a JWS", p.prep.CheckoutID)
+		}
+		b, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Issuer string `json:"iss"`
+		}
+		if err := json.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Issuer == issuer {
+			return true
+		}
+	}
+	return false
+}
+
+// unplaced reports whether every placement is over (placed is closed) and
+// one of them failed: its saga will never progress.
+func unplaced(placed <-chan struct{}, orders []*planned) bool {
+	select {
+	case <-placed:
+	default:
+		return false
+	}
+	for _, p := range orders {
+		if p.err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // progress is how far the sagas of orders have gone: one for each order
@@ -474,20 +533,25 @@ func progress(ctx context.Context, l *ledgers, orders []*planned) (now, end int,
 }
 
 // killAt waits until the sagas of orders have made the random progress
-// target (see progress; polled every millisecond) and returns what they
-// had made when it returned.
-func killAt(t *testing.T, l *ledgers, orders []*planned, target int) int {
+// target (see progress; polled every millisecond), or until placed is
+// closed with an order not placed (settle reports it), and returns what
+// they had made when it returned.
+func killAt(t *testing.T, l *ledgers, orders []*planned, target int, placed <-chan struct{}) int {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	ctx := testContext(t)
 	for {
-		now, _, err := progress(t.Context(), l, orders)
+		now, _, err := progress(ctx, l, orders)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if now >= target || time.Now().After(deadline) {
+		if now >= target || unplaced(placed, orders) {
 			return now
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the sagas stopped at progress %d, short of %d: %v", now, target, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
 
@@ -502,10 +566,11 @@ func signal(t *testing.T, p *proc, sig syscall.Signal) {
 func logins(t *testing.T, base string) (shopper, admin *scaleout.Shopper) {
 	t.Helper()
 	var err error
-	if shopper, err = scaleout.Login(t.Context(), base, "shopper", identity.DemoShopperPassword); err != nil {
+	ctx := testContext(t)
+	if shopper, err = scaleout.Login(ctx, base, "shopper", identity.DemoShopperPassword); err != nil {
 		t.Fatal(err)
 	}
-	if admin, err = scaleout.Login(t.Context(), base, "admin", identity.DemoAdminPassword); err != nil {
+	if admin, err = scaleout.Login(ctx, base, "admin", identity.DemoAdminPassword); err != nil {
 		t.Fatal(err)
 	}
 	return shopper, admin

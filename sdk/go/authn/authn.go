@@ -16,14 +16,17 @@
 //     calling CapabilityService). [RequireWorkload] checks it;
 //     [WithWorkload] makes a client sign one per call.
 //
-// Handlers read the caller with [CallerFrom] and log with the context, so
+// Handlers read the caller with [RequireCaller] (or [CallerFrom]) and log with the context, so
 // that [NewLogHandler] adds the transaction id (txn) to every log line.
 package authn
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
+
+	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
@@ -89,6 +92,18 @@ func CallerFrom(ctx context.Context) (c Caller, ok bool) {
 		Tenant:  t.claims.Context["tenant"],
 		Txn:     t.claims.Txn,
 	}, true
+}
+
+// RequireCaller returns the user on whose behalf the request whose context
+// is ctx runs, or an Unauthenticated Connect error ("no transaction token")
+// when ctx holds no verified transaction token with a subject. Handlers of
+// RPCs that act for a user call it first and return its error as it is.
+func RequireCaller(ctx context.Context) (Caller, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok || c.Subject == "" {
+		return Caller{}, connect.NewError(connect.CodeUnauthenticated, errors.New("no transaction token"))
+	}
+	return c, nil
 }
 
 // TxnFrom returns the transaction id in ctx, or "".

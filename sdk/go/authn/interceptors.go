@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
 
@@ -72,7 +73,7 @@ func (s *serverInterceptor) authenticate(ctx context.Context, procedure string, 
 	case raw != "":
 		claims, err := token.Verify(ctx, s.v, token.Transaction, raw)
 		if err != nil {
-			return ctx, token.ConnectError(fmt.Errorf("transaction token: %w", err))
+			return ctx, rpcerr.Token(fmt.Errorf("transaction token: %w", err))
 		}
 		ctx = ContextWithTransaction(ctx, raw, claims)
 	case !slices.Contains(s.anonymous, procedure):
@@ -88,7 +89,7 @@ func (s *serverInterceptor) authenticate(ctx context.Context, procedure string, 
 		}
 		claims, err := token.Verify(ctx, rule.v, token.Workload, raw)
 		if err != nil {
-			return ctx, token.ConnectError(fmt.Errorf("workload token: %w", err))
+			return ctx, rpcerr.Token(fmt.Errorf("workload token: %w", err))
 		}
 		if !slices.Contains(rule.allowed, claims.Issuer) {
 			return ctx, connect.NewError(connect.CodePermissionDenied, ErrWorkloadNotAllowed)

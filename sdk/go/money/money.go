@@ -1,6 +1,7 @@
 // Package money is the one money type of tokenrelay: an amount in integer
 // minor units of one ISO 4217 currency, with the checks every service needs
-// and the conversion to and from the wire type tokenrelay.type.v1.Money.
+// (the conversion to and from the wire type is package moneypb's, so that
+// domain code depends on no generated code).
 //
 // There is no floating point anywhere: 12.34 EUR is {1234, "EUR"}. Amounts of
 // different currencies are never added; [Sum] refuses them.
@@ -10,11 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-
-	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
 )
 
-// Errors returned by [Parse] and [Sum]; test with errors.Is.
+// Errors returned by [Money.Validate] and [Sum]; test with errors.Is.
 var (
 	// ErrCurrency reports a missing or malformed currency code, or amounts
 	// of different currencies.
@@ -56,20 +55,6 @@ func (m Money) Validate() error {
 		return fmt.Errorf("%w: %d is negative", ErrAmount, m.AmountMinor)
 	}
 	return nil
-}
-
-// Parse converts a wire Money and validates it. A nil message is refused.
-func Parse(p *typev1.Money) (Money, error) {
-	if p == nil {
-		return Money{}, fmt.Errorf("%w: missing", ErrAmount)
-	}
-	m := Money{AmountMinor: p.GetAmountMinor(), Currency: p.GetCurrency()}
-	return m, m.Validate()
-}
-
-// Proto converts m to the wire type.
-func (m Money) Proto() *typev1.Money {
-	return &typev1.Money{AmountMinor: m.AmountMinor, Currency: m.Currency}
 }
 
 // Sum adds amounts of one currency. It refuses an empty list, mixed

@@ -4,38 +4,27 @@ import (
 	"errors"
 	"math"
 	"testing"
-
-	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
 )
 
-func TestParse(t *testing.T) {
+func TestValidate(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		in   *typev1.Money
-		want Money
+		in   Money
 		err  error
 	}{
-		{"valid", &typev1.Money{AmountMinor: 1234, Currency: "EUR"}, Money{1234, "EUR"}, nil},
-		{"zero", &typev1.Money{Currency: "JPY"}, Money{0, "JPY"}, nil},
-		{"nil", nil, Money{}, ErrAmount},
-		{"negative", &typev1.Money{AmountMinor: -1, Currency: "EUR"}, Money{}, ErrAmount},
-		{"lower case", &typev1.Money{AmountMinor: 1, Currency: "eur"}, Money{}, ErrCurrency},
-		{"empty currency", &typev1.Money{AmountMinor: 1}, Money{}, ErrCurrency},
-		{"long currency", &typev1.Money{AmountMinor: 1, Currency: "EURO"}, Money{}, ErrCurrency},
-		{"non-ascii", &typev1.Money{AmountMinor: 1, Currency: "EÜR"}, Money{}, ErrCurrency},
+		{"valid", Money{1234, "EUR"}, nil},
+		{"zero", Money{0, "JPY"}, nil},
+		{"negative", Money{-1, "EUR"}, ErrAmount},
+		{"lower case", Money{1, "eur"}, ErrCurrency},
+		{"empty currency", Money{1, ""}, ErrCurrency},
+		{"long currency", Money{1, "EURO"}, ErrCurrency},
+		{"non-ascii", Money{1, "EÜR"}, ErrCurrency},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := Parse(tc.in)
-			if !errors.Is(err, tc.err) {
-				t.Fatalf("Parse(%v) error = %v, want %v", tc.in, err, tc.err)
-			}
-			if err == nil && got != tc.want {
-				t.Fatalf("Parse(%v) = %v, want %v", tc.in, got, tc.want)
-			}
-			if err == nil && (got.Proto().GetAmountMinor() != tc.in.GetAmountMinor() || got.Proto().GetCurrency() != tc.in.GetCurrency()) {
-				t.Fatalf("Proto round trip of %v = %v", tc.in, got.Proto())
+			if err := tc.in.Validate(); !errors.Is(err, tc.err) {
+				t.Fatalf("%v.Validate() = %v, want %v", tc.in, err, tc.err)
 			}
 		})
 	}

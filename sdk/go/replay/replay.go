@@ -43,7 +43,7 @@ import (
 )
 
 // ErrReplayed reports that a (iss, jti) pair was already consumed. It is
-// token.ErrReplayed, so token.ConnectError maps it to AlreadyExists without
+// token.ErrReplayed, so rpcerr.Token maps it to AlreadyExists without
 // the token package importing this one (and its database drivers).
 var ErrReplayed = token.ErrReplayed
 

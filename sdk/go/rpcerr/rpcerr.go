@@ -1,6 +1,8 @@
-// Package rpcerr maps a service's domain errors to Connect errors in one
-// place, the same way in every service: the service lists its sentinels and
-// their codes; everything else follows one policy.
+// Package rpcerr maps errors to Connect errors in one place, the same way
+// in every service: a service's domain errors through a Mapper, and the
+// token engine's refusals through Token (package token imports no Connect).
+// The service lists its sentinels and their codes; everything else follows
+// one policy.
 //
 // The policy: a *connect.Error passes through unchanged (ports build those
 // for malformed requests); a listed sentinel gets its code and the error's

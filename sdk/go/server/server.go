@@ -1,30 +1,30 @@
-// Package server is the HTTP plumbing every tokenrelay binary shares, so
-// that each service's main stays a page of flags and wiring:
+// Package server serves the HTTP of every tokenrelay process, the same way
+// everywhere:
 //
 //   - [New] builds an http.Server with the house settings: HTTP/1.1 (Connect,
 //     browsers), HTTP/2 over TLS and unencrypted HTTP/2 with prior knowledge
 //     (h2c: gRPC without TLS, as every tokenrelay peer speaks it), a header
 //     timeout, bounded headers, and no read or write timeout, since
-//     WatchOrder is a server stream that lasts as long as its saga.
+//     WatchOrder is a server stream that lasts as long as its saga. It is
+//     the one builder of http.Server in the workspace.
 //   - [Run] serves until its context ends (SIGINT or SIGTERM in the mains,
-//     see [SignalContext]), runs the process's background tasks (a saga
+//     see [SignalContext]), runs the process's background [Task]s (a saga
 //     runner, a JWKS cache refresh) beside it, and shuts everything down
 //     gracefully: the listener closes first, requests in flight get the
 //     shutdown timeout to finish, then the tasks are cancelled.
+//     [ListenAndRun] listens first.
 //   - [MountReflection] serves gRPC server reflection, v1 and v1alpha, for
 //     the services a server offers, so that buf curl and grpcurl need no
 //     schema.
-//   - [Metrics] is a Prometheus registry with the RPC metrics (a Connect
-//     interceptor: requests by procedure and code, a latency histogram) and
-//     the token refusals by reason, served at [MetricsPath].
-//   - [NewLogger] is the slog JSON logger whose lines carry the txn
-//     (authn.NewLogHandler).
+//
+// The rule: this package serves and stops serving, nothing else. Metrics
+// are package metrics', flags, state and logging package process'; it
+// imports neither, so that anything may use it.
 package server
 
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,8 +33,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 )
 
 // Defaults of New and Run.
@@ -162,12 +160,4 @@ func ListenAndRun(ctx context.Context, addr string, srv *http.Server, timeout ti
 // signals of a terminal and of every orchestrator.
 func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-// NewLogger returns a JSON slog logger writing to w at level, whose lines
-// carry the txn of the request in their context (authn.NewLogHandler),
-// with the attribute "service" set to service.
-func NewLogger(w io.Writer, level slog.Level, service string) *slog.Logger {
-	h := authn.NewLogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
-	return slog.New(h).With("service", service)
 }

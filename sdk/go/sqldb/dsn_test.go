@@ -108,8 +108,36 @@ func TestValidSchemaName(t *testing.T) {
 		"": false, "2svc": false, "Coupons": false, "a-b": false, `a"b`: false, "a b": false, strings.Repeat("a", 64): false,
 	}
 	for name, want := range tests {
-		if got := validSchemaName(name); got != want {
-			t.Errorf("validSchemaName(%q) = %v, want %v", name, got, want)
+		if got := ValidSchemaName(name); got != want {
+			t.Errorf("ValidSchemaName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestIsPostgres(t *testing.T) {
+	t.Parallel()
+	for url, want := range map[string]bool{
+		"postgres://db/x": true, "postgresql://db/x": true, "POSTGRES://db": true,
+		"sqlite:a.db": false, "a.db": false, "file:a.db?mode=ro": false, "": false,
+	} {
+		if got := IsPostgres(url); got != want {
+			t.Errorf("IsPostgres(%q) = %v, want %v", url, got, want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"postgres://tr:s3cret@db:5432/tr?sslmode=disable&password=p2": "postgres://tr:xxxxx@db:5432/tr",
+		"postgres://tr@db/tr?search_path=coupons":                     "postgres://tr@db/tr",
+		"postgres://db/tr#frag":                                       "postgres://db/tr",
+		"sqlite:///var/lib/tr/a.db?_pragma=key(x)":                    "sqlite:///var/lib/tr/a.db",
+		"data/my file.db":                                             "data/my file.db",
+		"postgres://tr:s3cret@db:bad-port/tr":                         "(unparsable URL)",
+	} {
+		if got := Redact(raw); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", raw, got, want)
 		}
 	}
 }

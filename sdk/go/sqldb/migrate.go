@@ -198,3 +198,18 @@ func applyMigration(ctx context.Context, tx *sql.Tx, dialect Dialect, set string
 	}
 	return nil
 }
+
+// MigrateDir applies, as [Migrate] does under migration set set, the files
+// in directory dir of fsys (typically an embed.FS whose files sit under
+// "migrations/"), so that a store's constructor migrates in one call. Errors
+// are prefixed "<set>: migrate: ".
+func MigrateDir(ctx context.Context, db *DB, fsys fs.FS, dir, set string) error {
+	files, err := fs.Sub(fsys, dir)
+	if err == nil {
+		err = Migrate(ctx, db, files, MigrationSet(set))
+	}
+	if err != nil {
+		return fmt.Errorf("%s: migrate: %w", set, err)
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -172,4 +173,28 @@ func TestMigrateRefusesBadSets(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMigrateDir(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := t.Context()
+		fsys := fstest.MapFS{
+			"migrations/0001_init.sql": file(`CREATE TABLE dir_things (id TEXT PRIMARY KEY)`),
+			"0001_outside.sql":         file(`not a migration of the set: outside dir`),
+		}
+		if err := sqldb.MigrateDir(ctx, db, fsys, "migrations", "dir"); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, db, `INSERT INTO dir_things VALUES ('x')`)
+		var n int
+		if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE migration_set = 'dir'`).Scan(&n); err != nil || n != 1 {
+			t.Errorf("schema_migrations rows of set dir = %d, %v; want 1", n, err)
+		}
+		fsys["bad/init.sql"] = file(`CREATE TABLE bad_things (id TEXT)`)
+		err := sqldb.MigrateDir(ctx, db, fsys, "bad", "bad")
+		if !errors.Is(err, sqldb.ErrMigration) || !strings.HasPrefix(err.Error(), "bad: migrate: ") {
+			t.Errorf("badly named file: error = %v, want ErrMigration prefixed \"bad: migrate: \"", err)
+		}
+	})
 }

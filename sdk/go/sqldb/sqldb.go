@@ -124,10 +124,9 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*DB, error) {
 		db  *DB
 		err error
 	)
-	switch scheme, _, _ := strings.Cut(rawURL, ":"); strings.ToLower(scheme) {
-	case "postgres", "postgresql":
+	if IsPostgres(rawURL) {
 		db, err = openPostgres(ctx, rawURL, cfg)
-	default:
+	} else {
 		db, err = openSQLite(ctx, rawURL, cfg)
 	}
 	if err != nil {
@@ -137,6 +136,14 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
+// IsPostgres reports whether rawURL names a PostgreSQL database (scheme
+// postgres or postgresql, in any letter case), which Open opens through
+// pgx; any other URL or path is SQLite.
+func IsPostgres(rawURL string) bool {
+	scheme, _, _ := strings.Cut(rawURL, ":")
+	return strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql")
+}
+
 func openPostgres(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 	pc, err := pgx.ParseConfig(rawURL)
 	if err != nil {
@@ -144,7 +151,7 @@ func openPostgres(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 		return nil, fmt.Errorf("%w: cannot parse PostgreSQL URL", ErrUnsupportedURL)
 	}
 	if cfg.schema != "" {
-		if !validSchemaName(cfg.schema) {
+		if !ValidSchemaName(cfg.schema) {
 			return nil, fmt.Errorf("sqldb: invalid schema name %q", cfg.schema)
 		}
 		// The schema must exist before a connection with this search_path
@@ -168,9 +175,10 @@ func openPostgres(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 	return &DB{sql: pool, dialect: Postgres}, nil
 }
 
-// validSchemaName accepts [a-z_][a-z0-9_]* of at most 63 bytes (the
-// PostgreSQL identifier limit): names that need no quoting anywhere.
-func validSchemaName(name string) bool {
+// ValidSchemaName reports whether name is a schema WithSchema accepts:
+// [a-z_][a-z0-9_]* of at most 63 bytes (the PostgreSQL identifier limit),
+// a name that needs no quoting anywhere.
+func ValidSchemaName(name string) bool {
 	if name == "" || len(name) > 63 || ('0' <= name[0] && name[0] <= '9') {
 		return false
 	}
@@ -267,13 +275,24 @@ func openSQLite(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 	pool.SetMaxIdleConns(cfg.maxOpenConns)
 	if err := pool.PingContext(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("sqldb: open SQLite %q: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("sqldb: open SQLite %q: %w", Redact(rawURL), err)
 	}
 	return &DB{sql: pool, dialect: SQLite}, nil
 }
 
-// redact drops the query of a URL, the place credentials and keys would go.
-func redact(rawURL string) string {
+// Redact returns a database URL or path fit for messages and logs: without
+// its query and fragment, the places of keys and libpq parameters such as
+// password, and with the password of its user info replaced by "xxxxx". A
+// URL with user info that does not parse becomes "(unparsable URL)".
+func Redact(rawURL string) string {
 	name, _, _ := strings.Cut(rawURL, "?")
-	return name
+	name, _, _ = strings.Cut(name, "#")
+	if !strings.Contains(name, "@") {
+		return name
+	}
+	u, err := url.Parse(name)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

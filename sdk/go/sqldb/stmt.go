@@ -36,8 +36,8 @@ type stmtCache struct {
 	stmts sync.Map // string -> *sql.Stmt; read without the lock
 
 	mu      sync.Mutex
-	n       int                 // entries in stmts
-	pending map[string]struct{} // texts being prepared in the background
+	n       int                      // entries in stmts
+	pending map[string]chan struct{} // texts being prepared in the background; closed when done
 	closed  bool
 }
 
@@ -96,11 +96,13 @@ func (db *DB) prepareLater(query string) {
 		return
 	}
 	if c.pending == nil {
-		c.pending = map[string]struct{}{}
+		c.pending = map[string]chan struct{}{}
 	}
-	c.pending[query] = struct{}{}
+	done := make(chan struct{})
+	c.pending[query] = done
 	c.mu.Unlock()
 	go func() {
+		defer close(done)
 		_, _ = db.Stmt(context.Background(), query) // on failure the text keeps running unprepared
 		c.mu.Lock()
 		delete(c.pending, query)

@@ -346,7 +346,10 @@ func TestAdversarial(t *testing.T) {
 			if err == nil {
 				return
 			}
-			msg := err.Error() + " " + token.ConnectError(err).Error()
+			if !errors.Is(err, token.ErrInvalid) || token.Reason(err) == "" {
+				t.Fatalf("err = %v: not a token defect with a reason", err)
+			}
+			msg := err.Error() + " " + token.Sentinel(err).Error()
 			if raw != "" && strings.Contains(msg, raw) {
 				t.Fatalf("error echoes the token: %q", msg)
 			}

@@ -41,9 +41,16 @@
 //   - exp and iat are required, iat and nbf may not lie in the future, exp -
 //     iat is bounded by the kind, and the leeway is at most 30 seconds.
 //
+// Tools read this policy from the package rather than copying it: [Kinds]
+// and [KindOf] name the kinds, [HeaderParameters], [SupportedAlgorithms]
+// and [SignatureSize] state what a header and a signature may be, and
+// [VerifyAny] verifies a kind chosen at run time.
+//
 // Every failure wraps one exported sentinel (ErrExpired, ErrSignature, ...)
-// and says which check failed, without echoing any part of the token.
-// [ConnectError] maps them to Connect codes.
+// and says which check failed, without echoing any part of the token. Every
+// defect also wraps the group sentinel [ErrInvalid], and [Reason] gives its
+// stable label for metrics. The package imports no RPC framework: rpcerr.Token
+// maps these errors to Connect codes.
 //
 // # Verified-token cache
 //
@@ -58,5 +65,5 @@
 // Verification does not consume a token: callers that need one-time use
 // (confirmation, checkout and workload tokens) record (iss, jti) as the
 // replay package describes, and map its ErrReplayed (this package's
-// ErrReplayed) with ConnectError.
+// ErrReplayed) with rpcerr.Token.
 package token

@@ -1,134 +1,143 @@
 package token
 
 import (
-	"context"
 	"errors"
-
-	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 )
 
+// ErrInvalid is the group of every token defect, in golang-jwt's idiom (its
+// claim errors all wrap ErrTokenInvalidClaims): each sentinel below but
+// ErrConfig wraps it, and so does the error of Verify when the token's
+// issuer has no key of its kid (keys.ErrKeyNotFound). errors.Is(err,
+// ErrInvalid) therefore reports whether a token was refused as such,
+// whatever the check that failed, and a new sentinel is mapped wherever the
+// group is; [Reason] names the check.
+var ErrInvalid = errors.New("token invalid")
+
 // Sentinel errors. Every error from Verify and Issue wraps exactly one of
 // them (key lookups wrap keys.ErrKeyNotFound or keys.ErrUnavailable
 // instead), together with a note of which check failed. No error ever
-// contains the token or any part of it, so errors may be logged.
+// contains the token or any part of it, so errors may be logged. Each
+// sentinel but ErrConfig wraps ErrInvalid and has a [Reason].
 var (
 	// ErrTooLarge: the token, a segment, or a claim array or object exceeds
 	// its size limit. Checked before any decoding.
-	ErrTooLarge = errors.New("token too large")
+	ErrTooLarge = defect("token too large", "too_large")
 	// ErrMalformed: not three base64url segments of the strict alphabet
 	// without padding, or a header or claims set that is not one valid,
 	// UTF-8, bounded-depth JSON object.
-	ErrMalformed = errors.New("token malformed")
+	ErrMalformed = defect("token malformed", "malformed")
 	// ErrDuplicateName: a header parameter or claim appears twice (after
 	// unescaping), or a claim name is spelled in another letter case than its
 	// registered name ("EXP").
-	ErrDuplicateName = errors.New("token has a duplicate or case-variant member name")
+	ErrDuplicateName = defect("token has a duplicate or case-variant member name", "duplicate_name")
 	// ErrHeader: a header parameter other than alg, kid and typ (jku, x5u,
 	// jwk, x5c, crit, b64, cty ...), or one that is not a string.
-	ErrHeader = errors.New("token header parameter not allowed")
+	ErrHeader = defect("token header parameter not allowed", "header")
 	// ErrAlgorithm: alg is not one the issuer's policy accepts (none, HS*,
 	// RS*, PS* never are), or it is not the algorithm of the key the kid
 	// names.
-	ErrAlgorithm = errors.New("token algorithm not allowed")
+	ErrAlgorithm = defect("token algorithm not allowed", "algorithm")
 	// ErrKeyID: kid missing, empty or longer than 256 bytes.
-	ErrKeyID = errors.New("token key id missing or invalid")
+	ErrKeyID = defect("token key id missing or invalid", "key_id")
 	// ErrType: typ missing or not the expected kind, or a kind the issuer is
 	// not trusted to issue.
-	ErrType = errors.New("token type not accepted")
+	ErrType = defect("token type not accepted", "type")
 	// ErrIssuer: iss missing or not a trusted issuer (or, when issuing, not
 	// the issuer's own name).
-	ErrIssuer = errors.New("token issuer not trusted")
+	ErrIssuer = defect("token issuer not trusted", "issuer")
 	// ErrClaims: a claim has the wrong JSON type or an invalid value, or a
 	// claim the kind requires is missing.
-	ErrClaims = errors.New("token claims invalid")
+	ErrClaims = defect("token claims invalid", "claims")
 	// ErrExpired: now is after exp plus the leeway.
-	ErrExpired = errors.New("token expired")
+	ErrExpired = defect("token expired", "expired")
 	// ErrNotYetValid: nbf or iat is after now plus the leeway.
-	ErrNotYetValid = errors.New("token not yet valid")
+	ErrNotYetValid = defect("token not yet valid", "not_yet_valid")
 	// ErrLifetime: exp - iat is not positive or exceeds the kind's maximum.
-	ErrLifetime = errors.New("token lifetime exceeds the maximum for its kind")
+	ErrLifetime = defect("token lifetime exceeds the maximum for its kind", "lifetime")
 	// ErrAudience: aud missing or not containing the audience the verifier
 	// accepts for this issuer and kind.
-	ErrAudience = errors.New("token audience not accepted")
+	ErrAudience = defect("token audience not accepted", "audience")
 	// ErrCapability: a capability outside the namespace its issuer may
 	// grant, whatever the signature.
-	ErrCapability = errors.New("token capability outside the issuer's namespace")
+	ErrCapability = defect("token capability outside the issuer's namespace", "capability")
 	// ErrSignature: the signature segment is not 64 bytes or does not verify.
-	ErrSignature = errors.New("token signature invalid")
+	ErrSignature = defect("token signature invalid", "signature")
 	// ErrReplayed: the token's (iss, jti) was already consumed. The replay
 	// package returns it (as replay.ErrReplayed); it lives here so that
 	// mapping it needs no database code.
-	ErrReplayed = errors.New("token already used")
-	// ErrConfig: an Issuer or Verifier was given an invalid option.
+	ErrReplayed = defect("token already used", "replayed")
+	// ErrConfig: an Issuer or Verifier was given an invalid option. It is
+	// a mistake of the caller, not of a token: it does not wrap ErrInvalid
+	// and has no Reason.
 	ErrConfig = errors.New("token: invalid configuration")
 )
 
-// ErrorOption adjusts ConnectError.
-type ErrorOption func(*errorSettings)
+// Reasons of the key lookup errors, which package keys defines.
+const (
+	reasonUnknownKey      = "unknown_key"
+	reasonKeysUnavailable = "keys_unavailable"
+)
 
-type errorSettings struct{ argument bool }
+// defectError is a sentinel of a token defect: it wraps ErrInvalid and
+// carries its reason.
+type defectError struct{ msg, reason string }
 
-// AsArgument maps token defects for a token that is an argument of the call
-// rather than the caller's credential, such as the confirmation tokens of
-// PlaceOrder: an expired or not-yet-valid token becomes FailedPrecondition
-// (the client should obtain a fresh one), every other defect
-// InvalidArgument.
-func AsArgument() ErrorOption { return func(s *errorSettings) { s.argument = true } }
+func defect(msg, reason string) error { return &defectError{msg: msg, reason: reason} }
 
-// ConnectError maps an error from this package, keys, jwks or replay to a
-// Connect error whose message is fixed text naming the failed check (the
-// sentinel's text), so that it is safe to return to clients:
-//
-//   - a token defect (any sentinel of this package but ErrConfig, and
-//     keys.ErrKeyNotFound): Unauthenticated, or with AsArgument
-//     FailedPrecondition / InvalidArgument;
-//   - ErrReplayed (replay.ErrReplayed): AlreadyExists;
-//   - keys.ErrUnavailable (an issuer's keys cannot be fetched): Unavailable;
-//   - context cancellation and deadline: Canceled, DeadlineExceeded;
-//   - a *connect.Error: returned unchanged; nil: nil;
-//   - anything else: Internal with a generic message (log the original).
-//
-// errors.Is(result, sentinel) still holds for the mapped sentinel.
-func ConnectError(err error, opts ...ErrorOption) *connect.Error {
-	if err == nil {
-		return nil
-	}
-	var s errorSettings
-	for _, o := range opts {
-		o(&s)
-	}
-	if ce, ok := errors.AsType[*connect.Error](err); ok {
-		return ce
+func (d *defectError) Error() string { return d.msg }
+
+// Unwrap makes every defect an ErrInvalid.
+func (d *defectError) Unwrap() error { return ErrInvalid }
+
+// Reason returns the short, stable label of the check a token refusal
+// failed, for metrics and logs: the sentinel it wraps in snake case
+// ("expired", "signature", "audience", "replayed", ...), "unknown_key" when
+// the issuer publishes no key of the token's kid (keys.ErrKeyNotFound),
+// "keys_unavailable" when the issuer's keys cannot be fetched
+// (keys.ErrUnavailable); "" when err is no token refusal (nil, ErrConfig,
+// any other error). Labels never change: dashboards count by them.
+func Reason(err error) string {
+	if d, ok := errors.AsType[*defectError](err); ok {
+		return d.reason
 	}
 	switch {
-	case errors.Is(err, ErrReplayed):
-		return connect.NewError(connect.CodeAlreadyExists, ErrReplayed)
+	case errors.Is(err, keys.ErrKeyNotFound):
+		return reasonUnknownKey
 	case errors.Is(err, keys.ErrUnavailable):
-		return connect.NewError(connect.CodeUnavailable, keys.ErrUnavailable)
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, context.Canceled)
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, context.DeadlineExceeded)
+		return reasonKeysUnavailable
 	}
-	defects := []error{
-		ErrTooLarge, ErrMalformed, ErrDuplicateName, ErrHeader, ErrAlgorithm, ErrKeyID, ErrType,
-		ErrIssuer, ErrClaims, ErrExpired, ErrNotYetValid, ErrLifetime, ErrAudience, ErrCapability,
-		ErrSignature, keys.ErrKeyNotFound,
+	return ""
+}
+
+// Sentinel returns the sentinel error a token refusal wraps: one of this
+// package's (ErrExpired, ErrSignature, ...), keys.ErrKeyNotFound or
+// keys.ErrUnavailable, else ErrInvalid for an error that wraps only the
+// group; nil when err is no token refusal. Its text names the failed check
+// and nothing else, so it may be shown to clients.
+func Sentinel(err error) error {
+	if d, ok := errors.AsType[*defectError](err); ok {
+		return d
 	}
-	for _, d := range defects {
-		if !errors.Is(err, d) {
-			continue
+	for _, s := range []error{keys.ErrKeyNotFound, keys.ErrUnavailable, ErrInvalid} {
+		if errors.Is(err, s) {
+			return s
 		}
-		code := connect.CodeUnauthenticated
-		if s.argument {
-			code = connect.CodeInvalidArgument
-			if d == ErrExpired || d == ErrNotYetValid {
-				code = connect.CodeFailedPrecondition
-			}
-		}
-		return connect.NewError(code, d)
 	}
-	return connect.NewError(connect.CodeInternal, errors.New("token: internal error"))
+	return nil
+}
+
+// lookupError is a failed key lookup of Verify. One that found no key of
+// the token's kid is a token defect, so it wraps ErrInvalid as well; one
+// whose keys are unavailable is not (the token may be fine).
+type lookupError struct{ err error }
+
+func (e lookupError) Error() string { return "token: key lookup: " + e.err.Error() }
+
+func (e lookupError) Unwrap() []error {
+	if errors.Is(e.err, keys.ErrKeyNotFound) {
+		return []error{e.err, ErrInvalid}
+	}
+	return []error{e.err}
 }

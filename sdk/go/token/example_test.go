@@ -46,17 +46,17 @@ func Example() {
 	defer verifier.Close()
 	claims, err := token.Verify(ctx, verifier, token.Confirmation, raw)
 	if err != nil {
-		fmt.Println(token.ConnectError(err, token.AsArgument()))
+		fmt.Println("refused:", token.Reason(err))
 		return
 	}
 	fmt.Println(claims.Issuer, claims.OrderProcessingID, claims.Capabilities, claims.Settlement.AmountMinor, claims.Settlement.Currency)
 
 	// The same token is not a transaction token.
 	_, err = token.Verify(ctx, verifier, token.Transaction, raw)
-	fmt.Println(errors.Is(err, token.ErrType), token.ConnectError(err).Code())
+	fmt.Println(errors.Is(err, token.ErrType), errors.Is(err, token.ErrInvalid), token.Reason(err))
 	// Output:
 	// coupons op_42 [coupons:redeem] 1000 EUR
-	// true unauthenticated
+	// true true type
 }
 
 // The gateway mints one transaction token per request; every service verifies

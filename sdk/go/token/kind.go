@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -47,11 +48,18 @@ var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
 // AnyKind is implemented by every Kind; verifier options take it to name a
 // kind without its claims type.
 type AnyKind interface {
+	// Name is the kind's short name, e.g. "confirmation".
+	Name() string
+	// String describes the kind for people, e.g. "confirmation token".
+	String() string
 	// Typ is the JWS "typ" header value of the kind, e.g. "confirmation+jwt".
 	Typ() string
 	// MaxLifetime is the largest exp - iat the kind allows.
 	MaxLifetime() time.Duration
-	carriesCapabilities() bool
+	// CarriesCapabilities reports whether tokens of the kind grant
+	// capabilities, so that accepting them needs a Namespace.
+	CarriesCapabilities() bool
+	verifyAny(ctx context.Context, v *Verifier, raw string) (any, error)
 }
 
 // Kind describes one kind of token: its typ header, claims type C, maximum
@@ -59,6 +67,8 @@ type AnyKind interface {
 // the package variables Access, Transaction, Checkout, Confirmation and
 // Workload; a Kind's zero value is not usable.
 type Kind[C any] struct {
+	name            string // short name: "access"
+	title           string // for people: "access token (RFC 9068)"
 	typ             string
 	maxLifetime     time.Duration
 	defaultLifetime time.Duration
@@ -73,6 +83,13 @@ type Kind[C any] struct {
 	clone           func(c C) C
 }
 
+// Name returns the kind's short name: "access", "transaction", "checkout",
+// "confirmation" or "workload".
+func (k Kind[C]) Name() string { return k.name }
+
+// String describes the kind for people, such as "confirmation token".
+func (k Kind[C]) String() string { return k.title }
+
 // Typ returns the kind's typ header value.
 func (k Kind[C]) Typ() string { return k.typ }
 
@@ -82,7 +99,13 @@ func (k Kind[C]) MaxLifetime() time.Duration { return k.maxLifetime }
 // DefaultLifetime returns the lifetime Issue uses when exp is not set.
 func (k Kind[C]) DefaultLifetime() time.Duration { return k.defaultLifetime }
 
-func (k Kind[C]) carriesCapabilities() bool { return k.caps != nil }
+// CarriesCapabilities reports whether tokens of this kind grant
+// capabilities (Confirmation does): accepting them needs a Namespace.
+func (k Kind[C]) CarriesCapabilities() bool { return k.caps != nil }
+
+func (k Kind[C]) verifyAny(ctx context.Context, v *Verifier, raw string) (any, error) {
+	return Verify(ctx, v, k, raw)
+}
 
 func withRegistered(names ...string) []string {
 	return append(slices.Clip(registeredNames), names...)
@@ -103,6 +126,8 @@ type AccessClaims struct {
 // default 15 minutes. Requires sub, aud, jti and client_id. Verified by the
 // gateway only.
 var Access = Kind[AccessClaims]{
+	name:            "access",
+	title:           "access token (RFC 9068)",
 	typ:             "at+jwt",
 	maxLifetime:     15 * time.Minute,
 	defaultLifetime: 15 * time.Minute,
@@ -151,6 +176,8 @@ type TransactionClaims struct {
 // minutes, default 5 minutes. aud is the trust domain. Requires sub, aud and
 // txn. Verified locally by every service; see WithVerifiedCache.
 var Transaction = Kind[TransactionClaims]{
+	name:            "transaction",
+	title:           "transaction token",
 	typ:             "txntoken+jwt",
 	maxLifetime:     5 * time.Minute,
 	defaultLifetime: 5 * time.Minute,
@@ -204,6 +231,8 @@ type CheckoutClaims struct {
 // domain services. Requires sub (the user), aud, jti, order_processing_id and
 // currency.
 var Checkout = Kind[CheckoutClaims]{
+	name:            "checkout",
+	title:           "checkout token",
 	typ:             "checkout+jwt",
 	maxLifetime:     time.Hour,
 	defaultLifetime: 30 * time.Minute,
@@ -268,6 +297,8 @@ type ConfirmationClaims struct {
 // minutes, default 2 minutes. aud is "order-processing". Requires sub, aud,
 // jti, order_processing_id, capabilities and settlement.
 var Confirmation = Kind[ConfirmationClaims]{
+	name:            "confirmation",
+	title:           "confirmation token",
 	typ:             "confirmation+jwt",
 	maxLifetime:     5 * time.Minute,
 	defaultLifetime: 2 * time.Minute,
@@ -374,6 +405,8 @@ type WorkloadClaims struct {
 // Workload is the workload token, typ "wl+jwt": at most 2 minutes, default 1
 // minute. Requires sub (Issue fills it with iss), aud and jti.
 var Workload = Kind[WorkloadClaims]{
+	name:            "workload",
+	title:           "workload token",
 	typ:             "wl+jwt",
 	maxLifetime:     2 * time.Minute,
 	defaultLifetime: time.Minute,

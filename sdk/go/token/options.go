@@ -182,7 +182,7 @@ func Accept(k AnyKind, audience string) PolicyOption {
 			return fmt.Errorf("%w: Accept needs a kind and an audience", ErrConfig)
 		}
 		p.accept[k.Typ()] = audience
-		p.needsNamespace = p.needsNamespace || k.carriesCapabilities()
+		p.needsNamespace = p.needsNamespace || k.CarriesCapabilities()
 		return nil
 	}
 }

@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
-	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
 
@@ -207,48 +204,17 @@ func TestVerifiedCache(t *testing.T) {
 		t.Fatalf("expired cached token: err = %v, want ErrExpired", err)
 	}
 	now.Store(epoch.Unix())
-	tampered := raw[:len(raw)-2] + "AA"
+	// A character inside the signature carries six bits of it whatever
+	// they are (the last ones end in padding bits, and Ed25519's last byte
+	// is often zero already).
+	i := len(raw) - 10
+	c := byte('A')
+	if raw[i] == c {
+		c = 'B'
+	}
+	tampered := raw[:i] + string(c) + raw[i+1:]
 	if _, err := token.Verify(ctx, f.v, token.Transaction, tampered); !errors.Is(err, token.ErrSignature) {
 		t.Fatalf("tampered token: err = %v, want ErrSignature", err)
-	}
-}
-
-func TestConnectError(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name     string
-		err      error
-		opts     []token.ErrorOption
-		want     connect.Code
-		sentinel error
-	}{
-		{"expired credential", fmt.Errorf("x: %w", token.ErrExpired), nil, connect.CodeUnauthenticated, token.ErrExpired},
-		{"bad signature", token.ErrSignature, nil, connect.CodeUnauthenticated, token.ErrSignature},
-		{"unknown kid", fmt.Errorf("token: key lookup: %w", keys.ErrKeyNotFound), nil, connect.CodeUnauthenticated, keys.ErrKeyNotFound},
-		{"expired argument", token.ErrExpired, []token.ErrorOption{token.AsArgument()}, connect.CodeFailedPrecondition, token.ErrExpired},
-		{"malformed argument", token.ErrMalformed, []token.ErrorOption{token.AsArgument()}, connect.CodeInvalidArgument, token.ErrMalformed},
-		{"replayed", fmt.Errorf("consume: %w", replay.ErrReplayed), nil, connect.CodeAlreadyExists, replay.ErrReplayed},
-		{"keys unavailable", fmt.Errorf("jwks: %w", keys.ErrUnavailable), nil, connect.CodeUnavailable, keys.ErrUnavailable},
-		{"canceled", context.Canceled, nil, connect.CodeCanceled, context.Canceled},
-		{"internal", errors.New("disk on fire at /var/secret"), nil, connect.CodeInternal, nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ce := token.ConnectError(tc.err, tc.opts...)
-			if ce.Code() != tc.want {
-				t.Fatalf("code = %v, want %v", ce.Code(), tc.want)
-			}
-			if tc.sentinel != nil && !errors.Is(ce, tc.sentinel) {
-				t.Fatalf("%v does not wrap %v", ce, tc.sentinel)
-			}
-			if strings.Contains(ce.Message(), "x:") || strings.Contains(ce.Message(), "/var/secret") {
-				t.Fatalf("message leaks detail: %q", ce.Message())
-			}
-		})
-	}
-	if token.ConnectError(nil) != nil {
-		t.Fatal("ConnectError(nil) != nil")
 	}
 }
 

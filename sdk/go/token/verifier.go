@@ -20,7 +20,7 @@ import (
 // about 150 characters; a signature of EdDSA or ES256 is exactly 86.
 const (
 	maxHeaderSegment = 1024
-	sigSegment       = 86 // base64url of 64 bytes, unpadded
+	sigSegment       = (SignatureSize*8 + 5) / 6 // 86: base64url of 64 bytes, unpadded
 	maxKIDLength     = 256
 )
 
@@ -109,11 +109,8 @@ func (v *Verifier) Close() {
 // caller's own copy.
 func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, error) {
 	var zero C
-	if k.reg == nil {
-		return zero, fmt.Errorf("%w: zero Kind", ErrConfig)
-	}
-	if len(raw) > v.maxSize {
-		return zero, fmt.Errorf("%w: token exceeds %d bytes", ErrTooLarge, v.maxSize)
+	if err := admit(v, &k, raw); err != nil {
+		return zero, err
 	}
 	if v.cache == nil {
 		c, _, err := verify(ctx, v, &k, raw, false)
@@ -154,14 +151,24 @@ func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, 
 // that the token is genuinely its own. Never use it to grant anything.
 func VerifyAllowExpired[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, error) {
 	var zero C
-	if k.reg == nil {
-		return zero, fmt.Errorf("%w: zero Kind", ErrConfig)
-	}
-	if len(raw) > v.maxSize {
-		return zero, fmt.Errorf("%w: token exceeds %d bytes", ErrTooLarge, v.maxSize)
+	if err := admit(v, &k, raw); err != nil {
+		return zero, err
 	}
 	c, _, err := verify(ctx, v, &k, raw, true)
 	return c, err
+}
+
+// admit refuses, before any work, a zero Kind (ErrConfig) and a token
+// longer than the verifier's limit (ErrTooLarge): the checks that Verify
+// makes before its cache and VerifyAllowExpired before verify.
+func admit[C any](v *Verifier, k *Kind[C], raw string) error {
+	if k.reg == nil {
+		return fmt.Errorf("%w: zero Kind", ErrConfig)
+	}
+	if len(raw) > v.maxSize {
+		return fmt.Errorf("%w: token exceeds %d bytes", ErrTooLarge, v.maxSize)
+	}
+	return nil
 }
 
 // header is the parsed JWS protected header.
@@ -243,7 +250,7 @@ func verify[C any](ctx context.Context, v *Verifier, k *Kind[C], raw string, all
 	}
 	key, err := p.source.Key(ctx, h.kid)
 	if err != nil {
-		return c, never, fmt.Errorf("token: key lookup: %w", err)
+		return c, never, lookupError{err}
 	}
 	if algOf(key) != h.alg {
 		return c, never, fmt.Errorf("%w: alg is not the algorithm of the key", ErrAlgorithm)
@@ -357,7 +364,7 @@ func parseHeader(b []byte, typ string) (header, error) {
 	if len(kid) == 0 || len(kid) > maxKIDLength {
 		return h, fmt.Errorf("%w: kid missing or longer than %d bytes", ErrKeyID, maxKIDLength)
 	}
-	if !bytes.Equal(gotTyp, []byte(typ)) && !(bytes.HasPrefix(gotTyp, []byte("application/")) && bytes.Equal(gotTyp[len("application/"):], []byte(typ))) {
+	if !bytes.Equal(gotTyp, []byte(typ)) && !(bytes.HasPrefix(gotTyp, []byte(typPrefix)) && bytes.Equal(gotTyp[len(typPrefix):], []byte(typ))) {
 		return h, fmt.Errorf("%w: typ is not %s", ErrType, typ)
 	}
 	h.kid = string(kid)

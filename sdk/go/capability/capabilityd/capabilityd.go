@@ -5,8 +5,14 @@
 // with health, JWKS, gRPC reflection, Prometheus metrics, tracing and
 // graceful shutdown. A domain's main is a Domain and a call to Main.
 //
+// Its rule: it is process plumbing, the one place where a domain's public
+// face meets flags, the process's state and the HTTP server. It may import
+// anything (process, server, metrics, sqldb, the generated reflection
+// names); only a domain's cmd main imports it, never a library or a
+// domain's face (the embedded deployment wires the same faces itself).
+//
 // Flags, each defaulting to its environment variable when set (plus those of
-// server.Process: -addr, -data, -db, -schema, -db-max-conns, -keys, -vault,
+// process.Process: -addr, -data, -db, -schema, -db-max-conns, -keys, -vault,
 // -log-level, -shutdown-timeout):
 //
 //	-gateway-jwks           URL of the gateway's JWKS (TOKENRELAY_GATEWAY_JWKS, required)
@@ -21,13 +27,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
-	"github.com/tokenrelay/tokenrelay/sdk/go/server"
+	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
+	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 )
@@ -45,7 +51,7 @@ type Deps struct {
 	Logger *slog.Logger
 	Trust  capability.Trust
 	// Process opens more databases if the domain needs them.
-	Process *server.Process
+	Process *process.Process
 }
 
 // Domain describes one domain's process.
@@ -65,53 +71,39 @@ type Domain struct {
 
 // Config is the shared configuration, filled from flags.
 type Config struct {
-	server.Process
-	// GatewayIssuer and GatewayJWKS: who signs the transaction tokens, and
-	// where its keys are.
-	GatewayIssuer, GatewayJWKS string
+	process.Process
+	// Gateway: who signs the transaction tokens, where its keys are, and
+	// their aud.
+	Gateway process.GatewayTrust
 	// OrderProcessingJWKS is where OrderProcessing's keys (checkout and
 	// workload tokens) are.
 	OrderProcessingJWKS string
-	// TrustDomain is the aud of the transaction tokens.
-	TrustDomain string
 }
 
 // Main parses the command line into a Config, runs the domain until
 // SIGINT or SIGTERM, and exits non-zero on failure.
 func Main(d Domain) {
-	cfg := Config{Process: server.Process{Name: d.Name}}
+	cfg := Config{Process: process.Process{Name: d.Name}}
 	fs := flag.CommandLine
 	cfg.Flags(fs, d.Addr)
 	cfg.StoreFlags(fs, d.Name)
-	fs.StringVar(&cfg.GatewayIssuer, "gateway-issuer", server.Env("TOKENRELAY_GATEWAY_ISSUER", "gateway"), "iss of the transaction tokens (env TOKENRELAY_GATEWAY_ISSUER)")
-	fs.StringVar(&cfg.GatewayJWKS, "gateway-jwks", server.Env("TOKENRELAY_GATEWAY_JWKS", ""), "`URL` of the gateway's JWKS (env TOKENRELAY_GATEWAY_JWKS; required)")
-	fs.StringVar(&cfg.OrderProcessingJWKS, "order-processing-jwks", server.Env("TOKENRELAY_ORDER_PROCESSING_JWKS", ""), "`URL` of OrderProcessing's JWKS (env TOKENRELAY_ORDER_PROCESSING_JWKS; required)")
-	fs.StringVar(&cfg.TrustDomain, "trust-domain", server.Env("TOKENRELAY_TRUST_DOMAIN", "tokenrelay"), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
+	cfg.Gateway.Flags(fs)
+	fs.StringVar(&cfg.OrderProcessingJWKS, "order-processing-jwks", process.Env("TOKENRELAY_ORDER_PROCESSING_JWKS", ""), "`URL` of OrderProcessing's JWKS (env TOKENRELAY_ORDER_PROCESSING_JWKS; required)")
 	if d.Flags != nil {
 		d.Flags(fs)
 	}
 	flag.Parse()
-	ctx, stop := server.SignalContext()
-	defer stop()
-	if err := Run(ctx, d, cfg); err != nil {
-		cfg.Logger().Error(d.Name+"d stopped", "err", err)
-		stop()
-		os.Exit(1)
-	}
+	cfg.Main(d.Name+"d", func(ctx context.Context) error { return Run(ctx, d, cfg) })
 }
 
 // Run runs the domain with cfg until ctx ends.
 func Run(ctx context.Context, d Domain, cfg Config) error {
 	log := cfg.Logger()
-	peers, err := server.NewPeers(log)
+	peers, gw, err := cfg.Gateway.Peers(log)
 	if err != nil {
 		return err
 	}
 	defer peers.Close()
-	gw, err := peers.Add(cfg.GatewayIssuer, cfg.GatewayJWKS)
-	if err != nil {
-		return fmt.Errorf("-gateway-jwks: %w", err)
-	}
 	op, err := peers.Add(capability.Audience, cfg.OrderProcessingJWKS)
 	if err != nil {
 		return fmt.Errorf("-order-processing-jwks: %w", err)
@@ -123,7 +115,7 @@ func Run(ctx context.Context, d Domain, cfg Config) error {
 	defer st.DB.Close()
 	ring, vk, db := st.Ring, st.Vault, st.DB
 	svc, err := d.Build(ctx, Deps{DB: db, Vault: vk, Logger: log, Process: &cfg.Process, Trust: capability.Trust{
-		Keys: ring, Gateway: capability.Peer{Issuer: cfg.GatewayIssuer, Keys: gw}, TrustDomain: cfg.TrustDomain,
+		Keys: ring, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
 		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: op},
 	}})
 	if err != nil {
@@ -135,10 +127,8 @@ func Run(ctx context.Context, d Domain, cfg Config) error {
 		return err
 	}
 	defer stopTelemetry()
-	m := server.NewMetrics()
-	m.JWKSFetches(peers.Fetches)
-	mux := server.Mux(m)
-	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
-	server.MountReflection(mux, []string{d.Service, capabilityv1connect.CapabilityServiceName}, m.HandlerOption())
-	return cfg.Serve(ctx, log, mux, peers.Run)
+	return cfg.ServeRPC(ctx, log, process.RPC{
+		Register: svc.Register, Reflect: []string{d.Service, capabilityv1connect.CapabilityServiceName},
+		Telemetry: tel, Metrics: metrics.New(), Peers: peers,
+	})
 }

@@ -3,6 +3,9 @@
 // gateway and OrderProcessing (authntest), with helpers to call its
 // CapabilityService as OrderProcessing would and to forge the tokens the
 // refusal tests need.
+//
+// Its rule: only tests import it. It serves a face through the methods every
+// face offers (Register and Close), never through its internals.
 package capabilitytest
 
 import (

@@ -9,9 +9,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/services/coupons/internal/domain"
@@ -32,34 +32,10 @@ var _ domain.Repository = (*Store)(nil)
 
 // NewStore migrates db to Coupons' schema and returns the store.
 func NewStore(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	files, err := fs.Sub(migrations, "migrations")
-	if err != nil {
+	if err := sqldb.MigrateDir(ctx, db, migrations, "migrations", MigrationSet); err != nil {
 		return nil, err
 	}
-	if err := sqldb.Migrate(ctx, db, files, sqldb.MigrationSet(MigrationSet)); err != nil {
-		return nil, fmt.Errorf("coupons: migrate: %w", err)
-	}
 	return &Store{db: db}, nil
-}
-
-type scanner interface{ Scan(...any) error }
-
-// querier is what both *sql.DB and *sql.Tx offer, so that one read serves
-// inside and outside a transaction.
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func nullTime(t time.Time) sql.NullTime {
-	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
-}
-
-// timeOf is the inverse of nullTime: NULL is the zero time.
-func timeOf(t sql.NullTime) time.Time {
-	if !t.Valid {
-		return time.Time{}
-	}
-	return t.Time.UTC()
 }
 
 const campaignColumns = `code, description, kind, amount_off, percent_off_bps, minimum_spend, currency, valid_from, valid_until`
@@ -70,7 +46,7 @@ const couponSelect = `SELECT cp.id, cp.user_id, cp.state, cp.granted_by, cp.idem
 	ca.percent_off_bps, ca.minimum_spend, ca.currency, ca.valid_from, ca.valid_until
 	FROM coupons cp JOIN campaigns ca ON ca.code = cp.campaign_code `
 
-func scanCoupon(row scanner) (domain.Coupon, error) {
+func scanCoupon(row capabilitysql.Scanner) (domain.Coupon, error) {
 	var cp domain.Coupon
 	var redeemed sql.NullTime
 	ca := &cp.Campaign
@@ -80,12 +56,12 @@ func scanCoupon(row scanner) (domain.Coupon, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return cp, domain.ErrNotFound
 	}
-	cp.RedeemedAt, cp.CreatedAt = timeOf(redeemed), cp.CreatedAt.UTC()
+	cp.RedeemedAt, cp.CreatedAt = capabilitysql.TimeOf(redeemed), cp.CreatedAt.UTC()
 	ca.ValidFrom, ca.ValidUntil = ca.ValidFrom.UTC(), ca.ValidUntil.UTC()
 	return cp, err
 }
 
-func couponByID(ctx context.Context, q querier, id string) (domain.Coupon, error) {
+func couponByID(ctx context.Context, q capabilitysql.Querier, id string) (domain.Coupon, error) {
 	return scanCoupon(q.QueryRowContext(ctx, couponSelect+`WHERE cp.id = $1`, id))
 }
 
@@ -182,7 +158,7 @@ func (s *Store) CouponByCode(ctx context.Context, userID, code string) (domain.C
 const confirmationColumns = `jti, user_id, checkout_id, coupon_id, code, discount, currency, idempotency_key,
 	sealed_token, expires_at, created_at`
 
-func scanConfirmation(row scanner) (domain.Confirmation, error) {
+func scanConfirmation(row capabilitysql.Scanner) (domain.Confirmation, error) {
 	var c domain.Confirmation
 	err := row.Scan(&c.JTI, &c.UserID, &c.CheckoutID, &c.CouponID, &c.Code, &c.Discount, &c.Currency,
 		&c.IdempotencyKey, &c.SealedToken, &c.ExpiresAt, &c.CreatedAt)
@@ -193,47 +169,40 @@ func scanConfirmation(row scanner) (domain.Confirmation, error) {
 	return c, err
 }
 
-func confirmationByJTI(ctx context.Context, q querier, jti string) (domain.Confirmation, error) {
-	return scanConfirmation(q.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+var confirmations = capabilitysql.Confirmations[domain.Confirmation]{
+	Table: capabilitysql.Table[domain.Confirmation]{Columns: confirmationColumns, Scan: scanConfirmation,
+		Values: func(c domain.Confirmation) []any {
+			return []any{c.JTI, c.UserID, c.CheckoutID, c.CouponID, c.Code, c.Discount, c.Currency, c.IdempotencyKey,
+				c.SealedToken, c.ExpiresAt.UTC(), c.CreatedAt.UTC()}
+		}},
+	UserKey: func(c domain.Confirmation) (string, string) { return c.UserID, c.IdempotencyKey },
 }
 
 // SaveConfirmation implements domain.Repository.
 func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
-	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
-		c.JTI, c.UserID, c.CheckoutID, c.CouponID, c.Code, c.Discount, c.Currency, c.IdempotencyKey,
-		c.SealedToken, c.ExpiresAt.UTC(), c.CreatedAt.UTC())
-	if err != nil {
+	prev, created, err := confirmations.Save(ctx, s.db.Cached(nil), c)
+	switch {
+	case err != nil:
 		return domain.Confirmation{}, false, fmt.Errorf("coupons: save confirmation: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return c, true, err
-	}
-	prev, err := s.ConfirmationByKey(ctx, c.UserID, c.IdempotencyKey)
-	if err != nil {
-		return domain.Confirmation{}, false, err
-	}
-	if prev.CheckoutID != c.CheckoutID || prev.Code != c.Code {
+	case !created && (prev.CheckoutID != c.CheckoutID || prev.Code != c.Code):
 		return domain.Confirmation{}, false, domain.ErrIdempotencyConflict
 	}
-	return prev, false, nil
+	return prev, created, nil
 }
 
 // ConfirmationByKey implements domain.Repository.
 func (s *Store) ConfirmationByKey(ctx context.Context, userID, key string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+confirmationColumns+
-		` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
+	return confirmations.ByKey(ctx, s.db.Cached(nil), userID, key)
 }
 
 // Confirmation implements domain.Repository.
 func (s *Store) Confirmation(ctx context.Context, jti string) (domain.Confirmation, error) {
-	return confirmationByJTI(ctx, s.db.Cached(nil), jti)
+	return confirmations.ByJTI(ctx, s.db.Cached(nil), jti)
 }
 
 const exerciseColumns = `jti, order_id, state, coupon_id, redemption_id, discount, currency, reason, applied_at, compensated_at`
 
-func scanExercise(row scanner) (domain.Exercise, error) {
+func scanExercise(row capabilitysql.Scanner) (domain.Exercise, error) {
 	var x domain.Exercise
 	var applied, compensated sql.NullTime
 	err := row.Scan(&x.JTI, &x.OrderID, &x.State, &x.CouponID, &x.RedemptionID, &x.Discount, &x.Currency,
@@ -241,39 +210,28 @@ func scanExercise(row scanner) (domain.Exercise, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return x, domain.ErrNotFound
 	}
-	x.AppliedAt, x.CompensatedAt = timeOf(applied), timeOf(compensated)
+	x.AppliedAt, x.CompensatedAt = capabilitysql.TimeOf(applied), capabilitysql.TimeOf(compensated)
 	return x, err
 }
 
-// claim inserts the exercise row for jti unless one exists. It returns
-// inserted=false and the existing row when another transaction got there
-// first; on PostgreSQL the insert waits for a concurrent one to commit, so
-// exactly one of any number of concurrent claims inserts.
-func claim(ctx context.Context, tx sqldb.Cached, x domain.Exercise) (domain.Exercise, bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO exercises (`+exerciseColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (jti) DO NOTHING`,
-		x.JTI, x.OrderID, x.State, x.CouponID, x.RedemptionID, x.Discount, x.Currency, x.Reason,
-		nullTime(x.AppliedAt), nullTime(x.CompensatedAt))
-	if err != nil {
-		return domain.Exercise{}, false, err
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return x, true, err
-	}
-	prev, err := scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, x.JTI))
-	return prev, false, err
-}
+var exercises = capabilitysql.Exercises[domain.Exercise]{Table: capabilitysql.Table[domain.Exercise]{
+	Columns: exerciseColumns, Scan: scanExercise,
+	Values: func(x domain.Exercise) []any {
+		return []any{x.JTI, x.OrderID, x.State, x.CouponID, x.RedemptionID, x.Discount, x.Currency, x.Reason,
+			capabilitysql.NullTime(x.AppliedAt), capabilitysql.NullTime(x.CompensatedAt)}
+	},
+}}
 
 // Exercise implements domain.Repository.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time) (domain.Exercise, error) {
 	var out domain.Exercise
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmationByJTI(ctx, tx, jti)
+		c, err := confirmations.ByJTI(ctx, tx, jti)
 		if err != nil {
 			return err
 		}
-		x, inserted, err := claim(ctx, tx, domain.Exercise{
+		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
 			JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, CouponID: c.CouponID,
 			RedemptionID: ids.New("rdm"), Discount: c.Discount, Currency: c.Currency, AppliedAt: now,
 		})
@@ -326,12 +284,12 @@ func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now
 	var out domain.Exercise
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmationByJTI(ctx, tx, jti)
+		c, err := confirmations.ByJTI(ctx, tx, jti)
 		if err != nil {
 			return err
 		}
 		// Never exercised: void it, so that a late Exercise is refused.
-		x, inserted, err := claim(ctx, tx, domain.Exercise{
+		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
 			JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, CouponID: c.CouponID,
 			Discount: c.Discount, Currency: c.Currency, Reason: reason, CompensatedAt: now,
 		})
@@ -349,7 +307,7 @@ func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now
 			WHERE jti = $4 AND state = $5 RETURNING `+exerciseColumns,
 			domain.ExerciseCompensated, now.UTC(), reason, jti, domain.ExerciseApplied))
 		if errors.Is(err, domain.ErrNotFound) { // already compensated
-			out, err = scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, jti))
+			out, err = exercises.ByJTI(ctx, tx, jti)
 			return err
 		}
 		if err != nil {

@@ -3,19 +3,20 @@
 // token, and exercise or compensate that token for OrderProcessing. Callers,
 // checkouts and confirmation tokens reach it already verified by the ports;
 // it decides what the rules allow.
+//
+// Its rule: it is pure like the domain. It imports no Connect, no generated
+// code and no database driver; the confirmation flow it shares with the
+// other domains is capability.Confirmer.
 package app
 
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
@@ -30,10 +31,9 @@ type Caller struct {
 
 // Service runs the use cases.
 type Service struct {
-	repo   domain.Repository
-	issuer capability.Issuer
-	sealer capability.Sealer
-	now    func() time.Time
+	repo      domain.Repository
+	confirmer capability.Confirmer[domain.Confirmation]
+	now       func() time.Time
 }
 
 // New returns the use cases over a repository, a token issuer and a sealer.
@@ -42,7 +42,18 @@ func New(repo domain.Repository, issuer capability.Issuer, sealer capability.Sea
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{repo: repo, issuer: issuer, sealer: sealer, now: now}
+	return &Service{repo: repo, now: now, confirmer: capability.Confirmer[domain.Confirmation]{
+		Capability: domain.Capability, Issuer: issuer, Sealer: sealer,
+		ByKey: repo.ConfirmationByKey, ByJTI: repo.Confirmation, Save: repo.SaveConfirmation,
+		Bind: bind,
+		Kept: func(c domain.Confirmation) capability.Kept {
+			return capability.Kept{JTI: c.JTI, Sealed: c.SealedToken, ExpiresAt: c.ExpiresAt}
+		},
+		Keep: func(c domain.Confirmation, k capability.Kept) domain.Confirmation {
+			c.JTI, c.SealedToken, c.ExpiresAt, c.CreatedAt = k.JTI, k.Sealed, k.ExpiresAt, now()
+			return c
+		},
+	}}
 }
 
 // Grant gives a user a coupon of a campaign; only admins may. It returns the
@@ -134,134 +145,64 @@ func (s *Service) Confirm(ctx context.Context, c Caller, co domain.Checkout, cod
 	if err := co.Total.Validate(); err != nil {
 		return Confirmed{}, fmt.Errorf("%w: checkout total: %w", domain.ErrInvalidArgument, err)
 	}
-	if key != "" {
-		prev, err := s.repo.ConfirmationByKey(ctx, c.UserID, key)
-		switch {
-		case err == nil:
-			return s.replay(ctx, prev, co, code)
-		case !errors.Is(err, domain.ErrNotFound):
+	var cp domain.Coupon
+	out, err := s.confirmer.Confirm(ctx, capability.Request[domain.Confirmation]{
+		UserID: c.UserID, Key: key,
+		Same: func(prev domain.Confirmation) bool { return prev.CheckoutID == co.ID && prev.Code == code },
+		Prepare: func(ctx context.Context) (domain.Confirmation, error) {
+			var err error
+			cp, err = s.repo.CouponByCode(ctx, c.UserID, code)
+			if errors.Is(err, domain.ErrNotFound) {
+				return domain.Confirmation{}, fmt.Errorf("%w: you hold no coupon %s", domain.ErrNotFound, code)
+			}
+			if err != nil {
+				return domain.Confirmation{}, err
+			}
+			discount, reason := cp.Apply(s.now(), co.Total)
+			if err := reason.Err(); err != nil {
+				return domain.Confirmation{}, err
+			}
+			return domain.Confirmation{UserID: c.UserID, CheckoutID: co.ID, CouponID: cp.ID, Code: code,
+				Discount: discount.AmountMinor, Currency: discount.Currency, IdempotencyKey: key}, nil
+		},
+	})
+	if err != nil {
+		return Confirmed{}, err
+	}
+	if out.Replayed { // the coupon as it is now; Exercise judges it again
+		if cp, err = s.repo.CouponByCode(ctx, out.Record.UserID, out.Record.Code); err != nil {
 			return Confirmed{}, err
 		}
 	}
-	cp, err := s.repo.CouponByCode(ctx, c.UserID, code)
-	if errors.Is(err, domain.ErrNotFound) {
-		return Confirmed{}, fmt.Errorf("%w: you hold no coupon %s", domain.ErrNotFound, code)
-	}
-	if err != nil {
-		return Confirmed{}, err
-	}
-	discount, reason := cp.Apply(s.now(), co.Total)
-	if err := reason.Err(); err != nil {
-		return Confirmed{}, err
-	}
-	issued, err := s.issuer.IssueConfirmation(ctx, capability.Draft{
-		Subject:     c.UserID,
-		CheckoutID:  co.ID,
-		Capability:  domain.Capability,
-		Constraints: constraints(co.ID, cp.ID, discount),
-		Settlement:  discount,
-	})
-	if err != nil {
-		return Confirmed{}, fmt.Errorf("issue confirmation: %w", err)
-	}
-	sealed, err := s.sealer.Seal(issued.JTI, issued.Token)
-	if err != nil {
-		return Confirmed{}, fmt.Errorf("seal confirmation: %w", err)
-	}
-	stored, created, err := s.repo.SaveConfirmation(ctx, domain.Confirmation{
-		JTI: issued.JTI, UserID: c.UserID, CheckoutID: co.ID, CouponID: cp.ID, Code: code,
-		Discount: discount.AmountMinor, Currency: discount.Currency, IdempotencyKey: key,
-		SealedToken: sealed, ExpiresAt: issued.ExpiresAt, CreatedAt: s.now(),
-	})
-	if err != nil {
-		return Confirmed{}, err
-	}
-	if !created { // a concurrent retry with the same key won the race
-		return s.replay(ctx, stored, co, code)
-	}
-	return Confirmed{Token: issued.Token, ExpiresAt: issued.ExpiresAt, Discount: discount, Coupon: cp}, nil
+	return Confirmed{Token: out.Token, ExpiresAt: out.ExpiresAt, Discount: out.Record.Settlement(), Coupon: cp}, nil
 }
 
-// replay returns the result of an earlier Confirm with the same key. It does
-// not judge the coupon again: the token was issued, and Exercise judges it.
-func (s *Service) replay(ctx context.Context, prev domain.Confirmation, co domain.Checkout, code string) (Confirmed, error) {
-	if prev.CheckoutID != co.ID || prev.Code != code {
-		return Confirmed{}, domain.ErrIdempotencyConflict
-	}
-	tok, err := s.sealer.Open(prev.JTI, prev.SealedToken)
-	if err != nil {
-		return Confirmed{}, fmt.Errorf("open stored confirmation: %w", err)
-	}
-	cp, err := s.repo.CouponByCode(ctx, prev.UserID, prev.Code)
-	if err != nil {
-		return Confirmed{}, err
-	}
-	return Confirmed{Token: tok, ExpiresAt: prev.ExpiresAt, Discount: prev.Settlement(), Coupon: cp}, nil
-}
-
-// constraints are Coupons' own references inside the token: opaque to
-// OrderProcessing, checked against the record at Exercise. The hash binds
-// checkout, coupon and discount together, so that no claim can be swapped
-// for another record's.
-func constraints(checkoutID, couponID string, discount money.Money) map[string]string {
-	sum := sha256.Sum256([]byte(checkoutID + "\x00" + couponID + "\x00" +
-		strconv.FormatInt(discount.AmountMinor, 10) + "\x00" + discount.Currency))
-	return map[string]string{"coupon_id": couponID, "discount_sha256": hex.EncodeToString(sum[:])}
-}
-
-// check verifies a token's claims against the confirmation record Coupons
-// kept when it signed it.
-func (s *Service) check(ctx context.Context, t capability.Token) error {
-	if !t.Grants(domain.Capability) {
-		return fmt.Errorf("%w: capabilities %q", domain.ErrMismatch, t.Capabilities)
-	}
-	rec, err := s.repo.Confirmation(ctx, t.JTI)
-	if errors.Is(err, domain.ErrNotFound) {
-		return fmt.Errorf("%w: no confirmation with this jti", domain.ErrMismatch)
-	}
-	if err != nil {
-		return err
-	}
-	if rec.UserID != t.Subject || rec.CheckoutID != t.CheckoutID || t.Settlement != rec.Settlement() {
-		return domain.ErrMismatch
-	}
-	want := constraints(rec.CheckoutID, rec.CouponID, rec.Settlement())
-	if len(t.Constraints) != len(want) {
-		return fmt.Errorf("%w: constraints", domain.ErrMismatch)
-	}
-	for k, v := range want {
-		if t.Constraints[k] != v {
-			return fmt.Errorf("%w: constraint %s", domain.ErrMismatch, k)
-		}
-	}
-	return nil
+// bind is what a confirmation binds into its token: Coupons' own references
+// inside it are opaque to OrderProcessing and checked against the record at
+// Exercise. The hash binds checkout, coupon and discount together, so that
+// no claim can be swapped for another record's.
+func bind(c domain.Confirmation) capability.Bound {
+	d := c.Settlement()
+	return capability.Bound{Subject: c.UserID, CheckoutID: c.CheckoutID, Settlement: d, Constraints: map[string]string{
+		"coupon_id":       c.CouponID,
+		"discount_sha256": capability.Hash(c.CheckoutID, c.CouponID, strconv.FormatInt(d.AmountMinor, 10), d.Currency),
+	}}
 }
 
 // Exercise redeems the coupon of a verified confirmation token for an order,
 // once. The coupon's validity window is judged again at the current time.
 func (s *Service) Exercise(ctx context.Context, t capability.Token, orderID string) (domain.Exercise, error) {
-	if orderID == "" {
-		return domain.Exercise{}, fmt.Errorf("%w: order_id is required", domain.ErrInvalidArgument)
-	}
-	if err := s.check(ctx, t); err != nil {
+	if err := s.confirmer.CheckExercise(ctx, t, orderID); err != nil {
 		return domain.Exercise{}, err
 	}
 	return s.repo.Exercise(ctx, t.JTI, orderID, s.now())
 }
 
-// MaxReasonLen bounds a compensation reason, in characters.
-const MaxReasonLen = 200
-
 // Compensate makes the coupon of a verified confirmation token available
-// again, or voids the token if it was never exercised.
+// again, or voids the token if it was never exercised. The reason is at most
+// capability.MaxReasonLen characters.
 func (s *Service) Compensate(ctx context.Context, t capability.Token, orderID, reason string) (domain.Exercise, error) {
-	switch {
-	case orderID == "":
-		return domain.Exercise{}, fmt.Errorf("%w: order_id is required", domain.ErrInvalidArgument)
-	case !utf8.ValidString(reason) || utf8.RuneCountInString(reason) > MaxReasonLen:
-		return domain.Exercise{}, fmt.Errorf("%w: reason must be valid UTF-8 of at most %d characters", domain.ErrInvalidArgument, MaxReasonLen)
-	}
-	if err := s.check(ctx, t); err != nil {
+	if err := s.confirmer.CheckCompensate(ctx, t, orderID, reason); err != nil {
 		return domain.Exercise{}, err
 	}
 	return s.repo.Compensate(ctx, t.JTI, orderID, reason, s.now())

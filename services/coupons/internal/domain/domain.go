@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
 )
 
@@ -29,15 +30,15 @@ const (
 )
 
 // Sentinel errors. Wrap them with %w to add detail; the ports map each to a
-// Connect code in one place.
+// Connect code in one place. Those every domain shares are capability's.
 var (
 	// ErrInvalidArgument reports a malformed request (InvalidArgument).
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = capability.ErrInvalidArgument
 	// ErrNotFound reports an unknown coupon code or confirmation (NotFound).
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = capability.ErrNotFound
 	// ErrPermissionDenied reports an action on someone else's resource or
 	// without the admin scope (PermissionDenied).
-	ErrPermissionDenied = errors.New("permission denied")
+	ErrPermissionDenied = capability.ErrPermissionDenied
 	// ErrCampaignConflict reports a campaign code already used with other
 	// terms (AlreadyExists).
 	ErrCampaignConflict = errors.New("a campaign with this code exists with other terms")
@@ -47,17 +48,17 @@ var (
 	ErrUnusable = errors.New("coupon cannot be used")
 	// ErrAlreadyExercised reports a confirmation exercised for another order
 	// (AlreadyExists).
-	ErrAlreadyExercised = errors.New("confirmation already exercised for another order")
+	ErrAlreadyExercised = capability.ErrAlreadyExercised
 	// ErrVoided reports a confirmation compensated before it was exercised;
 	// it can never be exercised (FailedPrecondition).
-	ErrVoided = errors.New("confirmation was voided")
+	ErrVoided = capability.ErrVoided
 	// ErrMismatch reports a token whose claims disagree with the record
 	// Coupons keeps for it (PermissionDenied: it is not a token Coupons
 	// issued so).
-	ErrMismatch = errors.New("token does not match the confirmation record")
+	ErrMismatch = capability.ErrMismatch
 	// ErrIdempotencyConflict reports an idempotency key reused with another
 	// request (InvalidArgument).
-	ErrIdempotencyConflict = errors.New("idempotency key was used with a different request")
+	ErrIdempotencyConflict = capability.ErrIdempotencyConflict
 )
 
 // Reason says why a coupon cannot be used; ReasonNone means it can. The
@@ -293,11 +294,7 @@ func (cp Coupon) Apply(now time.Time, total money.Money) (money.Money, Reason) {
 }
 
 // Checkout is what a verified checkout token says about the checkout.
-type Checkout struct {
-	ID     string
-	UserID string
-	Total  money.Money
-}
+type Checkout = capability.Checkout
 
 // Confirmation is Coupons' record of one confirmation token it issued: the
 // authority that Exercise checks the token's claims against.

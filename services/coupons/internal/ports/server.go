@@ -1,11 +1,14 @@
 // Package ports serves Coupons over Connect: CouponsService for users and
 // admins, and the domain's side of CapabilityService for OrderProcessing.
 // Handlers are thin: proto in, use case, errors mapped in one place.
+//
+// Its rule: this is the only layer of the service that speaks Connect and
+// the wire types; CapabilityService itself is capabilityrpc's, over this
+// package's capability.Domain.
 package ports
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -16,8 +19,10 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityrpc"
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
+	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/coupons/internal/app"
@@ -40,16 +45,9 @@ var (
 // NewServer returns the handlers over the use cases. v verifies checkout
 // tokens from OrderProcessing for the audience "coupons".
 func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
-	return &Server{app: a, verifier: v, errs: rpcerr.New(log,
-		rpcerr.Code{Err: domain.ErrInvalidArgument, Code: connect.CodeInvalidArgument},
-		rpcerr.Code{Err: domain.ErrIdempotencyConflict, Code: connect.CodeInvalidArgument},
-		rpcerr.Code{Err: domain.ErrNotFound, Code: connect.CodeNotFound},
-		rpcerr.Code{Err: domain.ErrPermissionDenied, Code: connect.CodePermissionDenied},
-		rpcerr.Code{Err: domain.ErrMismatch, Code: connect.CodePermissionDenied},
+	return &Server{app: a, verifier: v, errs: capabilityrpc.Errors(log,
 		rpcerr.Code{Err: domain.ErrCampaignConflict, Code: connect.CodeAlreadyExists},
-		rpcerr.Code{Err: domain.ErrAlreadyExercised, Code: connect.CodeAlreadyExists},
 		rpcerr.Code{Err: domain.ErrUnusable, Code: connect.CodeFailedPrecondition},
-		rpcerr.Code{Err: domain.ErrVoided, Code: connect.CodeFailedPrecondition},
 	)}
 }
 
@@ -57,17 +55,10 @@ func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
 // mapping.
 func (s *Server) Error(ctx context.Context, err error) *connect.Error { return s.errs.Map(ctx, err) }
 
+// caller is the request's verified user; see authn.RequireCaller.
 func caller(ctx context.Context) (app.Caller, error) {
-	c, ok := authn.CallerFrom(ctx)
-	if !ok || c.Subject == "" {
-		return app.Caller{}, connect.NewError(connect.CodeUnauthenticated, errors.New("no transaction token"))
-	}
-	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, nil
-}
-
-func (s *Server) checkout(ctx context.Context, raw, user string) (domain.Checkout, error) {
-	co, err := capability.VerifyCheckout(ctx, s.verifier, raw, user)
-	return domain.Checkout{ID: co.ID, UserID: co.UserID, Total: co.Total}, err
+	c, err := authn.RequireCaller(ctx)
+	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, err
 }
 
 // ListAvailableCoupons implements couponsv1connect.CouponsServiceHandler.
@@ -78,7 +69,7 @@ func (s *Server) ListAvailableCoupons(ctx context.Context, req *connect.Request[
 	}
 	var co *domain.Checkout
 	if raw := req.Msg.GetCheckoutToken(); raw != "" {
-		checkout, err := s.checkout(ctx, raw, c.UserID)
+		checkout, err := capabilityrpc.VerifyCheckout(ctx, s.verifier, raw, c.UserID)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +85,7 @@ func (s *Server) ListAvailableCoupons(ctx context.Context, req *connect.Request[
 		p.Usable = l.Unusable == domain.ReasonNone
 		p.UnusableReason = couponsv1.UnusableReason(l.Unusable)
 		if co != nil && p.Usable {
-			p.Discount = l.Discount.Proto()
+			p.Discount = moneypb.Proto(l.Discount)
 		}
 		res.Coupons = append(res.Coupons, p)
 	}
@@ -107,11 +98,7 @@ func (s *Server) ConfirmCoupon(ctx context.Context, req *connect.Request[coupons
 	if err != nil {
 		return nil, err
 	}
-	key, err := idempotency.Key(req.Msg.GetIdempotencyKey(), req.Header())
-	if err != nil {
-		return nil, s.Error(ctx, err)
-	}
-	co, err := s.checkout(ctx, req.Msg.GetCheckoutToken(), c.UserID)
+	key, co, err := capabilityrpc.VerifyConfirm(ctx, s.verifier, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -120,11 +107,11 @@ func (s *Server) ConfirmCoupon(ctx context.Context, req *connect.Request[coupons
 		return nil, s.Error(ctx, err)
 	}
 	p := couponProto(out.Coupon)
-	p.Usable, p.Discount = true, out.Discount.Proto()
+	p.Usable, p.Discount = true, moneypb.Proto(out.Discount)
 	return connect.NewResponse(&couponsv1.ConfirmCouponResponse{
 		ConfirmationToken: out.Token,
 		ExpiresAt:         timestamppb.New(out.ExpiresAt),
-		Discount:          out.Discount.Proto(),
+		Discount:          moneypb.Proto(out.Discount),
 		Coupon:            p,
 	}), nil
 }
@@ -209,14 +196,14 @@ func couponProto(cp domain.Coupon) *couponsv1.Coupon {
 			Description:   c.Description,
 			Kind:          couponsv1.DiscountKind(c.Kind),
 			PercentOffBps: c.PercentOffBPS,
-			MinimumSpend:  money.Money{AmountMinor: c.MinimumSpend, Currency: c.Currency}.Proto(),
+			MinimumSpend:  moneypb.Proto(money.Money{AmountMinor: c.MinimumSpend, Currency: c.Currency}),
 			ValidFrom:     timestamppb.New(c.ValidFrom),
 			ValidUntil:    timestamppb.New(c.ValidUntil),
 		},
 		State: couponsv1.CouponState_COUPON_STATE_AVAILABLE,
 	}
 	if c.Kind == domain.DiscountFixed {
-		p.Campaign.AmountOff = money.Money{AmountMinor: c.AmountOff, Currency: c.Currency}.Proto()
+		p.Campaign.AmountOff = moneypb.Proto(money.Money{AmountMinor: c.AmountOff, Currency: c.Currency})
 	}
 	if cp.State == domain.CouponRedeemed {
 		p.State = couponsv1.CouponState_COUPON_STATE_REDEEMED

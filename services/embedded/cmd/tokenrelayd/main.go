@@ -64,16 +64,14 @@ func run(cfg embedded.Config) error {
 	if err != nil {
 		return err
 	}
-	defer sys.Close()
 	cfg.Logger.Info(fmt.Sprintf("tokenrelay is up at %s — log in as shopper / %s (or admin / %s); data in %s",
 		sys.URL(), identity.DemoShopperPassword, identity.DemoAdminPassword, cfg.DataDir))
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("shutting down")
-		return nil
-	case err := <-sys.Err():
-		return err
+	case <-sys.Err(): // a listener or task failed; Close returns it
 	}
+	return sys.Close()
 }
 
 // defaultWebDir is web/dist when it has been built (tokenrelayd run from the

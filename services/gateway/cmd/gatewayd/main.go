@@ -49,19 +49,21 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
+	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/services/gateway"
 )
 
 // Config is gatewayd's configuration.
 type Config struct {
-	server.Process
+	process.Process
 	// Routes and Issuers as given by -route and -issuer.
-	Routes, Issuers server.List
+	Routes, Issuers process.List
 	// Audience, Name, TrustDomain, Tenant: see gateway.Config.
 	Audience, Name, TrustDomain, Tenant string
 	// AllowedOrigins get CORS answers.
-	AllowedOrigins server.List
+	AllowedOrigins process.List
 }
 
 // shortNames are the service names -route accepts besides full names.
@@ -74,7 +76,7 @@ var shortNames = map[string]string{
 }
 
 func main() {
-	cfg := Config{Process: server.Process{Name: gateway.DefaultName}}
+	cfg := Config{Process: process.Process{Name: gateway.DefaultName}}
 	cfg.Flags(flag.CommandLine, "127.0.0.1:8080")
 	for _, v := range strings.Fields(os.Getenv("TOKENRELAY_GATEWAY_ROUTES")) {
 		_ = cfg.Routes.Set(v)
@@ -86,20 +88,14 @@ func main() {
 		func(v string) error { cfg.Routes = append(cfg.Routes, v); return nil })
 	flag.Func("issuer", "`ISS=JWKS_URL` trusts ISS's access tokens with the keys at JWKS_URL; ISS alone is an OpenID Connect provider; repeatable (env TOKENRELAY_GATEWAY_ISSUERS, space-separated)",
 		func(v string) error { cfg.Issuers = append(cfg.Issuers, v); return nil })
-	flag.StringVar(&cfg.Audience, "audience", server.Env("TOKENRELAY_AUDIENCE", gateway.DefaultAudience), "aud the access tokens must carry (env TOKENRELAY_AUDIENCE)")
-	flag.StringVar(&cfg.Name, "name", server.Env("TOKENRELAY_GATEWAY_NAME", gateway.DefaultName), "iss and req_wl of the transaction tokens (env TOKENRELAY_GATEWAY_NAME)")
-	flag.StringVar(&cfg.TrustDomain, "trust-domain", server.Env("TOKENRELAY_TRUST_DOMAIN", gateway.DefaultTrustDomain), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
-	flag.StringVar(&cfg.Tenant, "tenant", server.Env("TOKENRELAY_TENANT", gateway.DefaultTenant), "tctx tenant of the transaction tokens (env TOKENRELAY_TENANT)")
+	flag.StringVar(&cfg.Audience, "audience", process.Env("TOKENRELAY_AUDIENCE", gateway.DefaultAudience), "aud the access tokens must carry (env TOKENRELAY_AUDIENCE)")
+	flag.StringVar(&cfg.Name, "name", process.Env("TOKENRELAY_GATEWAY_NAME", gateway.DefaultName), "iss and req_wl of the transaction tokens (env TOKENRELAY_GATEWAY_NAME)")
+	flag.StringVar(&cfg.TrustDomain, "trust-domain", process.Env("TOKENRELAY_TRUST_DOMAIN", gateway.DefaultTrustDomain), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
+	flag.StringVar(&cfg.Tenant, "tenant", process.Env("TOKENRELAY_TENANT", gateway.DefaultTenant), "tctx tenant of the transaction tokens (env TOKENRELAY_TENANT)")
 	_ = cfg.AllowedOrigins.Set(os.Getenv("TOKENRELAY_ALLOWED_ORIGINS"))
 	flag.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated CORS `origins` (env TOKENRELAY_ALLOWED_ORIGINS)")
 	flag.Parse()
-	log := cfg.Logger()
-	ctx, stop := server.SignalContext()
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		log.Error("gatewayd stopped", "err", err)
-		os.Exit(1)
-	}
+	cfg.Main("gatewayd", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 // parseRoutes turns -route values into gateway routes.
@@ -128,7 +124,7 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	peers, err := server.NewPeers(log)
+	peers, err := process.NewPeers(log)
 	if err != nil {
 		return err
 	}
@@ -150,9 +146,9 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	m := server.NewMetrics()
+	m := metrics.New()
 	m.JWKSFetches(peers.Fetches)
-	public := server.Mux(m) // the non-RPC paths
+	public := m.Mux() // the non-RPC paths
 	public.Handle("GET "+keys.WellKnownPath, ring.Handler())
 	public.Handle("GET "+health.Path, health.Handler(nil))
 	g, err := gateway.New(ctx, gateway.Config{

@@ -30,63 +30,47 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"os"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
-	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
-	"github.com/tokenrelay/tokenrelay/sdk/go/server"
+	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
+	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 )
 
 // Config is identityd's configuration.
 type Config struct {
-	server.Process
+	process.Process
 	// Issuer and Audience of the access tokens.
 	Issuer, Audience string
 	// SeedDemoUsers creates identity.DemoUsers when missing.
 	SeedDemoUsers bool
-	// GatewayIssuer and GatewayJWKS: who signs the transaction tokens, and
-	// where its keys are.
-	GatewayIssuer, GatewayJWKS string
-	// TrustDomain is the aud of the transaction tokens.
-	TrustDomain string
+	// Gateway: who signs the transaction tokens, where its keys are, and
+	// their aud.
+	Gateway process.GatewayTrust
 }
 
 func main() {
-	cfg := Config{Process: server.Process{Name: identity.Name}}
+	cfg := Config{Process: process.Process{Name: identity.Name}}
 	cfg.Flags(flag.CommandLine, "127.0.0.1:8085")
 	cfg.StoreFlags(flag.CommandLine, identity.Name)
-	flag.StringVar(&cfg.Issuer, "issuer", server.Env("TOKENRELAY_ISSUER", ""), "iss of the access tokens, an http(s) `URL` (env TOKENRELAY_ISSUER; default http://<addr>)")
-	flag.StringVar(&cfg.Audience, "audience", server.Env("TOKENRELAY_AUDIENCE", identity.DefaultAudience), "aud of the access tokens (env TOKENRELAY_AUDIENCE)")
-	flag.BoolVar(&cfg.SeedDemoUsers, "seed-demo-users", server.EnvBool("TOKENRELAY_SEED_DEMO_USERS", false), "create the demo users shopper and admin when missing (env TOKENRELAY_SEED_DEMO_USERS)")
-	flag.StringVar(&cfg.GatewayIssuer, "gateway-issuer", server.Env("TOKENRELAY_GATEWAY_ISSUER", "gateway"), "iss of the transaction tokens (env TOKENRELAY_GATEWAY_ISSUER)")
-	flag.StringVar(&cfg.GatewayJWKS, "gateway-jwks", server.Env("TOKENRELAY_GATEWAY_JWKS", ""), "`URL` of the gateway's JWKS (env TOKENRELAY_GATEWAY_JWKS; required)")
-	flag.StringVar(&cfg.TrustDomain, "trust-domain", server.Env("TOKENRELAY_TRUST_DOMAIN", "tokenrelay"), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
+	flag.StringVar(&cfg.Issuer, "issuer", process.Env("TOKENRELAY_ISSUER", ""), "iss of the access tokens, an http(s) `URL` (env TOKENRELAY_ISSUER; default http://<addr>)")
+	flag.StringVar(&cfg.Audience, "audience", process.Env("TOKENRELAY_AUDIENCE", identity.DefaultAudience), "aud of the access tokens (env TOKENRELAY_AUDIENCE)")
+	flag.BoolVar(&cfg.SeedDemoUsers, "seed-demo-users", process.EnvBool("TOKENRELAY_SEED_DEMO_USERS", false), "create the demo users shopper and admin when missing (env TOKENRELAY_SEED_DEMO_USERS)")
+	cfg.Gateway.Flags(flag.CommandLine)
 	flag.Parse()
 	if cfg.Issuer == "" {
 		cfg.Issuer = "http://" + cfg.Addr
 	}
-	log := cfg.Logger()
-	ctx, stop := server.SignalContext()
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		log.Error("identityd stopped", "err", err)
-		os.Exit(1)
-	}
+	cfg.Main("identityd", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger()
-	peers, err := server.NewPeers(log)
+	peers, gw, err := cfg.Gateway.Peers(log)
 	if err != nil {
 		return err
 	}
 	defer peers.Close()
-	gw, err := peers.Add(cfg.GatewayIssuer, cfg.GatewayJWKS)
-	if err != nil {
-		return fmt.Errorf("-gateway-jwks: %w", err)
-	}
 	st, err := cfg.OpenState(ctx)
 	if err != nil {
 		return err
@@ -99,7 +83,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	svc, err := identity.New(ctx, identity.Config{
 		DB: db, Vault: vk, Logger: log, Keys: ring, Issuer: cfg.Issuer, Audience: cfg.Audience,
-		Gateway: capability.Peer{Issuer: cfg.GatewayIssuer, Keys: gw}, TrustDomain: cfg.TrustDomain, Users: users,
+		Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain, Users: users,
 	})
 	if err != nil {
 		return err
@@ -110,10 +94,8 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopTelemetry()
-	m := server.NewMetrics()
-	m.JWKSFetches(peers.Fetches)
-	mux := server.Mux(m)
-	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
-	server.MountReflection(mux, []string{identityv1connect.IdentityServiceName}, m.HandlerOption())
-	return cfg.Serve(ctx, log, mux, peers.Run)
+	return cfg.ServeRPC(ctx, log, process.RPC{
+		Register: svc.Register, Reflect: []string{identityv1connect.IdentityServiceName},
+		Telemetry: tel, Metrics: metrics.New(), Peers: peers,
+	})
 }

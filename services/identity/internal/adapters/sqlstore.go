@@ -9,7 +9,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -33,12 +32,8 @@ var _ domain.Repository = (*Store)(nil)
 
 // NewStore migrates db to Identity's schema and returns the store.
 func NewStore(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	files, err := fs.Sub(migrations, "migrations")
-	if err != nil {
+	if err := sqldb.MigrateDir(ctx, db, migrations, "migrations", MigrationSet); err != nil {
 		return nil, err
-	}
-	if err := sqldb.Migrate(ctx, db, files, sqldb.MigrationSet(MigrationSet)); err != nil {
-		return nil, fmt.Errorf("identity: migrate: %w", err)
 	}
 	return &Store{db: db}, nil
 }

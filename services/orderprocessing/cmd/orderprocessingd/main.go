@@ -49,22 +49,20 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
-	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
-	"github.com/tokenrelay/tokenrelay/sdk/go/server"
+	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
+	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
 
 // Config is orderprocessingd's configuration.
 type Config struct {
-	server.Process
+	process.Process
 	// RoutesFile is the routing table (JSON).
 	RoutesFile string
-	// GatewayIssuer and GatewayJWKS: who signs the transaction tokens, and
-	// where its keys are.
-	GatewayIssuer, GatewayJWKS string
-	// TrustDomain is the aud of the transaction tokens.
-	TrustDomain string
+	// Gateway: who signs the transaction tokens, where its keys are, and
+	// their aud.
+	Gateway process.GatewayTrust
 	// CheckoutTTL is how long a checkout stays open.
 	CheckoutTTL time.Duration
 	// Saga tunes the saga runner.
@@ -72,25 +70,17 @@ type Config struct {
 }
 
 func main() {
-	cfg := Config{Process: server.Process{Name: orderprocessing.Name}}
+	cfg := Config{Process: process.Process{Name: orderprocessing.Name}}
 	cfg.Flags(flag.CommandLine, "127.0.0.1:8084")
 	cfg.StoreFlags(flag.CommandLine, "orderprocessing")
-	flag.StringVar(&cfg.RoutesFile, "routes", server.Env("TOKENRELAY_ROUTES", ""), "routing table, a JSON `file` (env TOKENRELAY_ROUTES; required)")
-	flag.StringVar(&cfg.GatewayIssuer, "gateway-issuer", server.Env("TOKENRELAY_GATEWAY_ISSUER", "gateway"), "iss of the transaction tokens (env TOKENRELAY_GATEWAY_ISSUER)")
-	flag.StringVar(&cfg.GatewayJWKS, "gateway-jwks", server.Env("TOKENRELAY_GATEWAY_JWKS", ""), "`URL` of the gateway's JWKS (env TOKENRELAY_GATEWAY_JWKS; required)")
-	flag.StringVar(&cfg.TrustDomain, "trust-domain", server.Env("TOKENRELAY_TRUST_DOMAIN", "tokenrelay"), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
-	flag.DurationVar(&cfg.CheckoutTTL, "checkout-ttl", server.EnvDuration("TOKENRELAY_CHECKOUT_TTL", 30*time.Minute), "how long a checkout stays open, at most 1h (env TOKENRELAY_CHECKOUT_TTL)")
-	flag.DurationVar(&cfg.Saga.Lease, "saga-lease", server.EnvDuration("TOKENRELAY_SAGA_LEASE", 15*time.Second), "how long a replica's claim on an order lasts (env TOKENRELAY_SAGA_LEASE)")
-	flag.DurationVar(&cfg.Saga.CallTimeout, "saga-call-timeout", server.EnvDuration("TOKENRELAY_SAGA_CALL_TIMEOUT", 5*time.Second), "bound of one Exercise or Compensate call (env TOKENRELAY_SAGA_CALL_TIMEOUT)")
-	flag.DurationVar(&cfg.Saga.RecoverEvery, "saga-recover-every", server.EnvDuration("TOKENRELAY_SAGA_RECOVER_EVERY", 2*time.Second), "how often unfinished orders with free leases are looked for (env TOKENRELAY_SAGA_RECOVER_EVERY)")
+	flag.StringVar(&cfg.RoutesFile, "routes", process.Env("TOKENRELAY_ROUTES", ""), "routing table, a JSON `file` (env TOKENRELAY_ROUTES; required)")
+	cfg.Gateway.Flags(flag.CommandLine)
+	flag.DurationVar(&cfg.CheckoutTTL, "checkout-ttl", process.EnvDuration("TOKENRELAY_CHECKOUT_TTL", 30*time.Minute), "how long a checkout stays open, at most 1h (env TOKENRELAY_CHECKOUT_TTL)")
+	flag.DurationVar(&cfg.Saga.Lease, "saga-lease", process.EnvDuration("TOKENRELAY_SAGA_LEASE", 15*time.Second), "how long a replica's claim on an order lasts (env TOKENRELAY_SAGA_LEASE)")
+	flag.DurationVar(&cfg.Saga.CallTimeout, "saga-call-timeout", process.EnvDuration("TOKENRELAY_SAGA_CALL_TIMEOUT", 5*time.Second), "bound of one Exercise or Compensate call (env TOKENRELAY_SAGA_CALL_TIMEOUT)")
+	flag.DurationVar(&cfg.Saga.RecoverEvery, "saga-recover-every", process.EnvDuration("TOKENRELAY_SAGA_RECOVER_EVERY", 2*time.Second), "how often unfinished orders with free leases are looked for (env TOKENRELAY_SAGA_RECOVER_EVERY)")
 	flag.Parse()
-	log := cfg.Logger()
-	ctx, stop := server.SignalContext()
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		log.Error("orderprocessingd stopped", "err", err)
-		os.Exit(1)
-	}
+	cfg.Main("orderprocessingd", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func run(ctx context.Context, cfg Config) error {
@@ -107,15 +97,11 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	peers, err := server.NewPeers(log)
+	peers, gw, err := cfg.Gateway.Peers(log)
 	if err != nil {
 		return err
 	}
 	defer peers.Close()
-	gw, err := peers.Add(cfg.GatewayIssuer, cfg.GatewayJWKS)
-	if err != nil {
-		return fmt.Errorf("-gateway-jwks: %w", err)
-	}
 	issuerKeys := map[string]keys.Source{}
 	for _, r := range routes {
 		if _, ok := issuerKeys[r.Issuer]; ok {
@@ -137,7 +123,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer stopTelemetry()
 	svc, err := orderprocessing.New(ctx, orderprocessing.Config{
-		DB: db, Keys: ring, Vault: vk, Gateway: capability.Peer{Issuer: cfg.GatewayIssuer, Keys: gw}, TrustDomain: cfg.TrustDomain,
+		DB: db, Keys: ring, Vault: vk, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
 		Routes: routes, IssuerKeys: issuerKeys, HTTPClient: h2cClient(), ClientOptions: []connect.ClientOption{tel.ClientOption()},
 		Logger: log, CheckoutTTL: cfg.CheckoutTTL, Saga: cfg.Saga,
 	})
@@ -145,13 +131,12 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer svc.Close()
-	m := server.NewMetrics()
-	m.JWKSFetches(peers.Fetches)
+	m := metrics.New()
 	m.SagaOutcomes(svc.SagaOutcomes)
-	mux := server.Mux(m)
-	svc.Register(mux, tel.HandlerOption(), m.HandlerOption())
-	server.MountReflection(mux, []string{orderprocessingv1connect.OrderProcessingServiceName}, m.HandlerOption())
-	return cfg.Serve(ctx, log, mux, peers.Run, svc.Run)
+	return cfg.ServeRPC(ctx, log, process.RPC{
+		Register: svc.Register, Reflect: []string{orderprocessingv1connect.OrderProcessingServiceName},
+		Telemetry: tel, Metrics: m, Peers: peers,
+	}, svc.Run)
 }
 
 // h2cClient calls the domains' CapabilityService over HTTP/2 (h2c for

@@ -169,6 +169,7 @@ const stepColumns = `capability, issuer, stage, state, settlement_minor, currenc
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 func loadSteps(ctx context.Context, q querier, o *domain.Order) error {
@@ -196,15 +197,45 @@ func loadSteps(ctx context.Context, q querier, o *domain.Order) error {
 
 // PlaceOrder implements domain.Repository.
 func (s *Store) PlaceOrder(ctx context.Context, o domain.Order, now time.Time) (domain.Order, bool, error) {
+	out, created, err := s.placeOrder(ctx, o, now)
+	if err != nil && sqldb.IsUniqueViolation(err) {
+		// A concurrent request with the same key (or for the same checkout)
+		// committed first: answer as its retry would be answered. Once:
+		// a conflict that remains is not a race (an order id already
+		// used, two steps of one capability) and retrying cannot end it.
+		out, created, err = s.placeOrder(ctx, o, now)
+	}
+	if err != nil {
+		return domain.Order{}, false, fmt.Errorf("orderprocessing: place order: %w", err)
+	}
+	if created {
+		for _, st := range o.Steps {
+			s.guard.Mark(st.Issuer, st.JTI, st.ExpiresAt)
+		}
+	}
+	return out, created, nil
+}
+
+// byKey reads the order placed by user with idempotency key, steps
+// included; domain.ErrNotFound when there is none.
+func byKey(ctx context.Context, tx querier, user, key string) (domain.Order, error) {
+	o, err := scanOrder(tx.QueryRowContext(ctx,
+		`SELECT `+orderColumns+` FROM orders WHERE user_id = $1 AND idempotency_key = $2`, user, key))
+	if err != nil {
+		return o, err
+	}
+	return o, loadSteps(ctx, tx, &o)
+}
+
+func (s *Store) placeOrder(ctx context.Context, o domain.Order, now time.Time) (domain.Order, bool, error) {
 	var out domain.Order
 	created := false
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		prev, err := scanOrder(tx.QueryRowContext(ctx,
-			`SELECT `+orderColumns+` FROM orders WHERE user_id = $1 AND idempotency_key = $2`, o.UserID, o.IdempotencyKey))
+		prev, err := byKey(ctx, tx, o.UserID, o.IdempotencyKey)
 		if err == nil {
-			out, created = prev, false
-			return loadSteps(ctx, tx, &out)
+			out = prev
+			return nil
 		}
 		if !errors.Is(err, domain.ErrNotFound) {
 			return err
@@ -214,6 +245,16 @@ func (s *Store) PlaceOrder(ctx context.Context, o domain.Order, now time.Time) (
 			return err
 		}
 		if co.StatusAt(now) != domain.CheckoutOpen {
+			// A concurrent request with the same key may have placed the
+			// checkout while this one waited for its lock: its order is
+			// this request's answer too. The read after the lock sees
+			// what that request committed (read committed).
+			if prev, err := byKey(ctx, tx, o.UserID, o.IdempotencyKey); err == nil {
+				out = prev
+				return nil
+			} else if !errors.Is(err, domain.ErrNotFound) {
+				return err
+			}
 			return fmt.Errorf("%w: the checkout is %s", domain.ErrCheckoutClosed, statusName(co.StatusAt(now)))
 		}
 		for _, st := range o.Steps {
@@ -246,20 +287,7 @@ func (s *Store) PlaceOrder(ctx context.Context, o domain.Order, now time.Time) (
 		out, created = o, true
 		return nil
 	})
-	if err != nil && sqldb.IsUniqueViolation(err) {
-		// A concurrent request with the same key (or for the same checkout)
-		// committed first: answer as its retry would be answered.
-		return s.PlaceOrder(ctx, o, now)
-	}
-	if err != nil {
-		return domain.Order{}, false, fmt.Errorf("orderprocessing: place order: %w", err)
-	}
-	if created {
-		for _, st := range o.Steps {
-			s.guard.Mark(st.Issuer, st.JTI, st.ExpiresAt)
-		}
-	}
-	return out, created, nil
+	return out, created, err
 }
 
 func statusName(s domain.CheckoutStatus) string {

@@ -13,7 +13,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
-	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
 )
@@ -37,13 +36,20 @@ type Starter interface {
 	Start(orderID string)
 }
 
+// Seen is the fast path of the replay guard (replay.Guard): whether a
+// token's (iss, jti) is known to be consumed, without a database read. The
+// store's PlaceOrder consumes for good, in the order's transaction.
+type Seen interface {
+	Seen(iss, jti string) bool
+}
+
 // Config wires the use cases.
 type Config struct {
 	Repo     domain.Repository
 	Envelope Envelope
 	Sign     CheckoutSigner
 	Sealer   capability.Sealer
-	Guard    *replay.Guard
+	Guard    Seen
 	Routes   domain.Routes
 	Saga     Starter
 	Watch    *Watcher
@@ -170,7 +176,7 @@ func (s *Service) PlaceOrder(ctx context.Context, c Caller, checkoutID string, r
 		}
 		// The fast path: a replay is refused before the database is touched.
 		if s.cfg.Guard.Seen(conf.Issuer, conf.JTI) {
-			return domain.Order{}, fmt.Errorf("confirmation token %d: %w", i+1, replay.ErrReplayed)
+			return domain.Order{}, fmt.Errorf("confirmation token %d: %w", i+1, token.ErrReplayed)
 		}
 		confs[i] = conf
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -50,28 +51,23 @@ func NewServer(a *app.Service, log *slog.Logger) *Server {
 	)}
 }
 
-// tokenErrors are the envelope defects of a confirmation token; PlaceOrder
-// maps them with token.ConnectError(AsArgument): expired -> FailedPrecondition
-// (get a fresh confirmation), any other defect -> InvalidArgument.
-var tokenErrors = []error{
-	token.ErrTooLarge, token.ErrMalformed, token.ErrDuplicateName, token.ErrHeader, token.ErrAlgorithm,
-	token.ErrKeyID, token.ErrType, token.ErrIssuer, token.ErrClaims, token.ErrExpired, token.ErrNotYetValid,
-	token.ErrLifetime, token.ErrAudience, token.ErrCapability, token.ErrSignature, keys.ErrKeyNotFound,
-}
-
+// error maps every failure of a handler in one place. A confirmation token
+// the token engine refused (token.ErrInvalid, whichever check, or its
+// issuer's keys unavailable) is an argument of PlaceOrder: rpcerr.Token with
+// AsArgument, expired -> FailedPrecondition (get a fresh confirmation), any
+// other defect -> InvalidArgument. A replayed token, and everything else,
+// goes through the service's Mapper.
 func (s *Server) error(ctx context.Context, err error) error {
-	if slices.ContainsFunc(tokenErrors, func(e error) bool { return errors.Is(err, e) }) || connect.CodeOf(token.ConnectError(err)) == connect.CodeUnavailable {
-		return token.ConnectError(err, token.AsArgument())
+	if !errors.Is(err, token.ErrReplayed) && (errors.Is(err, token.ErrInvalid) || errors.Is(err, keys.ErrUnavailable)) {
+		return rpcerr.Token(err, rpcerr.AsArgument())
 	}
 	return s.errs.Map(ctx, err)
 }
 
+// caller is the request's verified user; see authn.RequireCaller.
 func caller(ctx context.Context) (app.Caller, error) {
-	c, ok := authn.CallerFrom(ctx)
-	if !ok || c.Subject == "" {
-		return app.Caller{}, connect.NewError(connect.CodeUnauthenticated, errors.New("no transaction token"))
-	}
-	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, nil
+	c, err := authn.RequireCaller(ctx)
+	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, err
 }
 
 // ListProducts implements the handler interface.
@@ -86,7 +82,7 @@ func (s *Server) ListProducts(ctx context.Context, _ *connect.Request[orderproce
 	res := &orderprocessingv1.ListProductsResponse{}
 	for _, p := range products {
 		res.Products = append(res.Products, &orderprocessingv1.Product{
-			Sku: p.SKU, Name: p.Name, Description: p.Description, UnitPrice: p.UnitPrice.Proto(),
+			Sku: p.SKU, Name: p.Name, Description: p.Description, UnitPrice: moneypb.Proto(p.UnitPrice),
 		})
 	}
 	slices.SortFunc(res.Products, func(a, b *orderprocessingv1.Product) int { return compare(a.GetSku(), b.GetSku()) })
@@ -209,14 +205,14 @@ func (s *Server) CancelCheckout(ctx context.Context, req *connect.Request[orderp
 func linesProto(lines []domain.Line) []*orderprocessingv1.Line {
 	out := make([]*orderprocessingv1.Line, len(lines))
 	for i, l := range lines {
-		out[i] = &orderprocessingv1.Line{Sku: l.SKU, Name: l.Name, Quantity: l.Quantity, UnitPrice: l.UnitPrice.Proto(), LineTotal: l.LineTotal.Proto()}
+		out[i] = &orderprocessingv1.Line{Sku: l.SKU, Name: l.Name, Quantity: l.Quantity, UnitPrice: moneypb.Proto(l.UnitPrice), LineTotal: moneypb.Proto(l.LineTotal)}
 	}
 	return out
 }
 
 func checkoutProto(c domain.Checkout) *orderprocessingv1.Checkout {
 	return &orderprocessingv1.Checkout{
-		Id: c.ID, UserId: c.UserID, Lines: linesProto(c.Lines), Total: c.Total.Proto(),
+		Id: c.ID, UserId: c.UserID, Lines: linesProto(c.Lines), Total: moneypb.Proto(c.Total),
 		Status:    orderprocessingv1.CheckoutStatus(c.StatusAt(time.Now())),
 		CreatedAt: timestamppb.New(c.CreatedAt), ExpiresAt: timestamppb.New(c.ExpiresAt), OrderId: c.OrderID,
 	}
@@ -224,14 +220,14 @@ func checkoutProto(c domain.Checkout) *orderprocessingv1.Checkout {
 
 func orderProto(o domain.Order) *orderprocessingv1.Order {
 	p := &orderprocessingv1.Order{
-		Id: o.ID, CheckoutId: o.CheckoutID, UserId: o.UserID, Lines: linesProto(o.Lines), Total: o.Total.Proto(),
+		Id: o.ID, CheckoutId: o.CheckoutID, UserId: o.UserID, Lines: linesProto(o.Lines), Total: moneypb.Proto(o.Total),
 		Status: orderprocessingv1.OrderStatus(o.Status), FailureReason: o.FailureReason,
 		CreatedAt: timestamppb.New(o.CreatedAt), UpdatedAt: timestamppb.New(o.UpdatedAt), Version: o.Version,
 	}
 	for _, st := range o.Steps {
 		p.Steps = append(p.Steps, &orderprocessingv1.Step{
 			Capability: st.Capability, Issuer: st.Issuer, Stage: int32(st.Stage), State: orderprocessingv1.StepState(st.State),
-			Settlement: st.Settlement.Proto(), Reference: st.Reference, Attempts: int32(st.Attempts), LastError: st.LastError,
+			Settlement: moneypb.Proto(st.Settlement), Reference: st.Reference, Attempts: int32(st.Attempts), LastError: st.LastError,
 		})
 	}
 	return p

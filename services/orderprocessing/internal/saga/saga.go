@@ -421,9 +421,7 @@ func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step,
 		// it (a vault key may come back) and show why.
 		r.cfg.Logger.ErrorContext(ctx, "saga: open sealed token", "order", orderID, "step", st.Capability, "err", err)
 	}
-	if len(reason) > 200 {
-		reason = reason[:200]
-	}
+	reason = capability.ClipReason(reason) // what CapabilityService accepts
 	backoff := r.cfg.Backoff
 	key := orderID + "/" + st.Capability + "/compensate"
 	for {

@@ -33,7 +33,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityd"
-	"github.com/tokenrelay/tokenrelay/sdk/go/server"
+	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/services/payments"
 )
@@ -45,7 +45,7 @@ func main() {
 	capabilityd.Main(capabilityd.Domain{
 		Name: payments.Name, Addr: "127.0.0.1:8083", Service: paymentsv1connect.PaymentsServiceName,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&processorDB, "processor-db", server.Env("TOKENRELAY_PROCESSOR_DB", ""),
+			fs.StringVar(&processorDB, "processor-db", process.Env("TOKENRELAY_PROCESSOR_DB", ""),
 				"the simulated processor's database (env TOKENRELAY_PROCESSOR_DB; default: on PostgreSQL the -db URL with schema <schema>_processor, else sqlite:<data>/payments-processor.db)")
 		},
 		Build: func(ctx context.Context, d capabilityd.Deps) (capabilityd.Service, error) {
@@ -76,11 +76,11 @@ func (c closing) Close() {
 
 // openProcessor opens the simulated processor's database (see
 // -processor-db).
-func openProcessor(ctx context.Context, p *server.Process, url string) (*sqldb.DB, error) {
+func openProcessor(ctx context.Context, p *process.Process, url string) (*sqldb.DB, error) {
 	switch {
 	case url != "":
 		return p.Open(ctx, url, p.Schema+"_processor")
-	case server.IsPostgres(p.DatabaseURL):
+	case sqldb.IsPostgres(p.DatabaseURL):
 		return p.Open(ctx, p.DatabaseURL, p.Schema+"_processor")
 	default:
 		if err := os.MkdirAll(p.DataDir, 0o700); err != nil {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
@@ -59,6 +58,10 @@ const (
 // test card, and durable, keeping its cards and holds in a SQL database.
 type SimProcessor struct {
 	db *sqldb.DB
+	// timeout is how long the timeout card waits without an earlier
+	// deadline: SimTimeout, except in tests (export_test.go), which must
+	// tell that wait from the caller's deadline without racing a clock.
+	timeout time.Duration
 }
 
 var _ domain.Processor = (*SimProcessor)(nil)
@@ -69,14 +72,10 @@ var _ domain.Processor = (*SimProcessor)(nil)
 // holds the write lock of that database file, and on PostgreSQL a pool
 // connection. Give it a SQLite file of its own, or its own PostgreSQL pool.
 func NewSimProcessor(ctx context.Context, db *sqldb.DB) (*SimProcessor, error) {
-	files, err := fs.Sub(migrations, "migrations/simprocessor")
-	if err != nil {
+	if err := sqldb.MigrateDir(ctx, db, migrations, "migrations/simprocessor", SimMigrationSet); err != nil {
 		return nil, err
 	}
-	if err := sqldb.Migrate(ctx, db, files, sqldb.MigrationSet(SimMigrationSet)); err != nil {
-		return nil, fmt.Errorf("simprocessor: migrate: %w", err)
-	}
-	return &SimProcessor{db: db}, nil
+	return &SimProcessor{db: db, timeout: SimTimeout}, nil
 }
 
 // unavailable classifies a failure of the simulation's own storage as the
@@ -112,7 +111,7 @@ func (p *SimProcessor) Authorize(ctx context.Context, cardRef string, amount mon
 	case b == behaviourDecline:
 		return "", fmt.Errorf("%w: the issuer refused the hold (simulated)", domain.ErrDeclined)
 	case b == behaviourTimeout:
-		ctx, cancel := context.WithTimeout(ctx, SimTimeout)
+		ctx, cancel := context.WithTimeout(ctx, p.timeout)
 		defer cancel()
 		<-ctx.Done()
 		return "", fmt.Errorf("%w: no answer (simulated): %w", domain.ErrProcessorUnavailable, ctx.Err())

@@ -6,9 +6,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/domain"
@@ -29,21 +29,15 @@ var _ domain.Repository = (*Store)(nil)
 
 // NewStore migrates db to Payments' schema and returns the store.
 func NewStore(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	files, err := fs.Sub(migrations, "migrations")
-	if err != nil {
+	if err := sqldb.MigrateDir(ctx, db, migrations, "migrations", MigrationSet); err != nil {
 		return nil, err
-	}
-	if err := sqldb.Migrate(ctx, db, files, sqldb.MigrationSet(MigrationSet)); err != nil {
-		return nil, fmt.Errorf("payments: migrate: %w", err)
 	}
 	return &Store{db: db}, nil
 }
 
-type scanner interface{ Scan(...any) error }
-
 const methodColumns = `id, user_id, brand, last4, expiry_month, expiry_year, label, processor_ref, idempotency_key, created_at`
 
-func scanMethod(row scanner) (domain.PaymentMethod, error) {
+func scanMethod(row capabilitysql.Scanner) (domain.PaymentMethod, error) {
 	var m domain.PaymentMethod
 	err := row.Scan(&m.ID, &m.UserID, &m.Brand, &m.Last4, &m.ExpiryMonth, &m.ExpiryYear, &m.Label, &m.ProcessorRef, &m.IdempotencyKey, &m.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -108,7 +102,7 @@ func (s *Store) PaymentMethods(ctx context.Context, userID string) ([]domain.Pay
 
 const confirmationColumns = `jti, user_id, checkout_id, method_id, amount_minor, currency, authorization_id, idempotency_key, sealed_token, expires_at, created_at`
 
-func scanConfirmation(row scanner) (domain.Confirmation, error) {
+func scanConfirmation(row capabilitysql.Scanner) (domain.Confirmation, error) {
 	var c domain.Confirmation
 	err := row.Scan(&c.JTI, &c.UserID, &c.CheckoutID, &c.MethodID, &c.Amount.AmountMinor, &c.Amount.Currency,
 		&c.AuthorizationID, &c.IdempotencyKey, &c.SealedToken, &c.ExpiresAt, &c.CreatedAt)
@@ -119,44 +113,40 @@ func scanConfirmation(row scanner) (domain.Confirmation, error) {
 	return c, err
 }
 
+var confirmations = capabilitysql.Confirmations[domain.Confirmation]{
+	Table: capabilitysql.Table[domain.Confirmation]{Columns: confirmationColumns, Scan: scanConfirmation,
+		Values: func(c domain.Confirmation) []any {
+			return []any{c.JTI, c.UserID, c.CheckoutID, c.MethodID, c.Amount.AmountMinor, c.Amount.Currency,
+				c.AuthorizationID, c.IdempotencyKey, c.SealedToken, c.ExpiresAt.UTC(), c.CreatedAt.UTC()}
+		}},
+	UserKey: func(c domain.Confirmation) (string, string) { return c.UserID, c.IdempotencyKey },
+}
+
 // SaveConfirmation implements domain.Repository.
 func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
-	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO confirmations (`+confirmationColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
-		c.JTI, c.UserID, c.CheckoutID, c.MethodID, c.Amount.AmountMinor, c.Amount.Currency,
-		c.AuthorizationID, c.IdempotencyKey, c.SealedToken, c.ExpiresAt.UTC(), c.CreatedAt.UTC())
-	if err != nil {
+	prev, created, err := confirmations.Save(ctx, s.db.Cached(nil), c)
+	switch {
+	case err != nil:
 		return domain.Confirmation{}, false, fmt.Errorf("payments: save confirmation: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return c, true, err
-	}
-	prev, err := s.ConfirmationByKey(ctx, c.UserID, c.IdempotencyKey)
-	if err != nil {
-		return domain.Confirmation{}, false, err
-	}
-	if !prev.SameRequest(c) {
+	case !created && !prev.SameRequest(c):
 		return domain.Confirmation{}, false, domain.ErrIdempotencyConflict
 	}
-	return prev, false, nil
+	return prev, created, nil
 }
 
 // ConfirmationByKey implements domain.Repository.
 func (s *Store) ConfirmationByKey(ctx context.Context, userID, key string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx,
-		`SELECT `+confirmationColumns+` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
+	return confirmations.ByKey(ctx, s.db.Cached(nil), userID, key)
 }
 
 // Confirmation implements domain.Repository.
 func (s *Store) Confirmation(ctx context.Context, jti string) (domain.Confirmation, error) {
-	return scanConfirmation(s.db.Cached(nil).QueryRowContext(ctx,
-		`SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+	return confirmations.ByJTI(ctx, s.db.Cached(nil), jti)
 }
 
 const exerciseColumns = `jti, order_id, state, capture_id, refund_id, amount_minor, currency, reason, applied_at, compensated_at`
 
-func scanExercise(row scanner) (domain.Exercise, error) {
+func scanExercise(row capabilitysql.Scanner) (domain.Exercise, error) {
 	var x domain.Exercise
 	var applied, compensated sql.NullTime
 	err := row.Scan(&x.JTI, &x.OrderID, &x.State, &x.CaptureID, &x.RefundID, &x.Amount.AmountMinor, &x.Amount.Currency,
@@ -164,37 +154,17 @@ func scanExercise(row scanner) (domain.Exercise, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return x, domain.ErrNotFound
 	}
-	if applied.Valid {
-		x.AppliedAt = applied.Time.UTC()
-	}
-	if compensated.Valid {
-		x.CompensatedAt = compensated.Time.UTC()
-	}
+	x.AppliedAt, x.CompensatedAt = capabilitysql.TimeOf(applied), capabilitysql.TimeOf(compensated)
 	return x, err
 }
 
-// claim inserts the exercise row for jti unless one exists. It returns
-// inserted=false and the existing row when another transaction got there
-// first; on PostgreSQL the insert waits for a concurrent one to commit, so
-// exactly one of any number of concurrent claims inserts.
-func claim(ctx context.Context, tx sqldb.Cached, x domain.Exercise) (domain.Exercise, bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO exercises (`+exerciseColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (jti) DO NOTHING`,
-		x.JTI, x.OrderID, x.State, x.CaptureID, x.RefundID, x.Amount.AmountMinor, x.Amount.Currency,
-		x.Reason, nullTime(x.AppliedAt), nullTime(x.CompensatedAt))
-	if err != nil {
-		return domain.Exercise{}, false, err
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return x, true, err
-	}
-	prev, err := scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, x.JTI))
-	return prev, false, err
-}
-
-func nullTime(t time.Time) sql.NullTime {
-	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
-}
+var exercises = capabilitysql.Exercises[domain.Exercise]{Table: capabilitysql.Table[domain.Exercise]{
+	Columns: exerciseColumns, Scan: scanExercise,
+	Values: func(x domain.Exercise) []any {
+		return []any{x.JTI, x.OrderID, x.State, x.CaptureID, x.RefundID, x.Amount.AmountMinor, x.Amount.Currency,
+			x.Reason, capabilitysql.NullTime(x.AppliedAt), capabilitysql.NullTime(x.CompensatedAt)}
+	},
+}}
 
 // Exercise implements domain.Repository.
 //
@@ -209,11 +179,11 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 	var out domain.Exercise
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+		c, err := confirmations.ByJTI(ctx, tx, jti)
 		if err != nil {
 			return err
 		}
-		x, inserted, err := claim(ctx, tx, domain.Exercise{
+		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
 			JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, Amount: c.Amount, AppliedAt: now,
 		})
 		if err != nil {
@@ -248,12 +218,12 @@ func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now
 	var out domain.Exercise
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := scanConfirmation(tx.QueryRowContext(ctx, `SELECT `+confirmationColumns+` FROM confirmations WHERE jti = $1`, jti))
+		c, err := confirmations.ByJTI(ctx, tx, jti)
 		if err != nil {
 			return err
 		}
 		// Never exercised: void it, so that a late Exercise is refused.
-		x, inserted, err := claim(ctx, tx, domain.Exercise{
+		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
 			JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, Amount: c.Amount,
 			Reason: reason, CompensatedAt: now,
 		})
@@ -271,7 +241,7 @@ func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now
 				WHERE jti = $4 AND state = $5 RETURNING `+exerciseColumns,
 				domain.ExerciseCompensated, reason, now.UTC(), jti, domain.ExerciseApplied))
 			if errors.Is(err, domain.ErrNotFound) { // already compensated
-				out, err = scanExercise(tx.QueryRowContext(ctx, `SELECT `+exerciseColumns+` FROM exercises WHERE jti = $1`, jti))
+				out, err = exercises.ByJTI(ctx, tx, jti)
 				return err
 			}
 			if err != nil {

@@ -4,6 +4,10 @@
 // OrderProcessing. Callers, checkouts and confirmation tokens reach it
 // already verified by the ports; it decides what the rules allow.
 //
+// Its rule: it is pure like the domain. It imports no Connect, no generated
+// code and no database driver; the confirmation flow it shares with the
+// other domains is capability.Confirmer.
+//
 // A card number passes through AddPaymentMethod on its way to the processor
 // and is dropped there: nothing here stores, logs or returns it.
 package app
@@ -31,11 +35,10 @@ type Caller struct {
 
 // Service runs the use cases.
 type Service struct {
-	repo   domain.Repository
-	proc   domain.Processor
-	issuer capability.Issuer
-	sealer capability.Sealer
-	now    func() time.Time
+	repo      domain.Repository
+	proc      domain.Processor
+	confirmer capability.Confirmer[domain.Confirmation]
+	now       func() time.Time
 }
 
 // New returns the use cases over a repository, a payment processor, a token
@@ -47,7 +50,18 @@ func New(repo domain.Repository, proc domain.Processor, issuer capability.Issuer
 		now = time.Now
 	}
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	return &Service{repo: repo, proc: proc, issuer: issuer, sealer: sealer, now: clock}
+	return &Service{repo: repo, proc: proc, now: clock, confirmer: capability.Confirmer[domain.Confirmation]{
+		Capability: domain.Capability, Issuer: issuer, Sealer: sealer,
+		ByKey: repo.ConfirmationByKey, ByJTI: repo.Confirmation, Save: repo.SaveConfirmation,
+		Bind: bind,
+		Kept: func(c domain.Confirmation) capability.Kept {
+			return capability.Kept{JTI: c.JTI, Sealed: c.SealedToken, ExpiresAt: c.ExpiresAt}
+		},
+		Keep: func(c domain.Confirmation, k capability.Kept) domain.Confirmation {
+			c.JTI, c.SealedToken, c.ExpiresAt, c.CreatedAt = k.JTI, k.Sealed, k.ExpiresAt, clock()
+			return c
+		},
+	}}
 }
 
 // NewPaymentMethod is a card to store for a user.
@@ -146,58 +160,27 @@ func (s *Service) ConfirmPayment(ctx context.Context, c Caller, co domain.Checko
 		return Confirmed{}, fmt.Errorf("%w: the payment method belongs to another user", domain.ErrPermissionDenied)
 	}
 	req := domain.Confirmation{UserID: c.UserID, CheckoutID: co.ID, MethodID: m.ID, Amount: amount, IdempotencyKey: key}
-	if key != "" {
-		prev, err := s.repo.ConfirmationByKey(ctx, c.UserID, key)
-		switch {
-		case err == nil:
-			return s.replay(prev, req, m)
-		case !errors.Is(err, domain.ErrNotFound):
-			return Confirmed{}, err
-		}
-	}
-	if err := domain.ValidateAmount(amount, co); err != nil {
-		return Confirmed{}, err
-	}
-	if m.Expired(s.now()) {
-		return Confirmed{}, fmt.Errorf("%w: %s ending %s expired in %02d/%d", domain.ErrCardExpired, m.Brand, m.Last4, m.ExpiryMonth, m.ExpiryYear)
-	}
-	if req.AuthorizationID, err = s.proc.Authorize(ctx, m.ProcessorRef, amount, processorKey(c.UserID, key)); err != nil {
-		return Confirmed{}, fmt.Errorf("authorize: %w", err)
-	}
-	issued, err := s.issuer.IssueConfirmation(ctx, capability.Draft{
-		Subject:     c.UserID,
-		CheckoutID:  co.ID,
-		Capability:  domain.Capability,
-		Constraints: constraints(req.AuthorizationID, co.ID, amount),
-		Settlement:  amount,
+	out, err := s.confirmer.Confirm(ctx, capability.Request[domain.Confirmation]{
+		UserID: c.UserID, Key: key,
+		Same: req.SameRequest,
+		Prepare: func(ctx context.Context) (domain.Confirmation, error) {
+			if err := domain.ValidateAmount(amount, co); err != nil {
+				return domain.Confirmation{}, err
+			}
+			if m.Expired(s.now()) {
+				return domain.Confirmation{}, fmt.Errorf("%w: %s ending %s expired in %02d/%d", domain.ErrCardExpired, m.Brand, m.Last4, m.ExpiryMonth, m.ExpiryYear)
+			}
+			var err error
+			if req.AuthorizationID, err = s.proc.Authorize(ctx, m.ProcessorRef, amount, processorKey(c.UserID, key)); err != nil {
+				return domain.Confirmation{}, fmt.Errorf("authorize: %w", err)
+			}
+			return req, nil
+		},
 	})
 	if err != nil {
-		return Confirmed{}, fmt.Errorf("issue confirmation: %w", err)
-	}
-	if req.SealedToken, err = s.sealer.Seal(issued.JTI, issued.Token); err != nil {
-		return Confirmed{}, fmt.Errorf("seal confirmation: %w", err)
-	}
-	req.JTI, req.ExpiresAt, req.CreatedAt = issued.JTI, issued.ExpiresAt, s.now()
-	stored, created, err := s.repo.SaveConfirmation(ctx, req)
-	if err != nil {
 		return Confirmed{}, err
 	}
-	if !created { // a concurrent retry with the same key won the race
-		return s.replay(stored, req, m)
-	}
-	return Confirmed{Token: issued.Token, ExpiresAt: issued.ExpiresAt, Amount: amount, AuthorizationID: req.AuthorizationID, Method: m}, nil
-}
-
-// replay returns the result of an earlier ConfirmPayment with the same key.
-func (s *Service) replay(prev, req domain.Confirmation, m domain.PaymentMethod) (Confirmed, error) {
-	if !prev.SameRequest(req) {
-		return Confirmed{}, domain.ErrIdempotencyConflict
-	}
-	tok, err := s.sealer.Open(prev.JTI, prev.SealedToken)
-	if err != nil {
-		return Confirmed{}, fmt.Errorf("open stored confirmation: %w", err)
-	}
-	return Confirmed{Token: tok, ExpiresAt: prev.ExpiresAt, Amount: prev.Amount, AuthorizationID: prev.AuthorizationID, Method: m}, nil
+	return Confirmed{Token: out.Token, ExpiresAt: out.ExpiresAt, Amount: out.Record.Amount, AuthorizationID: out.Record.AuthorizationID, Method: m}, nil
 }
 
 // processorKey is the idempotency key of the hold for a ConfirmPayment key:
@@ -212,46 +195,20 @@ func processorKey(userID, key string) string {
 	return "confirm_" + hex.EncodeToString(sum[:])
 }
 
-// constraints are Payments' own references inside the token: opaque to
-// OrderProcessing, checked against the record at Exercise.
-func constraints(authorizationID, checkoutID string, amount money.Money) map[string]string {
-	sum := sha256.Sum256([]byte(authorizationID + "\x00" + checkoutID + "\x00" +
-		strconv.FormatInt(amount.AmountMinor, 10) + "\x00" + amount.Currency))
-	return map[string]string{"authorization_id": authorizationID, "amount_sha256": hex.EncodeToString(sum[:])}
-}
-
-// check verifies a token's claims against the confirmation record Payments
-// kept when it signed it.
-func (s *Service) check(ctx context.Context, t capability.Token) error {
-	if !t.Grants(domain.Capability) {
-		return fmt.Errorf("%w: capabilities %q", domain.ErrMismatch, t.Capabilities)
-	}
-	rec, err := s.repo.Confirmation(ctx, t.JTI)
-	if errors.Is(err, domain.ErrNotFound) {
-		return fmt.Errorf("%w: no confirmation with this jti", domain.ErrMismatch)
-	}
-	if err != nil {
-		return err
-	}
-	want := constraints(rec.AuthorizationID, rec.CheckoutID, rec.Amount)
-	if rec.UserID != t.Subject || rec.CheckoutID != t.CheckoutID || t.Settlement != rec.Amount || len(t.Constraints) != len(want) {
-		return domain.ErrMismatch
-	}
-	for k, v := range want {
-		if t.Constraints[k] != v {
-			return domain.ErrMismatch
-		}
-	}
-	return nil
+// bind is what a confirmation binds into its token: Payments' own references
+// inside it are opaque to OrderProcessing and checked against the record at
+// Exercise.
+func bind(c domain.Confirmation) capability.Bound {
+	return capability.Bound{Subject: c.UserID, CheckoutID: c.CheckoutID, Settlement: c.Amount, Constraints: map[string]string{
+		"authorization_id": c.AuthorizationID,
+		"amount_sha256":    capability.Hash(c.AuthorizationID, c.CheckoutID, strconv.FormatInt(c.Amount.AmountMinor, 10), c.Amount.Currency),
+	}}
 }
 
 // Exercise captures the hold of a verified confirmation token for an order,
 // exactly once.
 func (s *Service) Exercise(ctx context.Context, t capability.Token, orderID string) (domain.Exercise, error) {
-	if orderID == "" {
-		return domain.Exercise{}, fmt.Errorf("%w: order_id is required", domain.ErrInvalidArgument)
-	}
-	if err := s.check(ctx, t); err != nil {
+	if err := s.confirmer.CheckExercise(ctx, t, orderID); err != nil {
 		return domain.Exercise{}, err
 	}
 	return s.repo.Exercise(ctx, t.JTI, orderID, s.now(), func(ctx context.Context, c domain.Confirmation) (string, error) {
@@ -262,15 +219,9 @@ func (s *Service) Exercise(ctx context.Context, t capability.Token, orderID stri
 // Compensate refunds the capture of a verified confirmation token for an
 // order, or voids its hold when it was never captured so that it never will
 // be. It is idempotent, and works after the token expired (the ports skip
-// that check).
+// that check). The reason is at most capability.MaxReasonLen characters.
 func (s *Service) Compensate(ctx context.Context, t capability.Token, orderID, reason string) (domain.Exercise, error) {
-	switch {
-	case orderID == "":
-		return domain.Exercise{}, fmt.Errorf("%w: order_id is required", domain.ErrInvalidArgument)
-	case len(reason) > 200:
-		return domain.Exercise{}, fmt.Errorf("%w: reason is longer than 200 characters", domain.ErrInvalidArgument)
-	}
-	if err := s.check(ctx, t); err != nil {
+	if err := s.confirmer.CheckCompensate(ctx, t, orderID, reason); err != nil {
 		return domain.Exercise{}, err
 	}
 	return s.repo.Compensate(ctx, t.JTI, orderID, reason, s.now(), s.release)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
 )
 
@@ -21,16 +22,16 @@ import (
 const Capability = "payments:capture"
 
 // Sentinel errors. Wrap them with %w to add detail; the ports map each to a
-// Connect code in one place.
+// Connect code in one place. Those every domain shares are capability's.
 var (
 	// ErrInvalidArgument reports a malformed request (InvalidArgument).
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = capability.ErrInvalidArgument
 	// ErrNotFound reports an unknown payment method or confirmation
 	// (NotFound).
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = capability.ErrNotFound
 	// ErrPermissionDenied reports an action on someone else's resource, or
 	// an admin action without the admin scope (PermissionDenied).
-	ErrPermissionDenied = errors.New("permission denied")
+	ErrPermissionDenied = capability.ErrPermissionDenied
 	// ErrExceedsTotal reports an amount above the checkout total
 	// (FailedPrecondition).
 	ErrExceedsTotal = errors.New("amount exceeds the checkout total")
@@ -52,18 +53,18 @@ var (
 	ErrHoldCaptured = errors.New("hold was already captured")
 	// ErrAlreadyExercised reports a confirmation exercised for another order
 	// (AlreadyExists).
-	ErrAlreadyExercised = errors.New("confirmation already exercised for another order")
+	ErrAlreadyExercised = capability.ErrAlreadyExercised
 	// ErrVoided reports a confirmation compensated before it was exercised,
 	// or a hold voided at the processor; it can never be captured
 	// (FailedPrecondition).
-	ErrVoided = errors.New("confirmation was voided")
+	ErrVoided = capability.ErrVoided
 	// ErrMismatch reports a token whose claims disagree with the record
 	// Payments keeps for it (PermissionDenied: it is not a token Payments
 	// issued so).
-	ErrMismatch = errors.New("token does not match the confirmation record")
+	ErrMismatch = capability.ErrMismatch
 	// ErrIdempotencyConflict reports an idempotency key reused with another
 	// request (InvalidArgument).
-	ErrIdempotencyConflict = errors.New("idempotency key was used with a different request")
+	ErrIdempotencyConflict = capability.ErrIdempotencyConflict
 )
 
 // PaymentMethod is a stored card: what Payments keeps instead of the card
@@ -96,11 +97,7 @@ func (m PaymentMethod) Expired(now time.Time) bool {
 }
 
 // Checkout is what a verified checkout token says about the checkout.
-type Checkout struct {
-	ID     string
-	UserID string
-	Total  money.Money
-}
+type Checkout = capability.Checkout
 
 // ValidateAmount checks an amount to hold against the checkout it pays for:
 // positive, in the checkout's currency, at most its total.

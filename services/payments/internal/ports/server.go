@@ -2,6 +2,10 @@
 // admins, and the domain's side of CapabilityService for OrderProcessing.
 // Handlers are thin: proto in, use case, errors mapped in one place.
 //
+// Its rule: this is the only layer of the service that speaks Connect and
+// the wire types; CapabilityService itself is capabilityrpc's, over this
+// package's capability.Domain.
+//
 // A card number reaches AddPaymentMethod and goes straight to the use case;
 // no handler logs a request or returns more of a card than its brand and
 // last four digits.
@@ -20,8 +24,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityrpc"
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
-	"github.com/tokenrelay/tokenrelay/sdk/go/money"
+	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/app"
@@ -45,19 +50,12 @@ var (
 // NewServer returns the handlers over the use cases. v verifies checkout
 // tokens from OrderProcessing for the audience "payments".
 func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
-	return &Server{app: a, verifier: v, log: log, errs: rpcerr.New(log,
-		rpcerr.Code{Err: domain.ErrInvalidArgument, Code: connect.CodeInvalidArgument},
-		rpcerr.Code{Err: domain.ErrIdempotencyConflict, Code: connect.CodeInvalidArgument},
-		rpcerr.Code{Err: domain.ErrNotFound, Code: connect.CodeNotFound},
-		rpcerr.Code{Err: domain.ErrPermissionDenied, Code: connect.CodePermissionDenied},
-		rpcerr.Code{Err: domain.ErrMismatch, Code: connect.CodePermissionDenied},
+	return &Server{app: a, verifier: v, log: log, errs: capabilityrpc.Errors(log,
 		rpcerr.Code{Err: domain.ErrExceedsTotal, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrCardExpired, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrDeclined, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrCaptureFailed, Code: connect.CodeFailedPrecondition},
-		rpcerr.Code{Err: domain.ErrVoided, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrHoldCaptured, Code: connect.CodeFailedPrecondition},
-		rpcerr.Code{Err: domain.ErrAlreadyExercised, Code: connect.CodeAlreadyExists},
 		rpcerr.Code{Err: domain.ErrProcessorUnavailable, Code: connect.CodeUnavailable},
 	)}
 }
@@ -94,12 +92,10 @@ func withReplyReserve(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithDeadline(ctx, deadline.Add(-reserve))
 }
 
+// caller is the request's verified user; see authn.RequireCaller.
 func caller(ctx context.Context) (app.Caller, error) {
-	c, ok := authn.CallerFrom(ctx)
-	if !ok || c.Subject == "" {
-		return app.Caller{}, connect.NewError(connect.CodeUnauthenticated, errors.New("no transaction token"))
-	}
-	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, nil
+	c, err := authn.RequireCaller(ctx)
+	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, err
 }
 
 // ListPaymentMethods implements paymentsv1connect.PaymentsServiceHandler.
@@ -125,11 +121,7 @@ func (s *Server) ConfirmPayment(ctx context.Context, req *connect.Request[paymen
 	if err != nil {
 		return nil, err
 	}
-	key, err := idempotency.Key(req.Msg.GetIdempotencyKey(), req.Header())
-	if err != nil {
-		return nil, s.Error(ctx, err)
-	}
-	co, err := capability.VerifyCheckout(ctx, s.verifier, req.Msg.GetCheckoutToken(), c.UserID)
+	key, co, err := capabilityrpc.VerifyConfirm(ctx, s.verifier, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -139,15 +131,15 @@ func (s *Server) ConfirmPayment(ctx context.Context, req *connect.Request[paymen
 	}
 	ctx, cancel := withReplyReserve(ctx)
 	defer cancel()
-	out, err := s.app.ConfirmPayment(ctx, c, domain.Checkout{ID: co.ID, UserID: co.UserID, Total: co.Total},
-		req.Msg.GetPaymentMethodId(), money.Money{AmountMinor: p.GetAmountMinor(), Currency: p.GetCurrency()}, key)
+	out, err := s.app.ConfirmPayment(ctx, c, co,
+		req.Msg.GetPaymentMethodId(), moneypb.FromProto(p), key)
 	if err != nil {
 		return nil, s.Error(ctx, err)
 	}
 	return connect.NewResponse(&paymentsv1.ConfirmPaymentResponse{
 		ConfirmationToken: out.Token,
 		ExpiresAt:         timestamppb.New(out.ExpiresAt),
-		Amount:            out.Amount.Proto(),
+		Amount:            moneypb.Proto(out.Amount),
 		AuthorizationId:   out.AuthorizationID,
 		PaymentMethod:     methodProto(out.Method),
 	}), nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
@@ -82,15 +83,15 @@ func TestReencrypt(t *testing.T) {
 			}
 			want[jti] = tok
 		}
-		if got, err := SealedVersions(ctx, db); err != nil || got[1] != n || len(got) != 1 {
+		if got, err := capabilitysql.SealedVersions(ctx, db); err != nil || got[1] != n || len(got) != 1 {
 			t.Fatalf("before: SealedVersions = %v, %v", got, err)
 		}
 
-		changed, err := Reencrypt(ctx, db, rings[1])
+		changed, err := capabilitysql.Reencrypt(ctx, db, rings[1])
 		if err != nil || changed != n {
 			t.Fatalf("Reencrypt = %d, %v; want %d", changed, err, n)
 		}
-		if got, err := SealedVersions(ctx, db); err != nil || got[2] != n || len(got) != 1 {
+		if got, err := capabilitysql.SealedVersions(ctx, db); err != nil || got[2] != n || len(got) != 1 {
 			t.Fatalf("after: SealedVersions = %v, %v", got, err)
 		}
 		for jti, sealed := range sealedTokens(t, db) {
@@ -102,7 +103,7 @@ func TestReencrypt(t *testing.T) {
 				t.Fatalf("open %s after re-encryption: %q, %v", jti, tok, err)
 			}
 		}
-		if changed, err := Reencrypt(ctx, db, rings[1]); err != nil || changed != 0 {
+		if changed, err := capabilitysql.Reencrypt(ctx, db, rings[1]); err != nil || changed != 0 {
 			t.Fatalf("second run = %d, %v; want 0", changed, err)
 		}
 
@@ -120,7 +121,7 @@ func TestReencrypt(t *testing.T) {
 		if _, err := db.SQL().ExecContext(ctx, `UPDATE confirmations SET sealed_token = (SELECT sealed_token FROM confirmations WHERE jti = $1) WHERE jti = $2`, a, b); err != nil {
 			t.Fatal(err)
 		}
-		changed, err = Reencrypt(ctx, db, rings[2])
+		changed, err = capabilitysql.Reencrypt(ctx, db, rings[2])
 		if changed != n-1 || !errors.Is(err, vault.ErrDecrypt) || !strings.Contains(err.Error(), "confirmations "+b) ||
 			strings.Contains(err.Error(), "v2.") {
 			t.Fatalf("with a bad record: %d, %v", changed, err)

@@ -2,13 +2,14 @@
 // confirm a spend with a signed token, and exercise or compensate that token
 // for OrderProcessing. Callers, checkouts and confirmation tokens reach it
 // already verified by the ports; it decides what the rules allow.
+//
+// Its rule: it is pure like the domain. It imports no Connect, no generated
+// code and no database driver; the confirmation flow it shares with the
+// other domains is capability.Confirmer.
 package app
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -26,18 +27,29 @@ type Caller struct {
 
 // Service runs the use cases.
 type Service struct {
-	repo   domain.Repository
-	issuer capability.Issuer
-	sealer capability.Sealer
-	now    func() time.Time
+	repo      domain.Repository
+	confirmer capability.Confirmer[domain.Confirmation]
+	now       func() time.Time
 }
 
 // New returns the use cases over a repository, a token issuer and a sealer.
+// now defaults to time.Now.
 func New(repo domain.Repository, issuer capability.Issuer, sealer capability.Sealer, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{repo: repo, issuer: issuer, sealer: sealer, now: now}
+	return &Service{repo: repo, now: now, confirmer: capability.Confirmer[domain.Confirmation]{
+		Capability: domain.Capability, Issuer: issuer, Sealer: sealer,
+		ByKey: repo.ConfirmationByKey, ByJTI: repo.Confirmation, Save: repo.SaveConfirmation,
+		Bind: bind,
+		Kept: func(c domain.Confirmation) capability.Kept {
+			return capability.Kept{JTI: c.JTI, Sealed: c.SealedToken, ExpiresAt: c.ExpiresAt}
+		},
+		Keep: func(c domain.Confirmation, k capability.Kept) domain.Confirmation {
+			c.JTI, c.SealedToken, c.ExpiresAt, c.CreatedAt = k.JTI, k.Sealed, k.ExpiresAt, now()
+			return c
+		},
+	}}
 }
 
 // MaxRecentEntries bounds GetBalance's ledger page.
@@ -85,114 +97,54 @@ func (s *Service) Confirm(ctx context.Context, c Caller, co domain.Checkout, poi
 	if co.UserID != c.UserID {
 		return Confirmed{}, fmt.Errorf("%w: the checkout belongs to another user", domain.ErrPermissionDenied)
 	}
-	if key != "" {
-		prev, err := s.repo.ConfirmationByKey(ctx, c.UserID, key)
-		switch {
-		case err == nil:
-			return s.replay(ctx, prev, co, points)
-		case !errors.Is(err, domain.ErrNotFound):
+	var balance int64
+	out, err := s.confirmer.Confirm(ctx, capability.Request[domain.Confirmation]{
+		UserID: c.UserID, Key: key,
+		Same: func(prev domain.Confirmation) bool { return prev.CheckoutID == co.ID && prev.Points == points },
+		Prepare: func(ctx context.Context) (domain.Confirmation, error) {
+			var err error
+			if balance, _, err = s.repo.Balance(ctx, c.UserID, 0); err != nil {
+				return domain.Confirmation{}, err
+			}
+			if err := domain.ValidatePoints(points, balance, co); err != nil {
+				return domain.Confirmation{}, err
+			}
+			return domain.Confirmation{UserID: c.UserID, CheckoutID: co.ID, Points: points, Currency: co.Total.Currency,
+				IdempotencyKey: key}, nil
+		},
+	})
+	if err != nil {
+		return Confirmed{}, err
+	}
+	if out.Replayed {
+		if balance, _, err = s.repo.Balance(ctx, out.Record.UserID, 0); err != nil {
 			return Confirmed{}, err
 		}
 	}
-	balance, _, err := s.repo.Balance(ctx, c.UserID, 0)
-	if err != nil {
-		return Confirmed{}, err
-	}
-	if err := domain.ValidatePoints(points, balance, co); err != nil {
-		return Confirmed{}, err
-	}
-	value := money.Money{AmountMinor: points, Currency: co.Total.Currency}
-	issued, err := s.issuer.IssueConfirmation(ctx, capability.Draft{
-		Subject:     c.UserID,
-		CheckoutID:  co.ID,
-		Capability:  domain.Capability,
-		Constraints: constraints(co.ID, points),
-		Settlement:  value,
-	})
-	if err != nil {
-		return Confirmed{}, fmt.Errorf("issue confirmation: %w", err)
-	}
-	sealed, err := s.sealer.Seal(issued.JTI, issued.Token)
-	if err != nil {
-		return Confirmed{}, fmt.Errorf("seal confirmation: %w", err)
-	}
-	stored, created, err := s.repo.SaveConfirmation(ctx, domain.Confirmation{
-		JTI: issued.JTI, UserID: c.UserID, CheckoutID: co.ID, Points: points, Currency: co.Total.Currency,
-		IdempotencyKey: key, SealedToken: sealed, ExpiresAt: issued.ExpiresAt, CreatedAt: s.now(),
-	})
-	if err != nil {
-		return Confirmed{}, err
-	}
-	if !created { // a concurrent retry with the same key won the race
-		return s.replay(ctx, stored, co, points)
-	}
-	return Confirmed{Token: issued.Token, ExpiresAt: issued.ExpiresAt, Value: value, RemainingBalance: balance - points}, nil
+	return Confirmed{Token: out.Token, ExpiresAt: out.ExpiresAt, Value: out.Record.Value(), RemainingBalance: balance - out.Record.Points}, nil
 }
 
-// replay returns the result of an earlier Confirm with the same key.
-func (s *Service) replay(ctx context.Context, prev domain.Confirmation, co domain.Checkout, points int64) (Confirmed, error) {
-	if prev.CheckoutID != co.ID || prev.Points != points {
-		return Confirmed{}, domain.ErrIdempotencyConflict
-	}
-	tok, err := s.sealer.Open(prev.JTI, prev.SealedToken)
-	if err != nil {
-		return Confirmed{}, fmt.Errorf("open stored confirmation: %w", err)
-	}
-	balance, _, err := s.repo.Balance(ctx, prev.UserID, 0)
-	if err != nil {
-		return Confirmed{}, err
-	}
-	return Confirmed{Token: tok, ExpiresAt: prev.ExpiresAt, Value: prev.Value(), RemainingBalance: balance - prev.Points}, nil
-}
-
-// constraints are Points' own references inside the token: opaque to
-// OrderProcessing, checked against the record at Exercise.
-func constraints(checkoutID string, points int64) map[string]string {
-	sum := sha256.Sum256([]byte(checkoutID + "\x00" + strconv.FormatInt(points, 10)))
-	return map[string]string{"points_sha256": hex.EncodeToString(sum[:])}
-}
-
-// check verifies a token's claims against the confirmation record Points
-// kept when it signed it.
-func (s *Service) check(ctx context.Context, t capability.Token) error {
-	if !t.Grants(domain.Capability) {
-		return fmt.Errorf("%w: capabilities %q", domain.ErrMismatch, t.Capabilities)
-	}
-	rec, err := s.repo.Confirmation(ctx, t.JTI)
-	if errors.Is(err, domain.ErrNotFound) {
-		return fmt.Errorf("%w: no confirmation with this jti", domain.ErrMismatch)
-	}
-	if err != nil {
-		return err
-	}
-	want := constraints(rec.CheckoutID, rec.Points)
-	if rec.UserID != t.Subject || rec.CheckoutID != t.CheckoutID || t.Settlement != rec.Value() ||
-		len(t.Constraints) != len(want) || t.Constraints["points_sha256"] != want["points_sha256"] {
-		return domain.ErrMismatch
-	}
-	return nil
+// bind is what a confirmation binds into its token: Points' own reference
+// inside it is opaque to OrderProcessing and checked against the record at
+// Exercise.
+func bind(c domain.Confirmation) capability.Bound {
+	return capability.Bound{Subject: c.UserID, CheckoutID: c.CheckoutID, Settlement: c.Value(), Constraints: map[string]string{
+		"points_sha256": capability.Hash(c.CheckoutID, strconv.FormatInt(c.Points, 10)),
+	}}
 }
 
 // Exercise spends the points of a verified confirmation token for an order.
 func (s *Service) Exercise(ctx context.Context, t capability.Token, orderID string) (domain.Exercise, error) {
-	if orderID == "" {
-		return domain.Exercise{}, fmt.Errorf("%w: order_id is required", domain.ErrInvalidArgument)
-	}
-	if err := s.check(ctx, t); err != nil {
+	if err := s.confirmer.CheckExercise(ctx, t, orderID); err != nil {
 		return domain.Exercise{}, err
 	}
 	return s.repo.Exercise(ctx, t.JTI, orderID, s.now())
 }
 
 // Compensate refunds (or voids) a verified confirmation token for an order.
+// The reason is at most capability.MaxReasonLen characters.
 func (s *Service) Compensate(ctx context.Context, t capability.Token, orderID, reason string) (domain.Exercise, error) {
-	switch {
-	case orderID == "":
-		return domain.Exercise{}, fmt.Errorf("%w: order_id is required", domain.ErrInvalidArgument)
-	case len(reason) > 200:
-		return domain.Exercise{}, fmt.Errorf("%w: reason is longer than 200 characters", domain.ErrInvalidArgument)
-	}
-	if err := s.check(ctx, t); err != nil {
+	if err := s.confirmer.CheckCompensate(ctx, t, orderID, reason); err != nil {
 		return domain.Exercise{}, err
 	}
 	return s.repo.Compensate(ctx, t.JTI, orderID, reason, s.now())

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
 )
 
@@ -21,10 +22,10 @@ const Capability = "points:spend"
 const MaxGrant = 100_000_000
 
 // Sentinel errors. Wrap them with %w to add detail; the ports map each to a
-// Connect code in one place.
+// Connect code in one place. Those every domain shares are capability's.
 var (
 	// ErrInvalidArgument reports a malformed request (InvalidArgument).
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = capability.ErrInvalidArgument
 	// ErrInsufficientPoints reports a spend above the balance
 	// (FailedPrecondition).
 	ErrInsufficientPoints = errors.New("insufficient points")
@@ -32,22 +33,22 @@ var (
 	// (FailedPrecondition).
 	ErrExceedsTotal = errors.New("points exceed the checkout total")
 	// ErrNotFound reports an unknown confirmation (NotFound).
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = capability.ErrNotFound
 	// ErrPermissionDenied reports an action on someone else's resource
 	// (PermissionDenied).
-	ErrPermissionDenied = errors.New("permission denied")
+	ErrPermissionDenied = capability.ErrPermissionDenied
 	// ErrAlreadyExercised reports a confirmation exercised for another order
 	// (AlreadyExists).
-	ErrAlreadyExercised = errors.New("confirmation already exercised for another order")
+	ErrAlreadyExercised = capability.ErrAlreadyExercised
 	// ErrVoided reports a confirmation compensated before it was exercised;
 	// it can never be exercised (FailedPrecondition).
-	ErrVoided = errors.New("confirmation was voided")
+	ErrVoided = capability.ErrVoided
 	// ErrMismatch reports a token whose claims disagree with the record Points
 	// keeps for it (PermissionDenied: it is not a token Points issued so).
-	ErrMismatch = errors.New("token does not match the confirmation record")
+	ErrMismatch = capability.ErrMismatch
 	// ErrIdempotencyConflict reports an idempotency key reused with another
 	// request (InvalidArgument).
-	ErrIdempotencyConflict = errors.New("idempotency key was used with a different request")
+	ErrIdempotencyConflict = capability.ErrIdempotencyConflict
 )
 
 // EntryKind is the kind of a ledger entry.
@@ -74,11 +75,7 @@ type Entry struct {
 }
 
 // Checkout is what a verified checkout token says about the checkout.
-type Checkout struct {
-	ID     string
-	UserID string
-	Total  money.Money
-}
+type Checkout = capability.Checkout
 
 // Confirmation is Points' record of one confirmation token it issued: the
 // authority that Exercise checks the token's claims against.

@@ -1,11 +1,14 @@
 // Package ports serves Points over Connect: PointsService for users and
 // admins, and the domain's side of CapabilityService for OrderProcessing.
 // Handlers are thin: proto in, use case, errors mapped in one place.
+//
+// Its rule: this is the only layer of the service that speaks Connect and
+// the wire types; CapabilityService itself is capabilityrpc's, over this
+// package's capability.Domain.
 package ports
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"connectrpc.com/connect"
@@ -15,7 +18,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityrpc"
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
+	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/app"
@@ -38,25 +43,16 @@ var (
 // NewServer returns the handlers over the use cases. v verifies checkout
 // tokens from OrderProcessing for the audience "points".
 func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
-	return &Server{app: a, verifier: v, errs: rpcerr.New(log,
-		rpcerr.Code{Err: domain.ErrInvalidArgument, Code: connect.CodeInvalidArgument},
-		rpcerr.Code{Err: domain.ErrIdempotencyConflict, Code: connect.CodeInvalidArgument},
+	return &Server{app: a, verifier: v, errs: capabilityrpc.Errors(log,
 		rpcerr.Code{Err: domain.ErrInsufficientPoints, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrExceedsTotal, Code: connect.CodeFailedPrecondition},
-		rpcerr.Code{Err: domain.ErrVoided, Code: connect.CodeFailedPrecondition},
-		rpcerr.Code{Err: domain.ErrNotFound, Code: connect.CodeNotFound},
-		rpcerr.Code{Err: domain.ErrPermissionDenied, Code: connect.CodePermissionDenied},
-		rpcerr.Code{Err: domain.ErrMismatch, Code: connect.CodePermissionDenied},
-		rpcerr.Code{Err: domain.ErrAlreadyExercised, Code: connect.CodeAlreadyExists},
 	)}
 }
 
-func (s *Server) caller(ctx context.Context) (app.Caller, error) {
-	c, ok := authn.CallerFrom(ctx)
-	if !ok || c.Subject == "" {
-		return app.Caller{}, connect.NewError(connect.CodeUnauthenticated, errors.New("no transaction token"))
-	}
-	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, nil
+// caller is the request's verified user; see authn.RequireCaller.
+func caller(ctx context.Context) (app.Caller, error) {
+	c, err := authn.RequireCaller(ctx)
+	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, err
 }
 
 // Error maps a use-case error to a Connect error: the service's one error
@@ -65,7 +61,7 @@ func (s *Server) Error(ctx context.Context, err error) *connect.Error { return s
 
 // GetBalance implements pointsv1connect.PointsServiceHandler.
 func (s *Server) GetBalance(ctx context.Context, req *connect.Request[pointsv1.GetBalanceRequest]) (*connect.Response[pointsv1.GetBalanceResponse], error) {
-	c, err := s.caller(ctx)
+	c, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -82,33 +78,29 @@ func (s *Server) GetBalance(ctx context.Context, req *connect.Request[pointsv1.G
 
 // ConfirmPoints implements pointsv1connect.PointsServiceHandler.
 func (s *Server) ConfirmPoints(ctx context.Context, req *connect.Request[pointsv1.ConfirmPointsRequest]) (*connect.Response[pointsv1.ConfirmPointsResponse], error) {
-	c, err := s.caller(ctx)
+	c, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	key, err := idempotency.Key(req.Msg.GetIdempotencyKey(), req.Header())
-	if err != nil {
-		return nil, s.Error(ctx, err)
-	}
-	co, err := capability.VerifyCheckout(ctx, s.verifier, req.Msg.GetCheckoutToken(), c.UserID)
+	key, co, err := capabilityrpc.VerifyConfirm(ctx, s.verifier, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.app.Confirm(ctx, c, domain.Checkout{ID: co.ID, UserID: co.UserID, Total: co.Total}, req.Msg.GetPoints(), key)
+	out, err := s.app.Confirm(ctx, c, co, req.Msg.GetPoints(), key)
 	if err != nil {
 		return nil, s.Error(ctx, err)
 	}
 	return connect.NewResponse(&pointsv1.ConfirmPointsResponse{
 		ConfirmationToken: out.Token,
 		ExpiresAt:         timestamppb.New(out.ExpiresAt),
-		Value:             out.Value.Proto(),
+		Value:             moneypb.Proto(out.Value),
 		RemainingBalance:  out.RemainingBalance,
 	}), nil
 }
 
 // GrantPoints implements pointsv1connect.PointsServiceHandler.
 func (s *Server) GrantPoints(ctx context.Context, req *connect.Request[pointsv1.GrantPointsRequest]) (*connect.Response[pointsv1.GrantPointsResponse], error) {
-	c, err := s.caller(ctx)
+	c, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,76 @@
+module github.com/tokenrelay/tokenrelay/cmd/tokenrelay
+
+go 1.26.8
+
+replace (
+	github.com/tokenrelay/tokenrelay/gen => ../../gen
+	github.com/tokenrelay/tokenrelay/sdk/go => ../../sdk/go
+	github.com/tokenrelay/tokenrelay/services/coupons => ../../services/coupons
+	github.com/tokenrelay/tokenrelay/services/embedded => ../../services/embedded
+	github.com/tokenrelay/tokenrelay/services/gateway => ../../services/gateway
+	github.com/tokenrelay/tokenrelay/services/identity => ../../services/identity
+	github.com/tokenrelay/tokenrelay/services/orderprocessing => ../../services/orderprocessing
+	github.com/tokenrelay/tokenrelay/services/payments => ../../services/payments
+	github.com/tokenrelay/tokenrelay/services/points => ../../services/points
+)
+
+require (
+	connectrpc.com/connect v1.21.1
+	github.com/tokenrelay/tokenrelay/gen v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/sdk/go v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/services/coupons v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/services/embedded v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/services/identity v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/services/orderprocessing v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/services/payments v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/services/points v0.0.0-00010101000000-000000000000
+)
+
+require (
+	connectrpc.com/grpcreflect v1.3.1 // indirect
+	connectrpc.com/otelconnect v0.10.0 // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dgraph-io/ristretto/v2 v2.4.2 // indirect
+	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/pgx/v5 v5.12.0 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/ncruces/go-strftime v1.1.0 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/tokenrelay/tokenrelay/services/gateway v0.0.0-00010101000000-000000000000 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel v1.46.0 // indirect
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.46.0 // indirect
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.46.0 // indirect
+	go.opentelemetry.io/otel/metric v1.46.0 // indirect
+	go.opentelemetry.io/otel/sdk v1.46.0 // indirect
+	go.opentelemetry.io/otel/trace v1.46.0 // indirect
+	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
+	golang.org/x/net v0.59.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/api v0.0.0-20260819154853-08b0e4226688 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260819154853-08b0e4226688 // indirect
+	google.golang.org/grpc v1.83.1 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+	modernc.org/libc v1.79.0 // indirect
+	modernc.org/mathutil v1.7.1 // indirect
+	modernc.org/memory v1.12.1 // indirect
+	modernc.org/sqlite v1.61.1 // indirect
+)

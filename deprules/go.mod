@@ -1,0 +1,3 @@
+module github.com/tokenrelay/tokenrelay/deprules
+
+go 1.26.8

@@ -1,0 +1,170 @@
+// Package capabilitysql keeps, on SQL (SQLite or PostgreSQL through sqldb),
+// the two records every domain keeps of its confirmation tokens:
+//
+//   - its confirmations table: one row per token issued, keyed by jti and
+//     unique per user and idempotency key (where the key is not empty), with
+//     the token sealed under its jti in the column sealed_token;
+//   - its exercises table: one row per jti, the one-time-use authority, that
+//     an exercise or a compensation claims before it acts.
+//
+// A domain describes its tables (columns, values, scan) and gets the
+// statements every domain shares: read by jti or key, save once per key,
+// claim once per jti, and the re-encryption of the sealed tokens.
+//
+// Its rule: it is a store helper, imported only by a domain's
+// internal/adapters (and its face, for the operator's Reencrypt). It speaks
+// SQL through sqldb and knows no Connect and no generated code; the domain's
+// own columns, records and sentinels come in as values.
+package capabilitysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
+	"github.com/tokenrelay/tokenrelay/sdk/go/vault/vaultsql"
+)
+
+// Scanner is a *sql.Row or *sql.Rows.
+type Scanner interface{ Scan(dest ...any) error }
+
+// Querier runs statements on the pool or in a transaction: sqldb.Cached.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var _ Querier = sqldb.Cached{}
+
+// Table describes one of a domain's two tables.
+type Table[T any] struct {
+	// Columns lists the table's columns, comma-separated, in the order of
+	// Values and Scan.
+	Columns string
+	// Values returns the values of Columns for v, for an insert.
+	Values func(v T) []any
+	// Scan reads Columns from a row; for sql.ErrNoRows it returns the
+	// domain's not-found sentinel.
+	Scan func(row Scanner) (T, error)
+}
+
+// Confirmations is a domain's confirmations table. Its key columns are jti,
+// user_id and idempotency_key.
+type Confirmations[C any] struct {
+	Table[C]
+	// UserKey returns the user and idempotency key of c.
+	UserKey func(c C) (userID, key string)
+}
+
+// ByJTI returns the confirmation of the token with a jti.
+func (t Confirmations[C]) ByJTI(ctx context.Context, q Querier, jti string) (C, error) {
+	return t.Scan(q.QueryRowContext(ctx, `SELECT `+t.Columns+` FROM confirmations WHERE jti = $1`, jti))
+}
+
+// ByKey returns the user's confirmation saved with a (non-empty)
+// idempotency key.
+func (t Confirmations[C]) ByKey(ctx context.Context, q Querier, userID, key string) (C, error) {
+	return t.Scan(q.QueryRowContext(ctx, `SELECT `+t.Columns+
+		` FROM confirmations WHERE user_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, userID, key))
+}
+
+// Save stores c unless the user already has a confirmation with its
+// idempotency key; then it returns that one, and created is false. Whether
+// the two are the same request is the caller's to judge.
+func (t Confirmations[C]) Save(ctx context.Context, q Querier, c C) (stored C, created bool, err error) {
+	user, key := t.UserKey(c)
+	return insertOnce(ctx, q, `INSERT INTO confirmations`, t.Table, c,
+		`ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
+		func() (C, error) { return t.ByKey(ctx, q, user, key) })
+}
+
+// Exercises is a domain's exercises table. Its key column is jti.
+type Exercises[X any] struct{ Table[X] }
+
+// ByJTI returns the exercise of the token with a jti.
+func (t Exercises[X]) ByJTI(ctx context.Context, q Querier, jti string) (X, error) {
+	return t.Scan(q.QueryRowContext(ctx, `SELECT `+t.Columns+` FROM exercises WHERE jti = $1`, jti))
+}
+
+// Claim inserts x, the exercise of the token with a jti, unless one exists.
+// It returns inserted=false and the existing row when another transaction
+// got there first; on PostgreSQL the insert waits for a concurrent one to
+// commit, so exactly one of any number of concurrent claims inserts.
+func (t Exercises[X]) Claim(ctx context.Context, q Querier, jti string, x X) (X, bool, error) {
+	return insertOnce(ctx, q, `INSERT INTO exercises`, t.Table, x, `ON CONFLICT (jti) DO NOTHING`,
+		func() (X, error) { return t.ByJTI(ctx, q, jti) })
+}
+
+// insertOnce runs insert (columns) VALUES (...) onConflict for v, and reads
+// the row that stands with existing when nothing was inserted.
+func insertOnce[T any](ctx context.Context, q Querier, insert string, t Table[T], v T, onConflict string,
+	existing func() (T, error)) (T, bool, error) {
+	args := t.Values(v)
+	marks := make([]string, len(args))
+	for i := range marks {
+		marks[i] = fmt.Sprintf("$%d", i+1)
+	}
+	res, err := q.ExecContext(ctx, insert+` (`+t.Columns+`) VALUES (`+strings.Join(marks, ", ")+`) `+onConflict, args...)
+	if err != nil {
+		var zero T
+		return zero, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return v, err == nil, err
+	}
+	prev, err := existing()
+	return prev, false, err
+}
+
+// NullTime is t for a nullable column: NULL for the zero time, else UTC.
+func NullTime(t time.Time) sql.NullTime {
+	return sql.NullTime{Time: t.UTC(), Valid: !t.IsZero()}
+}
+
+// TimeOf is the inverse of NullTime: NULL is the zero time.
+func TimeOf(t sql.NullTime) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}
+
+// sealedColumns are the columns of a domain that hold vault records: the
+// confirmation tokens kept for idempotent retries of Confirm, sealed under
+// their jti as record id (see capability.Confirmer). A domain with another
+// sealed column passes it to vaultsql itself, or key rotation leaves it
+// behind.
+var sealedColumns = []vaultsql.Column{{
+	Table: "confirmations", Name: "sealed_token", Key: []string{"jti"},
+	RecordID: func(k []string) string { return k[0] },
+}}
+
+// Reencrypt moves every sealed confirmation token of the domain whose
+// database is db (already migrated) to vk's current key version (after
+// vault.Keyring.Rotate) and returns how many rows it rewrote.
+//
+// It is safe while the domain runs: each row is rewritten in a short
+// transaction of its own and only if it still holds the ciphertext that was
+// read (a compare-and-swap), so a record the domain rewrote or erased
+// meanwhile stays as the domain left it. Records already under the current
+// version are authenticated and left alone, so a second run rewrites
+// nothing unless something was sealed under an older version meanwhile (a
+// process still running with the old key set does that until it restarts).
+// A record that does not decrypt is named in the error by table and record
+// id, never by content, and the other records still move; the count is
+// then still meaningful. See vaultsql.Reencrypt.
+func Reencrypt(ctx context.Context, db *sqldb.DB, vk *vault.Keyring) (int, error) {
+	return vaultsql.Reencrypt(ctx, db, vk, sealedColumns)
+}
+
+// SealedVersions counts the sealed confirmation tokens of the domain whose
+// database is db by the vault key version that sealed them, reading only
+// their version prefixes (no key needed). Version 0 counts values that are
+// not vault records.
+func SealedVersions(ctx context.Context, db *sqldb.DB) (map[uint32]int, error) {
+	return vaultsql.Versions(ctx, db, sealedColumns)
+}

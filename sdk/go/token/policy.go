@@ -1,0 +1,53 @@
+package token
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+)
+
+// SignatureSize is the length in bytes of every signature a Verifier
+// accepts: 64, an Ed25519 signature or an ES256 r || s.
+const SignatureSize = 64
+
+// typPrefix is the media-type prefix a typ header may carry (RFC 7515
+// section 4.1.9): "application/at+jwt" is "at+jwt".
+const typPrefix = "application/"
+
+// Kinds returns every kind of token, in the order Access, Transaction,
+// Checkout, Confirmation, Workload: for tools that choose a kind by name or
+// typ at run time (the operator command). Services name their kinds.
+func Kinds() []AnyKind {
+	return []AnyKind{Access, Transaction, Checkout, Confirmation, Workload}
+}
+
+// KindOf returns the kind whose typ header value is typ, with or without
+// the "application/" prefix, as a Verifier matches it.
+func KindOf(typ string) (AnyKind, bool) {
+	typ = strings.TrimPrefix(typ, typPrefix)
+	for _, k := range Kinds() {
+		if k.Typ() == typ {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// HeaderParameters returns the only JOSE header parameters a Verifier
+// accepts: alg, kid and typ. Any other (jku, x5u, jwk, x5c, crit, b64, cty
+// ...) fails with ErrHeader, so a token never names or carries its own key.
+func HeaderParameters() []string { return slices.Clone(headerNames) }
+
+// SupportedAlgorithms returns every alg a Verifier can accept: keys.EdDSA
+// and keys.ES256 (Algorithms chooses among them per issuer). none, HMAC and
+// RSA never are.
+func SupportedAlgorithms() []string { return []string{keys.EdDSA, keys.ES256} }
+
+// VerifyAny is Verify for a kind chosen at run time: the claims are
+// returned as the kind's claims type (AccessClaims, ...) in an any. Services
+// use the typed Verify.
+func VerifyAny(ctx context.Context, v *Verifier, k AnyKind, raw string) (any, error) {
+	return k.verifyAny(ctx, v, raw)
+}

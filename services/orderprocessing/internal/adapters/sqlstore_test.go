@@ -1,0 +1,1242 @@
+package adapters_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
+	"github.com/tokenrelay/tokenrelay/sdk/go/money"
+	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/adapters"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
+)
+
+// t0 is the fixed "now" of the suite. It has a microsecond part, the
+// precision the app stores times at, so that a round trip through either
+// database must be exact; no case reads the wall clock.
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 123456000, time.UTC)
+
+// at returns t0 plus d.
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+const (
+	alice = "usr_alice"
+	bob   = "usr_bob"
+	// prober owns the orders that wantUnconsumed places, so that they never
+	// show up in the lists a case asserts on.
+	prober = "usr_prober"
+)
+
+func eur(n int64) money.Money { return money.Money{AmountMinor: n, Currency: "EUR"} }
+
+// cart is two priced lines totalling 4900 EUR, which the steps of freshSteps
+// settle exactly.
+func cart() []domain.Line {
+	return []domain.Line{
+		{SKU: "TEA-GREEN-100G", Name: "Green tea, 100 g", Quantity: 2, UnitPrice: eur(1250), LineTotal: eur(2500)},
+		{SKU: "MUG-STONE", Name: "Stoneware mug", Quantity: 1, UnitPrice: eur(2400), LineTotal: eur(2400)},
+	}
+}
+
+// freshSteps returns the three steps of an order, each with a jti never used
+// before and a sealed token of its own, in the saga's order (stage, then
+// capability).
+func freshSteps() []domain.Step {
+	step := func(capability, issuer string, stage int, amount int64) domain.Step {
+		jti := ids.New("")
+		return domain.Step{Capability: capability, Issuer: issuer, Stage: stage, State: domain.StepPending,
+			Settlement: eur(amount), JTI: jti, ExpiresAt: at(2 * time.Minute),
+			SealedToken: "v1." + capability + "." + jti}
+	}
+	return []domain.Step{
+		step("coupons:redeem", "coupons", 1, 500),
+		step("points:spend", "points", 1, 400),
+		step("payments:capture", "payments", 2, 4000),
+	}
+}
+
+// newOrder builds a pending order for co under key, as the app does: a new
+// id on every call, so that two calls are two distinct requests.
+func newOrder(co domain.Checkout, key string, steps []domain.Step) domain.Order {
+	return domain.Order{ID: ids.New("ord"), CheckoutID: co.ID, UserID: co.UserID, Lines: co.Lines, Total: co.Total,
+		Status: domain.OrderPending, Steps: steps, IdempotencyKey: key, Version: 1, CreatedAt: t0, UpdatedAt: t0}
+}
+
+// newStore builds a store on db with a replay guard of its own (its own
+// fast-path cache, like another replica's) whose cache lifetimes follow
+// t0, not the wall clock.
+func newStore(t *testing.T, db *sqldb.DB) *adapters.Store {
+	t.Helper()
+	guard, err := replay.New(db, replay.WithClock(func() time.Time { return t0 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(guard.Close)
+	s, err := adapters.NewStore(t.Context(), db, guard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// fixture is one store on a database of its own, so that cases listing
+// orders (Orders, Unfinished) see only what they stored.
+type fixture struct {
+	t  *testing.T
+	db *sqldb.DB
+	s  *adapters.Store
+}
+
+// with returns the fixture for subtest t: a helper must fail the test that
+// calls it, never its parent.
+func (f *fixture) with(t *testing.T) *fixture { return &fixture{t: t, db: f.db, s: f.s} }
+
+// createCheckout stores co and fails unless it was created.
+func (f *fixture) createCheckout(co domain.Checkout) domain.Checkout {
+	f.t.Helper()
+	got, created, err := f.s.CreateCheckout(f.t.Context(), co)
+	if err != nil || !created {
+		f.t.Fatalf("CreateCheckout(%s) = created %v, %v", co.ID, created, err)
+	}
+	return got
+}
+
+// checkout stores an open checkout of user under key, open until 30 minutes
+// after t0.
+func (f *fixture) checkout(user, key string) domain.Checkout {
+	f.t.Helper()
+	return f.createCheckout(domain.Checkout{ID: ids.New("op"), UserID: user, Lines: cart(), Total: eur(4900),
+		Status: domain.CheckoutOpen, IdempotencyKey: key, CreatedAt: t0, ExpiresAt: at(30 * time.Minute)})
+}
+
+// place stores o at t0 and fails unless it was created.
+func (f *fixture) place(o domain.Order) domain.Order {
+	f.t.Helper()
+	got, created, err := f.s.PlaceOrder(f.t.Context(), o, t0)
+	if err != nil || !created || got.ID != o.ID {
+		f.t.Fatalf("PlaceOrder(%s) = %s created %v, %v", o.ID, got.ID, created, err)
+	}
+	return got
+}
+
+// placed opens a checkout for user and places an order with fresh steps for
+// it under key.
+func (f *fixture) placed(user, key string) domain.Order {
+	f.t.Helper()
+	return f.place(newOrder(f.checkout(user, ""), key, freshSteps()))
+}
+
+// order reads an order and fails on any error.
+func (f *fixture) order(id string) domain.Order {
+	f.t.Helper()
+	o, err := f.s.Order(f.t.Context(), id)
+	if err != nil {
+		f.t.Fatalf("Order(%s): %v", id, err)
+	}
+	return o
+}
+
+// update applies fn to the order and fails on any error.
+func (f *fixture) update(id string, fn func(*domain.Order)) domain.Order {
+	f.t.Helper()
+	o, err := f.s.UpdateOrder(f.t.Context(), id, func(o *domain.Order) error { fn(o); return nil })
+	if err != nil {
+		f.t.Fatalf("UpdateOrder(%s): %v", id, err)
+	}
+	return o
+}
+
+func (f *fixture) setStatus(id string, s domain.OrderStatus) {
+	f.t.Helper()
+	f.update(id, func(o *domain.Order) { o.Status = s })
+}
+
+// claim claims an order and fails on an error (not on a refusal).
+func (f *fixture) claim(id, owner string, now, until time.Time) bool {
+	f.t.Helper()
+	ok, err := f.s.Claim(f.t.Context(), id, owner, now, until)
+	if err != nil {
+		f.t.Fatalf("Claim(%s, %s): %v", id, owner, err)
+	}
+	return ok
+}
+
+// wantNoOrder fails unless no order id is stored.
+func (f *fixture) wantNoOrder(id string) {
+	f.t.Helper()
+	if o, err := f.s.Order(f.t.Context(), id); !errors.Is(err, domain.ErrNotFound) {
+		f.t.Fatalf("Order(%s) = %+v, %v; want ErrNotFound: a refused or repeated request left an order", id, o, err)
+	}
+}
+
+// wantCheckout fails unless checkout id has status and order id orderID as
+// stored.
+func (f *fixture) wantCheckout(id string, status domain.CheckoutStatus, orderID string) {
+	f.t.Helper()
+	co, err := f.s.Checkout(f.t.Context(), id)
+	if err != nil || co.Status != status || co.OrderID != orderID {
+		f.t.Fatalf("Checkout(%s) = status %d, order %q, %v; want status %d, order %q", id, co.Status, co.OrderID, err, status, orderID)
+	}
+}
+
+// wantUnconsumed fails unless the (issuer, jti) pairs of steps are still
+// usable: an order carrying them, for a new open checkout, is created. Use
+// it after a refused request to show that its jtis were not consumed.
+func (f *fixture) wantUnconsumed(steps ...domain.Step) {
+	f.t.Helper()
+	probe := newOrder(f.checkout(prober, ""), ids.New("probe"), slices.Clone(steps))
+	got, created, err := f.s.PlaceOrder(f.t.Context(), probe, t0)
+	if err != nil || !created || got.ID != probe.ID {
+		f.t.Fatalf("the jtis of a refused request were left consumed: probe order = created %v, %v", created, err)
+	}
+}
+
+// userOrders lists the ids of all of user's orders, newest first.
+func (f *fixture) userOrders(user string) []string {
+	f.t.Helper()
+	os, err := f.s.Orders(f.t.Context(), user, "", 1000)
+	if err != nil {
+		f.t.Fatalf("Orders(%s): %v", user, err)
+	}
+	return orderIDs(os)
+}
+
+func orderIDs(os []domain.Order) []string {
+	out := []string{}
+	for _, o := range os {
+		out = append(out, o.ID)
+	}
+	return out
+}
+
+// recordStepWrites installs a trigger that notes every UPDATE of a steps
+// row, and returns a function that returns (sorted) and forgets the
+// capabilities written since its last call, failing t on an error. It makes "only the changed
+// steps are written" observable.
+func (f *fixture) recordStepWrites() func(t *testing.T) []string {
+	f.t.Helper()
+	ctx := f.t.Context()
+	ddl := []string{
+		`CREATE TABLE step_writes (capability TEXT NOT NULL)`,
+		`CREATE TRIGGER steps_written AFTER UPDATE ON steps BEGIN
+			INSERT INTO step_writes (capability) VALUES (NEW.capability); END`,
+	}
+	if f.db.Dialect() == sqldb.Postgres {
+		ddl = []string{
+			`CREATE TABLE step_writes (capability TEXT NOT NULL)`,
+			`CREATE FUNCTION note_step_write() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN INSERT INTO step_writes (capability) VALUES (NEW.capability); RETURN NEW; END $$`,
+			`CREATE TRIGGER steps_written AFTER UPDATE ON steps FOR EACH ROW EXECUTE FUNCTION note_step_write()`,
+		}
+	}
+	for _, q := range ddl {
+		if _, err := f.db.SQL().ExecContext(ctx, q); err != nil {
+			f.t.Fatalf("install step write trigger: %v", err)
+		}
+	}
+	return func(t *testing.T) []string {
+		t.Helper()
+		rows, err := f.db.SQL().QueryContext(t.Context(), `SELECT capability FROM step_writes ORDER BY capability`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		written := []string{}
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				t.Fatal(err)
+			}
+			written = append(written, c)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.SQL().ExecContext(t.Context(), `DELETE FROM step_writes`); err != nil {
+			t.Fatal(err)
+		}
+		return written
+	}
+}
+
+// canonical strips what a database round trip may change without changing
+// a time's instant: location and representation.
+func canonical(t time.Time) time.Time { return time.Unix(t.Unix(), int64(t.Nanosecond())).UTC() }
+
+// orderDiff returns "" when got and want are the same order, else both.
+func orderDiff(got, want domain.Order) string {
+	norm := func(o domain.Order) domain.Order {
+		o.CreatedAt, o.UpdatedAt = canonical(o.CreatedAt), canonical(o.UpdatedAt)
+		o.Steps = slices.Clone(o.Steps)
+		for i := range o.Steps {
+			o.Steps[i].ExpiresAt = canonical(o.Steps[i].ExpiresAt)
+		}
+		return o
+	}
+	if reflect.DeepEqual(norm(got), norm(want)) {
+		return ""
+	}
+	return fmt.Sprintf("\n got: %+v\nwant: %+v", got, want)
+}
+
+// checkoutDiff returns "" when got and want are the same checkout, else both.
+func checkoutDiff(got, want domain.Checkout) string {
+	norm := func(c domain.Checkout) domain.Checkout {
+		c.CreatedAt, c.ExpiresAt = canonical(c.CreatedAt), canonical(c.ExpiresAt)
+		return c
+	}
+	if reflect.DeepEqual(norm(got), norm(want)) {
+		return ""
+	}
+	return fmt.Sprintf("\n got: %+v\nwant: %+v", got, want)
+}
+
+// contractCase is one behaviour every OrderProcessing store must have; it
+// runs on a fresh store per database.
+type contractCase struct {
+	name string
+	run  func(t *testing.T, f *fixture)
+}
+
+// TestStoreContract is the one suite every OrderProcessing store passes
+// (domain.Repository and its documented semantics), run against SQLite and
+// PostgreSQL. Each case gets a database of its own.
+func TestStoreContract(t *testing.T) {
+	t.Parallel()
+	for _, tc := range contractCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+				tc.run(t, &fixture{t: t, db: db, s: newStore(t, db)})
+			})
+		})
+	}
+}
+
+func contractCases() []contractCase {
+	return []contractCase{
+		{"products are the seeded catalog", testProducts},
+		{"a second store on a migrated database keeps its data", testReopen},
+		{"checkout round trip", testCheckoutRoundTrip},
+		{"checkout idempotency is per user and key", testCheckoutIdempotency},
+		{"cancel checkout", testCancelCheckout},
+		{"place order stores order, steps, sealed tokens, jtis and placed checkout at once", testPlaceOrder},
+		{"place order with a used key returns the stored order and writes nothing", testPlaceOrderRetry},
+		{"place order refusals leave nothing behind", testPlaceOrderRefusals},
+		{"place order edge cases that succeed", testPlaceOrderAccepted},
+		{"place order fails on a conflict a retry cannot resolve", testPlaceOrderPersistentConflict},
+		{"orders by owner, newest first, by cursor", testOrders},
+		{"update order saves fn's result, writing only the changed steps", testUpdateOrder},
+		{"update order with a failing fn writes nothing", testUpdateOrderError},
+		{"claim and release", testClaimRelease},
+		{"claim refuses final and unknown orders", testClaimFinal},
+		{"unfinished lists orders due for the saga", testUnfinished},
+		{"concurrent claims: exactly one owner wins", testConcurrentClaims},
+		{"concurrent places with one key: exactly one order", testConcurrentSameKey},
+		{"concurrent places of one checkout under different keys: exactly one order", testConcurrentSameCheckout},
+		{"concurrent places sharing one jti: exactly one consumes it", testConcurrentSharedJTI},
+		{"concurrent checkouts with one key: exactly one checkout", testConcurrentCheckouts},
+		{"concurrent updates lose nothing", testConcurrentUpdates},
+	}
+}
+
+func testProducts(t *testing.T, f *fixture) {
+	got, err := f.s.Products(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]domain.Product{
+		"TEA-GREEN-100G": {SKU: "TEA-GREEN-100G", Name: "Green tea, 100 g", Description: "Sencha from Shizuoka, first flush.", UnitPrice: eur(1250)},
+		"TEA-BLACK-250G": {SKU: "TEA-BLACK-250G", Name: "Black tea, 250 g", Description: "Assam, malty and strong.", UnitPrice: eur(1890)},
+		"MUG-STONE":      {SKU: "MUG-STONE", Name: "Stoneware mug", Description: "Hand-glazed, 350 ml.", UnitPrice: eur(2400)},
+		"KETTLE-GOOSE":   {SKU: "KETTLE-GOOSE", Name: "Gooseneck kettle", Description: "Stainless steel, 1 l, for precise pouring.", UnitPrice: eur(5900)},
+		"INFUSER-STEEL":  {SKU: "INFUSER-STEEL", Name: "Tea infuser", Description: "Fine mesh basket that fits most mugs.", UnitPrice: eur(790)},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Products =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func testReopen(t *testing.T, f *fixture) {
+	o := f.placed(alice, "k")
+	again := newStore(t, f.db) // migrates again: must be a no-op
+	got, err := again.Order(t.Context(), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := orderDiff(got, o); d != "" {
+		t.Fatalf("order through the second store:%s", d)
+	}
+	if p, err := again.Products(t.Context()); err != nil || len(p) != 5 {
+		t.Fatalf("catalog after a second migration: %d products, %v; want the 5 seeded once", len(p), err)
+	}
+}
+
+func testCheckoutRoundTrip(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	co := domain.Checkout{ID: ids.New("op"), UserID: alice, Lines: cart(), Total: eur(4900), Status: domain.CheckoutOpen,
+		IdempotencyKey: "ck", CreatedAt: t0, ExpiresAt: at(30 * time.Minute)}
+	stored, created, err := f.s.CreateCheckout(ctx, co)
+	if err != nil || !created {
+		t.Fatalf("CreateCheckout = created %v, %v", created, err)
+	}
+	if d := checkoutDiff(stored, co); d != "" {
+		t.Fatalf("CreateCheckout returned%s", d)
+	}
+	got, err := f.s.Checkout(ctx, co.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := checkoutDiff(got, co); d != "" {
+		t.Fatalf("Checkout read back%s", d)
+	}
+	if _, err := f.s.Checkout(ctx, ids.New("op")); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("unknown checkout: %v, want ErrNotFound", err)
+	}
+}
+
+func testCheckoutIdempotency(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	first := f.checkout(alice, "k")
+	other := cart()[:1]
+	for _, tc := range []struct {
+		name        string
+		user, key   string
+		wantCreated bool
+	}{
+		{"same user, same key, other cart: the first checkout", alice, "k", false},
+		{"another user, same key: a checkout of their own", bob, "k", true},
+		{"same user, another key", alice, "k2", true},
+		{"same user, no key: never deduplicated", alice, "", true},
+		{"same user, no key, again", alice, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := f.with(t)
+			co := domain.Checkout{ID: ids.New("op"), UserID: tc.user, Lines: other, Total: eur(2500),
+				Status: domain.CheckoutOpen, IdempotencyKey: tc.key, CreatedAt: at(time.Minute), ExpiresAt: at(31 * time.Minute)}
+			got, created, err := f.s.CreateCheckout(ctx, co)
+			if err != nil || created != tc.wantCreated {
+				t.Fatalf("CreateCheckout = created %v, %v; want created %v", created, err, tc.wantCreated)
+			}
+			if !tc.wantCreated {
+				if d := checkoutDiff(got, first); d != "" {
+					t.Fatalf("a reused key returned another checkout than the stored one%s", d)
+				}
+				if _, err := f.s.Checkout(ctx, co.ID); !errors.Is(err, domain.ErrNotFound) {
+					t.Fatalf("a reused key stored a second checkout: %v", err)
+				}
+				return
+			}
+			if d := checkoutDiff(got, co); d != "" {
+				t.Fatalf("created checkout%s", d)
+			}
+			if _, err := f.s.Checkout(ctx, co.ID); err != nil {
+				t.Fatalf("created checkout not stored: %v", err)
+			}
+		})
+	}
+}
+
+func testCancelCheckout(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name string
+		// setup returns the checkout to cancel and the order it was placed
+		// for, if any.
+		setup      func(f *fixture) (id, orderID string)
+		wantErr    error
+		wantStatus domain.CheckoutStatus
+	}{
+		{"open", func(f *fixture) (string, string) { return f.checkout(alice, "").ID, "" }, nil, domain.CheckoutCancelled},
+		{"already cancelled: idempotent", func(f *fixture) (string, string) {
+			co := f.checkout(alice, "")
+			if _, err := f.s.CancelCheckout(ctx, co.ID, t0); err != nil {
+				f.t.Fatal(err)
+			}
+			return co.ID, ""
+		}, nil, domain.CheckoutCancelled},
+		{"open past its expiry", func(f *fixture) (string, string) {
+			co := f.createCheckout(domain.Checkout{ID: ids.New("op"), UserID: alice, Lines: cart(), Total: eur(4900),
+				Status: domain.CheckoutOpen, CreatedAt: at(-time.Hour), ExpiresAt: at(-30 * time.Minute)})
+			return co.ID, ""
+		}, nil, domain.CheckoutCancelled},
+		{"placed", func(f *fixture) (string, string) {
+			o := f.placed(alice, ids.New("k"))
+			return o.CheckoutID, o.ID
+		}, domain.ErrCheckoutClosed, domain.CheckoutPlaced},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := f.with(t)
+			id, orderID := tc.setup(f)
+			got, err := f.s.CancelCheckout(ctx, id, t0)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("CancelCheckout = %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && (got.ID != id || got.Status != tc.wantStatus) {
+				t.Fatalf("CancelCheckout returned %s status %d, want %s status %d", got.ID, got.Status, id, tc.wantStatus)
+			}
+			f.wantCheckout(id, tc.wantStatus, orderID)
+		})
+	}
+	t.Run("unknown", func(t *testing.T) {
+		if _, err := f.s.CancelCheckout(ctx, ids.New("op"), t0); !errors.Is(err, domain.ErrNotFound) {
+			t.Fatalf("CancelCheckout(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func testPlaceOrder(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	co := f.checkout(alice, "")
+	steps := freshSteps()
+	want := newOrder(co, "k", steps)
+	// Handed over out of the saga's order: the store reads them back in it.
+	o := want
+	o.Steps = slices.Clone(steps)
+	slices.Reverse(o.Steps)
+	stored, created, err := f.s.PlaceOrder(ctx, o, t0)
+	if err != nil || !created || stored.ID != o.ID {
+		t.Fatalf("PlaceOrder = %s created %v, %v", stored.ID, created, err)
+	}
+	if d := orderDiff(f.order(o.ID), want); d != "" {
+		t.Fatalf("Order read back (steps by stage, then capability, sealed tokens as given)%s", d)
+	}
+	f.wantCheckout(co.ID, domain.CheckoutPlaced, o.ID)
+	// Every jti of the order is consumed, through the database (a store
+	// with a cold cache, like another replica) as well as this store.
+	other := newStore(t, f.db)
+	for i, st := range steps {
+		replayed := newOrder(f.checkout(alice, ""), ids.New("k"), freshSteps())
+		replayed.Steps[i].JTI = st.JTI
+		for name, s := range map[string]*adapters.Store{"this store": f.s, "another store": other} {
+			if _, _, err := s.PlaceOrder(ctx, replayed, t0); !errors.Is(err, replay.ErrReplayed) {
+				t.Fatalf("%s: reusing the jti of %s: %v, want replay.ErrReplayed", name, st.Capability, err)
+			}
+		}
+	}
+	if _, err := f.s.Order(ctx, ids.New("ord")); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("unknown order: %v, want ErrNotFound", err)
+	}
+}
+
+func testPlaceOrderRetry(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	first := f.placed(alice, "k")
+	// The stored order as it is now, not as first placed.
+	first = f.update(first.ID, func(o *domain.Order) { o.Status = domain.OrderInProgress; o.UpdatedAt = at(time.Second) })
+	firstCheckout, err := f.s.Checkout(ctx, first.CheckoutID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		// retry builds the repeated request and returns the checkout it
+		// names other than the first's ("" if none) and its fresh steps.
+		retry func(f *fixture) (o domain.Order, otherCheckout string, fresh []domain.Step)
+	}{
+		{"same checkout, same tokens", func(f *fixture) (domain.Order, string, []domain.Step) {
+			return newOrder(firstCheckout, "k", slices.Clone(first.Steps)), "", nil
+		}},
+		{"another open checkout, fresh tokens", func(f *fixture) (domain.Order, string, []domain.Step) {
+			co := f.checkout(alice, "")
+			steps := freshSteps()
+			return newOrder(co, "k", steps), co.ID, steps
+		}},
+		{"same checkout, fresh tokens", func(f *fixture) (domain.Order, string, []domain.Step) {
+			steps := freshSteps()
+			return newOrder(firstCheckout, "k", steps), "", steps
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := f.with(t)
+			o, otherCheckout, fresh := tc.retry(f)
+			got, created, err := f.s.PlaceOrder(ctx, o, at(time.Minute))
+			if err != nil || created {
+				t.Fatalf("PlaceOrder(used key) = created %v, %v; want the stored order", created, err)
+			}
+			if d := orderDiff(got, first); d != "" {
+				t.Fatalf("PlaceOrder(used key) returned%s", d)
+			}
+			f.wantNoOrder(o.ID)
+			if otherCheckout != "" {
+				f.wantCheckout(otherCheckout, domain.CheckoutOpen, "")
+			}
+			f.wantCheckout(first.CheckoutID, domain.CheckoutPlaced, first.ID)
+			if got := f.userOrders(alice); !slices.Equal(got, []string{first.ID}) {
+				t.Fatalf("alice's orders = %v, want only %s", got, first.ID)
+			}
+			if fresh != nil {
+				f.wantUnconsumed(fresh...)
+			}
+		})
+	}
+}
+
+func testPlaceOrderRefusals(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name string
+		// setup returns the order to place, when to place it, and the steps
+		// whose jtis must be left unconsumed by the refusal.
+		setup   func(f *fixture) (o domain.Order, now time.Time, fresh []domain.Step)
+		wantErr error
+		// the checkout's status and order after the refusal, unchanged;
+		// status 0 when there is no such checkout.
+		wantStatus domain.CheckoutStatus
+	}{
+		{
+			name: "a jti this store consumed before",
+			setup: func(f *fixture) (domain.Order, time.Time, []domain.Step) {
+				prev := f.placed(alice, ids.New("k"))
+				o := newOrder(f.checkout(alice, ""), "k", freshSteps())
+				o.Steps[1].JTI = prev.Steps[1].JTI
+				return o, t0, []domain.Step{o.Steps[0], o.Steps[2]}
+			},
+			wantErr: replay.ErrReplayed, wantStatus: domain.CheckoutOpen,
+		},
+		{
+			name: "a jti another replica consumed (only the database knows)",
+			setup: func(f *fixture) (domain.Order, time.Time, []domain.Step) {
+				other := &fixture{t: f.t, db: f.db, s: newStore(f.t, f.db)}
+				prev := other.placed(alice, ids.New("k"))
+				o := newOrder(f.checkout(alice, ""), "k", freshSteps())
+				o.Steps[2].JTI = prev.Steps[2].JTI
+				return o, t0, []domain.Step{o.Steps[0], o.Steps[1]}
+			},
+			wantErr: replay.ErrReplayed, wantStatus: domain.CheckoutOpen,
+		},
+		{
+			name: "one jti twice in the order",
+			setup: func(f *fixture) (domain.Order, time.Time, []domain.Step) {
+				o := newOrder(f.checkout(alice, ""), "k", freshSteps())
+				o.Steps[2].Issuer, o.Steps[2].JTI = o.Steps[0].Issuer, o.Steps[0].JTI
+				return o, t0, []domain.Step{o.Steps[0], o.Steps[1]}
+			},
+			wantErr: replay.ErrReplayed, wantStatus: domain.CheckoutOpen,
+		},
+		{
+			name: "checkout placed under another key",
+			setup: func(f *fixture) (domain.Order, time.Time, []domain.Step) {
+				prev := f.placed(alice, ids.New("k"))
+				co, err := f.s.Checkout(ctx, prev.CheckoutID)
+				if err != nil {
+					f.t.Fatal(err)
+				}
+				o := newOrder(co, "k", freshSteps())
+				return o, t0, o.Steps
+			},
+			wantErr: domain.ErrCheckoutClosed, wantStatus: domain.CheckoutPlaced,
+		},
+		{
+			name: "checkout cancelled",
+			setup: func(f *fixture) (domain.Order, time.Time, []domain.Step) {
+				co := f.checkout(alice, "")
+				if _, err := f.s.CancelCheckout(ctx, co.ID, t0); err != nil {
+					f.t.Fatal(err)
+				}
+				o := newOrder(co, "k", freshSteps())
+				return o, t0, o.Steps
+			},
+			wantErr: domain.ErrCheckoutClosed, wantStatus: domain.CheckoutCancelled,
+		},
+		{
+			name: "checkout expired: now is its expiry",
+			setup: func(f *fixture) (domain.Order, time.Time, []domain.Step) {
+				co := f.checkout(alice, "")
+				o := newOrder(co, "k", freshSteps())
+				return o, co.ExpiresAt, o.Steps
+			},
+			wantErr: domain.ErrCheckoutClosed, wantStatus: domain.CheckoutOpen,
+		},
+		{
+			name: "unknown checkout",
+			setup: func(f *fixture) (domain.Order, time.Time, []domain.Step) {
+				o := newOrder(domain.Checkout{ID: ids.New("op"), UserID: alice, Lines: cart(), Total: eur(4900)}, "k", freshSteps())
+				return o, t0, o.Steps
+			},
+			wantErr: domain.ErrNotFound,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := f.with(t)
+			o, now, fresh := tc.setup(f)
+			placedBefore := f.userOrders(alice)
+			// A placed checkout keeps the order placed for it.
+			var prevOrder string
+			if tc.wantStatus == domain.CheckoutPlaced {
+				co, err := f.s.Checkout(ctx, o.CheckoutID)
+				if err != nil {
+					f.t.Fatal(err)
+				}
+				prevOrder = co.OrderID
+			}
+			got, created, err := f.s.PlaceOrder(ctx, o, now)
+			if !errors.Is(err, tc.wantErr) || created || got.ID != "" {
+				t.Fatalf("PlaceOrder = %q created %v, %v; want %v", got.ID, created, err, tc.wantErr)
+			}
+			f.wantNoOrder(o.ID)
+			if after := f.userOrders(alice); !slices.Equal(after, placedBefore) {
+				t.Fatalf("alice's orders went from %v to %v", placedBefore, after)
+			}
+			if tc.wantStatus != 0 {
+				f.wantCheckout(o.CheckoutID, tc.wantStatus, prevOrder)
+			}
+			f.wantUnconsumed(fresh...)
+		})
+	}
+}
+
+func testPlaceOrderAccepted(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fixture) (domain.Order, time.Time)
+	}{
+		{"the same jti from another issuer is another token", func(f *fixture) (domain.Order, time.Time) {
+			prev := f.placed(alice, ids.New("k"))
+			o := newOrder(f.checkout(alice, ""), ids.New("k"), freshSteps())
+			o.Steps[1].JTI = prev.Steps[0].JTI // points, not coupons
+			return o, t0
+		}},
+		{"a checkout one microsecond before its expiry is open", func(f *fixture) (domain.Order, time.Time) {
+			co := f.checkout(alice, "")
+			return newOrder(co, ids.New("k"), freshSteps()), co.ExpiresAt.Add(-time.Microsecond)
+		}},
+		{"an idempotency key is the user's own", func(f *fixture) (domain.Order, time.Time) {
+			f.placed(alice, "shared-key")
+			return newOrder(f.checkout(bob, ""), "shared-key", freshSteps()), t0
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := f.with(t)
+			o, now := tc.setup(f)
+			got, created, err := f.s.PlaceOrder(ctx, o, now)
+			if err != nil || !created || got.ID != o.ID {
+				t.Fatalf("PlaceOrder = %s created %v, %v; want %s created", got.ID, created, err, o.ID)
+			}
+			if d := orderDiff(f.order(o.ID), o); d != "" {
+				t.Fatalf("Order read back%s", d)
+			}
+			f.wantCheckout(o.CheckoutID, domain.CheckoutPlaced, o.ID)
+		})
+	}
+}
+
+// testPlaceOrderPersistentConflict places orders that break a unique
+// constraint for a reason other than a concurrent request: the store must
+// refuse them, not retry them. The app never builds such orders (ids are
+// random, domain.Plan refuses two tokens for one capability); the store
+// must still fail cleanly rather than loop. The deadline only stops a loop:
+// a correct store answers at once, and the assertion is on the error.
+func testPlaceOrderPersistentConflict(t *testing.T, f *fixture) {
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fixture) (o domain.Order, fresh []domain.Step)
+	}{
+		{"an order id already used", func(f *fixture) (domain.Order, []domain.Step) {
+			prev := f.placed(alice, ids.New("k"))
+			o := newOrder(f.checkout(alice, ""), ids.New("k"), freshSteps())
+			o.ID = prev.ID
+			return o, o.Steps
+		}},
+		{"two steps for one capability", func(f *fixture) (domain.Order, []domain.Step) {
+			o := newOrder(f.checkout(alice, ""), ids.New("k"), freshSteps())
+			o.Steps[2].Capability = o.Steps[0].Capability
+			return o, o.Steps[:2]
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := f.with(t)
+			o, fresh := tc.setup(f)
+			before, beforeErr := f.s.Order(t.Context(), o.ID)
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			_, created, err := f.s.PlaceOrder(ctx, o, t0)
+			if err == nil || created || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("PlaceOrder = created %v, %v; want an error at once, not a retry until the deadline", created, err)
+			}
+			if after, afterErr := f.s.Order(t.Context(), o.ID); !errors.Is(afterErr, beforeErr) || orderDiff(after, before) != "" {
+				t.Fatalf("the refused order changed what is stored under its id: %v%s", afterErr, orderDiff(after, before))
+			}
+			f.wantCheckout(o.CheckoutID, domain.CheckoutOpen, "")
+			f.wantUnconsumed(fresh...)
+		})
+	}
+}
+
+func testOrders(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	a1 := f.placed(alice, "a1")
+	b1 := f.placed(bob, "b1")
+	a2 := f.placed(alice, "a2")
+	a3 := f.placed(alice, "a3")
+	b2 := f.placed(bob, "b2")
+	a4 := f.placed(alice, "a4")
+	a5 := f.placed(alice, "a5")
+
+	all, err := f.s.Orders(ctx, alice, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []domain.Order{a5, a4, a3, a2, a1}
+	if len(all) != len(want) {
+		t.Fatalf("Orders(alice) = %v, want %v", orderIDs(all), orderIDs(want))
+	}
+	for i := range want {
+		if d := orderDiff(all[i], want[i]); d != "" {
+			t.Fatalf("Orders(alice)[%d], with its steps%s", i, d)
+		}
+	}
+	for _, tc := range []struct {
+		name, user, after string
+		limit             int
+		want              []domain.Order
+	}{
+		{"first page", alice, "", 2, []domain.Order{a5, a4}},
+		{"second page", alice, a4.ID, 2, []domain.Order{a3, a2}},
+		{"last page", alice, a2.ID, 2, []domain.Order{a1}},
+		{"past the last", alice, a1.ID, 2, nil},
+		{"another user's", bob, "", 10, []domain.Order{b2, b1}},
+		{"a cursor naming another user's order shows nothing", alice, b2.ID, 10, nil},
+		{"an unknown cursor shows nothing", alice, ids.New("ord"), 10, nil},
+		{"a user without orders", "usr_nobody", "", 10, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := f.s.Orders(ctx, tc.user, tc.after, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(orderIDs(got), orderIDs(tc.want)) {
+				t.Fatalf("Orders(%s, after %q, %d) = %v, want %v", tc.user, tc.after, tc.limit, orderIDs(got), orderIDs(tc.want))
+			}
+		})
+	}
+}
+
+func testUpdateOrder(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	o := f.placed(alice, "k")
+	other := f.placed(alice, "k-other")
+	written := f.recordStepWrites()
+	points := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.Capability == "points:spend" })
+	payments := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.Capability == "payments:capture" })
+
+	for _, tc := range []struct {
+		name        string
+		fn          func(*domain.Order)
+		wantWritten []string
+	}{
+		{"order fields only: no step written", func(o *domain.Order) {
+			o.Status, o.UpdatedAt = domain.OrderInProgress, at(time.Second)
+		}, []string{}},
+		{"one step: only it is written", func(o *domain.Order) {
+			st := &o.Steps[points]
+			st.State, st.Reference, st.Attempts, st.LastError = domain.StepApplied, "pts_123", 2, ""
+			o.UpdatedAt = at(2 * time.Second)
+		}, []string{"points:spend"}},
+		{"a step's attempts and error, the order's failure", func(o *domain.Order) {
+			st := &o.Steps[payments]
+			st.State, st.Attempts, st.LastError = domain.StepFailed, 1, "FailedPrecondition: card declined"
+			o.Status, o.FailureReason = domain.OrderCompensating, "payments:capture refused: card declined"
+			o.UpdatedAt = at(3 * time.Second)
+		}, []string{"payments:capture"}},
+		{"two steps", func(o *domain.Order) {
+			o.Steps[points].State = domain.StepCompensating
+			o.Steps[payments].State = domain.StepCompensated
+		}, []string{"payments:capture", "points:spend"}},
+		{"nothing changed: the version still moves", func(*domain.Order) {}, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := f.with(t)
+			stored := f.order(o.ID)
+			want := stored
+			want.Steps = slices.Clone(stored.Steps)
+			tc.fn(&want)
+			want.Version = stored.Version + 1
+			got, err := f.s.UpdateOrder(ctx, o.ID, func(in *domain.Order) error {
+				// fn sees the stored order, steps and all.
+				if d := orderDiff(*in, stored); d != "" {
+					t.Errorf("fn was handed%s", d)
+				}
+				tc.fn(in)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := orderDiff(got, want); d != "" {
+				t.Fatalf("UpdateOrder returned%s", d)
+			}
+			if d := orderDiff(f.order(o.ID), want); d != "" {
+				t.Fatalf("Order read back%s", d)
+			}
+			if w := written(t); !slices.Equal(w, tc.wantWritten) {
+				t.Fatalf("steps written: %v, want %v", w, tc.wantWritten)
+			}
+		})
+	}
+	if d := orderDiff(f.order(other.ID), other); d != "" {
+		t.Fatalf("updates of one order changed another%s", d)
+	}
+	t.Run("unknown order", func(t *testing.T) {
+		_, err := f.s.UpdateOrder(ctx, ids.New("ord"), func(*domain.Order) error {
+			t.Error("fn called for an unknown order")
+			return nil
+		})
+		if !errors.Is(err, domain.ErrNotFound) {
+			t.Fatalf("UpdateOrder(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func testUpdateOrderError(t *testing.T, f *fixture) {
+	o := f.placed(alice, "k")
+	written := f.recordStepWrites()
+	errStop := errors.New("the saga changed its mind")
+	_, err := f.s.UpdateOrder(t.Context(), o.ID, func(o *domain.Order) error {
+		o.Status, o.FailureReason, o.UpdatedAt = domain.OrderFailed, "no", at(time.Hour)
+		for i := range o.Steps {
+			o.Steps[i].State, o.Steps[i].Attempts = domain.StepFailed, 9
+		}
+		return fmt.Errorf("step: %w", errStop)
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("UpdateOrder = %v, want fn's error", err)
+	}
+	if d := orderDiff(f.order(o.ID), o); d != "" {
+		t.Fatalf("a failed update changed the order%s", d)
+	}
+	if w := written(t); len(w) != 0 {
+		t.Fatalf("a failed update wrote steps %v", w)
+	}
+}
+
+func testClaimRelease(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	o := f.placed(alice, "k")
+	const a, b, c = "runner-a", "runner-b", "runner-c"
+	claim := func(owner string, now, until time.Time) func() (bool, error) {
+		return func() (bool, error) { return f.s.Claim(ctx, o.ID, owner, now, until) }
+	}
+	release := func(owner string) func() (bool, error) {
+		return func() (bool, error) { return true, f.s.Release(ctx, o.ID, owner) }
+	}
+	// One order's lease, step by step: each row depends on the ones before.
+	for i, step := range []struct {
+		name string
+		do   func() (bool, error)
+		want bool
+	}{
+		{"a claims the free order", claim(a, t0, at(15*time.Second)), true},
+		{"b is refused while a's lease is live", claim(b, at(time.Second), at(16*time.Second)), false},
+		{"b is refused at the instant a's lease ends", claim(b, at(15*time.Second), at(30*time.Second)), false},
+		{"a renews its own lease", claim(a, at(10*time.Second), at(25*time.Second)), true},
+		{"b is refused within the renewed lease", claim(b, at(20*time.Second), at(35*time.Second)), false},
+		{"b takes over a microsecond after the lease expired", claim(b, at(25*time.Second+time.Microsecond), at(40*time.Second)), true},
+		{"a cannot renew a lease b took over", claim(a, at(26*time.Second), at(41*time.Second)), false},
+		{"a releasing b's lease", release(a), true},
+		{"c is still refused: a's release did nothing", claim(c, at(27*time.Second), at(42*time.Second)), false},
+		{"b releases", release(b), true},
+		{"c claims at once: the lease is free", claim(c, at(27*time.Second), at(42*time.Second)), true},
+		{"b releasing a lease it no longer holds", release(b), true},
+		{"b is refused: c's lease survived", claim(b, at(28*time.Second), at(43*time.Second)), false},
+	} {
+		ok, err := step.do()
+		if err != nil || ok != step.want {
+			t.Fatalf("step %d, %s: %v, %v; want %v", i+1, step.name, ok, err, step.want)
+		}
+	}
+	if got := f.order(o.ID); got.Version != o.Version || got.Status != o.Status {
+		t.Fatalf("leases changed the order: version %d status %d", got.Version, got.Status)
+	}
+}
+
+func testClaimFinal(t *testing.T, f *fixture) {
+	for _, tc := range []struct {
+		status domain.OrderStatus
+		want   bool
+	}{
+		{domain.OrderPending, true},
+		{domain.OrderInProgress, true},
+		{domain.OrderCompensating, true},
+		{domain.OrderCompleted, false},
+		{domain.OrderFailed, false},
+	} {
+		t.Run(fmt.Sprint("status ", tc.status), func(t *testing.T) {
+			f := f.with(t)
+			o := f.placed(alice, ids.New("k"))
+			if tc.status != domain.OrderPending {
+				f.setStatus(o.ID, tc.status)
+			}
+			if got := f.claim(o.ID, "runner", t0, at(15*time.Second)); got != tc.want {
+				t.Fatalf("Claim of a %d order = %v, want %v", tc.status, got, tc.want)
+			}
+		})
+	}
+	t.Run("unknown", func(t *testing.T) {
+		f := f.with(t)
+		if f.claim(ids.New("ord"), "runner", t0, at(15*time.Second)) {
+			t.Fatal("Claim of an unknown order succeeded")
+		}
+		if err := f.s.Release(t.Context(), ids.New("ord"), "runner"); err != nil {
+			t.Fatalf("Release of an unknown order: %v", err)
+		}
+	})
+}
+
+func testUnfinished(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	pending := f.placed(alice, "pending")
+	leased := f.placed(alice, "leased") // in progress, leased until t0+15s
+	f.setStatus(leased.ID, domain.OrderInProgress)
+	short := f.placed(bob, "short") // compensating, leased until t0+5s
+	f.setStatus(short.ID, domain.OrderCompensating)
+	completed := f.placed(alice, "completed")
+	f.setStatus(completed.ID, domain.OrderCompleted)
+	failed := f.placed(alice, "failed")
+	f.setStatus(failed.ID, domain.OrderFailed)
+	released := f.placed(alice, "released") // claimed, then given up
+	if !f.claim(leased.ID, "runner-1", t0, at(15*time.Second)) ||
+		!f.claim(short.ID, "runner-2", t0, at(5*time.Second)) ||
+		!f.claim(released.ID, "runner-3", t0, at(15*time.Second)) {
+		t.Fatal("a claim of a free order was refused")
+	}
+	if err := f.s.Release(ctx, released.ID, "runner-3"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		now   time.Time
+		limit int
+		want  []string
+	}{
+		{"live leases are skipped", at(time.Second), 100, []string{pending.ID, released.ID}},
+		{"a lease is live through its last instant", at(5 * time.Second), 100, []string{pending.ID, released.ID}},
+		{"an expired lease is due", at(5*time.Second + time.Microsecond), 100, []string{pending.ID, short.ID, released.ID}},
+		{"oldest first, at most limit", at(5*time.Second + time.Microsecond), 2, []string{pending.ID, short.ID}},
+		{"every lease expired", at(16 * time.Second), 100, []string{pending.ID, leased.ID, short.ID, released.ID}},
+		{"limit 1", at(16 * time.Second), 1, []string{pending.ID}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := f.s.Unfinished(ctx, tc.now, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("Unfinished(%v, %d) = %v, want %v (completed %s, failed %s never)",
+					tc.now.Sub(t0), tc.limit, got, tc.want, completed.ID, failed.ID)
+			}
+		})
+	}
+}
+
+// concurrently runs fn(i) for i in [0, n) at once, as far as a start
+// barrier can arrange, and waits for all of them.
+func concurrently(n int, fn func(i int)) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+const racers = 20
+
+func testConcurrentClaims(t *testing.T, f *fixture) {
+	o := f.placed(alice, "k")
+	won := make([]bool, racers)
+	concurrently(racers, func(i int) {
+		ok, err := f.s.Claim(context.Background(), o.ID, fmt.Sprint("runner-", i), t0, at(15*time.Second))
+		if err != nil {
+			t.Errorf("claim %d: %v", i, err)
+		}
+		won[i] = ok
+	})
+	winner := slices.Index(won, true)
+	if n := len(slices.DeleteFunc(slices.Clone(won), func(w bool) bool { return !w })); n != 1 {
+		t.Fatalf("%d claims won, want exactly 1", n)
+	}
+	// The winner holds the lease: it renews, and the others stay out.
+	if !f.claim(o.ID, fmt.Sprint("runner-", winner), at(time.Second), at(16*time.Second)) {
+		t.Fatal("the winner could not renew its lease")
+	}
+	if f.claim(o.ID, fmt.Sprint("runner-", (winner+1)%racers), at(2*time.Second), at(17*time.Second)) {
+		t.Fatal("a loser took the winner's live lease")
+	}
+}
+
+func testConcurrentSameKey(t *testing.T, f *fixture) {
+	co := f.checkout(alice, "")
+	steps := freshSteps()
+	type result struct {
+		id      string
+		created bool
+		err     error
+	}
+	results := make([]result, racers)
+	concurrently(racers, func(i int) {
+		// Retries of one request: same key, checkout and tokens; the app
+		// draws a new order id for each.
+		o, created, err := f.s.PlaceOrder(context.Background(), newOrder(co, "k", slices.Clone(steps)), t0)
+		results[i] = result{o.ID, created, err}
+	})
+	stored := f.userOrders(alice)
+	if len(stored) != 1 {
+		t.Fatalf("%d orders stored for one key, want exactly 1: %v", len(stored), stored)
+	}
+	f.wantCheckout(co.ID, domain.CheckoutPlaced, stored[0])
+	created := 0
+	for i, r := range results {
+		if r.err != nil {
+			t.Errorf("retry %d: %v; a retry with a used key must be answered with the stored order", i, r.err)
+			continue
+		}
+		if r.id != stored[0] {
+			t.Errorf("retry %d returned order %s, want the stored %s", i, r.id, stored[0])
+		}
+		if r.created {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d retries report created, want exactly 1", created)
+	}
+}
+
+func testConcurrentSameCheckout(t *testing.T, f *fixture) {
+	co := f.checkout(alice, "")
+	orders := make([]domain.Order, racers)
+	errs := make([]error, racers)
+	for i := range orders {
+		orders[i] = newOrder(co, fmt.Sprint("key-", i), freshSteps())
+	}
+	concurrently(racers, func(i int) {
+		_, _, errs[i] = f.s.PlaceOrder(context.Background(), orders[i], t0)
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("orders %d and %d were both placed for one checkout", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, domain.ErrCheckoutClosed):
+			t.Fatalf("place %d: %v, want ErrCheckoutClosed", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no order was placed")
+	}
+	if got := f.userOrders(alice); !slices.Equal(got, []string{orders[winner].ID}) {
+		t.Fatalf("alice's orders = %v, want only the winner %s", got, orders[winner].ID)
+	}
+	f.wantCheckout(co.ID, domain.CheckoutPlaced, orders[winner].ID)
+	for i, o := range orders {
+		if i != winner {
+			f.wantUnconsumed(o.Steps...)
+		}
+	}
+}
+
+func testConcurrentSharedJTI(t *testing.T, f *fixture) {
+	shared := freshSteps()[2] // one payment token, presented with many orders
+	orders := make([]domain.Order, racers)
+	errs := make([]error, racers)
+	for i := range orders {
+		orders[i] = newOrder(f.checkout(alice, ""), fmt.Sprint("key-", i), freshSteps())
+		orders[i].Steps[2].JTI = shared.JTI
+	}
+	concurrently(racers, func(i int) {
+		_, _, errs[i] = f.s.PlaceOrder(context.Background(), orders[i], t0)
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("orders %d and %d both consumed one jti", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, replay.ErrReplayed):
+			t.Fatalf("place %d: %v, want replay.ErrReplayed", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no order consumed the jti")
+	}
+	if got := f.userOrders(alice); !slices.Equal(got, []string{orders[winner].ID}) {
+		t.Fatalf("alice's orders = %v, want only the winner %s", got, orders[winner].ID)
+	}
+	for i, o := range orders {
+		if i == winner {
+			f.wantCheckout(o.CheckoutID, domain.CheckoutPlaced, o.ID)
+			continue
+		}
+		f.wantCheckout(o.CheckoutID, domain.CheckoutOpen, "")
+		f.wantUnconsumed(o.Steps[0], o.Steps[1])
+	}
+}
+
+func testConcurrentCheckouts(t *testing.T, f *fixture) {
+	got := make([]string, racers)
+	created := make([]bool, racers)
+	concurrently(racers, func(i int) {
+		co, c, err := f.s.CreateCheckout(context.Background(), domain.Checkout{ID: ids.New("op"), UserID: alice,
+			Lines: cart(), Total: eur(4900), Status: domain.CheckoutOpen, IdempotencyKey: "k", CreatedAt: t0,
+			ExpiresAt: at(30 * time.Minute)})
+		if err != nil {
+			t.Errorf("checkout %d: %v", i, err)
+		}
+		got[i], created[i] = co.ID, c
+	})
+	for i, id := range got {
+		if id != got[0] {
+			t.Fatalf("checkout %d returned %s, checkout 0 %s", i, id, got[0])
+		}
+	}
+	if n := len(slices.DeleteFunc(created, func(c bool) bool { return !c })); n != 1 {
+		t.Fatalf("%d checkouts report created, want exactly 1", n)
+	}
+	if _, err := f.s.Checkout(t.Context(), got[0]); err != nil {
+		t.Fatalf("the one checkout is not stored: %v", err)
+	}
+}
+
+func testConcurrentUpdates(t *testing.T, f *fixture) {
+	o := f.placed(alice, "k")
+	versions := make([]int64, racers)
+	concurrently(racers, func(i int) {
+		got, err := f.s.UpdateOrder(context.Background(), o.ID, func(o *domain.Order) error {
+			o.Steps[0].Attempts++
+			return nil
+		})
+		if err != nil {
+			t.Errorf("update %d: %v", i, err)
+		}
+		versions[i] = got.Version
+	})
+	got := f.order(o.ID)
+	if got.Version != o.Version+racers || got.Steps[0].Attempts != racers {
+		t.Fatalf("after %d updates: version %d, attempts %d; want version %d, attempts %d",
+			racers, got.Version, got.Steps[0].Attempts, o.Version+racers, racers)
+	}
+	// Each update saw the one before it: every version from 2 up, once.
+	slices.Sort(versions)
+	for i, v := range versions {
+		if v != o.Version+int64(i)+1 {
+			t.Fatalf("versions returned %v, want %d to %d once each", versions, o.Version+1, o.Version+racers)
+		}
+	}
+}
