@@ -3,7 +3,6 @@ package orderprocessing_test
 import (
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -449,23 +448,5 @@ func TestReplicas(t *testing.T) {
 	}
 	if standing != 3*orders {
 		t.Fatalf("%d effects stand, want %d", standing, 3*orders)
-	}
-}
-
-// TestImportsNoDomain fails if OrderProcessing imports any package of a
-// domain service: it may know the capability protocol only.
-func TestImportsNoDomain(t *testing.T) {
-	t.Parallel()
-	out, err := exec.Command("go", "list", "-deps", "-test", "./...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, pkg := range strings.Fields(string(out)) {
-		for _, domain := range []string{"coupons", "points", "payments"} {
-			if strings.HasPrefix(pkg, "github.com/tokenrelay/tokenrelay/services/"+domain) ||
-				strings.HasPrefix(pkg, "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/"+domain+"/") {
-				t.Errorf("OrderProcessing depends on %s", pkg)
-			}
-		}
 	}
 }

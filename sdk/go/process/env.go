@@ -1,7 +1,6 @@
 package process
 
 import (
-	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -59,5 +58,3 @@ func (l *List) Set(v string) error {
 	return nil
 }
 
-// ErrUsage reports a missing or invalid flag; the mains exit with status 2.
-var ErrUsage = errors.New("usage")
