@@ -57,4 +57,3 @@ func (l *List) Set(v string) error {
 	}
 	return nil
 }
-
