@@ -20,6 +20,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
+	"github.com/tokenrelay/tokenrelay/sdk/go/vault/vaultsql"
 	"github.com/tokenrelay/tokenrelay/services/coupons"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
@@ -30,10 +31,9 @@ import (
 // sealedStore is a service that keeps records sealed with the vault, and
 // where its database is found.
 type sealedStore struct {
-	name      string // the service, and its SQLite file <data>/<name>.db
-	schema    string // its PostgreSQL schema when scaled out
-	reencrypt func(context.Context, *sqldb.DB, *vault.Keyring) (int, error)
-	versions  func(context.Context, *sqldb.DB) (map[uint32]int, error)
+	name   string // the service, and its SQLite file <data>/<name>.db
+	schema string // its PostgreSQL schema when scaled out
+	sealed vaultsql.Columns
 }
 
 // sealedStores lists every service that stores vault records. The payments
@@ -41,11 +41,11 @@ type sealedStore struct {
 // gateway, which has no database.
 func sealedStores() []sealedStore {
 	return []sealedStore{
-		{identity.Name, "identity", identity.Reencrypt, identity.SealedVersions},
-		{coupons.Name, "coupons", coupons.Reencrypt, coupons.SealedVersions},
-		{points.Name, "points", points.Reencrypt, points.SealedVersions},
-		{payments.Name, "payments", payments.Reencrypt, payments.SealedVersions},
-		{orderprocessing.Name, "orderprocessing", orderprocessing.Reencrypt, orderprocessing.SealedVersions},
+		{identity.Name, "identity", identity.Sealed},
+		{coupons.Name, "coupons", coupons.Sealed},
+		{points.Name, "points", points.Sealed},
+		{payments.Name, "payments", payments.Sealed},
+		{orderprocessing.Name, "orderprocessing", orderprocessing.Sealed},
 	}
 }
 
@@ -456,7 +456,7 @@ func vaultReencrypt(e *env, f *vaultFlags, rotate bool) error {
 		if o.db != nil {
 			ks := byService[o.store.name]
 			r.Keys = ks.where
-			n, err := o.store.reencrypt(e.ctx, o.db, ks.vk)
+			n, err := o.store.sealed.Reencrypt(e.ctx, o.db, ks.vk)
 			r.Reencrypted, total = n, total+n
 			if err != nil {
 				r.Error = err.Error()
@@ -582,7 +582,7 @@ func vaultStatus(e *env, f *vaultFlags) error {
 			if ks.err == nil {
 				r.Current = ks.vk.Current()
 			}
-			counts, err := o.store.versions(e.ctx, o.db)
+			counts, err := o.store.sealed.Versions(e.ctx, o.db)
 			if err != nil {
 				r.Error = err.Error()
 			}

@@ -4,7 +4,7 @@
 // public face: a Config and New; the rules, store, processor and handlers
 // live under internal/.
 // The face offers only what a process calls (New, Register, JWKS, Close,
-// and Reencrypt and SealedVersions for the operator); the verifier and
+// and Sealed, its sealed columns, for the operator); the verifier and
 // issuer stay unexported behind capabilityrpc.Face.
 //
 // Rules: of a card, only its brand and last four digits (with expiry and
@@ -45,6 +45,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityrpc"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/adapters"
@@ -56,6 +57,13 @@ import (
 // workload name, the audience of the checkout and workload tokens it
 // accepts, and its capability namespace.
 const Name = "payments"
+
+// Sealed lists the columns Payments keeps sealed with the vault, for the
+// operator's vault commands (tokenrelay vault reencrypt): only the
+// confirmation tokens kept for idempotent retries of ConfirmPayment
+// (capabilitysql.Sealed). A new sealed column must be added here, or key
+// rotation leaves it behind.
+var Sealed = capabilitysql.Sealed
 
 // Config configures the service. Every field is required.
 type Config struct {

@@ -3,7 +3,7 @@
 // OrderProcessing. This package is its public face: a Config and New; the
 // rules, store and handlers live under internal/.
 // The face offers only what a process calls (New, Register, JWKS, Close,
-// and Reencrypt and SealedVersions for the operator); the verifier and
+// and Sealed, its sealed columns, for the operator); the verifier and
 // issuer stay unexported behind capabilityrpc.Face.
 //
 // Rules: one point is worth one minor unit of the checkout's currency; a
@@ -22,6 +22,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityrpc"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/adapters"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/ports"
@@ -31,6 +32,13 @@ import (
 // workload name, the audience of the checkout and workload tokens it
 // accepts, and its capability namespace.
 const Name = "points"
+
+// Sealed lists the columns Points keeps sealed with the vault, for the
+// operator's vault commands (tokenrelay vault reencrypt): only the
+// confirmation tokens kept for idempotent retries of ConfirmPoints
+// (capabilitysql.Sealed). A new sealed column must be added here, or key
+// rotation leaves it behind.
+var Sealed = capabilitysql.Sealed
 
 // Config configures the service: the database, vault, logger and trust
 // every domain takes (see capabilityrpc.Config). Every field is required.

@@ -89,6 +89,19 @@ type Checkout struct {
 	ExpiresAt time.Time
 }
 
+// ExerciseState is where a confirmation's exercise stands, as every domain
+// keeps it (the values are stored).
+type ExerciseState int
+
+// The exercise states.
+const (
+	// ExerciseApplied: the token's effect stands.
+	ExerciseApplied ExerciseState = iota + 1
+	// ExerciseCompensated: the effect was undone, or the token voided before
+	// it was ever applied.
+	ExerciseCompensated
+)
+
 // Record is a domain's durable result of exercising or compensating one
 // confirmation token.
 type Record struct {

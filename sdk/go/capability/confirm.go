@@ -14,13 +14,29 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
 )
 
-// Kept is what a domain's confirmation record keeps of the token it signed:
-// the token sealed under its jti (the record id the [Sealer] binds it to),
-// so that an idempotent retry gets the same token back.
+// Kept is what a domain's confirmation record keeps of the token it signed
+// (a domain's record embeds it): the token sealed under its jti (the record
+// id the [Sealer] binds it to), so that an idempotent retry gets the same
+// token back.
 type Kept struct {
-	JTI       string
-	Sealed    string
-	ExpiresAt time.Time
+	JTI         string
+	SealedToken string // the token, encrypted at rest, for idempotent retries
+	ExpiresAt   time.Time
+	CreatedAt   time.Time // when the record was saved
+}
+
+// Records is a domain's store of confirmation records R.
+type Records[R any] interface {
+	// ConfirmationByKey returns the user's record saved with an idempotency
+	// key, or an error wrapping ErrNotFound.
+	ConfirmationByKey(ctx context.Context, userID, key string) (R, error)
+	// Confirmation returns the record of the token with a jti, or an error
+	// wrapping ErrNotFound.
+	Confirmation(ctx context.Context, jti string) (R, error)
+	// SaveConfirmation stores a new record. When the user already has a
+	// record with its idempotency key, it returns that one and created is
+	// false.
+	SaveConfirmation(ctx context.Context, rec R) (stored R, created bool, err error)
 }
 
 // Bound is what a confirmation record binds into its token: the claims the
@@ -54,32 +70,24 @@ func Hash(parts ...string) string {
 //   - [Confirmer.Check] (and CheckExercise, CheckCompensate) verifies that a
 //     verified token comes back exactly as the record bound it.
 //
-// Every field is required. Errors of the store are returned as they are;
-// the Confirmer's own refusals are (or wrap) ErrIdempotencyConflict,
-// ErrMismatch and ErrInvalidArgument, which the domain's ports map with
-// its other sentinels.
+// Every field is required but Now. Errors of the store are returned as they
+// are; the Confirmer's own refusals are (or wrap) ErrIdempotencyConflict,
+// ErrMismatch and ErrInvalidArgument, which the domain's ports map with its
+// other sentinels.
 type Confirmer[R any] struct {
 	// Capability is the one capability the domain grants, e.g. "points:spend".
 	Capability string
 	Issuer     Issuer
 	Sealer     Sealer
-
-	// ByKey returns the user's record saved with an idempotency key, or an
-	// error wrapping ErrNotFound.
-	ByKey func(ctx context.Context, userID, key string) (R, error)
-	// ByJTI returns the record of the token with a jti, or an error wrapping
-	// ErrNotFound.
-	ByJTI func(ctx context.Context, jti string) (R, error)
-	// Save stores a new record. When the user already has a record with its
-	// idempotency key, it returns that one and created is false.
-	Save func(ctx context.Context, rec R) (stored R, created bool, err error)
+	Records    Records[R]
 
 	// Bind returns what rec binds into its token.
 	Bind func(rec R) Bound
-	// Kept returns what rec keeps of its token; Keep returns rec keeping k
-	// (and stamped with its creation time).
-	Kept func(rec R) Kept
-	Keep func(rec R, k Kept) R
+	// Kept returns the part of rec that keeps its token (the Kept it
+	// embeds).
+	Kept func(rec *R) *Kept
+	// Now stamps a new record's CreatedAt; it defaults to time.Now.
+	Now func() time.Time
 }
 
 // Request is one confirmation for [Confirmer.Confirm].
@@ -111,7 +119,7 @@ type Confirmed[R any] struct {
 // Confirm runs the confirmation flow for req (see [Confirmer]).
 func (c Confirmer[R]) Confirm(ctx context.Context, req Request[R]) (Confirmed[R], error) {
 	if req.Key != "" {
-		prev, err := c.ByKey(ctx, req.UserID, req.Key)
+		prev, err := c.Records.ConfirmationByKey(ctx, req.UserID, req.Key)
 		switch {
 		case err == nil:
 			return c.replay(prev, req)
@@ -138,7 +146,12 @@ func (c Confirmer[R]) Confirm(ctx context.Context, req Request[R]) (Confirmed[R]
 	if err != nil {
 		return Confirmed[R]{}, fmt.Errorf("seal confirmation: %w", err)
 	}
-	stored, created, err := c.Save(ctx, c.Keep(rec, Kept{JTI: issued.JTI, Sealed: sealed, ExpiresAt: issued.ExpiresAt}))
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	*c.Kept(&rec) = Kept{JTI: issued.JTI, SealedToken: sealed, ExpiresAt: issued.ExpiresAt, CreatedAt: now()}
+	stored, created, err := c.Records.SaveConfirmation(ctx, rec)
 	if err != nil {
 		return Confirmed[R]{}, err
 	}
@@ -154,8 +167,8 @@ func (c Confirmer[R]) replay(prev R, req Request[R]) (Confirmed[R], error) {
 	if !req.Same(prev) {
 		return Confirmed[R]{}, ErrIdempotencyConflict
 	}
-	k := c.Kept(prev)
-	tok, err := c.Sealer.Open(k.JTI, k.Sealed)
+	k := c.Kept(&prev)
+	tok, err := c.Sealer.Open(k.JTI, k.SealedToken)
 	if err != nil {
 		return Confirmed[R]{}, fmt.Errorf("open stored confirmation: %w", err)
 	}
@@ -170,7 +183,7 @@ func (c Confirmer[R]) Check(ctx context.Context, t Token) error {
 	if !t.Grants(c.Capability) {
 		return fmt.Errorf("%w: capabilities %q", ErrMismatch, t.Capabilities)
 	}
-	rec, err := c.ByJTI(ctx, t.JTI)
+	rec, err := c.Records.Confirmation(ctx, t.JTI)
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: no confirmation with this jti", ErrMismatch)
 	}

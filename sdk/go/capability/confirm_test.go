@@ -24,9 +24,9 @@ var (
 
 // record is a domain's confirmation record in these tests.
 type record struct {
-	JTI, UserID, CheckoutID, Ref, Key, Sealed string
-	Amount                                    int64
-	ExpiresAt, CreatedAt                      time.Time
+	capability.Kept
+	UserID, CheckoutID, Ref, Key string
+	Amount                       int64
 }
 
 // book is an in-memory store of records, with hooks to fail or to lose the
@@ -39,7 +39,7 @@ type book struct {
 	racer   *record // saved first by a "concurrent" retry on the next Save
 }
 
-func (b *book) ByKey(_ context.Context, userID, key string) (record, error) {
+func (b *book) ConfirmationByKey(_ context.Context, userID, key string) (record, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failKey != nil {
@@ -52,7 +52,7 @@ func (b *book) ByKey(_ context.Context, userID, key string) (record, error) {
 	return b.byJTI[jti], nil
 }
 
-func (b *book) ByJTI(_ context.Context, jti string) (record, error) {
+func (b *book) Confirmation(_ context.Context, jti string) (record, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r, ok := b.byJTI[jti]
@@ -62,7 +62,7 @@ func (b *book) ByJTI(_ context.Context, jti string) (record, error) {
 	return r, nil
 }
 
-func (b *book) Save(_ context.Context, r record) (record, bool, error) {
+func (b *book) SaveConfirmation(_ context.Context, r record) (record, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.racer != nil {
@@ -143,15 +143,8 @@ func newFixture() *fixture {
 	f := &fixture{book: &book{byJTI: map[string]record{}, byKey: map[string]string{}}, issuer: &issuer{drafts: map[string]capability.Draft{}}}
 	f.c = capability.Confirmer[record]{
 		Capability: "test:use", Issuer: f.issuer, Sealer: sealer{},
-		ByKey: f.book.ByKey, ByJTI: f.book.ByJTI, Save: f.book.Save,
-		Bind: bind,
-		Kept: func(r record) capability.Kept {
-			return capability.Kept{JTI: r.JTI, Sealed: r.Sealed, ExpiresAt: r.ExpiresAt}
-		},
-		Keep: func(r record, k capability.Kept) record {
-			r.JTI, r.Sealed, r.ExpiresAt, r.CreatedAt = k.JTI, k.Sealed, k.ExpiresAt, t0
-			return r
-		},
+		Records: f.book, Bind: bind, Now: func() time.Time { return t0 },
+		Kept: func(r *record) *capability.Kept { return &r.Kept },
 	}
 	return f
 }
@@ -190,7 +183,7 @@ func TestConfirm(t *testing.T) {
 		if err != nil || first.Replayed || first.Token != "tok.jti_1" || !first.ExpiresAt.Equal(t0.Add(2*time.Minute)) {
 			t.Fatalf("first = %+v, %v", first, err)
 		}
-		if r := first.Record; r.JTI != "jti_1" || r.Sealed != "jti_1|tok.jti_1" || !r.CreatedAt.Equal(t0) {
+		if r := first.Record; r.JTI != "jti_1" || r.SealedToken != "jti_1|tok.jti_1" || !r.CreatedAt.Equal(t0) {
 			t.Fatalf("record = %+v", r)
 		}
 		d := f.issuer.drafts["jti_1"]
@@ -231,8 +224,8 @@ func TestConfirm(t *testing.T) {
 	t.Run("a concurrent retry that saved first is replayed", func(t *testing.T) {
 		t.Parallel()
 		f, n := newFixture(), 0
-		f.book.racer = &record{JTI: "jti_racer", UserID: "usr_ann", CheckoutID: "op_1", Ref: "ref_1", Key: "k1", Amount: 500,
-			Sealed: "jti_racer|tok.racer", ExpiresAt: t0.Add(time.Minute)}
+		f.book.racer = &record{UserID: "usr_ann", CheckoutID: "op_1", Ref: "ref_1", Key: "k1", Amount: 500,
+			Kept: capability.Kept{JTI: "jti_racer", SealedToken: "jti_racer|tok.racer", ExpiresAt: t0.Add(time.Minute)}}
 		got, err := f.c.Confirm(ctx, request("k1", 500, &n))
 		if err != nil || !got.Replayed || got.Token != "tok.racer" || got.Record.JTI != "jti_racer" {
 			t.Fatalf("got %+v, %v; want the racer's token", got, err)

@@ -13,6 +13,9 @@
 //     gracefully: the listener closes first, requests in flight get the
 //     shutdown timeout to finish, then the tasks are cancelled.
 //     [ListenAndRun] listens first.
+//   - [H2Transport] is the client side of those servers for a peer's calls:
+//     HTTP/2 only, h2c with prior knowledge for http:// (one multiplexed
+//     connection per peer, as gRPC needs).
 //   - [MountReflection] serves gRPC server reflection, v1 and v1alpha, for
 //     the services a server offers, so that buf curl and grpcurl need no
 //     schema.
@@ -160,4 +163,15 @@ func ListenAndRun(ctx context.Context, addr string, srv *http.Server, timeout ti
 // signals of a terminal and of every orchestrator.
 func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// H2Transport speaks HTTP/2 only: over TLS for https, h2c with prior
+// knowledge for http (what the servers New builds accept, and gRPC needs).
+// Calls to one peer share one multiplexed connection.
+func H2Transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP2(true)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
 }

@@ -9,10 +9,13 @@
 //
 // A domain describes its tables (columns, values, scan) and gets the
 // statements every domain shares: read by jti or key, save once per key,
-// claim once per jti, and the re-encryption of the sealed tokens.
+// claim once per jti; the exercise protocol on them ([Ledger]: exercise
+// once, compensate once, void, each in one transaction with the domain's
+// own effect); and the list of its sealed columns ([Sealed]).
 //
 // Its rule: it is a store helper, imported only by a domain's
-// internal/adapters (and its face, for the operator's Reencrypt). It speaks
+// internal/adapters (and its face, for the operator's list of sealed
+// columns). It speaks
 // SQL through sqldb and knows no Connect and no generated code; the domain's
 // own columns, records and sentinels come in as values.
 package capabilitysql
@@ -25,7 +28,6 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
-	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault/vaultsql"
 )
 
@@ -47,8 +49,9 @@ type Table[T any] struct {
 	Columns string
 	// Values returns the values of Columns for v, for an insert.
 	Values func(v T) []any
-	// Scan reads Columns from a row; for sql.ErrNoRows it returns the
-	// domain's not-found sentinel.
+	// Scan reads Columns from a row; for sql.ErrNoRows it returns an error
+	// wrapping capability.ErrNotFound (every domain's ErrNotFound is that
+	// one).
 	Scan func(row Scanner) (T, error)
 }
 
@@ -133,38 +136,16 @@ func TimeOf(t sql.NullTime) time.Time {
 	return t.Time.UTC()
 }
 
-// sealedColumns are the columns of a domain that hold vault records: the
+// Sealed are the columns of a domain that hold vault records: the
 // confirmation tokens kept for idempotent retries of Confirm, sealed under
-// their jti as record id (see capability.Confirmer). A domain with another
-// sealed column passes it to vaultsql itself, or key rotation leaves it
-// behind.
-var sealedColumns = []vaultsql.Column{{
+// their jti as record id (see capability.Confirmer). A domain exports them
+// as its own Sealed for the operator's vault commands; a domain with
+// another sealed column appends it there, or key rotation leaves it behind.
+//
+// Re-encrypting them is safe while the domain runs (see
+// vaultsql.Columns.Reencrypt): each row is rewritten in a short transaction
+// of its own, only if it still holds the ciphertext that was read.
+var Sealed = vaultsql.Columns{{
 	Table: "confirmations", Name: "sealed_token", Key: []string{"jti"},
 	RecordID: func(k []string) string { return k[0] },
 }}
-
-// Reencrypt moves every sealed confirmation token of the domain whose
-// database is db (already migrated) to vk's current key version (after
-// vault.Keyring.Rotate) and returns how many rows it rewrote.
-//
-// It is safe while the domain runs: each row is rewritten in a short
-// transaction of its own and only if it still holds the ciphertext that was
-// read (a compare-and-swap), so a record the domain rewrote or erased
-// meanwhile stays as the domain left it. Records already under the current
-// version are authenticated and left alone, so a second run rewrites
-// nothing unless something was sealed under an older version meanwhile (a
-// process still running with the old key set does that until it restarts).
-// A record that does not decrypt is named in the error by table and record
-// id, never by content, and the other records still move; the count is
-// then still meaningful. See vaultsql.Reencrypt.
-func Reencrypt(ctx context.Context, db *sqldb.DB, vk *vault.Keyring) (int, error) {
-	return vaultsql.Reencrypt(ctx, db, vk, sealedColumns)
-}
-
-// SealedVersions counts the sealed confirmation tokens of the domain whose
-// database is db by the vault key version that sealed them, reading only
-// their version prefixes (no key needed). Version 0 counts values that are
-// not vault records.
-func SealedVersions(ctx context.Context, db *sqldb.DB) (map[uint32]int, error) {
-	return vaultsql.Versions(ctx, db, sealedColumns)
-}

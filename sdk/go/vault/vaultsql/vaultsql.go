@@ -36,6 +36,12 @@ const PageSize = 200
 // named in the error; the rest are counted.
 const maxReportedFailures = 5
 
+// Columns are the sealed columns of one service: all it keeps sealed with
+// the vault. A service exports its Columns (its Sealed variable) for the
+// operator's vault commands; a new sealed column must be added there, or key
+// rotation leaves it behind.
+type Columns []Column
+
 // Reencrypt moves every record of cols to vk's current key version
 // and returns how many rows it rewrote. Each table is read in pages of
 // primary keys (keyset pagination, so rows written meanwhile neither stall
@@ -47,7 +53,7 @@ const maxReportedFailures = 5
 // unchanged). A record that does not decrypt is named in the error, by
 // table and record id, never by content, and the others still move; a
 // database error stops the run.
-func Reencrypt(ctx context.Context, db *sqldb.DB, vk *vault.Keyring, cols []Column) (int, error) {
+func (cols Columns) Reencrypt(ctx context.Context, db *sqldb.DB, vk *vault.Keyring) (int, error) {
 	changed, failed := 0, 0
 	var failures []error
 	for _, c := range cols {
@@ -174,7 +180,7 @@ func (c Column) swap(ctx context.Context, db *sqldb.DB, key []string, old, new s
 // Versions counts the non-empty records of cols by the key version
 // that sealed them; 0 counts values that are not vault records. It reads
 // only the version prefix and decrypts nothing.
-func Versions(ctx context.Context, db *sqldb.DB, cols []Column) (map[uint32]int, error) {
+func (cols Columns) Versions(ctx context.Context, db *sqldb.DB) (map[uint32]int, error) {
 	out := map[uint32]int{}
 	for _, c := range cols {
 		// "v" and a 32-bit version in decimal take at most 11 bytes.

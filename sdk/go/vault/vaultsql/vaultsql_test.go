@@ -30,7 +30,7 @@ func keyrings(t *testing.T, n int) []*vault.Keyring {
 }
 
 // tokens is a table with a two-column key, like a service's.
-var tokens = []Column{{
+var tokens = Columns{{
 	Table: "tokens", Name: "sealed", Key: []string{"owner", "slot"},
 	RecordID: func(k []string) string { return "tokens/" + k[0] + "/" + k[1] },
 }}
@@ -88,10 +88,10 @@ func TestReencrypt(t *testing.T) {
 		if _, err := db.SQL().ExecContext(ctx, `INSERT INTO tokens VALUES ('z', 'empty', '')`); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := Versions(ctx, db, tokens); err != nil || got[1] != n || len(got) != 1 {
+		if got, err := tokens.Versions(ctx, db); err != nil || got[1] != n || len(got) != 1 {
 			t.Fatalf("before: Versions = %v, %v", got, err)
 		}
-		changed, err := Reencrypt(ctx, db, rings[1], tokens)
+		changed, err := tokens.Reencrypt(ctx, db, rings[1])
 		if err != nil || changed != n {
 			t.Fatalf("Reencrypt = %d, %v; want %d", changed, err, n)
 		}
@@ -111,7 +111,7 @@ func TestReencrypt(t *testing.T) {
 				t.Fatalf("%v does not open after re-encryption: %v", k, err)
 			}
 		}
-		if changed, err := Reencrypt(ctx, db, rings[1], tokens); err != nil || changed != 0 {
+		if changed, err := tokens.Reencrypt(ctx, db, rings[1]); err != nil || changed != 0 {
 			t.Fatalf("second run = %d, %v; want 0", changed, err)
 		}
 		// A ciphertext copied into another row no longer authenticates: it
@@ -120,7 +120,7 @@ func TestReencrypt(t *testing.T) {
 			`UPDATE tokens SET sealed = (SELECT sealed FROM tokens WHERE owner = 'o0' AND slot = 's000') WHERE owner = 'o1' AND slot = 's001'`); err != nil {
 			t.Fatal(err)
 		}
-		changed, err = Reencrypt(ctx, db, rings[2], tokens)
+		changed, err = tokens.Reencrypt(ctx, db, rings[2])
 		if changed != n-1 || !errors.Is(err, vault.ErrDecrypt) || !strings.Contains(err.Error(), "tokens tokens/o1/s001") ||
 			strings.Contains(err.Error(), "v2.") {
 			t.Fatalf("with a bad record: %d, %v", changed, err)

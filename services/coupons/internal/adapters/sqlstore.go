@@ -222,40 +222,28 @@ var exercises = capabilitysql.Exercises[domain.Exercise]{Table: capabilitysql.Ta
 	},
 }}
 
-// Exercise implements domain.Repository.
+var ledger = capabilitysql.Ledger[domain.Confirmation, domain.Exercise]{
+	Confirmations: confirmations, Exercises: exercises, HasReason: true,
+	Head: func(x domain.Exercise) (string, domain.ExerciseState, time.Time) {
+		return x.OrderID, x.State, x.AppliedAt
+	},
+}
+
+// Exercise implements domain.Repository: the coupon's redemption is the
+// ledger's effect.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time) (domain.Exercise, error) {
-	var out domain.Exercise
-	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
-		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmations.ByJTI(ctx, tx, jti)
-		if err != nil {
-			return err
-		}
-		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
-			JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, CouponID: c.CouponID,
-			RedemptionID: ids.New("rdm"), Discount: c.Discount, Currency: c.Currency, AppliedAt: now,
-		})
-		if err != nil {
-			return err
-		}
-		out = x
-		if !inserted {
-			switch {
-			case x.OrderID != orderID:
-				return domain.ErrAlreadyExercised
-			case x.State == domain.ExerciseCompensated && x.AppliedAt.IsZero():
-				return domain.ErrVoided
-			}
-			return nil // a retry: the stored result
-		}
+	x, err := ledger.Exercise(ctx, s.db, jti, orderID, func(c domain.Confirmation) domain.Exercise {
+		return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, CouponID: c.CouponID,
+			RedemptionID: ids.New("rdm"), Discount: c.Discount, Currency: c.Currency, AppliedAt: now}
+	}, func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
 		// Every refusal below rolls the claim back with it: the token stays
 		// unexercised and may still be voided.
 		cp, err := couponByID(ctx, tx, c.CouponID)
 		if err != nil {
-			return err
+			return x, err
 		}
 		if err := cp.Campaign.Window(now).Err(); err != nil {
-			return err
+			return x, err
 		}
 		// The conditional update is the coupon's one-time-use authority: of
 		// two confirmations of one coupon, only the transaction whose update
@@ -265,63 +253,39 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 			redeemed_at = $4 WHERE id = $5 AND state = $6`,
 			domain.CouponRedeemed, jti, orderID, now.UTC(), c.CouponID, domain.CouponAvailable)
 		if err != nil {
-			return err
+			return x, err
 		}
 		n, err := res.RowsAffected()
 		if err == nil && n == 0 { // redeemed by another confirmation
 			err = domain.ReasonAlreadyUsed.Err()
 		}
-		return err
+		return x, err
 	})
 	if err != nil {
 		return domain.Exercise{}, fmt.Errorf("coupons: exercise: %w", err)
 	}
-	return out, nil
+	return x, nil
 }
 
-// Compensate implements domain.Repository.
+// Compensate implements domain.Repository: the coupon's restoration is the
+// ledger's undo.
 func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time) (domain.Exercise, error) {
-	var out domain.Exercise
-	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
-		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmations.ByJTI(ctx, tx, jti)
-		if err != nil {
-			return err
-		}
-		// Never exercised: void it, so that a late Exercise is refused.
-		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
-			JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, CouponID: c.CouponID,
-			Discount: c.Discount, Currency: c.Currency, Reason: reason, CompensatedAt: now,
-		})
-		if err != nil || inserted {
-			out = x
-			return err
-		}
-		if x.OrderID != orderID {
-			return domain.ErrAlreadyExercised
-		}
-		// Exercised: flip the state first; only the transaction whose update
-		// matched restores the coupon, so concurrent compensations restore
-		// once.
-		x, err = scanExercise(tx.QueryRowContext(ctx, `UPDATE exercises SET state = $1, compensated_at = $2, reason = $3
-			WHERE jti = $4 AND state = $5 RETURNING `+exerciseColumns,
-			domain.ExerciseCompensated, now.UTC(), reason, jti, domain.ExerciseApplied))
-		if errors.Is(err, domain.ErrNotFound) { // already compensated
-			out, err = exercises.ByJTI(ctx, tx, jti)
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		out = x
+	x, err := ledger.Compensate(ctx, s.db, jti, orderID, capabilitysql.Compensation[domain.Confirmation, domain.Exercise]{
+		Reason: reason, Now: now,
+		Void: func(c domain.Confirmation) domain.Exercise {
+			return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, CouponID: c.CouponID,
+				Discount: c.Discount, Currency: c.Currency, Reason: reason, CompensatedAt: now}
+		},
 		// An applied exercise is the one that redeemed the coupon, and only
 		// this compensation undoes it, so the coupon is redeemed by this jti.
-		_, err = tx.ExecContext(ctx, `UPDATE coupons SET state = $1, redeemed_jti = '', redeemed_order_id = '',
-			redeemed_at = NULL WHERE id = $2 AND redeemed_jti = $3`, domain.CouponAvailable, c.CouponID, jti)
-		return err
+		Undo: func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
+			_, err := tx.ExecContext(ctx, `UPDATE coupons SET state = $1, redeemed_jti = '', redeemed_order_id = '',
+				redeemed_at = NULL WHERE id = $2 AND redeemed_jti = $3`, domain.CouponAvailable, c.CouponID, jti)
+			return x, err
+		},
 	})
 	if err != nil {
 		return domain.Exercise{}, fmt.Errorf("coupons: compensate: %w", err)
 	}
-	return out, nil
+	return x, nil
 }

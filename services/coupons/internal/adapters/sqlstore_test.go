@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
@@ -44,8 +45,8 @@ func grant(t *testing.T, s *adapters.Store, user string, c domain.Campaign) doma
 func confirm(t *testing.T, s *adapters.Store, cp domain.Coupon) domain.Confirmation {
 	t.Helper()
 	c, created, err := s.SaveConfirmation(t.Context(), domain.Confirmation{
-		JTI: ids.New(""), UserID: cp.UserID, CheckoutID: ids.New("op"), CouponID: cp.ID, Code: cp.Campaign.Code,
-		Discount: 500, Currency: "EUR", SealedToken: "sealed", ExpiresAt: t0.Add(2 * time.Minute), CreatedAt: t0,
+		UserID: cp.UserID, CheckoutID: ids.New("op"), CouponID: cp.ID, Code: cp.Campaign.Code, Discount: 500, Currency: "EUR",
+		Kept: capability.Kept{JTI: ids.New(""), SealedToken: "sealed", ExpiresAt: t0.Add(2 * time.Minute), CreatedAt: t0},
 	})
 	if err != nil || !created {
 		t.Fatalf("SaveConfirmation: created=%v err=%v", created, err)
@@ -175,8 +176,10 @@ func TestStoreContract(t *testing.T) {
 
 		t.Run("confirmation idempotency", func(t *testing.T) {
 			cp := grant(t, s, "usr_c", campaign("CONF"))
-			c := domain.Confirmation{JTI: ids.New(""), UserID: "usr_c", CheckoutID: "op_1", CouponID: cp.ID, Code: "CONF",
-				Discount: 500, Currency: "EUR", IdempotencyKey: "ck", SealedToken: "s1", ExpiresAt: t0, CreatedAt: t0}
+			c := domain.Confirmation{
+				UserID: "usr_c", CheckoutID: "op_1", CouponID: cp.ID, Code: "CONF", Discount: 500, Currency: "EUR", IdempotencyKey: "ck",
+				Kept: capability.Kept{JTI: ids.New(""), SealedToken: "s1", ExpiresAt: t0, CreatedAt: t0},
+			}
 			if _, created, err := s.SaveConfirmation(ctx, c); err != nil || !created {
 				t.Fatalf("first save: %v %v", created, err)
 			}

@@ -44,15 +44,8 @@ func New(repo domain.Repository, issuer capability.Issuer, sealer capability.Sea
 	}
 	return &Service{repo: repo, now: now, confirmer: capability.Confirmer[domain.Confirmation]{
 		Capability: domain.Capability, Issuer: issuer, Sealer: sealer,
-		ByKey: repo.ConfirmationByKey, ByJTI: repo.Confirmation, Save: repo.SaveConfirmation,
-		Bind: bind,
-		Kept: func(c domain.Confirmation) capability.Kept {
-			return capability.Kept{JTI: c.JTI, Sealed: c.SealedToken, ExpiresAt: c.ExpiresAt}
-		},
-		Keep: func(c domain.Confirmation, k capability.Kept) domain.Confirmation {
-			c.JTI, c.SealedToken, c.ExpiresAt, c.CreatedAt = k.JTI, k.Sealed, k.ExpiresAt, now()
-			return c
-		},
+		Records: repo, Bind: bind, Now: now,
+		Kept: func(c *domain.Confirmation) *capability.Kept { return &c.Kept },
 	}}
 }
 

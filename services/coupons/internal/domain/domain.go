@@ -299,17 +299,14 @@ type Checkout = capability.Checkout
 // Confirmation is Coupons' record of one confirmation token it issued: the
 // authority that Exercise checks the token's claims against.
 type Confirmation struct {
-	JTI            string
-	UserID         string
-	CheckoutID     string
-	CouponID       string
-	Code           string
-	Discount       int64
-	Currency       string
-	IdempotencyKey string
-	SealedToken    string // the token, encrypted at rest, for idempotent retries
-	ExpiresAt      time.Time
-	CreatedAt      time.Time
+	capability.Kept // the jti, the sealed token, when it expires and was saved
+	UserID          string
+	CheckoutID      string
+	CouponID        string
+	Code            string
+	Discount        int64
+	Currency        string
+	IdempotencyKey  string
 }
 
 // Settlement is what the confirmation pays towards the checkout: the
@@ -318,13 +315,14 @@ func (c Confirmation) Settlement() money.Money {
 	return money.Money{AmountMinor: c.Discount, Currency: c.Currency}
 }
 
-// ExerciseState is where one confirmation stands.
-type ExerciseState int
+// ExerciseState is where one confirmation stands: the states every domain
+// shares.
+type ExerciseState = capability.ExerciseState
 
 // The exercise states.
 const (
-	ExerciseApplied ExerciseState = iota + 1
-	ExerciseCompensated
+	ExerciseApplied     = capability.ExerciseApplied
+	ExerciseCompensated = capability.ExerciseCompensated
 )
 
 // Exercise is the durable result of exercising (or voiding) a confirmation.

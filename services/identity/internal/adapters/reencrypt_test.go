@@ -49,13 +49,13 @@ func TestReencrypt(t *testing.T) {
 		if _, err := s.Rotate(ctx, rt.Hash, next(t0), "key", seal("refresh_tokens/"+rt.Hash), t0); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := adapters.SealedVersions(ctx, db); err != nil || got[1] != 2 || len(got) != 1 {
+		if got, err := adapters.Sealed.Versions(ctx, db); err != nil || got[1] != 2 || len(got) != 1 {
 			t.Fatalf("before: %v, %v", got, err)
 		}
-		if n, err := adapters.Reencrypt(ctx, db, v2); err != nil || n != 2 {
+		if n, err := adapters.Sealed.Reencrypt(ctx, db, v2); err != nil || n != 2 {
 			t.Fatalf("Reencrypt = %d, %v; want 2", n, err)
 		}
-		if got, err := adapters.SealedVersions(ctx, db); err != nil || got[2] != 2 || len(got) != 1 {
+		if got, err := adapters.Sealed.Versions(ctx, db); err != nil || got[2] != 2 || len(got) != 1 {
 			t.Fatalf("after: %v, %v", got, err)
 		}
 		tok, _, err := s.RefreshToken(ctx, rt.Hash)
@@ -65,7 +65,7 @@ func TestReencrypt(t *testing.T) {
 		if got, err := (capability.VaultSealer{Keyring: v2}).Open("refresh_tokens/"+rt.Hash, tok.SealedResult); err != nil || got != "result of refresh_tokens/"+rt.Hash {
 			t.Fatalf("refresh result after re-encryption: %q, %v", got, err)
 		}
-		if n, err := adapters.Reencrypt(ctx, db, v2); err != nil || n != 0 {
+		if n, err := adapters.Sealed.Reencrypt(ctx, db, v2); err != nil || n != 0 {
 			t.Fatalf("second run = %d, %v", n, err)
 		}
 	})

@@ -52,6 +52,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/process"
+	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
 
@@ -124,7 +125,7 @@ func run(ctx context.Context, cfg Config) error {
 	defer stopTelemetry()
 	svc, err := orderprocessing.New(ctx, orderprocessing.Config{
 		DB: db, Keys: ring, Vault: vk, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
-		Routes: routes, IssuerKeys: issuerKeys, HTTPClient: h2cClient(), ClientOptions: []connect.ClientOption{tel.ClientOption()},
+		Routes: routes, IssuerKeys: issuerKeys, HTTPClient: &http.Client{Transport: server.H2Transport()}, ClientOptions: []connect.ClientOption{tel.ClientOption()},
 		Logger: log, CheckoutTTL: cfg.CheckoutTTL, Saga: cfg.Saga,
 	})
 	if err != nil {
@@ -137,14 +138,4 @@ func run(ctx context.Context, cfg Config) error {
 		Register: svc.Register, Reflect: []string{orderprocessingv1connect.OrderProcessingServiceName},
 		Telemetry: tel, Metrics: m, Peers: peers,
 	}, svc.Run)
-}
-
-// h2cClient calls the domains' CapabilityService over HTTP/2 (h2c for
-// http:// endpoints), one multiplexed connection per domain.
-func h2cClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Protocols = new(http.Protocols)
-	t.Protocols.SetHTTP2(true)
-	t.Protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: t}
 }

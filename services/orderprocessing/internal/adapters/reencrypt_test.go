@@ -72,15 +72,15 @@ func TestReencrypt(t *testing.T) {
 			}
 			orders = append(orders, o.ID)
 		}
-		if got, err := adapters.SealedVersions(ctx, db); err != nil || got[1] != 9 || len(got) != 1 {
+		if got, err := adapters.SealedColumns(app.TokenRecordID).Versions(ctx, db); err != nil || got[1] != 9 || len(got) != 1 {
 			t.Fatalf("before: %v, %v", got, err)
 		}
 
-		changed, err := adapters.Reencrypt(ctx, db, v2, app.TokenRecordID)
+		changed, err := adapters.SealedColumns(app.TokenRecordID).Reencrypt(ctx, db, v2)
 		if err != nil || changed != 9 {
 			t.Fatalf("Reencrypt = %d, %v; want 9", changed, err)
 		}
-		if got, err := adapters.SealedVersions(ctx, db); err != nil || got[2] != 9 || len(got) != 1 {
+		if got, err := adapters.SealedColumns(app.TokenRecordID).Versions(ctx, db); err != nil || got[2] != 9 || len(got) != 1 {
 			t.Fatalf("after: %v, %v", got, err)
 		}
 		for _, id := range orders {
@@ -95,7 +95,7 @@ func TestReencrypt(t *testing.T) {
 				}
 			}
 		}
-		if changed, err := adapters.Reencrypt(ctx, db, v2, app.TokenRecordID); err != nil || changed != 0 {
+		if changed, err := adapters.SealedColumns(app.TokenRecordID).Reencrypt(ctx, db, v2); err != nil || changed != 0 {
 			t.Fatalf("second run = %d, %v", changed, err)
 		}
 	})

@@ -166,7 +166,15 @@ var exercises = capabilitysql.Exercises[domain.Exercise]{Table: capabilitysql.Ta
 	},
 }}
 
-// Exercise implements domain.Repository.
+var ledger = capabilitysql.Ledger[domain.Confirmation, domain.Exercise]{
+	Confirmations: confirmations, Exercises: exercises, HasReason: true,
+	Head: func(x domain.Exercise) (string, domain.ExerciseState, time.Time) {
+		return x.OrderID, x.State, x.AppliedAt
+	},
+}
+
+// Exercise implements domain.Repository: the capture is the ledger's
+// effect.
 //
 // The processor call runs inside the transaction, after the claim: until the
 // commit, concurrent exercises of the jti wait on the claim (PostgreSQL) or
@@ -176,87 +184,44 @@ var exercises = capabilitysql.Exercises[domain.Exercise]{Table: capabilitysql.Ta
 // capturing is idempotent per hold. The price is a transaction held open for
 // one processor call, bounded by ctx.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time, capture domain.CaptureFunc) (domain.Exercise, error) {
-	var out domain.Exercise
-	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
-		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmations.ByJTI(ctx, tx, jti)
-		if err != nil {
-			return err
-		}
-		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
-			JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, Amount: c.Amount, AppliedAt: now,
-		})
-		if err != nil {
-			return err
-		}
-		if !inserted {
-			out = x
-			switch {
-			case x.OrderID != orderID:
-				return domain.ErrAlreadyExercised
-			case x.State == domain.ExerciseCompensated && x.AppliedAt.IsZero():
-				return domain.ErrVoided
-			}
-			return nil // a retry: the stored result
-		}
+	x, err := ledger.Exercise(ctx, s.db, jti, orderID, func(c domain.Confirmation) domain.Exercise {
+		return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, Amount: c.Amount, AppliedAt: now}
+	}, func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
+		var err error
 		if x.CaptureID, err = capture(ctx, c); err != nil {
-			return err
+			return x, err
 		}
-		out = x
 		_, err = tx.ExecContext(ctx, `UPDATE exercises SET capture_id = $1 WHERE jti = $2`, x.CaptureID, jti)
-		return err
+		return x, err
 	})
 	if err != nil {
 		return domain.Exercise{}, fmt.Errorf("payments: exercise: %w", err)
 	}
-	return out, nil
+	return x, nil
 }
 
-// Compensate implements domain.Repository. Like Exercise, it calls the
+// Compensate implements domain.Repository: the release of the card's
+// authorization (a refund once captured) is the ledger's undo, and also
+// what voiding a token never exercised does. Like Exercise, it calls the
 // processor inside the transaction that records the outcome.
 func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time, release domain.ReleaseFunc) (domain.Exercise, error) {
-	var out domain.Exercise
-	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
-		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmations.ByJTI(ctx, tx, jti)
-		if err != nil {
-			return err
-		}
-		// Never exercised: void it, so that a late Exercise is refused.
-		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
-			JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, Amount: c.Amount,
-			Reason: reason, CompensatedAt: now,
-		})
-		if err != nil {
-			return err
-		}
-		if !inserted {
-			if x.OrderID != orderID {
-				return domain.ErrAlreadyExercised
-			}
-			// Exercised: flip the state first; only the transaction whose
-			// update matched releases, so concurrent compensations refund
-			// once.
-			x, err = scanExercise(tx.QueryRowContext(ctx, `UPDATE exercises SET state = $1, reason = $2, compensated_at = $3
-				WHERE jti = $4 AND state = $5 RETURNING `+exerciseColumns,
-				domain.ExerciseCompensated, reason, now.UTC(), jti, domain.ExerciseApplied))
-			if errors.Is(err, domain.ErrNotFound) { // already compensated
-				out, err = exercises.ByJTI(ctx, tx, jti)
-				return err
-			}
-			if err != nil {
-				return err
-			}
-		}
+	undo := func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
+		var err error
 		if x.RefundID, err = release(ctx, c, x); err != nil {
-			return err
+			return x, err
 		}
-		out = x
 		_, err = tx.ExecContext(ctx, `UPDATE exercises SET refund_id = $1 WHERE jti = $2`, x.RefundID, jti)
-		return err
+		return x, err
+	}
+	x, err := ledger.Compensate(ctx, s.db, jti, orderID, capabilitysql.Compensation[domain.Confirmation, domain.Exercise]{
+		Reason: reason, Now: now, Undo: undo, Voided: undo,
+		Void: func(c domain.Confirmation) domain.Exercise {
+			return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, Amount: c.Amount,
+				Reason: reason, CompensatedAt: now}
+		},
 	})
 	if err != nil {
 		return domain.Exercise{}, fmt.Errorf("payments: compensate: %w", err)
 	}
-	return out, nil
+	return x, nil
 }

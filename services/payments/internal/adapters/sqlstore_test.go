@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
@@ -78,8 +79,8 @@ func confirm(t *testing.T, s *adapters.Store, sim *adapters.SimProcessor, m doma
 		t.Fatal(err)
 	}
 	c, created, err := s.SaveConfirmation(t.Context(), domain.Confirmation{
-		JTI: ids.New(""), UserID: m.UserID, CheckoutID: ids.New("op"), MethodID: m.ID, Amount: amount,
-		AuthorizationID: auth, SealedToken: "sealed", ExpiresAt: t0.Add(2 * time.Minute), CreatedAt: t0,
+		UserID: m.UserID, CheckoutID: ids.New("op"), MethodID: m.ID, Amount: amount, AuthorizationID: auth,
+		Kept: capability.Kept{JTI: ids.New(""), SealedToken: "sealed", ExpiresAt: t0.Add(2 * time.Minute), CreatedAt: t0},
 	})
 	if err != nil || !created {
 		t.Fatalf("SaveConfirmation: created=%v err=%v", created, err)
@@ -244,8 +245,10 @@ func TestStoreContract(t *testing.T) {
 
 		t.Run("confirmation idempotency", func(t *testing.T) {
 			m := addMethod(t, s, sim, "usr_c", adapters.SimCardApprove, "")
-			c := domain.Confirmation{JTI: ids.New(""), UserID: "usr_c", CheckoutID: "op_1", MethodID: m.ID, Amount: eur(10),
-				AuthorizationID: "auth_1", IdempotencyKey: "ck", SealedToken: "s1", ExpiresAt: t0, CreatedAt: t0}
+			c := domain.Confirmation{
+				UserID: "usr_c", CheckoutID: "op_1", MethodID: m.ID, Amount: eur(10), AuthorizationID: "auth_1", IdempotencyKey: "ck",
+				Kept: capability.Kept{JTI: ids.New(""), SealedToken: "s1", ExpiresAt: t0, CreatedAt: t0},
+			}
 			if _, created, err := s.SaveConfirmation(ctx, c); err != nil || !created {
 				t.Fatalf("first save: %v %v", created, err)
 			}

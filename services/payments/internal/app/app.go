@@ -52,15 +52,8 @@ func New(repo domain.Repository, proc domain.Processor, issuer capability.Issuer
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
 	return &Service{repo: repo, proc: proc, now: clock, confirmer: capability.Confirmer[domain.Confirmation]{
 		Capability: domain.Capability, Issuer: issuer, Sealer: sealer,
-		ByKey: repo.ConfirmationByKey, ByJTI: repo.Confirmation, Save: repo.SaveConfirmation,
-		Bind: bind,
-		Kept: func(c domain.Confirmation) capability.Kept {
-			return capability.Kept{JTI: c.JTI, Sealed: c.SealedToken, ExpiresAt: c.ExpiresAt}
-		},
-		Keep: func(c domain.Confirmation, k capability.Kept) domain.Confirmation {
-			c.JTI, c.SealedToken, c.ExpiresAt, c.CreatedAt = k.JTI, k.Sealed, k.ExpiresAt, clock()
-			return c
-		},
+		Records: repo, Bind: bind, Now: clock,
+		Kept: func(c *domain.Confirmation) *capability.Kept { return &c.Kept },
 	}}
 }
 

@@ -119,16 +119,13 @@ func ValidateAmount(amount money.Money, co Checkout) error {
 // the authorization hold behind it: the authority that Exercise checks the
 // token's claims against.
 type Confirmation struct {
-	JTI             string
+	capability.Kept // the jti, the sealed token, when it expires and was saved
 	UserID          string
 	CheckoutID      string
 	MethodID        string
 	Amount          money.Money
 	AuthorizationID string // the processor's hold (auth_...)
 	IdempotencyKey  string
-	SealedToken     string // the token, encrypted at rest, for idempotent retries
-	ExpiresAt       time.Time
-	CreatedAt       time.Time
 }
 
 // SameRequest reports whether o asks for the same hold as c: what an
@@ -137,13 +134,14 @@ func (c Confirmation) SameRequest(o Confirmation) bool {
 	return c.UserID == o.UserID && c.CheckoutID == o.CheckoutID && c.MethodID == o.MethodID && c.Amount == o.Amount
 }
 
-// ExerciseState is where one confirmation stands.
-type ExerciseState int
+// ExerciseState is where one confirmation stands: the states every domain
+// shares.
+type ExerciseState = capability.ExerciseState
 
 // The exercise states.
 const (
-	ExerciseApplied ExerciseState = iota + 1
-	ExerciseCompensated
+	ExerciseApplied     = capability.ExerciseApplied
+	ExerciseCompensated = capability.ExerciseCompensated
 )
 
 // Exercise is the durable result of exercising (capturing) or compensating

@@ -76,22 +76,22 @@ func TestReencrypt(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, _, err := s.SaveConfirmation(ctx, domain.Confirmation{
-				JTI: jti, UserID: "u1", CheckoutID: ids.New("op"), Points: 1, Currency: "EUR",
-				SealedToken: sealed, ExpiresAt: time.Now().Add(time.Minute), CreatedAt: time.Now(),
+				UserID: "u1", CheckoutID: ids.New("op"), Points: 1, Currency: "EUR",
+				Kept: capability.Kept{JTI: jti, SealedToken: sealed, ExpiresAt: time.Now().Add(time.Minute), CreatedAt: time.Now()},
 			}); err != nil {
 				t.Fatal(err)
 			}
 			want[jti] = tok
 		}
-		if got, err := capabilitysql.SealedVersions(ctx, db); err != nil || got[1] != n || len(got) != 1 {
+		if got, err := capabilitysql.Sealed.Versions(ctx, db); err != nil || got[1] != n || len(got) != 1 {
 			t.Fatalf("before: SealedVersions = %v, %v", got, err)
 		}
 
-		changed, err := capabilitysql.Reencrypt(ctx, db, rings[1])
+		changed, err := capabilitysql.Sealed.Reencrypt(ctx, db, rings[1])
 		if err != nil || changed != n {
 			t.Fatalf("Reencrypt = %d, %v; want %d", changed, err, n)
 		}
-		if got, err := capabilitysql.SealedVersions(ctx, db); err != nil || got[2] != n || len(got) != 1 {
+		if got, err := capabilitysql.Sealed.Versions(ctx, db); err != nil || got[2] != n || len(got) != 1 {
 			t.Fatalf("after: SealedVersions = %v, %v", got, err)
 		}
 		for jti, sealed := range sealedTokens(t, db) {
@@ -103,7 +103,7 @@ func TestReencrypt(t *testing.T) {
 				t.Fatalf("open %s after re-encryption: %q, %v", jti, tok, err)
 			}
 		}
-		if changed, err := capabilitysql.Reencrypt(ctx, db, rings[1]); err != nil || changed != 0 {
+		if changed, err := capabilitysql.Sealed.Reencrypt(ctx, db, rings[1]); err != nil || changed != 0 {
 			t.Fatalf("second run = %d, %v; want 0", changed, err)
 		}
 
@@ -121,7 +121,7 @@ func TestReencrypt(t *testing.T) {
 		if _, err := db.SQL().ExecContext(ctx, `UPDATE confirmations SET sealed_token = (SELECT sealed_token FROM confirmations WHERE jti = $1) WHERE jti = $2`, a, b); err != nil {
 			t.Fatal(err)
 		}
-		changed, err = capabilitysql.Reencrypt(ctx, db, rings[2])
+		changed, err = capabilitysql.Sealed.Reencrypt(ctx, db, rings[2])
 		if changed != n-1 || !errors.Is(err, vault.ErrDecrypt) || !strings.Contains(err.Error(), "confirmations "+b) ||
 			strings.Contains(err.Error(), "v2.") {
 			t.Fatalf("with a bad record: %d, %v", changed, err)

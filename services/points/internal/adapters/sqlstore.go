@@ -201,38 +201,24 @@ var exercises = capabilitysql.Exercises[domain.Exercise]{Table: capabilitysql.Ta
 	},
 }}
 
-// Exercise implements domain.Repository.
+var ledger = capabilitysql.Ledger[domain.Confirmation, domain.Exercise]{
+	Confirmations: confirmations, Exercises: exercises,
+	Head: func(x domain.Exercise) (string, domain.ExerciseState, time.Time) {
+		return x.OrderID, x.State, x.AppliedAt
+	},
+}
+
+// Exercise implements domain.Repository: the spend is the ledger's effect.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time) (domain.Exercise, error) {
-	var out domain.Exercise
-	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
-		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmations.ByJTI(ctx, tx, jti)
-		if err != nil {
-			return err
-		}
-		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
-			JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, EntryID: ids.New("pte"),
-			Points: c.Points, Currency: c.Currency, AppliedAt: now,
-		})
-		if err != nil {
-			return err
-		}
-		if !inserted {
-			out = x
-			switch {
-			case x.OrderID != orderID:
-				return domain.ErrAlreadyExercised
-			case x.State == domain.ExerciseCompensated && x.AppliedAt.IsZero():
-				return domain.ErrVoided
-			}
-			return nil // a retry: the stored result
-		}
+	x, err := ledger.Exercise(ctx, s.db, jti, orderID, func(c domain.Confirmation) domain.Exercise {
+		return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, EntryID: ids.New("pte"),
+			Points: c.Points, Currency: c.Currency, AppliedAt: now}
+	}, func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
 		balance, err := addBalance(ctx, tx, c.UserID, -c.Points)
 		if err != nil {
-			return err
+			return x, err
 		}
-		out = x
-		return appendEntry(ctx, tx, domain.Entry{
+		return x, appendEntry(ctx, tx, domain.Entry{
 			ID: x.EntryID, UserID: c.UserID, Kind: domain.EntrySpend, Delta: -c.Points, BalanceAfter: balance,
 			OrderID: orderID, Reason: "order " + orderID, CreatedAt: now,
 		})
@@ -240,57 +226,34 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 	if err != nil {
 		return domain.Exercise{}, fmt.Errorf("points: exercise: %w", err)
 	}
-	return out, nil
+	return x, nil
 }
 
-// Compensate implements domain.Repository.
+// Compensate implements domain.Repository: the refund is the ledger's
+// undo.
 func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time) (domain.Exercise, error) {
-	var out domain.Exercise
-	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
-		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		c, err := confirmations.ByJTI(ctx, tx, jti)
-		if err != nil {
-			return err
-		}
-		// Never exercised: void it, so that a late Exercise is refused.
-		x, inserted, err := exercises.Claim(ctx, tx, jti, domain.Exercise{
-			JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated,
-			Points: c.Points, Currency: c.Currency, CompensatedAt: now,
-		})
-		if err != nil || inserted {
-			out = x
-			return err
-		}
-		if x.OrderID != orderID {
-			return domain.ErrAlreadyExercised
-		}
-		// Exercised: flip the state first; only the transaction whose update
-		// matched refunds, so concurrent compensations refund once.
-		x, err = scanExercise(tx.QueryRowContext(ctx, `UPDATE exercises SET state = $1, compensated_at = $2
-			WHERE jti = $3 AND state = $4 RETURNING `+exerciseColumns,
-			domain.ExerciseCompensated, now.UTC(), jti, domain.ExerciseApplied))
-		if errors.Is(err, domain.ErrNotFound) { // already compensated
-			out, err = exercises.ByJTI(ctx, tx, jti)
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		balance, err := addBalance(ctx, tx, c.UserID, x.Points)
-		if err != nil {
-			return err
-		}
-		out = x
-		if reason == "" {
-			reason = "order " + orderID + " compensated"
-		}
-		return appendEntry(ctx, tx, domain.Entry{
-			ID: ids.New("pte"), UserID: c.UserID, Kind: domain.EntryRefund, Delta: x.Points, BalanceAfter: balance,
-			OrderID: orderID, Reason: reason, CreatedAt: now,
-		})
+	x, err := ledger.Compensate(ctx, s.db, jti, orderID, capabilitysql.Compensation[domain.Confirmation, domain.Exercise]{
+		Now: now,
+		Void: func(c domain.Confirmation) domain.Exercise {
+			return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated,
+				Points: c.Points, Currency: c.Currency, CompensatedAt: now}
+		},
+		Undo: func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
+			balance, err := addBalance(ctx, tx, c.UserID, x.Points)
+			if err != nil {
+				return x, err
+			}
+			if reason == "" {
+				reason = "order " + orderID + " compensated"
+			}
+			return x, appendEntry(ctx, tx, domain.Entry{
+				ID: ids.New("pte"), UserID: c.UserID, Kind: domain.EntryRefund, Delta: x.Points, BalanceAfter: balance,
+				OrderID: orderID, Reason: reason, CreatedAt: now,
+			})
+		},
 	})
 	if err != nil {
 		return domain.Exercise{}, fmt.Errorf("points: compensate: %w", err)
 	}
-	return out, nil
+	return x, nil
 }

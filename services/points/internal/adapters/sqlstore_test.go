@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
@@ -36,8 +37,8 @@ func grant(t *testing.T, s *adapters.Store, user string, points int64) {
 func confirm(t *testing.T, s *adapters.Store, user string, points int64) domain.Confirmation {
 	t.Helper()
 	c, created, err := s.SaveConfirmation(t.Context(), domain.Confirmation{
-		JTI: ids.New(""), UserID: user, CheckoutID: ids.New("op"), Points: points, Currency: "EUR",
-		SealedToken: "sealed", ExpiresAt: t0.Add(2 * time.Minute), CreatedAt: t0,
+		UserID: user, CheckoutID: ids.New("op"), Points: points, Currency: "EUR",
+		Kept: capability.Kept{JTI: ids.New(""), SealedToken: "sealed", ExpiresAt: t0.Add(2 * time.Minute), CreatedAt: t0},
 	})
 	if err != nil || !created {
 		t.Fatalf("SaveConfirmation: created=%v err=%v", created, err)
@@ -98,8 +99,10 @@ func TestStoreContract(t *testing.T) {
 		})
 
 		t.Run("confirmation idempotency", func(t *testing.T) {
-			c := domain.Confirmation{JTI: ids.New(""), UserID: "usr_c", CheckoutID: "op_1", Points: 10, Currency: "EUR",
-				IdempotencyKey: "ck", SealedToken: "s1", ExpiresAt: t0, CreatedAt: t0}
+			c := domain.Confirmation{
+				UserID: "usr_c", CheckoutID: "op_1", Points: 10, Currency: "EUR", IdempotencyKey: "ck",
+				Kept: capability.Kept{JTI: ids.New(""), SealedToken: "s1", ExpiresAt: t0, CreatedAt: t0},
+			}
 			if _, created, err := s.SaveConfirmation(ctx, c); err != nil || !created {
 				t.Fatalf("first save: %v %v", created, err)
 			}
