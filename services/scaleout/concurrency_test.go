@@ -16,6 +16,7 @@ import (
 
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/scaleout"
 )
@@ -26,7 +27,7 @@ import (
 // replicas; and 1,000 concurrent point spends, worth more than the balance,
 // across both replicas.
 func TestConcurrencyScaledOut(t *testing.T) {
-	pg := postgresURL(t)
+	pg := sqldbtest.PostgresURL(t)
 	c := startCluster(t, build(t), pg)
 	ctx := testContext(t)
 	if err := embedded.Seed(ctx, c.gateway.url, filepath.Join(c.data, "seeded")); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 )
 
@@ -28,7 +29,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	if os.Getenv("TOKENRELAY_RELIABILITY_PG_RESTART") != "1" {
 		t.Skip("restarts the shared PostgreSQL server: only with TOKENRELAY_RELIABILITY_PG_RESTART=1 (make reliability)")
 	}
-	pg := postgresURL(t)
+	pg := sqldbtest.PostgresURL(t)
 	cluster := strings.Fields(os.Getenv("TOKENRELAY_PG_CLUSTER"))
 	if len(cluster) == 0 {
 		cluster = []string{"15", "main"}

@@ -34,6 +34,7 @@ import (
 	"connectrpc.com/connect"
 
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/scaleout"
@@ -232,7 +233,7 @@ func snapshot(t *testing.T, l *ledgers, orders []*planned, at histogram) {
 // call and kills there after a random pause, or kills after a random
 // delay from placement; it kills replica 1, replica 2 or both.
 func TestCrashOrderProcessingScaledOut(t *testing.T) {
-	pg := postgresURL(t)
+	pg := sqldbtest.PostgresURL(t)
 	n := trials(t, 3, 40)
 	rng := seeded(t)
 	c := startCluster(t, build(t), pg)
@@ -366,7 +367,7 @@ func TestCrashEmbedded(t *testing.T) {
 // came back within the retries) or compensate (compensation waits for it),
 // and every ledger stays consistent.
 func TestDomainDownScaledOut(t *testing.T) {
-	pg := postgresURL(t)
+	pg := sqldbtest.PostgresURL(t)
 	n := trials(t, 3, 30)
 	rng := seeded(t)
 	c := startCluster(t, build(t), pg)

@@ -22,35 +22,11 @@ import (
 
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
-	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/scaleout"
 )
-
-// postgresURL returns the PostgreSQL URL of the tests, skipping (or, with
-// TOKENRELAY_REQUIRE_POSTGRES=1, failing) when it does not answer: the
-// rule of sqldbtest.
-func postgresURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv(sqldbtest.EnvPostgresURL)
-	if u == "" {
-		u = sqldbtest.DefaultPostgresURL
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	db, err := sqldb.Open(ctx, u, sqldb.WithMaxOpenConns(1))
-	if err != nil {
-		msg := "PostgreSQL not reachable (set " + sqldbtest.EnvPostgresURL + "): " + err.Error()
-		if os.Getenv(sqldbtest.EnvRequirePostgres) == "1" {
-			t.Fatal("scale-out test: " + msg + " (" + sqldbtest.EnvRequirePostgres + "=1)")
-		}
-		t.Skip("scale-out test skipped: " + msg)
-	}
-	_ = db.Close()
-	return u
-}
 
 // testContext returns the test's context, ending a little before the test
 // binary's -timeout would stop it (t.Context() ends only once the test has
@@ -345,7 +321,7 @@ func wait(t *testing.T, s *scaleout.Shopper, id string, want orderprocessingv1.O
 // over both OrderProcessing replicas, concurrent replays through both, and
 // the takeover of a killed replica's sagas.
 func TestScaleOut(t *testing.T) {
-	pg := postgresURL(t)
+	pg := sqldbtest.PostgresURL(t)
 	began := time.Now()
 	c := startCluster(t, build(t), pg)
 	t.Logf("built and started 7 processes in %v", time.Since(began).Round(time.Millisecond))

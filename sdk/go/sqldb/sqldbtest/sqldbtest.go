@@ -42,12 +42,50 @@ const (
 // development server with trust authentication.
 const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
-// connectTimeout bounds how long an absent server delays a test. It bounds
-// only the first connection, which decides between running and skipping:
-// what follows (the test's own schema, and dropping it) has no time limit
-// but the test binary's -timeout, so a busy machine slows a test down but
-// never fails it.
+// connectTimeout bounds how long an absent server delays a test that may
+// skip. When EnvRequirePostgres is 1 the test may not skip, so the first
+// connection has no bound of its own but the test binary's -timeout: a busy
+// machine then slows the test down but never fails it. What follows the
+// first connection (the test's own schema, and dropping it) has no time
+// limit either.
 const connectTimeout = 5 * time.Second
+
+// PostgresURL returns the URL of the PostgreSQL server of EnvPostgresURL
+// (default DefaultPostgresURL) once a first connection to it succeeds, and
+// otherwise skips t, or fails it when EnvRequirePostgres is 1. Tests that
+// start processes of their own on PostgreSQL take their URL from it.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	pgURL := os.Getenv(EnvPostgresURL)
+	if pgURL == "" {
+		pgURL = DefaultPostgresURL
+	}
+	admin := connect(t, pgURL)
+	admin.Close()
+	return pgURL
+}
+
+// connect opens the first connection to pgURL (see connectTimeout), or
+// skips or fails t.
+func connect(t testing.TB, pgURL string) *sqldb.DB {
+	t.Helper()
+	required := os.Getenv(EnvRequirePostgres) == "1"
+	ctx := context.Background()
+	if !required {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+	}
+	db, err := sqldb.Open(ctx, pgURL, sqldb.WithMaxOpenConns(1))
+	if err != nil {
+		msg := "PostgreSQL not reachable at " + redact(pgURL) + "; set " + EnvPostgresURL + ": " + err.Error()
+		if required {
+			t.Fatal("sqldbtest: " + msg + " (" + EnvRequirePostgres + "=1)")
+		}
+		t.Skip("sqldbtest: " + msg)
+	}
+	return db
+}
 
 // SQLite opens a fresh SQLite database in a file under t.TempDir(), with the
 // production defaults of [sqldb.Open] and opts, and closes it at cleanup
@@ -72,16 +110,7 @@ func Postgres(t testing.TB, opts ...sqldb.Option) *sqldb.DB {
 	if pgURL == "" {
 		pgURL = DefaultPostgresURL
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
-	defer cancel()
-	admin, err := sqldb.Open(ctx, pgURL, sqldb.WithMaxOpenConns(1))
-	if err != nil {
-		msg := "PostgreSQL not reachable at " + redact(pgURL) + "; set " + EnvPostgresURL + ": " + err.Error()
-		if os.Getenv(EnvRequirePostgres) == "1" {
-			t.Fatal("sqldbtest: " + msg + " (" + EnvRequirePostgres + "=1)")
-		}
-		t.Skip("sqldbtest: " + msg)
-	}
+	admin := connect(t, pgURL)
 	schema := schemaFor(t.Name())
 	db, err := sqldb.Open(context.Background(), pgURL, append(opts, sqldb.WithSchema(schema))...)
 	if err != nil {

@@ -58,13 +58,16 @@ const (
 // test card, and durable, keeping its cards and holds in a SQL database.
 type SimProcessor struct {
 	db *sqldb.DB
-	// timeout is how long the timeout card waits without an earlier
-	// deadline: SimTimeout, except in tests (export_test.go), which must
-	// tell that wait from the caller's deadline without racing a clock.
-	timeout time.Duration
+	timeout time.Duration // see SetTimeout
 }
 
 var _ domain.Processor = (*SimProcessor)(nil)
+
+// SetTimeout sets how long the timeout test card keeps Authorize waiting
+// when the caller's context has no earlier deadline (default SimTimeout).
+// Tests set it so that which bound ended the wait is known by construction,
+// not by racing a clock. Set it before the processor is used.
+func (p *SimProcessor) SetTimeout(d time.Duration) { p.timeout = d }
 
 // NewSimProcessor migrates db to the simulation's schema and returns the
 // processor. db must not be the Payments store's database handle: the store

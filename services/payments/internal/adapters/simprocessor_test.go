@@ -112,7 +112,7 @@ func TestSimProcessor(t *testing.T) {
 
 		// The timeout card waits for whichever ends first, the caller's
 		// deadline or the simulation's own bound. Each case makes the other
-		// unreachable (SetSimTimeout), so what ended the wait is known by
+		// unreachable (SetTimeout), so what ended the wait is known by
 		// construction, not by measuring how long it took: a wait that
 		// ignored the deciding bound would hang the test instead of passing.
 		t.Run("card that times out: the caller's deadline ends the wait", func(t *testing.T) {
@@ -120,7 +120,7 @@ func TestSimProcessor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			adapters.SetSimTimeout(p, 24*time.Hour)
+			p.SetTimeout(24 * time.Hour)
 			ref := tokenize(t, p, adapters.SimCardTimeout)
 			const deadline = 100 * time.Millisecond
 			start := time.Now() // before the deadline is set: took >= deadline, however slow the machine
@@ -140,7 +140,7 @@ func TestSimProcessor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			adapters.SetSimTimeout(p, time.Millisecond)
+			p.SetTimeout(time.Millisecond)
 			ref := tokenize(t, p, adapters.SimCardTimeout)
 			if _, ok := ctx.Deadline(); ok {
 				t.Fatal("the test's context has a deadline")
