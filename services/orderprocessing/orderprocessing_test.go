@@ -450,3 +450,75 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("%d effects stand, want %d", standing, 3*orders)
 	}
 }
+
+// TestConcurrentRetries sends one PlaceOrder, StartCheckout and
+// CancelCheckout 50 times at once with the same idempotency key (across two
+// replicas on PostgreSQL): every retry gets the one stored result, never a
+// refusal of its own earlier attempt.
+func TestConcurrentRetries(t *testing.T) {
+	t.Parallel()
+	const n = 50
+	for _, dbName := range []string{"sqlite", "postgres"} {
+		t.Run(dbName, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			var ins []*instance
+			if dbName == "sqlite" {
+				ins = []*instance{w.start(sqldbtest.SQLite(t))}
+			} else {
+				db := sqldbtest.Postgres(t)
+				ins = []*instance{w.start(db), w.start(db)}
+			}
+			all := func(call func(in *instance) (string, error)) map[string]int {
+				var mu sync.Mutex
+				got := map[string]int{}
+				var wg sync.WaitGroup
+				for i := range n {
+					wg.Go(func() {
+						id, err := call(ins[i%len(ins)])
+						mu.Lock()
+						defer mu.Unlock()
+						if err != nil {
+							got["error: "+connect.CodeOf(err).String()+": "+err.Error()]++
+							return
+						}
+						got[id]++
+					})
+				}
+				wg.Wait()
+				return got
+			}
+
+			started := all(func(in *instance) (string, error) {
+				res, err := in.client.StartCheckout(t.Context(), header(w.as("usr_alice"), &orderprocessingv1.StartCheckoutRequest{
+					Items: []*orderprocessingv1.CartItem{{Sku: "TEA-GREEN-100G", Quantity: 1}}, IdempotencyKey: "start-1",
+				}))
+				return res.Msg.GetCheckout().GetId(), err
+			})
+			if len(started) != 1 {
+				t.Fatalf("StartCheckout ×%d with one key: %v, want one checkout for all", n, started)
+			}
+			var coID string
+			for id := range started {
+				coID = id
+			}
+			toks := w.tokens3("usr_alice", coID)
+			placed := all(func(in *instance) (string, error) {
+				o, err := w.place(in, "usr_alice", coID, toks, "place-1")
+				return o.GetId(), err
+			})
+			if len(placed) != 1 {
+				t.Fatalf("PlaceOrder ×%d with one key: %v, want one order for all", n, placed)
+			}
+
+			other := w.checkout(ins[0], "usr_alice")
+			cancelled := all(func(in *instance) (string, error) {
+				res, err := in.client.CancelCheckout(t.Context(), header(w.as("usr_alice"), &orderprocessingv1.CancelCheckoutRequest{CheckoutId: other.GetId()}))
+				return res.Msg.GetCheckout().GetStatus().String(), err
+			})
+			if len(cancelled) != 1 {
+				t.Fatalf("CancelCheckout ×%d: %v, want one answer for all", n, cancelled)
+			}
+		})
+	}
+}

@@ -149,6 +149,22 @@ func (s *Service) CancelCheckout(ctx context.Context, c Caller, id string) (doma
 // and stores the order with its sealed tokens and consumed jtis in one
 // transaction; then the saga starts. The same key returns the same order.
 func (s *Service) PlaceOrder(ctx context.Context, c Caller, checkoutID string, raws []string, key string) (domain.Order, error) {
+	o, err := s.placeOrder(ctx, c, checkoutID, raws, key)
+	if errors.Is(err, token.ErrReplayed) || errors.Is(err, domain.ErrCheckoutClosed) {
+		// A concurrent retry with the same key may have placed the order
+		// after this request read the checkout: its tokens are then used
+		// and the checkout closed, by this very request's twin. The key
+		// decides, as for a retry that came later.
+		if co, cerr := s.checkout(ctx, c, checkoutID); cerr == nil && co.Status == domain.CheckoutPlaced {
+			if prev, kerr := s.orderByKey(ctx, co, key); kerr == nil {
+				return prev, nil
+			}
+		}
+	}
+	return o, err
+}
+
+func (s *Service) placeOrder(ctx context.Context, c Caller, checkoutID string, raws []string, key string) (domain.Order, error) {
 	if key == "" {
 		return domain.Order{}, fmt.Errorf("%w: an idempotency key is required", domain.ErrInvalidArgument)
 	}
