@@ -346,7 +346,7 @@ func (s *Store) Orders(ctx context.Context, userID, after string, limit int) ([]
 }
 
 // UpdateOrder implements domain.Repository.
-func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
+func (s *Store) UpdateOrder(ctx context.Context, id string, lease domain.Lease, fn func(*domain.Order) error) (domain.Order, error) {
 	var out domain.Order
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
@@ -362,9 +362,19 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 			return err
 		}
 		o.Version++
-		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4 WHERE id = $5`,
-			o.Status, o.FailureReason, o.Version, o.UpdatedAt.UTC(), id); err != nil {
+		// Fenced: the lease is checked in the statement that writes, so a
+		// replica whose lease was taken over writes nothing (and the steps
+		// below are not reached).
+		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4
+			WHERE id = $5 AND lease_owner = $6 AND lease_epoch = $7`,
+			o.Status, o.FailureReason, o.Version, o.UpdatedAt.UTC(), id, lease.Owner, lease.Epoch)
+		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return domain.ErrLeaseLost
 		}
 		for i, st := range o.Steps {
 			// Only the steps fn changed: a saga transition touches one.
@@ -386,21 +396,28 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 }
 
 // Claim implements domain.Repository.
-func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Time) (bool, error) {
-	res, err := s.db.Cached(nil).ExecContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2
-		WHERE id = $3 AND status NOT IN ($4, $5) AND (lease_owner = $1 OR lease_owner = '' OR lease_until < $6)`,
-		owner, until.UTC(), id, domain.OrderCompleted, domain.OrderFailed, now.UTC())
-	if err != nil {
-		return false, fmt.Errorf("orderprocessing: claim: %w", err)
+func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Time) (domain.Lease, bool, error) {
+	lease := domain.Lease{Owner: owner}
+	err := s.db.Cached(nil).QueryRowContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2,
+		lease_epoch = CASE WHEN lease_owner = $1 THEN lease_epoch ELSE lease_epoch + 1 END
+		WHERE id = $3 AND status NOT IN ($4, $5) AND (lease_owner = $1 OR lease_owner = '' OR lease_until < $6)
+		RETURNING lease_epoch`,
+		owner, until.UTC(), id, domain.OrderCompleted, domain.OrderFailed, now.UTC()).Scan(&lease.Epoch)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return domain.Lease{}, false, nil
+	case err != nil:
+		return domain.Lease{}, false, fmt.Errorf("orderprocessing: claim: %w", err)
 	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return lease, true, nil
 }
 
-// Release implements domain.Repository.
-func (s *Store) Release(ctx context.Context, id, owner string) error {
-	_, err := s.db.Cached(nil).ExecContext(ctx, `UPDATE orders SET lease_owner = '', lease_until = $1 WHERE id = $2 AND lease_owner = $3`,
-		time.Unix(0, 0).UTC(), id, owner)
+// Release implements domain.Repository. The epoch stays: the next claim,
+// whoever makes it, starts a new one.
+func (s *Store) Release(ctx context.Context, id string, lease domain.Lease) error {
+	_, err := s.db.Cached(nil).ExecContext(ctx, `UPDATE orders SET lease_owner = '', lease_until = $1
+		WHERE id = $2 AND lease_owner = $3 AND lease_epoch = $4`,
+		time.Unix(0, 0).UTC(), id, lease.Owner, lease.Epoch)
 	return err
 }
 

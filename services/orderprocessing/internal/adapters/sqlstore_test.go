@@ -144,12 +144,31 @@ func (f *fixture) order(id string) domain.Order {
 	return o
 }
 
-// update applies fn to the order and fails on any error.
+// fixtureOwner is the lease owner of the fixture's own updates.
+const fixtureOwner = "fixture"
+
+// lease claims an order for the fixture's own updates, at t0 for an hour,
+// and fails unless it gets the lease.
+func (f *fixture) lease(id string) domain.Lease {
+	f.t.Helper()
+	lease, ok, err := f.s.Claim(f.t.Context(), id, fixtureOwner, t0, at(time.Hour))
+	if err != nil || !ok {
+		f.t.Fatalf("Claim(%s) for the fixture: %v, %v", id, ok, err)
+	}
+	return lease
+}
+
+// update applies fn to the order under a lease of the fixture's own,
+// released after, and fails on any error.
 func (f *fixture) update(id string, fn func(*domain.Order)) domain.Order {
 	f.t.Helper()
-	o, err := f.s.UpdateOrder(f.t.Context(), id, func(o *domain.Order) error { fn(o); return nil })
+	lease := f.lease(id)
+	o, err := f.s.UpdateOrder(f.t.Context(), id, lease, func(o *domain.Order) error { fn(o); return nil })
 	if err != nil {
 		f.t.Fatalf("UpdateOrder(%s): %v", id, err)
+	}
+	if err := f.s.Release(f.t.Context(), id, lease); err != nil {
+		f.t.Fatalf("Release(%s): %v", id, err)
 	}
 	return o
 }
@@ -162,7 +181,7 @@ func (f *fixture) setStatus(id string, s domain.OrderStatus) {
 // claim claims an order and fails on an error (not on a refusal).
 func (f *fixture) claim(id, owner string, now, until time.Time) bool {
 	f.t.Helper()
-	ok, err := f.s.Claim(f.t.Context(), id, owner, now, until)
+	_, ok, err := f.s.Claim(f.t.Context(), id, owner, now, until)
 	if err != nil {
 		f.t.Fatalf("Claim(%s, %s): %v", id, owner, err)
 	}
@@ -337,6 +356,7 @@ func contractCases() []contractCase {
 		{"update order saves fn's result, writing only the changed steps", testUpdateOrder},
 		{"update order with a failing fn writes nothing", testUpdateOrderError},
 		{"claim and release", testClaimRelease},
+		{"updates are fenced by the lease epoch", testFencedUpdates},
 		{"claim refuses final and unknown orders", testClaimFinal},
 		{"unfinished lists orders due for the saga", testUnfinished},
 		{"concurrent claims: exactly one owner wins", testConcurrentClaims},
@@ -861,7 +881,9 @@ func testUpdateOrder(t *testing.T, f *fixture) {
 			want.Steps = slices.Clone(stored.Steps)
 			tc.fn(&want)
 			want.Version = stored.Version + 1
-			got, err := f.s.UpdateOrder(ctx, o.ID, func(in *domain.Order) error {
+			lease := f.lease(o.ID)
+			defer f.s.Release(ctx, o.ID, lease)
+			got, err := f.s.UpdateOrder(ctx, o.ID, lease, func(in *domain.Order) error {
 				// fn sees the stored order, steps and all.
 				if d := orderDiff(*in, stored); d != "" {
 					t.Errorf("fn was handed%s", d)
@@ -887,7 +909,7 @@ func testUpdateOrder(t *testing.T, f *fixture) {
 		t.Fatalf("updates of one order changed another%s", d)
 	}
 	t.Run("unknown order", func(t *testing.T) {
-		_, err := f.s.UpdateOrder(ctx, ids.New("ord"), func(*domain.Order) error {
+		_, err := f.s.UpdateOrder(ctx, ids.New("ord"), domain.Lease{Owner: fixtureOwner, Epoch: 1}, func(*domain.Order) error {
 			t.Error("fn called for an unknown order")
 			return nil
 		})
@@ -901,7 +923,7 @@ func testUpdateOrderError(t *testing.T, f *fixture) {
 	o := f.placed(alice, "k")
 	written := f.recordStepWrites()
 	errStop := errors.New("the saga changed its mind")
-	_, err := f.s.UpdateOrder(t.Context(), o.ID, func(o *domain.Order) error {
+	_, err := f.s.UpdateOrder(t.Context(), o.ID, f.lease(o.ID), func(o *domain.Order) error {
 		o.Status, o.FailureReason, o.UpdatedAt = domain.OrderFailed, "no", at(time.Hour)
 		for i := range o.Steps {
 			o.Steps[i].State, o.Steps[i].Attempts = domain.StepFailed, 9
@@ -923,11 +945,18 @@ func testClaimRelease(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	o := f.placed(alice, "k")
 	const a, b, c = "runner-a", "runner-b", "runner-c"
+	leases := map[string]domain.Lease{} // each owner's last lease
 	claim := func(owner string, now, until time.Time) func() (bool, error) {
-		return func() (bool, error) { return f.s.Claim(ctx, o.ID, owner, now, until) }
+		return func() (bool, error) {
+			lease, ok, err := f.s.Claim(ctx, o.ID, owner, now, until)
+			if ok {
+				leases[owner] = lease
+			}
+			return ok, err
+		}
 	}
 	release := func(owner string) func() (bool, error) {
-		return func() (bool, error) { return true, f.s.Release(ctx, o.ID, owner) }
+		return func() (bool, error) { return true, f.s.Release(ctx, o.ID, leases[owner]) }
 	}
 	// One order's lease, step by step: each row depends on the ones before.
 	for i, step := range []struct {
@@ -959,6 +988,65 @@ func testClaimRelease(t *testing.T, f *fixture) {
 	}
 }
 
+func testFencedUpdates(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	o := f.placed(alice, "k")
+	claim := func(owner string, now time.Time) domain.Lease {
+		t.Helper()
+		lease, ok, err := f.s.Claim(ctx, o.ID, owner, now, now.Add(15*time.Second))
+		if err != nil || !ok {
+			t.Fatalf("Claim(%s at %v): %v, %v", owner, now.Sub(t0), ok, err)
+		}
+		return lease
+	}
+	update := func(lease domain.Lease, attempts int) error {
+		_, err := f.s.UpdateOrder(ctx, o.ID, lease, func(o *domain.Order) error {
+			o.Steps[0].Attempts = attempts
+			return nil
+		})
+		return err
+	}
+	a1 := claim("runner-a", t0)
+	if err := update(a1, 1); err != nil {
+		t.Fatalf("a's update under its lease: %v", err)
+	}
+	if renewed := claim("runner-a", at(5*time.Second)); renewed != a1 {
+		t.Fatalf("a's renewal changed its lease: %+v, want %+v", renewed, a1)
+	}
+	// a pauses past its lease; b takes the order over.
+	b := claim("runner-b", at(time.Minute))
+	if b.Epoch == a1.Epoch {
+		t.Fatalf("b's takeover kept epoch %d", b.Epoch)
+	}
+	if err := update(a1, 99); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Fatalf("a's update after b's takeover: %v, want ErrLeaseLost", err)
+	}
+	if err := update(b, 2); err != nil {
+		t.Fatalf("b's update under its lease: %v", err)
+	}
+	// b pauses in turn; a claims the order back under a new epoch, so what
+	// a's first Drive still has in flight is refused although the owner
+	// matches.
+	a2 := claim("runner-a", at(2*time.Minute))
+	if a2.Epoch == a1.Epoch || a2.Epoch == b.Epoch {
+		t.Fatalf("a's second claim has epoch %d, already used", a2.Epoch)
+	}
+	for name, stale := range map[string]domain.Lease{"a's first lease": a1, "b's lease": b} {
+		if err := update(stale, 98); !errors.Is(err, domain.ErrLeaseLost) {
+			t.Fatalf("update with %s: %v, want ErrLeaseLost", name, err)
+		}
+		if err := f.s.Release(ctx, o.ID, stale); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := update(a2, 3); err != nil {
+		t.Fatalf("a's update under its second lease (the stale releases did nothing): %v", err)
+	}
+	if got := f.order(o.ID); got.Steps[0].Attempts != 3 || got.Version != o.Version+3 {
+		t.Fatalf("order after the fenced writes: attempts %d version %d, want 3 and %d", got.Steps[0].Attempts, got.Version, o.Version+3)
+	}
+}
+
 func testClaimFinal(t *testing.T, f *fixture) {
 	for _, tc := range []struct {
 		status domain.OrderStatus
@@ -986,7 +1074,7 @@ func testClaimFinal(t *testing.T, f *fixture) {
 		if f.claim(ids.New("ord"), "runner", t0, at(15*time.Second)) {
 			t.Fatal("Claim of an unknown order succeeded")
 		}
-		if err := f.s.Release(t.Context(), ids.New("ord"), "runner"); err != nil {
+		if err := f.s.Release(t.Context(), ids.New("ord"), domain.Lease{Owner: "runner", Epoch: 1}); err != nil {
 			t.Fatalf("Release of an unknown order: %v", err)
 		}
 	})
@@ -1005,11 +1093,14 @@ func testUnfinished(t *testing.T, f *fixture) {
 	f.setStatus(failed.ID, domain.OrderFailed)
 	released := f.placed(alice, "released") // claimed, then given up
 	if !f.claim(leased.ID, "runner-1", t0, at(15*time.Second)) ||
-		!f.claim(short.ID, "runner-2", t0, at(5*time.Second)) ||
-		!f.claim(released.ID, "runner-3", t0, at(15*time.Second)) {
+		!f.claim(short.ID, "runner-2", t0, at(5*time.Second)) {
 		t.Fatal("a claim of a free order was refused")
 	}
-	if err := f.s.Release(ctx, released.ID, "runner-3"); err != nil {
+	lease, ok, err := f.s.Claim(ctx, released.ID, "runner-3", t0, at(15*time.Second))
+	if err != nil || !ok {
+		t.Fatalf("a claim of a free order was refused: %v", err)
+	}
+	if err := f.s.Release(ctx, released.ID, lease); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -1059,7 +1150,7 @@ func testConcurrentClaims(t *testing.T, f *fixture) {
 	o := f.placed(alice, "k")
 	won := make([]bool, racers)
 	concurrently(racers, func(i int) {
-		ok, err := f.s.Claim(context.Background(), o.ID, fmt.Sprint("runner-", i), t0, at(15*time.Second))
+		_, ok, err := f.s.Claim(context.Background(), o.ID, fmt.Sprint("runner-", i), t0, at(15*time.Second))
 		if err != nil {
 			t.Errorf("claim %d: %v", i, err)
 		}
@@ -1216,9 +1307,10 @@ func testConcurrentCheckouts(t *testing.T, f *fixture) {
 
 func testConcurrentUpdates(t *testing.T, f *fixture) {
 	o := f.placed(alice, "k")
+	lease := f.lease(o.ID)
 	versions := make([]int64, racers)
 	concurrently(racers, func(i int) {
-		got, err := f.s.UpdateOrder(context.Background(), o.ID, func(o *domain.Order) error {
+		got, err := f.s.UpdateOrder(context.Background(), o.ID, lease, func(o *domain.Order) error {
 			o.Steps[0].Attempts++
 			return nil
 		})

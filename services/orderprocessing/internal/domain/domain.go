@@ -39,6 +39,10 @@ var (
 	// ErrIdempotencyConflict reports an idempotency key reused with another
 	// request (InvalidArgument).
 	ErrIdempotencyConflict = errors.New("idempotency key was used with a different request")
+	// ErrLeaseLost reports a saga write by a replica whose lease on the
+	// order was taken over (it paused past its lease): the write is refused
+	// and that replica stops working on the order.
+	ErrLeaseLost = errors.New("the lease on the order was lost")
 )
 
 // Product is one item of the catalog.
@@ -186,6 +190,15 @@ type Step struct {
 	LastError   string
 }
 
+// Lease is a replica's hold on an order's saga: its owner and the epoch of
+// the claim, the fencing token every saga write carries. A replica that
+// paused past its lease holds an old epoch, so its writes are refused once
+// another replica has claimed the order.
+type Lease struct {
+	Owner string
+	Epoch int64
+}
+
 // Order is a placed checkout and the progress of its saga.
 type Order struct {
 	ID             string
@@ -308,13 +321,17 @@ type Repository interface {
 	// id; "" for the first page), at most limit.
 	Orders(ctx context.Context, userID, after string, limit int) ([]Order, error)
 	// UpdateOrder applies fn to the stored order and saves the result with
-	// its version incremented, atomically.
-	UpdateOrder(ctx context.Context, id string, fn func(*Order) error) (Order, error)
+	// its version incremented, atomically, if lease is still the order's
+	// lease; otherwise it writes nothing and returns ErrLeaseLost (fencing:
+	// checked in the statement that writes).
+	UpdateOrder(ctx context.Context, id string, lease Lease, fn func(*Order) error) (Order, error)
 	// Claim leases an unfinished order to owner until until, if no other
-	// owner holds an unexpired lease on it; ok reports success.
-	Claim(ctx context.Context, id, owner string, now, until time.Time) (ok bool, err error)
-	// Release gives a lease up.
-	Release(ctx context.Context, id, owner string) error
+	// owner holds an unexpired lease on it; ok reports success. A claim
+	// that takes the order from another owner (or from none) starts a new
+	// lease epoch; an owner renewing its own lease keeps it.
+	Claim(ctx context.Context, id, owner string, now, until time.Time) (lease Lease, ok bool, err error)
+	// Release gives a lease up, if it is still the order's lease.
+	Release(ctx context.Context, id string, lease Lease) error
 	// Unfinished lists the ids of orders not final whose lease is free or
 	// expired at now.
 	Unfinished(ctx context.Context, now time.Time, limit int) ([]string, error)

@@ -28,7 +28,14 @@
 //
 // A Runner works on an order only while it holds the order's lease (a
 // conditional update of lease_owner/lease_until), renewing it while it runs,
-// so two replicas never run one saga at once.
+// so two replicas never run one saga at once. Every write of a transition is
+// fenced by the lease: it carries the lease's epoch, which a claim by another
+// replica increments, and the store refuses it in the same statement when the
+// epoch moved on. A replica that paused past its lease (a GC pause, SIGSTOP, a
+// frozen VM) therefore cannot write over its successor's progress: its first
+// refused write stops its work on the order (domain.ErrLeaseLost). Calls it
+// had in flight may still reach an issuer; they are idempotent per token and
+// order, and a voided token refuses a late exercise.
 //
 // # Retries
 //
@@ -97,6 +104,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	running map[string]bool
+	holds   map[string]hold // the leases of the orders Drive works on
 
 	completed, failed atomic.Int64 // orders this Runner ended, by outcome
 }
@@ -124,7 +132,14 @@ func New(cfg Config) *Runner {
 	if cfg.Publish == nil {
 		cfg.Publish = func(string) {}
 	}
-	return &Runner{cfg: cfg, owner: ids.New("runner"), kick: make(chan string, 1024), running: map[string]bool{}}
+	return &Runner{cfg: cfg, owner: ids.New("runner"), kick: make(chan string, 1024), running: map[string]bool{},
+		holds: map[string]hold{}}
+}
+
+// hold is a Drive's lease on an order, and how to stop that Drive.
+type hold struct {
+	lease domain.Lease
+	stop  context.CancelCauseFunc
 }
 
 // Start implements app.Starter: the order's saga starts soon. When the
@@ -184,33 +199,47 @@ func (r *Runner) spawn(ctx context.Context, id string) {
 			delete(r.running, id)
 			r.mu.Unlock()
 		}()
-		if err := r.Drive(ctx, id); err != nil && ctx.Err() == nil {
+		switch err := r.Drive(ctx, id); {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, domain.ErrLeaseLost):
+			r.cfg.Logger.WarnContext(ctx, "saga: lease lost, another replica has the order", "order", id)
+		default:
 			r.cfg.Logger.ErrorContext(ctx, "saga stopped", "order", id, "err", err)
 		}
 	})
 }
 
 // Drive runs one order's saga to its end, if this Runner can claim it. It
-// returns early, leaving a resumable state, when ctx ends or the lease is
-// lost.
-func (r *Runner) Drive(parent context.Context, id string) error {
+// returns early, leaving a resumable state, when ctx ends, or with
+// domain.ErrLeaseLost when another replica took the order over (this one
+// paused past its lease): every write is fenced by the lease, and the first
+// one refused stops the saga here.
+func (r *Runner) Drive(parent context.Context, id string) (err error) {
 	now := r.cfg.Now()
-	ok, err := r.cfg.Repo.Claim(parent, id, r.owner, now, now.Add(r.cfg.Lease))
+	lease, ok, err := r.cfg.Repo.Claim(parent, id, r.owner, now, now.Add(r.cfg.Lease))
 	if err != nil || !ok {
 		return err
 	}
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(parent)
+	r.mu.Lock()
+	r.holds[id] = hold{lease: lease, stop: cancel}
+	r.mu.Unlock()
 	defer func() {
+		r.mu.Lock()
+		delete(r.holds, id)
+		r.mu.Unlock()
+		if errors.Is(context.Cause(ctx), domain.ErrLeaseLost) {
+			err = domain.ErrLeaseLost
+		}
 		// Release with a fresh context: the parent may be done already.
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(parent), time.Second)
 		defer rcancel()
-		_ = r.cfg.Repo.Release(rctx, id, r.owner)
+		_ = r.cfg.Repo.Release(rctx, id, lease)
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { r.renew(ctx, cancel, id) })
-	defer cancel()
+	wg.Go(func() { r.renew(ctx, cancel, id, lease) })
+	defer cancel(nil)
 
 	o, err := r.cfg.Repo.Order(ctx, id)
 	if err != nil {
@@ -232,8 +261,10 @@ func (r *Runner) Drive(parent context.Context, id string) error {
 	return nil
 }
 
-// renew extends the lease every Lease/3 and cancels the saga when it cannot.
-func (r *Runner) renew(ctx context.Context, cancel context.CancelFunc, id string) {
+// renew extends the lease every Lease/3 and stops the saga when it cannot,
+// or when the claim started a new epoch (another replica held the order in
+// between): the writes of this Drive would be refused.
+func (r *Runner) renew(ctx context.Context, cancel context.CancelCauseFunc, id string, held domain.Lease) {
 	t := time.NewTicker(r.cfg.Lease / 3)
 	defer t.Stop()
 	for {
@@ -242,24 +273,40 @@ func (r *Runner) renew(ctx context.Context, cancel context.CancelFunc, id string
 			return
 		case <-t.C:
 			now := r.cfg.Now()
-			if ok, err := r.cfg.Repo.Claim(ctx, id, r.owner, now, now.Add(r.cfg.Lease)); err != nil || !ok {
-				cancel()
+			lease, ok, err := r.cfg.Repo.Claim(ctx, id, r.owner, now, now.Add(r.cfg.Lease))
+			switch {
+			case err != nil:
+				cancel(fmt.Errorf("renew the lease: %w", err))
+				return
+			case !ok || lease != held:
+				cancel(domain.ErrLeaseLost)
 				return
 			}
 		}
 	}
 }
 
+// update writes a transition of an order this Runner's Drive holds, fenced
+// by its lease; a write refused for a lost lease stops that Drive.
 func (r *Runner) update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
-	o, err := r.cfg.Repo.UpdateOrder(ctx, id, func(o *domain.Order) error {
+	r.mu.Lock()
+	h, ok := r.holds[id]
+	r.mu.Unlock()
+	if !ok {
+		return domain.Order{}, fmt.Errorf("order %s: %w", id, domain.ErrLeaseLost)
+	}
+	o, err := r.cfg.Repo.UpdateOrder(ctx, id, h.lease, func(o *domain.Order) error {
 		if err := fn(o); err != nil {
 			return err
 		}
 		o.UpdatedAt = r.cfg.Now().UTC().Truncate(time.Microsecond)
 		return nil
 	})
-	if err == nil {
+	switch {
+	case err == nil:
 		r.cfg.Publish(id)
+	case errors.Is(err, domain.ErrLeaseLost):
+		h.stop(domain.ErrLeaseLost)
 	}
 	return o, err
 }
