@@ -14,7 +14,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toRpcError, type Session, type TokenRelay } from "@tokenrelay/sdk";
-import { explain, SESSION_ENDED, type Step } from "./messages.js";
+import { explain, SESSION_ENDED, tooManyPoints, type Step } from "./messages.js";
 import type { Handlers, Ui } from "./ports.js";
 import * as st from "./state.js";
 import * as storage from "./storage.js";
@@ -209,6 +209,15 @@ export class Actions implements Handlers {
       this.ui.focus("points");
       return;
     }
+    // Refused here, naming the tighter limit, rather than by whichever limit
+    // the Points domain happens to check first.
+    const over = this.state.checkout ? st.pointsOverLimit(this.state, this.state.checkout, points) : null;
+    if (over) {
+      st.setError(this.state, "points", tooManyPoints(over));
+      this.ui.render();
+      this.ui.focus("points");
+      return;
+    }
     const seq = ++this.latest.points;
     const res = await this.run("points", () => this.tr.points.confirmPoints({ points }));
     if (seq !== this.latest.points) return;
@@ -217,6 +226,14 @@ export class Actions implements Handlers {
       st.pointsConfirmed(this.state, { points, token: res.confirmationToken, value, remainingBalance: res.remainingBalance, expiresAt: expiry(res.expiresAt) });
     }
     await this.afterDiscountChange();
+  }
+
+  /** useMaxPoints uses as many points as can be: min(balance, what is left to pay after the coupon). */
+  async useMaxPoints(): Promise<void> {
+    const co = this.state.checkout;
+    if (!co) return;
+    st.setPointsInput(this.state, String(st.maxPoints(this.state, co)));
+    await this.applyPoints();
   }
 
   async removePoints(): Promise<void> {

@@ -1,7 +1,9 @@
 // What the shopper reads when a call fails: one clear sentence per refusal,
 // chosen by the step that failed and the error's kind (the SDK's RpcError),
 // with the server's own (safe) message as the fallback detail. Pure, so that
-// it is unit-tested under node.
+// it is unit-tested under node. May import: format.ts, state.ts (types).
+import { fmtInt } from "./format.js";
+import type { PointsLimit } from "./state.js";
 
 /** The parts of the SDK's RpcError this module reads. */
 export interface Failure {
@@ -64,8 +66,8 @@ export function explain(step: Step, f: Failure): string {
       break;
     case "points":
       if (f.kind === "refused") {
-        if (m.includes("insufficient")) return `You do not have enough points: ${f.message}.`;
-        if (m.includes("exceed")) return "That is more points than the order costs.";
+        if (m.includes("insufficient")) return "You do not have that many points.";
+        if (m.includes("exceed")) return "That is more points than what is left to pay.";
         return `These points cannot be used: ${f.message}`;
       }
       if (f.kind === "invalid") return "Enter a whole number of points, at least 1.";
@@ -94,4 +96,15 @@ export function explain(step: Step, f: Failure): string {
   }
   if (f.kind === "forbidden") return "This is not yours to see or change.";
   return `Something went wrong: ${f.message}`;
+}
+
+/**
+ * tooManyPoints is the refusal of more points than limit allows, naming the
+ * limit that is the tighter one: the balance, or what is left to pay.
+ */
+export function tooManyPoints(limit: PointsLimit): string {
+  if (limit.by === "balance") return limit.max === 0n ? "You have no points to use." : `You have only ${fmtInt(limit.max)} points.`;
+  return limit.max === 0n
+    ? "Nothing is left to pay with points."
+    : `This order needs at most ${fmtInt(limit.max)} points: that pays all that is left.`;
 }

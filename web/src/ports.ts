@@ -20,6 +20,8 @@ export interface Handlers {
   /** setPointsInput keeps the points field's text (no re-render). */
   setPointsInput(raw: string): void;
   applyPoints(): Promise<void>;
+  /** useMaxPoints uses as many points as the balance and what is left to pay allow. */
+  useMaxPoints(): Promise<void>;
   removePoints(): Promise<void>;
   chooseCard(methodId: string): Promise<void>;
   placeOrder(): Promise<void>;

@@ -314,11 +314,34 @@ export function remaining(s: AppState, co: Checkout): Amount {
   return { minor: total.minor - (s.coupon?.discount.minor ?? 0n) - (s.points?.value.minor ?? 0n), currency: total.currency };
 }
 
-/** maxPoints is the most points the shopper can use: their balance, at most what the coupon leaves. */
-export function maxPoints(s: AppState, co: Checkout): bigint {
-  const byTotal = amountOf(co.total).minor - (s.coupon?.discount.minor ?? 0n);
+/**
+ * PointsLimit is the most points the shopper can use on the open checkout
+ * and what sets it: their balance, or what is left to pay after the coupon
+ * (one point is worth one minor unit of the checkout's currency).
+ */
+export interface PointsLimit {
+  max: bigint;
+  by: "balance" | "order";
+}
+
+/** pointsLimit is the tighter of the two limits on the points: the balance and what the coupon leaves to pay. */
+export function pointsLimit(s: AppState, co: Checkout): PointsLimit {
+  const left = amountOf(co.total).minor - (s.coupon?.discount.minor ?? 0n);
+  const byOrder = left > 0n ? left : 0n;
   const bal = s.options?.balance ?? 0n;
-  return bal < byTotal ? bal : byTotal;
+  return bal <= byOrder ? { max: bal, by: "balance" } : { max: byOrder, by: "order" };
+}
+
+/** maxPoints is the most points the shopper can use: min(balance, what is left to pay after the coupon). */
+export function maxPoints(s: AppState, co: Checkout): bigint {
+  return pointsLimit(s, co).max;
+}
+
+/** pointsOverLimit is the limit points break (null when within it, or while the balance is unknown). */
+export function pointsOverLimit(s: AppState, co: Checkout, points: bigint): PointsLimit | null {
+  if (s.options?.balance == null) return null;
+  const limit = pointsLimit(s, co);
+  return points > limit.max ? limit : null;
 }
 
 /** isPaid: the open checkout's total is covered (nothing left, or a card hold for exactly what is left). */

@@ -169,6 +169,22 @@ test("maxPoints is the balance, at most what the coupon leaves to pay", () => {
   assert.equal(st.maxPoints(s, co), 0n, "no balance known: none");
 });
 
+test("pointsLimit names the tighter limit: 5,000 points against a balance of 700 break the balance, not the order", () => {
+  const { s, co } = open(); // 61.80 EUR: the order allows 6,180 points
+  st.optionsLoaded(s, options(700n));
+  assert.deepEqual(st.pointsLimit(s, co), { max: 700n, by: "balance" });
+  assert.deepEqual(st.pointsOverLimit(s, co, 5000n), { max: 700n, by: "balance" });
+  assert.equal(st.pointsOverLimit(s, co, 700n), null, "the whole balance is fine");
+  st.optionsLoaded(s, options(100_000n));
+  assert.deepEqual(st.pointsOverLimit(s, co, 7000n), { max: 6180n, by: "order" }, "a large balance: the order is the limit");
+  st.couponChosen(s, coupon(500n));
+  assert.deepEqual(st.pointsLimit(s, co), { max: 5680n, by: "order" }, "what the coupon leaves to pay");
+  st.couponChosen(s, coupon(9000n));
+  assert.deepEqual(st.pointsLimit(s, co), { max: 0n, by: "order" }, "a coupon covering everything leaves nothing for points");
+  st.optionsLoaded(s, options(null));
+  assert.equal(st.pointsOverLimit(s, co, 5000n), null, "no balance known: the Points domain decides");
+});
+
 test("cardToReconfirm names the selected card when its hold no longer matches what is left", () => {
   const { s, co } = open();
   assert.equal(st.cardToReconfirm(s, co), "", "no card selected");

@@ -4,15 +4,15 @@
 //
 // Rules: reads the state, never changes it; reacts to the shopper only by
 // calling Handlers (ports.ts); no network, no storage. May import: state.ts
-// (types and selectors), ports.ts (types), @tokenrelay/gen (types), view/*.
+// (types and selectors), ports.ts (types), format.ts, @tokenrelay/gen (types), view/*.
 import type { Coupon } from "@tokenrelay/gen/tokenrelay/coupons/v1/coupons_pb";
 import type { Checkout } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
 import type { PaymentMethod } from "@tokenrelay/gen/tokenrelay/payments/v1/payments_pb";
 import type { Handlers } from "../ports.js";
 import { amountOf, maxPoints, methodLast4, remaining, type AppState } from "../state.js";
 import { errorLine, h, statusLine } from "./dom.js";
-import { cap, fmtInt, money } from "./format.js";
-import { unusableText } from "./labels.js";
+import { cap, fmtInt, money } from "../format.js";
+import { couponTerms, unusableText } from "./labels.js";
 
 // ---------------------------------------------------------------- coupon
 
@@ -58,8 +58,8 @@ function couponChoice(s: AppState, on: Handlers, c: Coupon): HTMLElement {
     h(
       "span",
       {},
-      `${c.code}${c.discount ? ` — ${money(amountOf(c.discount))} off` : ""}`,
-      h("span", { class: "sub" }, c.campaign?.description ?? "", why ? ` (${why})` : ""),
+      `${c.code}${c.discount ? ` — ${money(amountOf(c.discount))} off this order` : ""}`,
+      h("span", { class: "sub" }, couponTerms(c.campaign), why ? ` (${why})` : ""),
     ),
   );
 }
@@ -79,6 +79,11 @@ export function pointsBox(s: AppState, on: Handlers, co: Checkout): HTMLElement 
       { class: "row" },
       h("div", {}, h("label", { for: "points" }, "Points to use"), pointsInput(s, on, max)),
       h("button", { id: "points-apply", type: "button", disabled: busy || unavailable, onclick: () => void on.applyPoints() }, "Use points"),
+      h(
+        "button",
+        { id: "points-max", type: "button", disabled: busy || unavailable || max === 0n, onclick: () => void on.useMaxPoints() },
+        unavailable ? "Use maximum" : `Use maximum (${fmtInt(max)})`,
+      ),
       s.points ? h("button", { id: "points-remove", type: "button", disabled: busy, onclick: () => void on.removePoints() }, "Remove") : null,
     ),
     h("p", { id: "points-hint", class: "hint" }, pointsHint(s, co, max)),
@@ -121,7 +126,8 @@ function pointsHint(s: AppState, co: Checkout, max: bigint): string {
   if (opts === null) return "Loading your balance…";
   if (opts.balance === null) return "Your points are not available right now.";
   const onePoint = money({ minor: 1n, currency: amountOf(co.total).currency });
-  return `You have ${fmtInt(opts.balance)} points; 1 point is worth ${onePoint}. At most ${fmtInt(max)} here.`;
+  const limit = max < opts.balance ? ` Up to ${fmtInt(max)} here: that pays all that is left.` : "";
+  return `You have ${fmtInt(opts.balance)} points; 1 point is worth ${onePoint}.${limit}`;
 }
 
 // ---------------------------------------------------------------- card

@@ -1,11 +1,17 @@
 // view/labels.ts owns the words the page uses for the saga's statuses and
-// steps and for coupons that cannot be used, and the sentences built from
-// them (announced to screen readers, shown as an order's outcome).
+// steps, for coupons (their terms, why one cannot be used) and for what an
+// order bought, and the sentences built from them: announced to screen
+// readers, and shown as an order's outcome – what happened to each thing
+// the shopper used, derived from the order's steps, never from an error
+// chain.
 //
 // Rules: pure text, no DOM, no network; unit-tested under node
-// (web/test/labels.test.ts). May import: enums and types of @tokenrelay/gen.
-import { UnusableReason } from "@tokenrelay/gen/tokenrelay/coupons/v1/coupons_pb";
-import { OrderStatus, StepState, type Order } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
+// (web/test/labels.test.ts). May import: enums and types of @tokenrelay/gen,
+// format.ts, state.ts (amountOf).
+import { DiscountKind, UnusableReason, type Campaign } from "@tokenrelay/gen/tokenrelay/coupons/v1/coupons_pb";
+import { OrderStatus, StepState, type Line, type Order, type Step } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
+import { money, percentOfBps } from "../format.js";
+import { amountOf } from "../state.js";
 
 const unusable: Record<number, string> = {
   [UnusableReason.NOT_YET_VALID]: "not valid yet",
@@ -18,6 +24,31 @@ const unusable: Record<number, string> = {
 /** unusableText says why a coupon cannot be used ("" for a usable one). */
 export function unusableText(c: { usable: boolean; unusableReason: UnusableReason }): string {
   return c.usable ? "" : unusable[c.unusableReason] ?? "not usable";
+}
+
+/**
+ * couponTerms states a campaign's terms from its fields ("€5.00 off orders
+ * of €20.00 or more", "10% off any order"), so that they read in the page's
+ * one money format rather than in the campaign's free-text description.
+ */
+export function couponTerms(c: Campaign | undefined): string {
+  if (!c) return "";
+  const off =
+    c.kind === DiscountKind.FIXED ? `${money(amountOf(c.amountOff))} off` : c.kind === DiscountKind.PERCENT ? `${percentOfBps(c.percentOffBps)} off` : "";
+  if (!off) return c.description;
+  const min = amountOf(c.minimumSpend);
+  return min.minor > 0n ? `${off} orders of ${money(min)} or more` : `${off} any order`;
+}
+
+/**
+ * itemsText says what an order holds ("2 × Black tea · 1 × Stone mug"; past
+ * three lines, "· 2 more"). The lines are set apart with " · ", not commas,
+ * which product names may hold ("Black tea, 250 g").
+ */
+export function itemsText(lines: Pick<Line, "quantity" | "name">[]): string {
+  const named = lines.slice(0, 3).map((l) => `${l.quantity} × ${l.name}`);
+  const more = lines.length - named.length;
+  return [...named, more > 0 ? `${more} more` : ""].filter((t) => t !== "").join(" · ");
 }
 
 const stepNames: Record<string, string> = {
@@ -45,6 +76,17 @@ const stateNames: Record<number, string> = {
   [StepState.COMPENSATING]: "Being undone",
   [StepState.COMPENSATED]: "Undone",
 };
+/**
+ * What a step's state means for the thing it settles, in the shopper's
+ * words. NOT_APPLIED stands for a step that ended without its effect ever
+ * being applied (failed, or voided by the compensation: no reference).
+ */
+const NOT_APPLIED = -1;
+const capabilityStateNames: Record<string, Record<number, string>> = {
+  "coupons:redeem": { [StepState.APPLIED]: "Redeemed", [StepState.COMPENSATING]: "Being given back", [StepState.COMPENSATED]: "Given back", [NOT_APPLIED]: "Not used" },
+  "points:spend": { [StepState.APPLIED]: "Spent", [StepState.COMPENSATING]: "Being given back", [StepState.COMPENSATED]: "Given back", [NOT_APPLIED]: "Not spent" },
+  "payments:capture": { [StepState.APPLIED]: "Charged", [StepState.COMPENSATING]: "Being reversed", [StepState.COMPENSATED]: "Reversed", [NOT_APPLIED]: "Not charged" },
+};
 const stateClasses: Record<number, string> = {
   [StepState.APPLIED]: "APPLIED",
   [StepState.FAILED]: "FAILED",
@@ -57,27 +99,119 @@ export const stepName = (capability: string): string => stepNames[capability] ??
 export const statusName = (s: OrderStatus): string => statusNames[s] ?? "Unknown";
 /** statusClass is the badge's class of an order status ("" for the plain badge). */
 export const statusClass = (s: OrderStatus): string => statusClasses[s] ?? "";
+/** stateName is a step state's generic name ("Done", "Undone"). */
 export const stateName = (s: StepState): string => stateNames[s] ?? "Unknown";
 /** stateClass is the badge's class of a step state ("" for the plain badge). */
 export const stateClass = (s: StepState): string => stateClasses[s] ?? "";
 
+type StepFacts = Pick<Step, "capability" | "state" | "settlement" | "reference">;
+
+/**
+ * everApplied: the step's effect was applied at some point. Issuers return a
+ * reference for an applied effect and the saga keeps it through the
+ * compensation, so a compensated step without one was voided before it was
+ * applied (the step that failed, or one of a stage that never ran).
+ */
+const everApplied = (s: StepFacts): boolean => s.state === StepState.APPLIED || s.reference !== "";
+
+/** settled: the step has ended one way (applied, failed or compensated). */
+const settled = (s: StepState): boolean => s === StepState.APPLIED || s === StepState.FAILED || s === StepState.COMPENSATED;
+
+/**
+ * stepStateName is where a step stands, in the words of what it settles
+ * ("Charged", "Given back", "Not charged"), else generic ("Done").
+ */
+export function stepStateName(s: StepFacts): string {
+  const key = settled(s.state) && !everApplied(s) ? NOT_APPLIED : s.state;
+  return capabilityStateNames[s.capability]?.[key] ?? stateName(s.state);
+}
+
 /** progressText is the order's status and steps in one sentence, for the live region. */
 export function progressText(o: Order): string {
-  const steps = o.steps.map((s) => `${stepName(s.capability)}: ${stateNames[s.state] ?? "unknown"}`).join(", ");
+  const steps = o.steps.map((s) => `${stepName(s.capability)}: ${stepStateName(s).toLowerCase()}`).join(", ");
   return `Order ${statusNames[o.status] ?? "unknown"}. ${steps}.`;
 }
 
-/** failedStep names the step that failed, from the order's failure reason ("<capability> refused: ..."). */
-export function failedStep(o: Pick<Order, "failureReason">): string {
-  const capability = /^([a-z]+:[a-z]+)\b/.exec(o.failureReason)?.[1] ?? "";
-  switch (capability) {
-    case "payments:capture":
-      return "the card payment could not be taken";
-    case "coupons:redeem":
-      return "the coupon could not be redeemed";
-    case "points:spend":
-      return "the points could not be spent";
+// ---------------------------------------------------------------- the outcome
+
+/** Outcome is how an order ended (or stands) for the shopper: a headline, then what happened to each thing used. */
+export interface Outcome {
+  tone: "ok" | "bad" | "busy";
+  headline: string;
+  /** One sentence per step of the order: what became of the coupon, the points, the card payment. */
+  fates: string[];
+}
+
+const failures: Record<string, string> = {
+  "coupons:redeem": "your coupon could not be redeemed",
+  "points:spend": "your points could not be spent",
+  "payments:capture": "your card payment could not be taken",
+};
+
+type Fate = (amount: string) => string;
+const notUsed: Record<string, Fate> = {
+  "coupons:redeem": () => "Your coupon was not used.",
+  "points:spend": () => "Your points were not spent.",
+  "payments:capture": () => "Your card was not charged.",
+};
+const fates: Record<string, Partial<Record<StepState, Fate>>> = {
+  "coupons:redeem": {
+    [StepState.APPLIED]: (a) => `Your coupon took ${a} off.`,
+    [StepState.COMPENSATING]: () => "Your coupon is being given back…",
+    [StepState.COMPENSATED]: () => "Your coupon was given back: you can use it again.",
+  },
+  "points:spend": {
+    [StepState.APPLIED]: (a) => `${a} was paid with your points.`,
+    [StepState.COMPENSATING]: (a) => `Your points worth ${a} are being given back…`,
+    [StepState.COMPENSATED]: (a) => `Your points worth ${a} were given back to your balance.`,
+  },
+  "payments:capture": {
+    [StepState.APPLIED]: (a) => `${a} was charged to your card.`,
+    [StepState.COMPENSATING]: (a) => `The ${a} card payment is being reversed…`,
+    [StepState.COMPENSATED]: (a) => `The ${a} card payment was reversed: you are not charged.`,
+  },
+};
+/** What became of a step voided by the compensation before it was ever applied. */
+const voided: Record<string, Fate> = {
+  "payments:capture": (a) => `Your card was not charged: the ${a} hold on it was released.`,
+};
+
+/** stepFate says what became of the thing one step settles. */
+export function stepFate(step: StepFacts): string {
+  const amount = money(amountOf(step.settlement));
+  const fate = everApplied(step)
+    ? fates[step.capability]?.[step.state]
+    : step.state === StepState.COMPENSATED
+      ? (voided[step.capability] ?? notUsed[step.capability])
+      : notUsed[step.capability];
+  return fate ? fate(amount) : `${stepName(step.capability)}: ${stateName(step.state).toLowerCase()}.`;
+}
+
+/**
+ * failedCapability is the capability of the step that failed: the step still
+ * FAILED, else the one the order's failure reason starts with (the saga
+ * writes "<capability> refused: …" and then voids that step too); "" when
+ * no step of the order is named.
+ */
+export function failedCapability(o: Pick<Order, "steps" | "failureReason">): string {
+  const failed = o.steps.find((s) => s.state === StepState.FAILED);
+  if (failed) return failed.capability;
+  const named = /^([a-z]+:[a-z]+)\b/.exec(o.failureReason)?.[1] ?? "";
+  return o.steps.some((s) => s.capability === named) ? named : "";
+}
+
+/** orderOutcome derives the order's outcome from its status and its steps' final states. */
+export function orderOutcome(o: Pick<Order, "status" | "steps" | "failureReason">): Outcome {
+  const all = o.steps.map(stepFate);
+  const what = failures[failedCapability(o)] ?? "it could not be completed";
+  switch (o.status) {
+    case OrderStatus.COMPLETED:
+      return { tone: "ok", headline: "Thank you! Your order is complete and paid.", fates: all };
+    case OrderStatus.FAILED:
+      return { tone: "bad", headline: `Your order did not go through: ${what}.`, fates: all };
+    case OrderStatus.COMPENSATING:
+      return { tone: "bad", headline: `Your order did not go through: ${what}. Giving back what was used…`, fates: all };
     default:
-      return "a step failed";
+      return { tone: "busy", headline: "Processing your order…", fates: [] };
   }
 }

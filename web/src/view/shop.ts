@@ -2,12 +2,12 @@
 //
 // Rules: reads the state, never changes it; reacts to the shopper only by
 // calling Handlers (ports.ts); no network, no storage. May import: state.ts
-// (types and selectors), ports.ts (types), @tokenrelay/gen (types), view/*.
+// (types and selectors), ports.ts (types), format.ts, @tokenrelay/gen (types), view/*.
 import type { Product } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
 import type { Handlers } from "../ports.js";
 import { amountOf, cartLines, cartTotal, type AppState, type CartLine } from "../state.js";
 import { errorLine, h } from "./dom.js";
-import { money } from "./format.js";
+import { money } from "../format.js";
 
 export function renderCatalog(s: AppState, on: Handlers): HTMLElement {
   return h(
@@ -15,18 +15,33 @@ export function renderCatalog(s: AppState, on: Handlers): HTMLElement {
     { class: "card", "aria-labelledby": "catalog-h" },
     h("h2", { id: "catalog-h" }, "Catalog"),
     s.busy.has("catalog") ? h("p", { class: "status busy" }, "Loading the catalog…") : null,
-    h("ul", { class: "plain", id: "products" }, ...s.products.map((p) => productItem(p, on))),
+    h("ul", { class: "plain", id: "products" }, ...s.products.map((p) => productItem(p, s.cart.get(p.sku) ?? 0, on))),
     errorLine(s, "catalog"),
   );
 }
 
-function productItem(p: Product, on: Handlers): HTMLElement {
+/** productItem is one product: name and description, price, and Add with how many are in the cart already. */
+function productItem(p: Product, inCart: number, on: Handlers): HTMLElement {
   return h(
     "li",
     { class: "product" },
     h("div", {}, h("div", { class: "name" }, p.name), h("div", { class: "desc" }, p.description)),
     h("span", { class: "price" }, money(amountOf(p.unitPrice))),
-    h("button", { id: `add-${p.sku}`, type: "button", "aria-label": `Add ${p.name} to cart`, onclick: () => on.addToCart(p.sku, 1) }, "Add"),
+    h(
+      "div",
+      { class: "add" },
+      h(
+        "button",
+        {
+          id: `add-${p.sku}`,
+          type: "button",
+          "aria-label": `Add ${p.name} to cart${inCart > 0 ? ` (${inCart} in cart)` : ""}`,
+          onclick: () => on.addToCart(p.sku, 1),
+        },
+        "Add",
+      ),
+      h("span", { class: "incart", id: `incart-${p.sku}` }, inCart > 0 ? `${inCart} in cart` : ""),
+    ),
   );
 }
 
@@ -34,13 +49,14 @@ export function renderCart(s: AppState, on: Handlers): HTMLElement {
   const lines = cartLines(s);
   const total = cartTotal(lines);
   const starting = s.busy.has("start");
+  const count = lines.reduce((n, l) => n + l.qty, 0);
   return h(
     "section",
     { class: "card", "aria-labelledby": "cart-h" },
-    h("h2", { id: "cart-h" }, "Cart"),
+    h("h2", { id: "cart-h" }, "Cart", count > 0 ? h("span", { class: "count", id: "cart-count" }, ` · ${count} ${count === 1 ? "item" : "items"}`) : null),
     lines.length === 0
       ? h("p", { class: "muted" }, "Your cart is empty.")
-      : h("ul", { class: "plain", id: "cart-lines" }, ...lines.map((l) => cartLineItem(l, total.currency, on))),
+      : h("ul", { class: "plain lines", id: "cart-lines" }, ...lines.map((l) => cartLineItem(l, total.currency, on))),
     lines.length > 0 ? h("div", { class: "total" }, h("span", {}, "Estimated total"), h("span", { class: "price" }, money(total))) : null,
     h(
       "div",
@@ -61,7 +77,7 @@ function cartLineItem(l: CartLine, currency: string, on: Handlers): HTMLElement 
   const lineTotal = (l.product?.unitPrice?.amountMinor ?? 0n) * BigInt(l.qty);
   return h(
     "li",
-    { class: "cart-line" },
+    { class: "line" },
     h("span", {}, name),
     h(
       "span",
