@@ -187,11 +187,14 @@ func TestTokenVerify(t *testing.T) {
 		{"wrong kind", []string{"token", "verify", "--jwks", srv.URL + keys.WellKnownPath, "--issuer", "coupons",
 			"--kind", "checkout", "--audience", "order-processing"}, valid, exitFail, "invalid: token type not accepted"},
 		{"wrong issuer", []string{"token", "verify", "--jwks", srv.URL + keys.WellKnownPath, "--issuer", "points",
-			"--kind", "confirmation", "--audience", "order-processing"}, valid, exitFail, "invalid: token issuer not trusted"},
+			"--kind", "confirmation", "--audience", "order-processing"}, valid, exitFail,
+			// A token of an issuer the verifier does not trust has no key to
+			// check it with: refused as a bad signature; the detail says why.
+			"invalid: token signature invalid\n  detail: token signature invalid: iss names no trusted issuer"},
 		{"wrong namespace", append(jwksArgs[:len(jwksArgs):len(jwksArgs)], "--namespace", "points"), valid, exitFail,
 			"invalid: token capability outside the issuer's namespace"},
 		{"key of another ring", jwksArgs, confirmation(t, other, "order-processing", now, now.Add(time.Minute)), exitFail,
-			"invalid: keys: key not found"},
+			"invalid: token signature invalid\n  detail: token signature invalid: no key of this kid at the issuer: keys: key not found"},
 		{"flags after the token", []string{"token", "verify", valid, "--jwks", srv.URL + keys.WellKnownPath, "--issuer", "coupons",
 			"--kind", "confirmation", "--audience", "order-processing"}, "", exitOK, "valid:"},
 		{"no issuer", []string{"token", "verify", "--jwks", srv.URL, "--kind", "confirmation", "--audience", "x"}, valid, exitUsage, "--issuer is required"},

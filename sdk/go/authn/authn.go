@@ -11,10 +11,39 @@
 //     is missing or bad, and puts it in the context; [NewClientInterceptor]
 //     copies it from the context onto every outgoing request.
 //   - The workload token (header Workload-Token, token.Workload), signed by
-//     the calling service with its own key for one callee. It proves which
-//     service calls, for RPCs only one service may call (OrderProcessing
-//     calling CapabilityService). [RequireWorkload] checks it;
-//     [WithWorkload] makes a client sign one per call.
+//     the calling service with its own key for one callee and bound to one
+//     call. It proves which service calls, for RPCs only one service may
+//     call (OrderProcessing calling CapabilityService). [WithWorkload] makes
+//     a client sign one per call; [RequireWorkload] checks it.
+//
+// A call that carries either header more than once is refused
+// (Unauthenticated, [ErrRepeatedHeader]), whichever copy is valid: the token
+// that authenticates a call must not depend on which copy a reader takes.
+//
+// # Workload tokens are bound to their call, not one-time
+//
+// Nothing records a workload token's use. Instead each one names the call
+// it was made for, as DPoP (RFC 9449) binds a proof to htm and htu: proc is
+// the full procedure ("/tokenrelay.capability.v1.CapabilityService/Exercise")
+// and req the [RequestDigest] of the request message, the SHA-256 of its
+// deterministic protobuf encoding. [RequireWorkload] refuses
+// (Unauthenticated, [ErrWorkloadBinding]) a token whose proc or req is not
+// that of the call it arrives with. A token captured from one call (from a
+// log, a proxy, a trace) therefore cannot exercise another confirmation
+// token, exercise one for another order, or compensate anything: each of
+// those is another procedure or another message. All it can do, within its
+// lifetime (at most 2 minutes), is repeat the identical call, and that is
+// harmless: Exercise and Compensate are idempotent per (confirmation token
+// jti, order id), both inside the bound message, so a repeat returns the
+// result stored by the first call and changes nothing. The other headers
+// are not bound (the transaction token, an Idempotency-Key); neither
+// changes what an identical Exercise or Compensate does (the transaction
+// token's txn only labels the logs).
+//
+// A streaming call's token binds the procedure only (req is
+// [StreamRequest]): its messages are not known when its headers are sent.
+// No procedure that requires a workload token streams today
+// (CapabilityService is unary).
 //
 // Handlers read the caller with [RequireCaller] (or [CallerFrom]) and log with the context, so
 // that [NewLogHandler] adds the transaction id (txn) to every log line.

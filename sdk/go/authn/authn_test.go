@@ -174,12 +174,26 @@ func TestServerRefuses(t *testing.T) {
 	))
 	good, _ := w.txn(t, "usr_alice", "shop")
 	forged, _ := other.txn(t, "usr_alice", "shop")
-	workload := func(is *token.Issuer, aud string) string {
-		raw, _, err := token.Issue(t.Context(), is, token.Workload, token.WorkloadClaims{Registered: token.Registered{Audience: []string{aud}}})
+	// Each call below is an Exercise of an empty request.
+	exercise, err := authn.RequestDigest(&capabilityv1.ExerciseRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := func(is *token.Issuer, aud, procedure, req string) string {
+		raw, _, err := token.Issue(t.Context(), is, token.Workload, token.WorkloadClaims{
+			Registered: token.Registered{Audience: []string{aud}}, Procedure: procedure, RequestDigest: req,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return raw
+	}
+	workload := func(is *token.Issuer, aud string) string {
+		return bound(is, aud, capabilityv1connect.CapabilityServiceExerciseProcedure, exercise)
+	}
+	otherReq, err := authn.RequestDigest(&capabilityv1.ExerciseRequest{OrderId: "ord_1"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name          string
@@ -195,6 +209,10 @@ func TestServerRefuses(t *testing.T) {
 		{"workload for another audience", good, workload(w.orders, "coupons"), connect.CodeUnauthenticated},
 		{"workload not allowed", good, workload(w.intruder, "points"), connect.CodePermissionDenied},
 		{"workload by unknown key", good, workload(other.orders, "points"), connect.CodeUnauthenticated},
+		{"workload bound to another procedure", good, bound(w.orders, "points", capabilityv1connect.CapabilityServiceCompensateProcedure, exercise), connect.CodeUnauthenticated},
+		{"workload bound to another request", good, bound(w.orders, "points", capabilityv1connect.CapabilityServiceExerciseProcedure, otherReq), connect.CodeUnauthenticated},
+		{"workload bound to a stream", good, bound(w.orders, "points", capabilityv1connect.CapabilityServiceExerciseProcedure, authn.StreamRequest), connect.CodeUnauthenticated},
+		{"workload not allowed, bound to another request", good, bound(w.intruder, "points", capabilityv1connect.CapabilityServiceExerciseProcedure, otherReq), connect.CodeUnauthenticated},
 		{"allowed", good, workload(w.orders, "points"), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -54,6 +54,8 @@ const UnknownProcedure = "unknown"
 const (
 	reasonMissing            = "missing"
 	reasonWorkloadNotAllowed = "workload_not_allowed"
+	reasonRepeatedHeader     = "repeated_header"
+	reasonWorkloadBinding    = "workload_binding"
 )
 
 // Registry is a process's Prometheus registry with the RPC and token
@@ -110,9 +112,10 @@ func (m *Registry) Mux() *http.ServeMux {
 // into the binary is recorded as UnknownProcedure), its outcome (nil, or an
 // error whose connect.CodeOf is its code) and its duration; and, when err
 // is a token refusal, its reason: token.Reason ("expired", "signature",
-// "unknown_key", "keys_unavailable", ...), or "missing" for no token at all
-// and "workload_not_allowed" for a workload the procedure does not admit
-// (authn's sentinels). The gateway calls it for every request; Interceptor
+// "unknown_key", "keys_unavailable", ...), or, for authn's sentinels,
+// "missing" for no token at all, "repeated_header" for a token header sent
+// twice, "workload_binding" for a workload token made for another call and
+// "workload_not_allowed" for a workload the procedure does not admit. The gateway calls it for every request; Interceptor
 // calls it for every RPC that reaches it.
 func (m *Registry) Observe(procedure string, err error, d time.Duration) {
 	procedure = knownProcedure(procedure)
@@ -133,6 +136,10 @@ func refusalReason(err error) string {
 	switch {
 	case errors.Is(err, authn.ErrMissingToken):
 		return reasonMissing
+	case errors.Is(err, authn.ErrRepeatedHeader):
+		return reasonRepeatedHeader
+	case errors.Is(err, authn.ErrWorkloadBinding):
+		return reasonWorkloadBinding
 	case token.Reason(err) != "":
 		return token.Reason(err)
 	case errors.Is(err, authn.ErrWorkloadNotAllowed):

@@ -97,6 +97,11 @@ func TestRefusalReasons(t *testing.T) {
 		{rpcerr.Token(fmt.Errorf("x: %w", keys.ErrUnavailable)), "keys_unavailable"},
 		{connect.NewError(connect.CodeUnauthenticated, authn.ErrMissingToken), "missing"},
 		{connect.NewError(connect.CodePermissionDenied, authn.ErrWorkloadNotAllowed), "workload_not_allowed"},
+		{connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: Txn-Token", authn.ErrRepeatedHeader)), "repeated_header"},
+		{connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: request", authn.ErrWorkloadBinding)), "workload_binding"},
+		// A forgery with an unknown kid counts as a bad signature, not as
+		// a key problem of a trusted issuer.
+		{rpcerr.Token(fmt.Errorf("x: %w", fmt.Errorf("%w: no key of this kid: %w", token.ErrSignature, keys.ErrKeyNotFound))), "signature"},
 		{fmt.Errorf("wrapped: %w", token.ErrAudience), "audience"},
 		{errors.New("database down"), ""},
 	} {

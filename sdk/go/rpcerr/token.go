@@ -36,8 +36,12 @@ func AsArgument() TokenOption { return func(s *tokenSettings) { s.argument = tru
 //   - a *connect.Error: returned unchanged; nil: nil;
 //   - anything else: Internal with a generic message (log the original).
 //
-// errors.Is(result, sentinel) still holds for the mapped sentinel, and for
-// token.ErrInvalid.
+// errors.Is(result, sentinel) still holds for the mapped sentinel, for
+// token.ErrInvalid, and for every error err wraps (for the server's own
+// observers; none of their text reaches the client). token.Verify refuses
+// every token that does not authenticate (untrusted issuer, unknown kid,
+// bad signature) as token.ErrSignature, whatever its claims, so a forgery
+// is never FailedPrecondition ("fetch a fresh token").
 func Token(err error, opts ...TokenOption) *connect.Error {
 	if err == nil {
 		return nil
@@ -70,5 +74,14 @@ func Token(err error, opts ...TokenOption) *connect.Error {
 			code = connect.CodeFailedPrecondition
 		}
 	}
-	return connect.NewError(code, defect)
+	return connect.NewError(code, refusal{defect: defect, err: err})
 }
+
+// refusal is what a mapped token refusal wraps: its text is the sentinel's
+// alone, which reaches the client, while errors.Is still finds every error
+// of the original chain for the server's own observers (metrics, logs), such
+// as the keys.ErrKeyNotFound behind a signature refusal.
+type refusal struct{ defect, err error }
+
+func (r refusal) Error() string   { return r.defect.Error() }
+func (r refusal) Unwrap() []error { return []error{r.defect, r.err} }

@@ -65,6 +65,29 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// TestTokenKeepsTheChain: the client sees the sentinel's text alone (an
+// unknown kid reads as a bad signature), while the server's own observers
+// (metrics, logs, the gateway's Observe) still find every error of the
+// chain with errors.Is.
+func TestTokenKeepsTheChain(t *testing.T) {
+	t.Parallel()
+	err := fmt.Errorf("access token: %w", fmt.Errorf("%w: no key of this kid at the issuer: %w", token.ErrSignature, keys.ErrKeyNotFound))
+	for _, opts := range [][]rpcerr.TokenOption{nil, {rpcerr.AsArgument()}} {
+		ce := rpcerr.Token(err, opts...)
+		if ce.Message() != token.ErrSignature.Error() || strings.Contains(ce.Error(), "kid") {
+			t.Fatalf("message = %q, want the signature sentinel's alone", ce.Message())
+		}
+		for _, target := range []error{token.ErrSignature, token.ErrInvalid, keys.ErrKeyNotFound} {
+			if !errors.Is(ce, target) {
+				t.Errorf("errors.Is(%v, %v) = false", ce, target)
+			}
+		}
+		if token.Reason(ce) != "signature" || token.Sentinel(ce) != token.ErrSignature {
+			t.Errorf("Reason = %q, Sentinel = %v", token.Reason(ce), token.Sentinel(ce))
+		}
+	}
+}
+
 // A handler maps what Verify returned: the client learns which check
 // failed and nothing of the token.
 func ExampleToken() {

@@ -39,7 +39,22 @@
 //     ("EXP", or "\u0065xp" next to "exp", is refused), values of the right
 //     type, NumericDates as integers.
 //   - exp and iat are required, iat and nbf may not lie in the future, exp -
-//     iat is bounded by the kind, and the leeway is at most 30 seconds.
+//     iat is bounded by the kind, and the leeway is at most 30 seconds. A
+//     token is expired on or after exp + leeway and valid on or after nbf -
+//     leeway (RFC 7519 4.1.4, 4.1.5).
+//   - The signature is checked before any claim is judged. Before it, only
+//     the form of the token is (sizes, base64url, JSON, header parameters,
+//     typ), by rules that are the same for every verifier; iss serves only to
+//     find the key. Every way a token fails to authenticate (iss missing or
+//     untrusted, a kid its issuer does not publish, a key of another
+//     algorithm, a bad signature) is the one refusal ErrSignature, whatever
+//     its claims say. So a forger learns nothing of the policy (which
+//     issuers, kinds, algorithms, audiences and namespaces are trusted), a
+//     forgery is never refused as "expired" (which tells a client to fetch
+//     a fresh token and retry), and metrics count forgeries as signatures.
+//     Only a genuine token learns which claim failed.
+//   - On error, Verify returns the zero claims: nothing of a refused token
+//     reaches the caller.
 //
 // Tools read this policy from the package rather than copying it: [Kinds]
 // and [KindOf] name the kinds, [HeaderParameters], [SupportedAlgorithms]
@@ -60,10 +75,18 @@
 // expiry and kind and costs a hash and a lookup instead of a signature
 // verification.
 //
-// # One-time use
+// # One-time use and binding
 //
 // Verification does not consume a token: callers that need one-time use
-// (confirmation, checkout and workload tokens) record (iss, jti) as the
-// replay package describes, and map its ErrReplayed (this package's
-// ErrReplayed) with rpcerr.Token.
+// (confirmation and checkout tokens) record (iss, jti) as the replay
+// package describes, and map its ErrReplayed (this package's ErrReplayed)
+// with rpcerr.Token.
+//
+// Workload tokens are not one-time. Each is bound to one call instead, as
+// DPoP (RFC 9449) binds a proof to its htm and htu: proc names the
+// procedure and req the digest of the request message (see
+// [WorkloadClaims]), and package authn refuses a workload token that arrives
+// with any other call. A captured token can then only repeat the identical
+// call within its lifetime (2 minutes at most), which is harmless for the
+// calls it guards; package authn says why.
 package token

@@ -8,15 +8,14 @@ import (
 
 // ErrInvalid is the group of every token defect, in golang-jwt's idiom (its
 // claim errors all wrap ErrTokenInvalidClaims): each sentinel below but
-// ErrConfig wraps it, and so does the error of Verify when the token's
-// issuer has no key of its kid (keys.ErrKeyNotFound). errors.Is(err,
+// ErrConfig wraps it. errors.Is(err,
 // ErrInvalid) therefore reports whether a token was refused as such,
 // whatever the check that failed, and a new sentinel is mapped wherever the
 // group is; [Reason] names the check.
 var ErrInvalid = errors.New("token invalid")
 
 // Sentinel errors. Every error from Verify and Issue wraps exactly one of
-// them (key lookups wrap keys.ErrKeyNotFound or keys.ErrUnavailable
+// them (a key lookup whose keys are unavailable wraps keys.ErrUnavailable
 // instead), together with a note of which check failed. No error ever
 // contains the token or any part of it, so errors may be logged. Each
 // sentinel but ErrConfig wraps ErrInvalid and has a [Reason].
@@ -35,24 +34,29 @@ var (
 	// ErrHeader: a header parameter other than alg, kid and typ (jku, x5u,
 	// jwk, x5c, crit, b64, cty ...), or one that is not a string.
 	ErrHeader = defect("token header parameter not allowed", "header")
-	// ErrAlgorithm: alg is not one the issuer's policy accepts (none, HS*,
-	// RS*, PS* never are), or it is not the algorithm of the key the kid
-	// names.
+	// ErrAlgorithm: alg is not EdDSA or ES256 (none, HS*, RS*, PS* never
+	// are), or a genuine token's alg is not one its issuer's policy
+	// accepts. A key of another algorithm than alg is ErrSignature.
 	ErrAlgorithm = defect("token algorithm not allowed", "algorithm")
 	// ErrKeyID: kid missing, empty or longer than 256 bytes.
 	ErrKeyID = defect("token key id missing or invalid", "key_id")
-	// ErrType: typ missing or not the expected kind, or a kind the issuer is
-	// not trusted to issue.
+	// ErrType: typ missing or not the expected kind, or a genuine token of
+	// a kind its issuer is not trusted to issue.
 	ErrType = defect("token type not accepted", "type")
-	// ErrIssuer: iss missing or not a trusted issuer (or, when issuing, not
-	// the issuer's own name).
+	// ErrIssuer: when issuing, iss is not the Issuer's own name. Verify
+	// reports an iss that is missing or names no trusted issuer as
+	// ErrSignature: there is no key to check the signature with, and a
+	// forger must not learn which issuers are trusted.
 	ErrIssuer = defect("token issuer not trusted", "issuer")
 	// ErrClaims: a claim has the wrong JSON type or an invalid value, or a
 	// claim the kind requires is missing.
 	ErrClaims = defect("token claims invalid", "claims")
-	// ErrExpired: now is after exp plus the leeway.
+	// ErrExpired: now is on or after exp plus the leeway (RFC 7519
+	// 4.1.4). Only for a token whose signature verified.
 	ErrExpired = defect("token expired", "expired")
-	// ErrNotYetValid: nbf or iat is after now plus the leeway.
+	// ErrNotYetValid: nbf or iat is after now plus the leeway: a token is
+	// valid on or after nbf (RFC 7519 4.1.5). Only for a token whose
+	// signature verified, like every check of a claim's value below.
 	ErrNotYetValid = defect("token not yet valid", "not_yet_valid")
 	// ErrLifetime: exp - iat is not positive or exceeds the kind's maximum.
 	ErrLifetime = defect("token lifetime exceeds the maximum for its kind", "lifetime")
@@ -60,9 +64,14 @@ var (
 	// accepts for this issuer and kind.
 	ErrAudience = defect("token audience not accepted", "audience")
 	// ErrCapability: a capability outside the namespace its issuer may
-	// grant, whatever the signature.
+	// grant.
 	ErrCapability = defect("token capability outside the issuer's namespace", "capability")
-	// ErrSignature: the signature segment is not 64 bytes or does not verify.
+	// ErrSignature: the signature segment is not 64 bytes or does not
+	// verify with a key of the token's issuer. The caller cannot tell apart
+	// its causes: iss missing or naming no trusted issuer, a kid the issuer
+	// does not publish (the error wraps keys.ErrKeyNotFound too), a key of
+	// another algorithm than alg, a bad signature; nor does it learn
+	// anything of the claims of such a token.
 	ErrSignature = defect("token signature invalid", "signature")
 	// ErrReplayed: the token's (iss, jti) was already consumed. The replay
 	// package returns it (as replay.ErrReplayed); it lives here so that
@@ -93,9 +102,10 @@ func (d *defectError) Unwrap() error { return ErrInvalid }
 
 // Reason returns the short, stable label of the check a token refusal
 // failed, for metrics and logs: the sentinel it wraps in snake case
-// ("expired", "signature", "audience", "replayed", ...), "unknown_key" when
-// the issuer publishes no key of the token's kid (keys.ErrKeyNotFound),
-// "keys_unavailable" when the issuer's keys cannot be fetched
+// ("expired", "signature", "audience", "replayed", ...), "unknown_key" for
+// a key source's own keys.ErrKeyNotFound (Verify reports a kid its issuer
+// does not publish as "signature"), "keys_unavailable" when the issuer's
+// keys cannot be fetched
 // (keys.ErrUnavailable); "" when err is no token refusal (nil, ErrConfig,
 // any other error). Labels never change: dashboards count by them.
 func Reason(err error) string {
@@ -128,16 +138,12 @@ func Sentinel(err error) error {
 	return nil
 }
 
-// lookupError is a failed key lookup of Verify. One that found no key of
-// the token's kid is a token defect, so it wraps ErrInvalid as well; one
-// whose keys are unavailable is not (the token may be fine).
+// lookupError is a key lookup of Verify that failed for another reason than
+// a missing key (which Verify reports as ErrSignature): the issuer's keys
+// are unavailable, or the context ended. It is no token defect: the token
+// may be fine.
 type lookupError struct{ err error }
 
 func (e lookupError) Error() string { return "token: key lookup: " + e.err.Error() }
 
-func (e lookupError) Unwrap() []error {
-	if errors.Is(e.err, keys.ErrKeyNotFound) {
-		return []error{e.err, ErrInvalid}
-	}
-	return []error{e.err}
-}
+func (e lookupError) Unwrap() error { return e.err }

@@ -103,7 +103,8 @@ func ExampleWithVerifiedCache() {
 }
 
 // OrderProcessing proves who is calling Exercise with a workload token signed
-// by its own key; the domain verifies it with the audience set to itself.
+// by its own key and bound to the call (package authn fills proc and req and
+// checks them); the domain verifies it with the audience set to itself.
 func ExampleIssue_workload() {
 	ctx := context.Background()
 	opRing, err := keys.NewRing()
@@ -115,7 +116,9 @@ func ExampleIssue_workload() {
 		panic(err)
 	}
 	raw, _, err := token.Issue(ctx, op, token.Workload, token.WorkloadClaims{
-		Registered: token.Registered{Audience: []string{"coupons"}},
+		Registered:    token.Registered{Audience: []string{"coupons"}},
+		Procedure:     "/tokenrelay.capability.v1.CapabilityService/Exercise",
+		RequestDigest: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
 	})
 	if err != nil {
 		panic(err)
@@ -128,6 +131,6 @@ func ExampleIssue_workload() {
 	}
 	defer coupons.Close()
 	caller, err := token.Verify(ctx, coupons, token.Workload, raw)
-	fmt.Println(caller.Subject, err)
-	// Output: order-processing <nil>
+	fmt.Println(caller.Subject, caller.Procedure, err)
+	// Output: order-processing /tokenrelay.capability.v1.CapabilityService/Exercise <nil>
 }

@@ -21,15 +21,27 @@ type fixture struct {
 	rings   map[string]*keys.Ring
 	issuers map[string]*token.Issuer
 	v       *token.Verifier
+	// trust is every option of v, for verifier.
+	trust []token.Option
+	// evil holds an attacker's keys, unknown to every issuer: "evil-ed"
+	// (EdDSA) and "evil-es" (ES256).
+	evil map[string]*keys.PrivateKey
 }
 
 func newFixture(tb testing.TB, opts ...token.Option) *fixture {
 	tb.Helper()
-	f := &fixture{rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}}
+	f := &fixture{rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}, evil: map[string]*keys.PrivateKey{}}
 	clock := func() time.Time { return epoch }
-	for _, name := range []string{"coupons", "points", "payments", "gateway", "identity", "order-processing"} {
+	for name, alg := range map[string]string{"evil-ed": keys.EdDSA, "evil-es": keys.ES256} {
+		k, err := keys.GenerateKey(alg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		f.evil[name] = k
+	}
+	for _, name := range []string{"coupons", "points", "payments", "gateway", "identity", "order-processing", "ledger"} {
 		alg := keys.EdDSA
-		if name == "payments" {
+		if name == "payments" || name == "ledger" {
 			alg = keys.ES256
 		}
 		r, err := keys.NewRing(keys.WithAlgorithm(alg), keys.WithRingClock(clock))
@@ -53,18 +65,34 @@ func newFixture(tb testing.TB, opts ...token.Option) *fixture {
 		token.Trust("gateway", f.rings["gateway"], token.Accept(token.Transaction, "tokenrelay")),
 		token.Trust("identity", f.rings["identity"], token.Accept(token.Access, "tokenrelay-api")),
 		token.Trust("order-processing", f.rings["order-processing"], token.Accept(token.Checkout, "coupons"), token.Accept(token.Workload, "coupons")),
+		// ledger signs with ES256 but is trusted for EdDSA only: its
+		// genuine tokens fail the algorithm policy.
+		token.Trust("ledger", f.rings["ledger"], token.Accept(token.Transaction, "tokenrelay")),
 	}, opts...)
-	v, err := token.NewVerifier(all...)
+	f.trust = all
+	f.v = f.verifier(tb)
+	return f
+}
+
+// verifier returns a verifier with the fixture's trust and clock, and opts
+// (which win).
+func (f *fixture) verifier(tb testing.TB, opts ...token.Option) *token.Verifier {
+	tb.Helper()
+	v, err := token.NewVerifier(append(f.trust[:len(f.trust):len(f.trust)], opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(v.Close)
-	f.v = v
-	return f
+	return v
 }
 
+// key returns the signing key of issuer, or the attacker's key "evil-ed"
+// or "evil-es".
 func (f *fixture) key(tb testing.TB, issuer string) *keys.PrivateKey {
 	tb.Helper()
+	if k, ok := f.evil[issuer]; ok {
+		return k
+	}
 	k, err := f.rings[issuer].SigningKey()
 	if err != nil {
 		tb.Fatal(err)
@@ -164,6 +192,43 @@ func confClaims(issuer string) members {
 		{"capabilities", `["` + issuer + `:redeem"]`},
 		{"constraints", `{"amount_sha256":"abc"}`},
 		{"settlement", `{"amount_minor":500,"currency":"EUR"}`},
+	}
+}
+
+// txnClaims are the claims of a valid transaction token of issuer.
+func txnClaims(issuer string) members {
+	now := epoch.Unix()
+	return members{
+		{"iss", `"` + issuer + `"`},
+		{"sub", `"user-1"`},
+		{"aud", `"tokenrelay"`},
+		{"iat", fmt.Sprint(now)},
+		{"exp", fmt.Sprint(now + 60)},
+		{"txn", `"txn-1"`},
+		{"tctx", `{"tenant":"acme"}`},
+	}
+}
+
+// wlProcedure and wlDigest are the call a workload token of wlClaims is
+// bound to.
+const (
+	wlProcedure = "/tokenrelay.capability.v1.CapabilityService/Exercise"
+	wlDigest    = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU" // SHA-256 of no bytes
+)
+
+// wlClaims are the claims of a valid workload token of OrderProcessing for
+// coupons.
+func wlClaims() members {
+	now := epoch.Unix()
+	return members{
+		{"iss", `"order-processing"`},
+		{"sub", `"order-processing"`},
+		{"aud", `"coupons"`},
+		{"iat", fmt.Sprint(now)},
+		{"exp", fmt.Sprint(now + 60)},
+		{"jti", `"wl-1"`},
+		{"proc", `"` + wlProcedure + `"`},
+		{"req", `"` + wlDigest + `"`},
 	}
 }
 

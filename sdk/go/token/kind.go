@@ -104,7 +104,11 @@ func (k Kind[C]) DefaultLifetime() time.Duration { return k.defaultLifetime }
 func (k Kind[C]) CarriesCapabilities() bool { return k.caps != nil }
 
 func (k Kind[C]) verifyAny(ctx context.Context, v *Verifier, raw string) (any, error) {
-	return Verify(ctx, v, k, raw)
+	c, err := Verify(ctx, v, k, raw)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func withRegistered(names ...string) []string {
@@ -396,25 +400,53 @@ func decodeSettlement(d *decoder) (Settlement, error) {
 }
 
 // WorkloadClaims are the claims of a workload token: a service's proof, made
-// with its own key, of who is calling. iss is the workload's name, aud the
-// callee.
+// with its own key, of who is calling, bound to one call as DPoP (RFC 9449)
+// binds a proof to htm and htu. iss is the workload's name, aud the callee.
+// authn writes and checks the binding (authn.WithWorkload,
+// authn.RequireWorkload): a token captured from one call cannot be presented
+// with another.
 type WorkloadClaims struct {
 	Registered
+	// Procedure (proc) is the full Connect procedure of the call, such as
+	// "/tokenrelay.capability.v1.CapabilityService/Exercise". Required.
+	Procedure string
+	// RequestDigest (req) binds the token to the request of the call. For a
+	// unary call authn writes the unpadded base64url SHA-256 of the
+	// deterministic protobuf encoding of the request message
+	// (authn.RequestDigest); for a stream, whose messages are not known when
+	// its headers are sent, the fixed value authn.StreamRequest. Required.
+	RequestDigest string
 }
 
 // Workload is the workload token, typ "wl+jwt": at most 2 minutes, default 1
-// minute. Requires sub (Issue fills it with iss), aud and jti.
+// minute. Requires sub (Issue fills it with iss), aud, jti, proc and req.
+// It is not one-time: the binding to one call (proc, req) is what makes a
+// replay harmless; see package authn.
 var Workload = Kind[WorkloadClaims]{
 	name:            "workload",
 	title:           "workload token",
 	typ:             "wl+jwt",
 	maxLifetime:     2 * time.Minute,
 	defaultLifetime: time.Minute,
-	all:             withRegistered(),
+	names:           []string{"proc", "req"},
+	all:             withRegistered("proc", "req"),
 	reg:             func(c *WorkloadClaims) *Registered { return &c.Registered },
-	decode:          func(*WorkloadClaims, int, *decoder) error { return nil },
-	encode:          func(*WorkloadClaims, *encoder) {},
-	check:           func(c *WorkloadClaims) error { return required(c.ID != "", "jti") },
+	decode: func(c *WorkloadClaims, f int, d *decoder) (err error) {
+		switch f {
+		case 0:
+			c.Procedure, err = d.string()
+		case 1:
+			c.RequestDigest, err = d.string()
+		}
+		return err
+	},
+	encode: func(c *WorkloadClaims, e *encoder) {
+		e.str("proc", c.Procedure)
+		e.str("req", c.RequestDigest)
+	},
+	check: func(c *WorkloadClaims) error {
+		return required(c.ID != "", "jti", c.Procedure != "", "proc", c.RequestDigest != "", "req")
+	},
 	fill: func(c *WorkloadClaims, id string) {
 		c.ID = orDefault(c.ID, id)
 		c.Subject = orDefault(c.Subject, c.Issuer)

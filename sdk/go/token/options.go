@@ -174,8 +174,9 @@ const (
 type PolicyOption func(*policy) error
 
 // Accept lets the issuer issue tokens of kind k for audience: a token of
-// that kind must carry audience in its aud. Kinds not accepted fail with
-// ErrType even when well signed.
+// that kind must carry audience in its aud. A genuine token of a kind not
+// accepted fails with ErrType (a forged one, like every forgery, with
+// ErrSignature).
 func Accept(k AnyKind, audience string) PolicyOption {
 	return func(p *policy) error {
 		if k == nil || k.Typ() == "" || audience == "" {
@@ -212,8 +213,8 @@ func Algorithms(algs ...string) PolicyOption {
 
 // Namespace sets the capability namespace the issuer may grant: with
 // "coupons", every capability must be "coupons:<action>". Required to accept
-// a kind that carries capabilities (Confirmation); a token with any
-// capability outside it fails with ErrCapability whatever its signature.
+// a kind that carries capabilities (Confirmation); a genuine token with any
+// capability outside it fails with ErrCapability.
 func Namespace(ns string) PolicyOption {
 	return func(p *policy) error {
 		if ns == "" {

@@ -46,8 +46,8 @@ func HeaderParameters() []string { return slices.Clone(headerNames) }
 func SupportedAlgorithms() []string { return []string{keys.EdDSA, keys.ES256} }
 
 // VerifyAny is Verify for a kind chosen at run time: the claims are
-// returned as the kind's claims type (AccessClaims, ...) in an any. Services
-// use the typed Verify.
+// returned as the kind's claims type (AccessClaims, ...) in an any, nil on
+// error. Services use the typed Verify.
 func VerifyAny(ctx context.Context, v *Verifier, k AnyKind, raw string) (any, error) {
 	return k.verifyAny(ctx, v, raw)
 }

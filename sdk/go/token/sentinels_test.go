@@ -152,9 +152,15 @@ func TestReasonOfKeyLookups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
+	// Verify refuses an unknown kid as a bad signature (a forger must not
+	// tell it apart), keeping the lookup's error for errors.Is.
 	_, err = jose.Verify(t.Context(), v, jose.Confirmation, raw)
-	if !errors.Is(err, keys.ErrKeyNotFound) || !errors.Is(err, jose.ErrInvalid) || jose.Reason(err) != "unknown_key" {
+	if !errors.Is(err, keys.ErrKeyNotFound) || !errors.Is(err, jose.ErrInvalid) || jose.Reason(err) != "signature" || jose.Sentinel(err) != jose.ErrSignature {
 		t.Fatalf("unknown kid: err = %v, reason %q", err, jose.Reason(err))
+	}
+	notFound := fmt.Errorf("source: %w", keys.ErrKeyNotFound)
+	if jose.Reason(notFound) != "unknown_key" {
+		t.Fatalf("keys.ErrKeyNotFound: reason %q", jose.Reason(notFound))
 	}
 	unavailable := fmt.Errorf("jwks: %w", keys.ErrUnavailable)
 	if errors.Is(unavailable, jose.ErrInvalid) || jose.Reason(unavailable) != "keys_unavailable" || jose.Sentinel(unavailable) != keys.ErrUnavailable {

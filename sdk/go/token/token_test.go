@@ -63,12 +63,24 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 			}
 		}},
 		{"workload", func(t *testing.T) {
-			raw, _, err := token.Issue(ctx, f.issuers["order-processing"], token.Workload, token.WorkloadClaims{Registered: token.Registered{Audience: []string{"coupons"}}})
+			raw, _, err := token.Issue(ctx, f.issuers["order-processing"], token.Workload, token.WorkloadClaims{
+				Registered: token.Registered{Audience: []string{"coupons"}}, Procedure: wlProcedure, RequestDigest: wlDigest,
+			})
 			mustOK(t, err)
 			got, err := token.Verify(ctx, f.v, token.Workload, raw)
 			mustOK(t, err)
-			if got.Subject != "order-processing" || got.ID == "" {
+			if got.Subject != "order-processing" || got.ID == "" || got.Procedure != wlProcedure || got.RequestDigest != wlDigest {
 				t.Fatalf("claims = %+v", got)
+			}
+			// A workload token is bound to one call: Issue refuses one
+			// without it.
+			for _, c := range []token.WorkloadClaims{
+				{Registered: token.Registered{Audience: []string{"coupons"}}, RequestDigest: wlDigest},
+				{Registered: token.Registered{Audience: []string{"coupons"}}, Procedure: wlProcedure},
+			} {
+				if _, _, err := token.Issue(ctx, f.issuers["order-processing"], token.Workload, c); !errors.Is(err, token.ErrClaims) {
+					t.Fatalf("Issue without proc or req: err = %v, want ErrClaims", err)
+				}
 			}
 		}},
 		{"escapes survive", func(t *testing.T) {

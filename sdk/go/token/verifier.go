@@ -82,27 +82,44 @@ func (v *Verifier) Close() {
 	}
 }
 
-// Verify checks raw as a token of kind k and returns its claims. The checks,
-// cheapest first so that garbage costs no signature verification:
+// Verify checks raw as a token of kind k and returns its claims. On any
+// error it returns the zero claims: nothing of a refused token is ever
+// handed to the caller.
 //
-//  1. size limits (ErrTooLarge), three segments of the strict base64url
-//     alphabet without padding or whitespace (ErrMalformed);
-//  2. header: valid JSON object (ErrMalformed) with no duplicate
-//     (ErrDuplicateName) and no parameter but alg, kid, typ (ErrHeader); alg
-//     EdDSA or ES256 (ErrAlgorithm); kid present (ErrKeyID); typ equal to
-//     k.Typ() or "application/"+k.Typ() (ErrType);
-//  3. claims: strict JSON object, one exact spelling per name
-//     (ErrDuplicateName), typed values (ErrClaims);
-//  4. policy of iss (ErrIssuer): k accepted from it (ErrType), alg accepted
-//     from it (ErrAlgorithm);
-//  5. exp and iat present (ErrClaims); exp + leeway not past (ErrExpired);
-//     nbf and iat not beyond now + leeway (ErrNotYetValid); 0 < exp - iat <=
+// The checks come in three stages. The first judges only the form of the
+// token, by rules that are the same for every verifier (this package's,
+// public), so that garbage costs no key lookup and no signature
+// verification; the second authenticates it; only a token whose signature
+// verified reaches the third, which judges its claims against the policy:
+//
+//  1. form: size limits (ErrTooLarge), three segments of the strict
+//     base64url alphabet without padding or whitespace (ErrMalformed);
+//     header: valid JSON object (ErrMalformed) with no duplicate
+//     (ErrDuplicateName) and no parameter but alg, kid, typ (ErrHeader),
+//     alg EdDSA or ES256 (ErrAlgorithm), kid present (ErrKeyID), typ equal
+//     to k.Typ() or "application/"+k.Typ() (ErrType); claims: one strict
+//     JSON object, one exact spelling per name (ErrDuplicateName), at most
+//     64 members (ErrTooLarge); a signature of 64 bytes (ErrSignature);
+//  2. signature: the key of kid in the source of the issuer named by iss,
+//     of the algorithm alg, and the signature verifies with it. Every
+//     failure here is ErrSignature, alike to the caller: iss missing or
+//     not a trusted issuer, no key of that kid (the error also wraps
+//     keys.ErrKeyNotFound, for the server's own logs), a key of another
+//     algorithm, a signature that does not verify. An issuer whose keys
+//     cannot be fetched is keys.ErrUnavailable (not a token defect);
+//  3. claims, of a genuine token only: alg accepted from the issuer
+//     (ErrAlgorithm); k accepted from it (ErrType); claim values of the
+//     right type and within their limits (ErrClaims, ErrTooLarge); exp and
+//     iat present (ErrClaims); now before exp + leeway (ErrExpired); nbf
+//     and iat not after now + leeway (ErrNotYetValid); 0 < exp - iat <=
 //     k.MaxLifetime() (ErrLifetime); aud contains the accepted audience
 //     (ErrAudience); sub and the kind's required claims (ErrClaims);
-//     capabilities inside the issuer's namespace (ErrCapability);
-//  6. key by kid from the issuer's own source only (keys.ErrKeyNotFound,
-//     keys.ErrUnavailable) whose algorithm is alg (ErrAlgorithm); signature
-//     of 64 bytes that verifies (ErrSignature).
+//     capabilities inside the issuer's namespace (ErrCapability).
+//
+// So a forger learns from a refusal only what the package documents for
+// everyone: never which issuers, audiences, kinds, algorithms or
+// namespaces a verifier trusts, and never that a forgery "expired" (which
+// rpcerr.AsArgument would tell a client to retry with a fresh token).
 //
 // With WithVerifiedCache, a token verified before as kind k is returned from
 // the cache after checking its expiry again. The returned claims are the
@@ -114,7 +131,10 @@ func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, 
 	}
 	if v.cache == nil {
 		c, _, err := verify(ctx, v, &k, raw, false)
-		return c, err
+		if err != nil {
+			return zero, err
+		}
+		return c, nil
 	}
 	sum := sha256.Sum256([]byte(raw))
 	key := binary.LittleEndian.Uint64(sum[:8])
@@ -126,7 +146,7 @@ func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, 
 		if !ok {
 			return zero, fmt.Errorf("%w: typ is not %s", ErrType, k.typ)
 		}
-		if v.now().After(e.exp.Add(v.leeway)) {
+		if v.expired(e.exp) {
 			return zero, fmt.Errorf("%w: exp passed", ErrExpired)
 		}
 		return k.clone(c), nil
@@ -148,14 +168,18 @@ func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, 
 // the lifetime bound (exp - iat) included, still applies, and the verified
 // cache is not used. It exists for compensation: a domain must still undo
 // what a confirmation token did after the token expired, and must still know
-// that the token is genuinely its own. Never use it to grant anything.
+// that the token is genuinely its own. Never use it to grant anything. On
+// any error it returns the zero claims.
 func VerifyAllowExpired[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, error) {
 	var zero C
 	if err := admit(v, &k, raw); err != nil {
 		return zero, err
 	}
 	c, _, err := verify(ctx, v, &k, raw, true)
-	return c, err
+	if err != nil {
+		return zero, err
+	}
+	return c, nil
 }
 
 // admit refuses, before any work, a zero Kind (ErrConfig) and a token
@@ -177,9 +201,13 @@ type header struct {
 	kid string
 }
 
+// verify runs the checks of Verify. Its claims are meaningful only when err
+// is nil; the exported functions drop them otherwise.
 func verify[C any](ctx context.Context, v *Verifier, k *Kind[C], raw string, allowExpired bool) (C, time.Time, error) {
 	var c C
 	var never time.Time
+
+	// 1. Form, by this package's rules alone.
 	dot1, dot2, err := segments(raw)
 	if err != nil {
 		return c, never, err
@@ -203,23 +231,49 @@ func verify[C any](ctx context.Context, v *Verifier, k *Kind[C], raw string, all
 		return c, never, fmt.Errorf("%w: claims are not base64url", ErrMalformed)
 	}
 	var t times
-	if err := decodeClaims(k, pb, &c, &t); err != nil {
+	invalid, err := decodeClaims(k, pb, &c, &t)
+	if err != nil {
 		return c, never, err
 	}
-	r := k.reg(&c)
-	if r.Issuer == "" {
-		return c, never, fmt.Errorf("%w: iss missing", ErrIssuer)
+	if len(raw)-dot2-1 != sigSegment {
+		return c, never, fmt.Errorf("%w: signature is not 64 bytes", ErrSignature)
 	}
+	sig, err := v.b64.DecodeString(raw[dot2+1:])
+	if err != nil {
+		return c, never, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
+	}
+
+	// 2. Signature. iss only chooses where to look for the key; an
+	// issuer that is not trusted is a key that is not found.
+	r := k.reg(&c)
 	p := v.policies[r.Issuer]
 	if p == nil {
-		return c, never, fmt.Errorf("%w: iss unknown", ErrIssuer)
+		return c, never, errNoIssuer
+	}
+	key, err := p.source.Key(ctx, h.kid)
+	if err != nil {
+		if errors.Is(err, keys.ErrKeyNotFound) {
+			return c, never, fmt.Errorf("%w: no key of this kid at the issuer: %w", ErrSignature, err)
+		}
+		return c, never, lookupError{err}
+	}
+	if algOf(key) != h.alg {
+		return c, never, fmt.Errorf("%w: alg is not the algorithm of the key", ErrSignature)
+	}
+	if err := key.Verify(raw[:dot2], sig); err != nil {
+		return c, never, ErrSignature
+	}
+
+	// 3. Claims of a genuine token, against its issuer's policy.
+	if p.algs&h.alg == 0 {
+		return c, never, fmt.Errorf("%w: alg not accepted from this issuer", ErrAlgorithm)
 	}
 	aud, ok := p.accept[k.typ]
 	if !ok {
 		return c, never, fmt.Errorf("%w: issuer may not issue %s", ErrType, k.typ)
 	}
-	if p.algs&h.alg == 0 {
-		return c, never, fmt.Errorf("%w: alg not accepted from this issuer", ErrAlgorithm)
+	if invalid != nil {
+		return c, never, invalid
 	}
 	if err := v.checkTimes(&t, k.maxLifetime, r, allowExpired); err != nil {
 		return c, never, err
@@ -241,25 +295,12 @@ func verify[C any](ctx context.Context, v *Verifier, k *Kind[C], raw string, all
 			}
 		}
 	}
-	if len(raw)-dot2-1 != sigSegment {
-		return c, never, fmt.Errorf("%w: signature is not 64 bytes", ErrSignature)
-	}
-	sig, err := v.b64.DecodeString(raw[dot2+1:])
-	if err != nil {
-		return c, never, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
-	}
-	key, err := p.source.Key(ctx, h.kid)
-	if err != nil {
-		return c, never, lookupError{err}
-	}
-	if algOf(key) != h.alg {
-		return c, never, fmt.Errorf("%w: alg is not the algorithm of the key", ErrAlgorithm)
-	}
-	if err := key.Verify(raw[:dot2], sig); err != nil {
-		return c, never, ErrSignature
-	}
 	return c, r.ExpiresAt, nil
 }
+
+// errNoIssuer refuses a token whose iss is missing or names no trusted
+// issuer: there is no key to verify its signature with.
+var errNoIssuer = fmt.Errorf("%w: iss names no trusted issuer", ErrSignature)
 
 func algOf(k *keys.PublicKey) algSet {
 	switch k.Algorithm() {
@@ -391,26 +432,34 @@ const (
 	bitIat = 1 << 5
 )
 
-func decodeClaims[C any](k *Kind[C], data []byte, c *C, t *times) error {
+// decodeClaims reads the claims set into c and t. err reports a defect of
+// form: not one valid JSON object (ErrMalformed), a name twice or in
+// another letter case (ErrDuplicateName), more than maxTopMembers members
+// (ErrTooLarge). invalid reports the first claim whose value has the wrong
+// type or exceeds its limits (ErrClaims, ErrTooLarge); decoding goes on past
+// it, and Verify reports it only once the signature verified, like every
+// other judgement of a claim's content. A claim in error keeps its zero
+// value, so an iss of the wrong type names no issuer.
+func decodeClaims[C any](k *Kind[C], data []byte, c *C, t *times) (invalid, err error) {
 	d := decoder{b: data, s: string(data)}
 	if err := d.open('{'); err != nil {
 		if errors.Is(err, errWrongType) {
-			return fmt.Errorf("%w: claims set is not a JSON object", ErrMalformed)
+			return nil, fmt.Errorf("%w: claims set is not a JSON object", ErrMalformed)
 		}
-		return err
+		return nil, err
 	}
 	r := k.reg(c)
 	var unknown names
 	for first, n := true, 0; ; n++ {
 		name, ok, err := d.member(&first)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !ok {
 			break
 		}
 		if n == maxTopMembers {
-			return fmt.Errorf("%w: more than %d claims", ErrTooLarge, maxTopMembers)
+			return nil, fmt.Errorf("%w: more than %d claims", ErrTooLarge, maxTopMembers)
 		}
 		f := -1
 		for i, known := range k.all {
@@ -421,31 +470,59 @@ func decodeClaims[C any](k *Kind[C], data []byte, c *C, t *times) error {
 		}
 		if f < 0 {
 			if foldsTo(name, k.all) {
-				return fmt.Errorf("%w: case variant of a registered claim name", ErrDuplicateName)
+				return nil, fmt.Errorf("%w: case variant of a registered claim name", ErrDuplicateName)
 			}
 			if err := unknown.add(name); err != nil {
-				return fmt.Errorf("%w: claim name repeated", err)
+				return nil, fmt.Errorf("%w: claim name repeated", err)
 			}
 			if err := d.skip(); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		bit := uint64(1) << f
 		if t.seen&bit != 0 {
-			return fmt.Errorf("%w: claim %s repeated", ErrDuplicateName, k.all[f])
+			return nil, fmt.Errorf("%w: claim %s repeated", ErrDuplicateName, k.all[f])
 		}
 		t.seen |= bit
+		start, depth := d.i, d.depth
 		if f < len(registeredNames) {
 			err = decodeRegistered(r, f, &d, t)
 		} else {
 			err = k.decode(c, f-len(registeredNames), &d)
 		}
-		if err != nil {
-			return fmt.Errorf("claim %s: %w", k.all[f], err)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, ErrMalformed) || errors.Is(err, ErrDuplicateName) {
+			return nil, fmt.Errorf("claim %s: %w", k.all[f], err)
+		}
+		if invalid == nil {
+			invalid = fmt.Errorf("claim %s: %w", k.all[f], err)
+		}
+		d.i, d.depth = start, depth
+		if err := d.skip(); err != nil {
+			return nil, err
+		}
+		if f < len(registeredNames) {
+			clearRegistered(r, f)
 		}
 	}
-	return d.end()
+	return invalid, d.end()
+}
+
+// clearRegistered resets registered claim f after a value in error.
+func clearRegistered(r *Registered, f int) {
+	switch f {
+	case 0:
+		r.Issuer = ""
+	case 1:
+		r.Subject = ""
+	case 2:
+		r.Audience = nil
+	case 6:
+		r.ID = ""
+	}
 }
 
 func decodeRegistered(r *Registered, f int, d *decoder, t *times) (err error) {
@@ -486,9 +563,11 @@ func (v *Verifier) checkTimes(t *times, maxLifetime time.Duration, r *Registered
 		return fmt.Errorf("%w: claim iat required", ErrClaims)
 	}
 	now := v.now()
-	if !allowExpired && now.After(r.ExpiresAt.Add(v.leeway)) {
+	if !allowExpired && v.expired(r.ExpiresAt) {
 		return fmt.Errorf("%w: exp passed", ErrExpired)
 	}
+	// Valid on or after nbf (RFC 7519 4.1.5): refused only when nbf -
+	// leeway is still ahead.
 	late := now.Add(v.leeway)
 	if t.seen&bitNbf != 0 && r.NotBefore.After(late) {
 		return fmt.Errorf("%w: nbf in the future", ErrNotYetValid)
@@ -500,6 +579,12 @@ func (v *Verifier) checkTimes(t *times, maxLifetime time.Duration, r *Registered
 		return fmt.Errorf("%w: exp - iat must be in (0, %v]", ErrLifetime, maxLifetime)
 	}
 	return nil
+}
+
+// expired reports whether a token that expires at exp is expired now: on
+// or after exp plus the leeway (RFC 7519 4.1.4: "on or after").
+func (v *Verifier) expired(exp time.Time) bool {
+	return !v.now().Before(exp.Add(v.leeway))
 }
 
 // checkCommon checks the registered claims every kind requires besides the

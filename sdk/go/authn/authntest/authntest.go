@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
@@ -84,11 +86,19 @@ func (w *World) Checkout(t testing.TB, sub, id string, total int64, currency str
 	return raw
 }
 
-// Workload issues a workload token of OrderProcessing for audience.
-func (w *World) Workload(t testing.TB, audience string) string {
+// Workload issues a workload token of OrderProcessing for audience, bound
+// to the unary call of procedure (such as
+// capabilityv1connect.CapabilityServiceExerciseProcedure) with request msg,
+// as authn.WithWorkload would sign it.
+func (w *World) Workload(t testing.TB, audience, procedure string, msg proto.Message) string {
 	t.Helper()
+	req, err := authn.RequestDigest(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw, _, err := token.Issue(t.Context(), w.orders, token.Workload, token.WorkloadClaims{
 		Registered: token.Registered{Audience: []string{audience}},
+		Procedure:  procedure, RequestDigest: req,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -105,12 +115,13 @@ func (w *World) As(t testing.TB, sub, scope string) http.Header {
 	return h
 }
 
-// AsOrderProcessing returns headers for a CapabilityService call to
-// audience on behalf of user sub.
-func (w *World) AsOrderProcessing(t testing.TB, sub, audience string) http.Header {
+// AsOrderProcessing returns headers for the CapabilityService call
+// procedure with request msg to audience, on behalf of user sub. The
+// workload token is bound to that call: send msg itself.
+func (w *World) AsOrderProcessing(t testing.TB, sub, audience, procedure string, msg proto.Message) http.Header {
 	t.Helper()
 	h := w.As(t, sub, "shop")
-	h.Set(authn.WorkloadHeader, w.Workload(t, audience))
+	h.Set(authn.WorkloadHeader, w.Workload(t, audience, procedure, msg))
 	return h
 }
 

@@ -9,8 +9,14 @@
 package capabilitytest
 
 import (
+	"cmp"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +55,15 @@ type Domain struct {
 // configure the CapabilityService client (for example connect.WithGRPC()).
 func Start(t testing.TB, name string, build func(capability.Trust, *vault.Keyring) (Service, error), opts ...connect.ClientOption) *Domain {
 	t.Helper()
+	return StartReplicas(t, name, 1, build, opts...)[0]
+}
+
+// StartReplicas is Start for n instances of the domain, as it runs scaled
+// out: each is built with build (over the database build gives it, usually
+// one for all) from one trust configuration, key ring and vault, in one
+// world, and served by its own server.
+func StartReplicas(t testing.TB, name string, n int, build func(capability.Trust, *vault.Keyring) (Service, error), opts ...connect.ClientOption) []*Domain {
+	t.Helper()
 	w := authntest.New(t)
 	ring, err := keys.NewRing()
 	if err != nil {
@@ -58,21 +73,72 @@ func Start(t testing.TB, name string, build func(capability.Trust, *vault.Keyrin
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := build(w.Trust(ring), vk)
-	if err != nil {
-		t.Fatal(err)
+	out := make([]*Domain, n)
+	for i := range out {
+		svc, err := build(w.Trust(ring), vk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		mux := http.NewServeMux()
+		svc.Register(mux)
+		srv := httptest.NewUnstartedServer(mux)
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		out[i] = &Domain{
+			Name: name, World: w, Keys: ring, HTTP: srv.Client(), URL: srv.URL,
+			caps: capabilityv1connect.NewCapabilityServiceClient(srv.Client(), srv.URL, opts...),
+		}
 	}
-	t.Cleanup(svc.Close)
-	mux := http.NewServeMux()
-	svc.Register(mux)
-	srv := httptest.NewUnstartedServer(mux)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return &Domain{
-		Name: name, World: w, Keys: ring, HTTP: srv.Client(), URL: srv.URL,
-		caps: capabilityv1connect.NewCapabilityServiceClient(srv.Client(), srv.URL, opts...),
+	return out
+}
+
+// Concurrently runs call(i) for i in [0, n) at once, as far as a start
+// signal makes them, and counts the answers: each result under itself, each
+// error under "error: " and its code and message. Retries of one request
+// must all land under one result.
+func Concurrently(n int, call func(i int) (string, error)) map[string]int {
+	var (
+		mu    sync.Mutex
+		got   = map[string]int{}
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			res, err := call(i)
+			if err != nil {
+				res = "error: " + connect.CodeOf(err).String() + ": " + err.Error()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got[res]++
+		})
 	}
+	close(start)
+	wg.Wait()
+	return got
+}
+
+// Same returns the one result that every call counted in got (see
+// Concurrently) had, and fails t when they had several, or an error, listing
+// each with how many calls had it, most first.
+func Same(t testing.TB, what string, got map[string]int) string {
+	t.Helper()
+	results := slices.SortedFunc(maps.Keys(got), func(a, b string) int { return cmp.Compare(got[b], got[a]) })
+	if len(results) == 1 && !strings.HasPrefix(results[0], "error: ") {
+		return results[0]
+	}
+	n := 0
+	var list strings.Builder
+	for _, r := range results {
+		n += got[r]
+		fmt.Fprintf(&list, "\n%d× %s", got[r], r)
+	}
+	t.Fatalf("%s ×%d: %d different results, want one for all:%s", what, n, len(results), list.String())
+	return ""
 }
 
 // Request returns a request for msg carrying the headers h (from
@@ -88,8 +154,9 @@ func Request[T any](h http.Header, msg *T) *connect.Request[T] {
 // Exercise calls Exercise as OrderProcessing does.
 func (d *Domain) Exercise(t testing.TB, tok, orderID string) (*capabilityv1.Exercise, error) {
 	t.Helper()
-	res, err := d.caps.Exercise(t.Context(), Request(d.World.AsOrderProcessing(t, "usr_test", d.Name),
-		&capabilityv1.ExerciseRequest{ConfirmationToken: tok, OrderId: orderID}))
+	msg := &capabilityv1.ExerciseRequest{ConfirmationToken: tok, OrderId: orderID}
+	res, err := d.caps.Exercise(t.Context(), Request(d.World.AsOrderProcessing(t, "usr_test", d.Name,
+		capabilityv1connect.CapabilityServiceExerciseProcedure, msg), msg))
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +166,9 @@ func (d *Domain) Exercise(t testing.TB, tok, orderID string) (*capabilityv1.Exer
 // Compensate calls Compensate as OrderProcessing does.
 func (d *Domain) Compensate(t testing.TB, tok, orderID string) (*capabilityv1.Exercise, error) {
 	t.Helper()
-	res, err := d.caps.Compensate(t.Context(), Request(d.World.AsOrderProcessing(t, "usr_test", d.Name),
-		&capabilityv1.CompensateRequest{ConfirmationToken: tok, OrderId: orderID, Reason: "test"}))
+	msg := &capabilityv1.CompensateRequest{ConfirmationToken: tok, OrderId: orderID, Reason: "test"}
+	res, err := d.caps.Compensate(t.Context(), Request(d.World.AsOrderProcessing(t, "usr_test", d.Name,
+		capabilityv1connect.CapabilityServiceCompensateProcedure, msg), msg))
 	if err != nil {
 		return nil, err
 	}
