@@ -91,7 +91,9 @@ mapfile -t P < <("$BIN/scaleoutctl" ports 7)
 GW=${P[0]} ID=${P[1]} CO=${P[2]} PT=${P[3]} PAY=${P[4]} OP1=${P[5]} OP2=${P[6]}
 url() { printf 'http://127.0.0.1:%s' "$1"; }
 GW_JWKS="$(url "$GW")/.well-known/jwks.json"
-OP_JWKS="$(url "$OP1")/.well-known/jwks.json"
+# Both OrderProcessing replicas serve the one key set they share: a domain
+# tries them in turn, so one replica down does not lock it out.
+OP_JWKS="$(url "$OP1")/.well-known/jwks.json,$(url "$OP2")/.well-known/jwks.json"
 
 cat >"$WORK/routes.json" <<JSON
 {"routes": [

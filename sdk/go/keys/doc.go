@@ -23,5 +23,8 @@
 // A Ring serves its public keys at [WellKnownPath] through [Ring.Handler] and
 // is itself a [Source], so that a verifier in the same process (the embedded
 // deployment) needs no HTTP round trip. Verifiers of remote issuers use the
-// jwks package, which parses key sets with [ParseJWKS].
+// jwks package, which parses key sets with [ParseJWKS]: a set that is not
+// valid JSON, is ambiguous or holds private key material is refused whole;
+// a member this package cannot use (another key type, curve, use or alg, or
+// a malformed key) is ignored and the others are used (RFC 7517 section 5).
 package keys

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -26,16 +27,26 @@ const MaxJWKSKeys = 100
 var jwkMembers = []string{"kty", "crv", "x", "y", "d", "kid", "use", "alg", "key_ops"}
 
 // ParseJWKS parses a JWK Set (RFC 7517 section 5) strictly and returns its
-// usable verification keys.
+// usable verification keys, possibly none: what a set without usable keys
+// means is the caller's decision.
 //
 // The whole set is refused (ErrMalformedKey) if it is not valid UTF-8 JSON,
-// repeats a member name or spells a known one in another case, has more than
-// MaxJWKSKeys keys, repeats a kid, contains private key material ("d"), or
-// contains an Ed25519 or P-256 key that is malformed: no kid, coordinates of
-// the wrong length or not on the curve, or an "alg" that does not match the
-// key type. Keys this package cannot use at all (RSA, symmetric "oct", other
-// curves, "use" other than "sig", "key_ops" without "verify") are skipped, so
-// that a provider's mixed set still yields its EdDSA and ES256 keys.
+// is not an object with a "keys" array, repeats a member name or spells a
+// known one in another case (in the set or in any member), has more than
+// MaxJWKSKeys members, gives two usable keys the same kid, or contains
+// private key material ("d"): such a set is ambiguous (two parsers could
+// read two different keys out of it) or comes from a broken issuer.
+//
+// A member this package cannot use is ignored and the others are used, as
+// RFC 7517 section 5 asks, so that one odd key does not take down every
+// key of its issuer: a member that is not an object; an unknown or
+// unsupported "kty" (RSA, symmetric "oct", post-quantum) or curve; a "use"
+// other than "sig"; "key_ops" without "verify"; an "alg" other than the
+// one this package binds to the key type (EdDSA for Ed25519, ES256 for
+// P-256), including unknown and fully-specified ones such as "Ed25519" (RFC
+// 9864); and an Ed25519 or P-256 key that is unusable as given: a member
+// of the wrong JSON type, no kid or one over 256 bytes, coordinates that
+// are not 32 bytes of unpadded base64url or not on the curve.
 func ParseJWKS(data []byte) ([]*PublicKey, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: not UTF-8", ErrMalformedKey)
@@ -56,12 +67,17 @@ func ParseJWKS(data []byte) ([]*PublicKey, error) {
 			if n == MaxJWKSKeys {
 				return fmt.Errorf("more than %d keys", MaxJWKSKeys)
 			}
-			k, err := parseJWK(dec)
-			if err != nil {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
 				return fmt.Errorf("key %d: %w", n, err)
 			}
-			if k == nil {
+			k, err := parseJWK(raw)
+			var u unusable
+			if errors.As(err, &u) {
 				continue
+			}
+			if err != nil {
+				return fmt.Errorf("key %d: %w", n, err)
 			}
 			if kids[k.kid] {
 				return fmt.Errorf("key %d: duplicate kid", n)
@@ -85,14 +101,17 @@ func ParseJWKS(data []byte) ([]*PublicKey, error) {
 	return out, nil
 }
 
-// ParseJWK parses one JWK with the rules of ParseJWKS. A key this package
-// cannot use is an error here (ErrUnsupportedAlgorithm), not skipped.
+// ParseJWK parses one JWK with the rules of ParseJWKS, except that what a
+// set ignores is an error here: ErrUnsupportedAlgorithm for a key that is
+// not an Ed25519 or P-256 signing key, ErrMalformedKey for one that is but
+// cannot be used as given.
 func ParseJWK(data []byte) (*PublicKey, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: not UTF-8", ErrMalformedKey)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	k, err := parseJWK(dec)
+	var raw json.RawMessage
+	err := dec.Decode(&raw)
 	if err == nil {
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errors.New("data after the key")
@@ -101,32 +120,45 @@ func ParseJWK(data []byte) (*PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: jwk: %w", ErrMalformedKey, err)
 	}
-	if k == nil {
-		return nil, fmt.Errorf("%w: jwk is not an Ed25519 or P-256 signing key", ErrUnsupportedAlgorithm)
+	k, err := parseJWK(raw)
+	var u unusable
+	switch {
+	case errors.As(err, &u) && u.unsupported:
+		return nil, fmt.Errorf("%w: jwk is not an Ed25519 or P-256 signing key: %s", ErrUnsupportedAlgorithm, u.reason)
+	case err != nil:
+		return nil, fmt.Errorf("%w: jwk: %w", ErrMalformedKey, err)
 	}
 	return k, nil
 }
 
-// parseJWK reads one JWK object; it returns nil, nil for a key to skip.
-func parseJWK(dec *json.Decoder) (*PublicKey, error) {
-	m := make(map[string]string, 8)
-	var ops []string
-	hasOps := false
+// unusable is why parseJWK cannot use a key that does not make its set
+// ambiguous: a set ignores the key. unsupported: the key is not meant for
+// this package (kty, curve, use, key_ops, alg); otherwise it claims to be
+// but is broken.
+type unusable struct {
+	reason      string
+	unsupported bool
+}
+
+func (u unusable) Error() string { return u.reason }
+
+// parseJWK reads one JWK: the key, or an unusable error for a key to
+// ignore, or another error for a member that refuses its whole set.
+func parseJWK(raw json.RawMessage) (*PublicKey, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, unusable{reason: "not an object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	m := make(map[string]json.RawMessage, 8)
 	err := walkObject(dec, jwkMembers, func(name string) error {
-		switch name {
-		case "key_ops":
-			hasOps = true
-			return dec.Decode(&ops)
-		case "kty", "crv", "x", "y", "d", "kid", "use", "alg":
-			var s string
-			if err := dec.Decode(&s); err != nil {
-				return fmt.Errorf("member %s: %w", name, err)
-			}
-			m[name] = s
-			return nil
-		default:
-			return skipValue(dec)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
 		}
+		if slices.Contains(jwkMembers, name) {
+			m[name] = v
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -134,46 +166,75 @@ func parseJWK(dec *json.Decoder) (*PublicKey, error) {
 	if _, ok := m["d"]; ok {
 		return nil, errors.New("private key material in a public key set")
 	}
-	if use, ok := m["use"]; ok && use != "sig" {
-		return nil, nil
+	str := func(name string) (string, bool, error) {
+		v, ok := m[name]
+		if !ok {
+			return "", false, nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", true, unusable{reason: "member " + name + " is not a string"}
+		}
+		return s, true, nil
 	}
-	if hasOps && !contains(ops, "verify") {
-		return nil, nil
+	s := make(map[string]string, len(m))
+	for _, name := range []string{"kty", "crv", "x", "y", "kid", "use", "alg"} {
+		v, ok, err := str(name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s[name] = v
+		}
+	}
+	if use, ok := s["use"]; ok && use != "sig" {
+		return nil, unusable{reason: "use is not sig", unsupported: true}
+	}
+	if v, ok := m["key_ops"]; ok {
+		var ops []string
+		if err := json.Unmarshal(v, &ops); err != nil {
+			return nil, unusable{reason: "key_ops is not a list of strings"}
+		}
+		if !slices.Contains(ops, "verify") {
+			return nil, unusable{reason: "key_ops without verify", unsupported: true}
+		}
 	}
 	var alg string
 	switch {
-	case m["kty"] == "OKP" && m["crv"] == "Ed25519":
+	case s["kty"] == "OKP" && s["crv"] == "Ed25519":
 		alg = EdDSA
-	case m["kty"] == "EC" && m["crv"] == "P-256":
+	case s["kty"] == "EC" && s["crv"] == "P-256":
 		alg = ES256
 	default:
-		return nil, nil
+		return nil, unusable{reason: "not an Ed25519 or P-256 key", unsupported: true}
 	}
-	if a, ok := m["alg"]; ok && a != alg {
-		return nil, fmt.Errorf("alg does not match the key type")
+	if a, ok := s["alg"]; ok && a != alg {
+		// Binding one key to one algorithm: a key published for another
+		// (or an unknown) algorithm is never used for this one.
+		return nil, unusable{reason: "alg does not match the key type"}
 	}
-	kid := m["kid"]
+	kid := s["kid"]
 	if kid == "" || len(kid) > 256 {
-		return nil, errors.New("missing or oversized kid")
+		return nil, unusable{reason: "missing or oversized kid"}
 	}
-	x, err := coordinate(m, "x")
+	x, err := coordinate(s, "x")
 	if err != nil {
 		return nil, err
 	}
 	if alg == EdDSA {
-		if _, ok := m["y"]; ok {
-			return nil, errors.New("y on an OKP key")
+		if _, ok := s["y"]; ok {
+			return nil, unusable{reason: "y on an OKP key"}
 		}
 		return NewPublicKey(kid, ed25519.PublicKey(x))
 	}
-	y, err := coordinate(m, "y")
+	y, err := coordinate(s, "y")
 	if err != nil {
 		return nil, err
 	}
 	point := append(append([]byte{4}, x...), y...)
 	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
 	if err != nil {
-		return nil, errors.New("point not on P-256")
+		return nil, unusable{reason: "point not on P-256"}
 	}
 	return NewPublicKey(kid, pub)
 }
@@ -182,11 +243,11 @@ func parseJWK(dec *json.Decoder) (*PublicKey, error) {
 func coordinate(m map[string]string, name string) ([]byte, error) {
 	s, ok := m[name]
 	if !ok {
-		return nil, fmt.Errorf("missing %s", name)
+		return nil, unusable{reason: "missing " + name}
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) != 32 || strings.ContainsAny(s, "\r\n") {
-		return nil, fmt.Errorf("%s is not 32 bytes of unpadded base64url", name)
+		return nil, unusable{reason: name + " is not 32 bytes of unpadded base64url"}
 	}
 	return b, nil
 }
@@ -235,15 +296,6 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 func skipValue(dec *json.Decoder) error {
 	var raw json.RawMessage
 	return dec.Decode(&raw)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // AppendJWK appends the public JWK of k, with "use":"sig" and its "alg".

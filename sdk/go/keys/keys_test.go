@@ -261,14 +261,14 @@ func jwksCases() []struct {
 		{"duplicate keys member", `{"keys":[],"keys":[]}`, 0, keys.ErrMalformedKey},
 		{"case-variant member", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","KID":"a","kid":"b"}]}`, 0, keys.ErrMalformedKey},
 		{"duplicate x", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","x":"` + x + `","kid":"a"}]}`, 0, keys.ErrMalformedKey},
-		{"short x", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"a"}]}`, 0, keys.ErrMalformedKey},
-		{"padded x", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `=","kid":"a"}]}`, 0, keys.ErrMalformedKey},
-		{"point not on curve", `{"keys":[{"kty":"EC","crv":"P-256","x":"` + ecx + `","y":"` + ecx + `","kid":"e"}]}`, 0, keys.ErrMalformedKey},
-		{"alg mismatch", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":"a","alg":"ES256"}]}`, 0, keys.ErrMalformedKey},
+		{"short x", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"a"}]}`, 0, nil},                                  // ignored (RFC 7517 section 5)
+		{"padded x", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `=","kid":"a"}]}`, 0, nil},                           // ignored (RFC 7517 section 5)
+		{"point not on curve", `{"keys":[{"kty":"EC","crv":"P-256","x":"` + ecx + `","y":"` + ecx + `","kid":"e"}]}`, 0, nil}, // ignored (RFC 7517 section 5)
+		{"alg mismatch", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":"a","alg":"ES256"}]}`, 0, nil},          // ignored (RFC 7517 section 5)
 		{"private key material", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","d":"` + x + `","kid":"a"}]}`, 0, keys.ErrMalformedKey},
-		{"missing kid", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `"}]}`, 0, keys.ErrMalformedKey},
+		{"missing kid", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `"}]}`, 0, nil}, // ignored (RFC 7517 section 5)
 		{"duplicate kid", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":"a"},{"kty":"EC","crv":"P-256","x":"` + ecx + `","y":"` + ecy + `","kid":"a"}]}`, 0, keys.ErrMalformedKey},
-		{"kid not a string", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":7}]}`, 0, keys.ErrMalformedKey},
+		{"kid not a string", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":7}]}`, 0, nil}, // ignored (RFC 7517 section 5)
 		{"invalid UTF-8", "{\"keys\":[],\"x\":\"\xff\"}", 0, keys.ErrMalformedKey},
 		{"trailing data", `{"keys":[]} {}`, 0, keys.ErrMalformedKey},
 		{"too many keys", `{"keys":[` + strings.TrimSuffix(strings.Repeat(`{"kty":"RSA"},`, keys.MaxJWKSKeys+1), ",") + `]}`, 0, keys.ErrMalformedKey},

@@ -37,26 +37,32 @@ type GatewayTrust struct {
 	// Issuer is the iss of the transaction tokens (-gateway-issuer,
 	// TOKENRELAY_GATEWAY_ISSUER, default gateway).
 	Issuer string
-	// JWKS is the URL of the gateway's JWKS (-gateway-jwks,
+	// JWKS is the URL of the gateway's JWKS, or a comma-separated list of
+	// URLs of the same set (its replicas), tried in turn (-gateway-jwks,
 	// TOKENRELAY_GATEWAY_JWKS, required).
 	JWKS string
 	// TrustDomain is the aud of the transaction tokens (-trust-domain,
 	// TOKENRELAY_TRUST_DOMAIN, default tokenrelay).
 	TrustDomain string
+	// JWKSConfig configures the fetches of every peer's keys
+	// (-jwks-allow-insecure-http).
+	JWKSConfig
 }
 
-// Flags registers -gateway-issuer, -gateway-jwks and -trust-domain.
+// Flags registers -gateway-issuer, -gateway-jwks, -trust-domain and
+// -jwks-allow-insecure-http.
 func (g *GatewayTrust) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&g.Issuer, "gateway-issuer", Env("TOKENRELAY_GATEWAY_ISSUER", "gateway"), "iss of the transaction tokens (env TOKENRELAY_GATEWAY_ISSUER)")
-	fs.StringVar(&g.JWKS, "gateway-jwks", Env("TOKENRELAY_GATEWAY_JWKS", ""), "`URL` of the gateway's JWKS (env TOKENRELAY_GATEWAY_JWKS; required)")
+	fs.StringVar(&g.JWKS, "gateway-jwks", Env("TOKENRELAY_GATEWAY_JWKS", ""), "`URL[,URL...]` of the gateway's JWKS, replicas tried in turn (env TOKENRELAY_GATEWAY_JWKS; required)")
 	fs.StringVar(&g.TrustDomain, "trust-domain", Env("TOKENRELAY_TRUST_DOMAIN", "tokenrelay"), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
+	g.JWKSConfig.Flags(fs)
 }
 
-// Peers returns a new JWKS cache of the process's peers (NewPeers, logging
-// to log) that trusts the gateway's keys, and the gateway as a
-// capability.Peer. Close the Peers when done.
+// Peers returns a new JWKS cache of the process's peers (NewPeers with
+// g.JWKSConfig, logging to log) that trusts the gateway's keys, and the
+// gateway as a capability.Peer. Close the Peers when done.
 func (g GatewayTrust) Peers(log *slog.Logger) (*Peers, capability.Peer, error) {
-	peers, err := NewPeers(log)
+	peers, err := NewPeers(log, g.JWKSConfig)
 	if err != nil {
 		return nil, capability.Peer{}, err
 	}
@@ -77,8 +83,8 @@ type RPC struct {
 	Reflect []string
 	// Telemetry traces the handlers (Process.Telemetry).
 	Telemetry *telemetry.Telemetry
-	// Metrics counts the handlers and the peers' key fetches, and is
-	// served at metrics.Path.
+	// Metrics counts the handlers and the peers' key fetches and refused
+	// answers (Peers.Export), and is served at metrics.Path.
 	Metrics *metrics.Registry
 	// Peers' keys are refreshed beside the server.
 	Peers *Peers
@@ -90,7 +96,7 @@ type RPC struct {
 // refreshed and tasks run.
 func (p Process) ServeRPC(ctx context.Context, log *slog.Logger, rpc RPC, tasks ...server.Task) error {
 	m := rpc.Metrics
-	m.JWKSFetches(rpc.Peers.Fetches)
+	rpc.Peers.Export(m)
 	mux := m.Mux()
 	rpc.Register(mux, rpc.Telemetry.HandlerOption(), m.HandlerOption())
 	server.MountReflection(mux, rpc.Reflect, m.HandlerOption())
