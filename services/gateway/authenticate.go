@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,11 +59,12 @@ func (g *Gateway) keysOf(ctx context.Context, is Issuer, cfg Config) (keys.Sourc
 
 // admit authenticates a request for procedure and mints its transaction
 // token: the token and its claims, or the refusal to answer with (logged
-// here, without the token).
+// here, with the reason of a refused token but without the token).
 func (g *Gateway) admit(r *http.Request, procedure string) (string, token.TransactionClaims, error) {
 	claims, err := g.authenticate(r, procedure)
 	if err != nil {
-		g.log.InfoContext(r.Context(), "request refused", "procedure", procedure, "code", connect.CodeOf(err).String(), "err", err)
+		g.log.InfoContext(r.Context(), "request refused", "procedure", procedure, "code", connect.CodeOf(err).String(),
+			"reason", token.Reason(err), "err", err)
 		return "", token.TransactionClaims{}, err
 	}
 	raw, txn, err := token.Issue(r.Context(), g.issuer, token.Transaction, claims)
@@ -78,22 +80,18 @@ func (g *Gateway) admit(r *http.Request, procedure string) (string, token.Transa
 func (g *Gateway) authenticate(r *http.Request, procedure string) (token.TransactionClaims, error) {
 	sub, scope := AnonymousSubject, ""
 	if !g.anonymous[procedure] {
-		raw, ok := bearer(r.Header.Get("Authorization"))
-		if !ok {
-			return token.TransactionClaims{}, withChallenge(connect.NewError(connect.CodeUnauthenticated, errMissingToken))
+		raw, err := g.credential(r)
+		if err != nil {
+			return token.TransactionClaims{}, err
 		}
 		access, err := token.Verify(r.Context(), g.verifier, token.Access, raw)
 		if err != nil {
-			cerr := rpcerr.Token(fmt.Errorf("access token: %w", err))
-			if cerr.Code() == connect.CodeUnauthenticated {
-				withChallenge(cerr)
-			}
-			return token.TransactionClaims{}, cerr
+			return token.TransactionClaims{}, g.refuseToken(r, err)
 		}
 		sub, scope = access.Subject, g.grant(access.Issuer, access.Scope)
 	}
 	if g.admin[procedure] && !slices.Contains(strings.Fields(scope), authn.AdminScope) {
-		return token.TransactionClaims{}, connect.NewError(connect.CodePermissionDenied, errAdminOnly)
+		return token.TransactionClaims{}, &refusal{err: connect.NewError(connect.CodePermissionDenied, errAdminOnly), header: g.challenges.insufficientScope}
 	}
 	c := token.TransactionClaims{
 		Registered:         token.Registered{Subject: sub, Audience: []string{g.trustDomain}},
@@ -105,6 +103,75 @@ func (g *Gateway) authenticate(r *http.Request, procedure string) (token.Transac
 		c.ExpiresAt = time.Now().Add(g.lifetime)
 	}
 	return c, nil
+}
+
+// credential returns the access token of r: the b64token of its one
+// "Authorization: Bearer" header (RFC 6750 section 2.1). It refuses, with
+// the challenge to answer with, a request without a Bearer credential (no
+// error attribute: the client may not know a token is needed) and one
+// with more than one credential (invalid_request): two Authorization
+// headers, two credentials in one (a comma, a space in the token), or a
+// Bearer header beside an access_token query parameter (the gateway reads
+// tokens from the header only; RFC 6750 section 2 allows one method per
+// request). A client-supplied value never picks the token: the first
+// header does not win.
+func (g *Gateway) credential(r *http.Request) (string, error) {
+	values := r.Header.Values("Authorization")
+	switch {
+	case len(values) == 0:
+		return "", &refusal{err: connect.NewError(connect.CodeUnauthenticated, errMissingToken), header: g.challenges.missing}
+	case len(values) > 1 || strings.Contains(values[0], ","):
+		return "", g.invalidRequest()
+	}
+	scheme, tok, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", &refusal{err: connect.NewError(connect.CodeUnauthenticated, errMissingToken), header: g.challenges.missing}
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if !b64token(tok) || (r.URL.RawQuery != "" && r.URL.Query().Has("access_token")) {
+		return "", g.invalidRequest()
+	}
+	return tok, nil
+}
+
+func (g *Gateway) invalidRequest() error {
+	return &refusal{err: connect.NewError(connect.CodeUnauthenticated, errInvalidRequest), header: g.challenges.invalidRequest, status: http.StatusBadRequest}
+}
+
+// refuseToken maps a refused access token to the answer: for a token
+// defect Unauthenticated, one text whatever the defect, the invalid_token
+// challenge, and one failure taken from the client's budget; for anything
+// else (the issuer's keys unavailable, the request canceled) what
+// rpcerr.Token maps it to, spending nothing.
+func (g *Gateway) refuseToken(r *http.Request, err error) error {
+	cerr := rpcerr.Token(fmt.Errorf("access token: %w", err))
+	if cerr.Code() != connect.CodeUnauthenticated {
+		return cerr
+	}
+	if g.budget != nil {
+		key := clientKey(r.RemoteAddr)
+		if g.budget.fail(key, g.now()) {
+			g.log.WarnContext(r.Context(), "client spent its budget of failed authentications", "client", key.String())
+		}
+	}
+	return &refusal{err: connect.NewError(connect.CodeUnauthenticated, invalidToken{defect: cerr.Unwrap()}), header: g.challenges.invalidToken}
+}
+
+// withinBudget refuses a request for procedure from a client that has
+// spent its budget of failed authentications, before its body is read or
+// its token looked at; anonymous procedures need no token and pass.
+func (g *Gateway) withinBudget(r *http.Request, procedure string) error {
+	if g.budget == nil || g.anonymous[procedure] {
+		return nil
+	}
+	wait, spent := g.budget.spent(clientKey(r.RemoteAddr), g.now())
+	if !spent {
+		return nil
+	}
+	return &refusal{
+		err:    connect.NewError(connect.CodeResourceExhausted, errBudgetSpent),
+		header: http.Header{"Retry-After": {strconv.Itoa(int(wait / time.Second))}},
+	}
 }
 
 // grant returns the scopes of an access token that its issuer may grant.
@@ -122,16 +189,47 @@ func (g *Gateway) grant(issuer, scope string) string {
 	return strings.Join(out, " ")
 }
 
-// withChallenge adds the RFC 6750 challenge to a refusal for a missing or
-// invalid access token.
-func withChallenge(err *connect.Error) *connect.Error {
-	err.Meta().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-	return err
+// challenges are the WWW-Authenticate headers of the refusals (RFC 6750
+// section 3), built once: they name the realm (Config.TrustDomain) and
+// describe the error in fixed text.
+type challenges struct {
+	missing, invalidRequest, invalidToken, insufficientScope http.Header
 }
 
-// bearer extracts the token of an "Authorization: Bearer <token>" header.
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	tok = strings.TrimSpace(tok)
-	return tok, ok && strings.EqualFold(scheme, "Bearer") && tok != ""
+func newChallenges(realm string) challenges {
+	h := func(attrs ...string) http.Header {
+		v := "Bearer realm=" + quote(realm)
+		for i := 0; i < len(attrs); i += 2 {
+			v += ", " + attrs[i] + "=" + quote(attrs[i+1])
+		}
+		return http.Header{"Www-Authenticate": {v}}
+	}
+	return challenges{
+		missing:        h(),
+		invalidRequest: h("error", "invalid_request", "error_description", errInvalidRequest.Error()),
+		invalidToken:   h("error", "invalid_token", "error_description", invalidToken{}.Error()),
+		insufficientScope: h("error", "insufficient_scope", "error_description", errAdminOnly.Error(),
+			"scope", authn.AdminScope),
+	}
+}
+
+// quote returns s as an HTTP quoted-string.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// b64token reports whether s has the syntax of an RFC 6750 bearer token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func b64token(s string) bool {
+	s = strings.TrimRight(s, "=")
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -21,7 +21,7 @@ var (
 	corsExposedHeaders = strings.Join([]string{
 		"Connect-Protocol-Version", "Connect-Timeout-Ms", "Connect-Content-Encoding", "Connect-Accept-Encoding",
 		"Content-Encoding", "Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "Grpc-Encoding", "Grpc-Accept-Encoding",
-		"Checkout-Token", "Idempotency-Key", "WWW-Authenticate",
+		"Checkout-Token", "Idempotency-Key", "WWW-Authenticate", "Retry-After",
 	}, ", ")
 )
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -16,8 +17,21 @@ import (
 )
 
 // Headers a client may never supply: the gateway drops them from every
-// request and sets Txn-Token itself.
+// request, with every variant of their names that a server could read as
+// them (any case, "_" for "-"), and sets Txn-Token itself.
 var droppedHeaders = []string{authn.TxnHeader, authn.WorkloadHeader}
+
+// dropped reports whether the header name is one of droppedHeaders, or a
+// variant: a server behind a CGI-style gateway or a proxy that maps "_"
+// to "-" would read Txn_Token as Txn-Token.
+func dropped(name string) bool {
+	for _, h := range droppedHeaders {
+		if len(name) == len(h) && strings.EqualFold(strings.ReplaceAll(name, "_", "-"), h) {
+			return true
+		}
+	}
+	return false
+}
 
 // Gateway is the public handler. It is safe for concurrent use.
 type Gateway struct {
@@ -37,6 +51,9 @@ type Gateway struct {
 	log                       *slog.Logger
 	errs                      *connect.ErrorWriter
 	observe                   func(string, error, time.Duration)
+	challenges                challenges
+	budget                    *budget // nil: no budget of failed authentications
+	now                       func() time.Time
 }
 
 // New builds the gateway. It fetches the discovery document of every
@@ -53,6 +70,10 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		anonymous: set(cfg.AnonymousProcedures), admin: set(cfg.AdminProcedures),
 		cors: newCORS(cfg.AllowedOrigins), maxBody: cfg.MaxBodyBytes, maxHeader: cfg.MaxHeaderBytes,
 		fallback: cfg.Fallback, log: cfg.Logger, errs: connect.NewErrorWriter(), observe: cfg.Observe,
+		challenges: newChallenges(cfg.TrustDomain), now: cfg.Clock,
+	}
+	if cfg.AuthFailureBurst > 0 {
+		g.budget = newBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill, cfg.AuthFailureClients)
 	}
 	defer func() {
 		if err != nil {
@@ -118,8 +139,10 @@ func (g *Gateway) Server(addr string) *http.Server {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	r = r.Clone(r.Context()) // our own headers to edit
-	for _, h := range droppedHeaders {
-		r.Header.Del(h)
+	for k := range r.Header {
+		if dropped(k) {
+			delete(r.Header, k)
+		}
 	}
 	if g.cors.handle(w, r) {
 		return
@@ -150,10 +173,13 @@ func (g *Gateway) serveRPC(w http.ResponseWriter, r *http.Request, service strin
 	if route == nil { // CapabilityService never has a route
 		return refuse(connect.NewError(connect.CodeNotFound, errNoService))
 	}
+	procedure := r.URL.Path
+	if err := g.withinBudget(r, procedure); err != nil {
+		return refuse(err)
+	}
 	if err := g.bufferBody(r); err != nil {
 		return refuse(err)
 	}
-	procedure := r.URL.Path
 	raw, txn, err := g.admit(r, procedure)
 	if err != nil {
 		return refuse(err)

@@ -42,7 +42,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func ring(t *testing.T) *keys.Ring {
+func ring(t testing.TB) *keys.Ring {
 	t.Helper()
 	r, err := keys.NewRing()
 	if err != nil {
@@ -51,7 +51,7 @@ func ring(t *testing.T) *keys.Ring {
 	return r
 }
 
-func issuer(t *testing.T, name string, r *keys.Ring, opts ...token.Option) *token.Issuer {
+func issuer(t testing.TB, name string, r *keys.Ring, opts ...token.Option) *token.Issuer {
 	t.Helper()
 	is, err := token.NewIssuer(name, r, opts...)
 	if err != nil {
@@ -61,7 +61,7 @@ func issuer(t *testing.T, name string, r *keys.Ring, opts ...token.Option) *toke
 }
 
 // access mints an access token as an identity provider would.
-func access(t *testing.T, is *token.Issuer, sub, scope, aud string) string {
+func access(t testing.TB, is *token.Issuer, sub, scope, aud string) string {
 	t.Helper()
 	raw, _, err := token.Issue(t.Context(), is, token.Access, token.AccessClaims{
 		Registered: token.Registered{Subject: sub, Audience: []string{aud}}, ClientID: "test-client", Scope: scope,
@@ -157,12 +157,13 @@ type env struct {
 	id             *token.Issuer
 	points         *points
 	caps           capabilities
+	gw             *gateway.Gateway
 	srv            *httptest.Server
 	logs           *syncBuffer
 	txnVerifier    *token.Verifier
 }
 
-func txnVerifier(t *testing.T, gwRing *keys.Ring) *token.Verifier {
+func txnVerifier(t testing.TB, gwRing *keys.Ring) *token.Verifier {
 	t.Helper()
 	v, err := token.NewVerifier(token.WithVerifiedCache(1<<10), token.Trust(gateway.DefaultName, gwRing, token.Accept(token.Transaction, gateway.DefaultTrustDomain)))
 	if err != nil {
@@ -201,13 +202,20 @@ func start(t *testing.T, mod func(*gateway.Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
-	e.srv = serve(t, cfg, true)
+	e.gw, e.srv = serveGateway(t, cfg, true)
 	return e
 }
 
 // serve starts the gateway of cfg behind a test server: over TLS with
 // HTTP/2 when h2, else plain HTTP/1.1.
 func serve(t *testing.T, cfg gateway.Config, h2 bool) *httptest.Server {
+	t.Helper()
+	_, srv := serveGateway(t, cfg, h2)
+	return srv
+}
+
+// serveGateway is serve, returning the gateway too.
+func serveGateway(t *testing.T, cfg gateway.Config, h2 bool) (*gateway.Gateway, *httptest.Server) {
 	t.Helper()
 	gw, err := gateway.New(t.Context(), cfg)
 	if err != nil {
@@ -222,7 +230,7 @@ func serve(t *testing.T, cfg gateway.Config, h2 bool) *httptest.Server {
 		srv.Start()
 	}
 	t.Cleanup(srv.Close)
-	return srv
+	return gw, srv
 }
 
 // config is the smallest gateway Config: gwRing signs the transaction
@@ -289,7 +297,9 @@ var protocols = map[string][]connect.ClientOption{
 // Unauthenticated, in every protocol, and never reaches the service.
 func TestUnauthenticated(t *testing.T) {
 	t.Parallel()
-	e := start(t, nil)
+	// 21 refused tokens from one address: more than the default failure
+	// budget (TestAdversarialFailureBudget tests it).
+	e := start(t, func(c *gateway.Config) { c.AuthFailureBurst = 1000 })
 	other := ring(t)
 	past := issuer(t, idIssuer, e.idRing, token.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
 	txn, _, err := token.Issue(t.Context(), issuer(t, gateway.DefaultName, e.gwRing), token.Transaction, token.TransactionClaims{
@@ -654,7 +664,7 @@ func TestCORS(t *testing.T) {
 			t.Fatalf("error = %v", err)
 		}
 		exposed := cerr.Meta().Get("Access-Control-Expose-Headers")
-		for _, h := range []string{"Connect-Protocol-Version", "Connect-Timeout-Ms", "Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "Checkout-Token", "Idempotency-Key"} {
+		for _, h := range []string{"Connect-Protocol-Version", "Connect-Timeout-Ms", "Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "Checkout-Token", "Idempotency-Key", "WWW-Authenticate", "Retry-After"} {
 			if !strings.Contains(exposed, h) {
 				t.Errorf("Expose-Headers lacks %s: %q", h, exposed)
 			}

@@ -11,6 +11,7 @@ require (
 	connectrpc.com/connect v1.21.1
 	github.com/tokenrelay/tokenrelay/gen v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/sdk/go v0.0.0-00010101000000-000000000000
+	golang.org/x/time v0.16.0
 )
 
 require (

@@ -46,16 +46,6 @@ func rpcService(path string) (string, bool) {
 	return service, true
 }
 
-// h2Transport speaks HTTP/2 only: over TLS for https, h2c with prior
-// knowledge for http, as gRPC needs.
-func h2Transport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Protocols = new(http.Protocols)
-	t.Protocols.SetHTTP2(true)
-	t.Protocols.SetUnencryptedHTTP2(true)
-	return t
-}
-
 // balancer sends each request to one of its upstreams, in turn, and on to
 // the next when one refuses the connection.
 type balancer struct {

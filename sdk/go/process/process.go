@@ -16,9 +16,12 @@
 // variable without a flag is vault.EnvKeys, a secret, read when the vault
 // opens so that it never shows in -help. Serving itself is package server's
 // and metrics package metrics'; [Process.Serve] only hands server the
-// configured address and shutdown timeout, and [Process.ServeRPC] puts a
-// service's handlers, its tracing and metrics options, gRPC reflection and
-// /metrics on one mux, as every service behind the gateway does.
+// configured address, shutdown timeout and slow-client bounds and puts the
+// health probes in front of the handler (health.Probes: /livez, and /readyz
+// for the readiness the service mounts at /healthz), and
+// [Process.ServeRPC] puts a service's handlers, its tracing and metrics
+// options, gRPC reflection and /metrics on one mux, as every service
+// behind the gateway does.
 package process
 
 import (
@@ -33,6 +36,7 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
@@ -53,6 +57,8 @@ const (
 	EnvVault           = "TOKENRELAY_VAULT"
 	EnvLogLevel        = "TOKENRELAY_LOG_LEVEL"
 	EnvShutdownTimeout = "TOKENRELAY_SHUTDOWN_TIMEOUT"
+	EnvReadBodyTimeout = "TOKENRELAY_READ_BODY_TIMEOUT"
+	EnvIdleTimeout     = "TOKENRELAY_IDLE_TIMEOUT"
 )
 
 // Process is the configuration every tokenrelay service binary shares.
@@ -95,10 +101,20 @@ type Process struct {
 	// SIGINT or SIGTERM (-shutdown-timeout, TOKENRELAY_SHUTDOWN_TIMEOUT,
 	// default 10s).
 	ShutdownTimeout time.Duration
+	// ReadBodyTimeout bounds how long a client may take to send a request
+	// body; a response stream (WatchOrder) is not cut by it
+	// (-read-body-timeout, TOKENRELAY_READ_BODY_TIMEOUT; 0, the zero
+	// value, means server.DefaultReadBodyTimeout, 30s; negative: no bound).
+	ReadBodyTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle that long
+	// (-idle-timeout, TOKENRELAY_IDLE_TIMEOUT; 0, the zero value, means
+	// server.DefaultIdleTimeout, 2m; negative: never).
+	IdleTimeout time.Duration
 }
 
 // Flags registers the flags every binary has: -addr (default
-// defaultAddr), -data, -keys, -log-level and -shutdown-timeout.
+// defaultAddr), -data, -keys, -log-level, -shutdown-timeout,
+// -read-body-timeout and -idle-timeout.
 func (p *Process) Flags(fs *flag.FlagSet, defaultAddr string) {
 	fs.StringVar(&p.Addr, "addr", Env(EnvAddr, defaultAddr), "listen address `host:port` (env "+EnvAddr+")")
 	fs.StringVar(&p.DataDir, "data", Env(EnvData, filepath.Join(".data", p.Name)),
@@ -112,6 +128,14 @@ func (p *Process) Flags(fs *flag.FlagSet, defaultAddr string) {
 	fs.TextVar(&p.LogLevel, "log-level", p.LogLevel, "least `level` logged: DEBUG, INFO, WARN or ERROR (env "+EnvLogLevel+")")
 	fs.DurationVar(&p.ShutdownTimeout, "shutdown-timeout", EnvDuration(EnvShutdownTimeout, server.DefaultShutdownTimeout),
 		"how long requests in flight may finish after SIGINT or SIGTERM (env "+EnvShutdownTimeout+")")
+	// Their zero default stands for the server's: flag shows no default of
+	// 0, so the usage names it.
+	fs.DurationVar(&p.ReadBodyTimeout, "read-body-timeout", EnvDuration(EnvReadBodyTimeout, 0),
+		"how long a client may take to send a request body; streams are not cut (env "+EnvReadBodyTimeout+
+			"; default "+server.DefaultReadBodyTimeout.String()+", negative: no bound)")
+	fs.DurationVar(&p.IdleTimeout, "idle-timeout", EnvDuration(EnvIdleTimeout, 0),
+		"close keep-alive connections idle that long (env "+EnvIdleTimeout+
+			"; default "+server.DefaultIdleTimeout.String()+", negative: never)")
 }
 
 // StoreFlags registers the flags of a service with a database and vault
@@ -202,11 +226,15 @@ func (p Process) OpenState(ctx context.Context) (State, error) {
 	return State{Ring: ring, Vault: vk, DB: db}, nil
 }
 
-// Serve listens on Addr and runs h with the house settings (server.New)
-// until ctx ends, beside tasks, and shuts down gracefully within
-// ShutdownTimeout (server.Run). It logs the address it listens on.
+// Serve listens on Addr and runs h with the house settings (server.New,
+// with ReadBodyTimeout and IdleTimeout) until ctx ends, beside tasks, and
+// shuts down gracefully within ShutdownTimeout (server.Run). The health
+// probes come first (health.Probes): GET /livez answers 200 while the
+// process serves, GET /readyz is h's readiness at /healthz. It logs the
+// address it listens on.
 func (p Process) Serve(ctx context.Context, log *slog.Logger, h http.Handler, tasks ...server.Task) error {
-	srv := server.New(h, server.WithLogger(log))
+	srv := server.New(health.Probes(h), server.WithLogger(log),
+		server.WithReadBodyTimeout(p.ReadBodyTimeout), server.WithIdleTimeout(p.IdleTimeout))
 	return server.ListenAndRun(ctx, p.Addr, srv, p.ShutdownTimeout, func(a net.Addr) {
 		log.Info("listening", "addr", a.String())
 	}, tasks...)

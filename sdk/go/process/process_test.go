@@ -66,6 +66,7 @@ func TestGatewayTrust(t *testing.T) {
 	t.Setenv("TOKENRELAY_GATEWAY_ISSUER", "")
 	t.Setenv("TOKENRELAY_GATEWAY_JWKS", "")
 	t.Setenv("TOKENRELAY_TRUST_DOMAIN", "shop")
+	t.Setenv(process.EnvJWKSAllowInsecureHTTP, "")
 	var g process.GatewayTrust
 	fs := flag.NewFlagSet("identityd", flag.ContinueOnError)
 	g.Flags(fs)

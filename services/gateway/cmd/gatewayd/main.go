@@ -20,14 +20,24 @@
 //	                   full name (tokenrelay.points.v1.PointsService) or identity, orderprocessing,
 //	                   coupons, points, payments; repeatable (TOKENRELAY_GATEWAY_ROUTES, entries
 //	                   separated by spaces; required)
-//	-issuer            ISS=JWKS_URL: trust the access tokens of ISS with the keys at JWKS_URL; or ISS
-//	                   alone: an OpenID Connect provider, discovered at ISS/.well-known/openid-configuration;
-//	                   repeatable (TOKENRELAY_GATEWAY_ISSUERS, entries separated by spaces; required)
+//	-issuer            ISS=JWKS_URL[,JWKS_URL...]: trust the access tokens of ISS with the keys at JWKS_URL
+//	                   (several URLs: replicas of one set, tried in turn); or ISS alone: an OpenID Connect
+//	                   provider, discovered at ISS/.well-known/openid-configuration; repeatable
+//	                   (TOKENRELAY_GATEWAY_ISSUERS, entries separated by spaces; required)
+//	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
+//	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false: https, or
+//	                   http to 127.0.0.0/8, ::1 and localhost only)
 //	-audience          aud the access tokens must carry (TOKENRELAY_AUDIENCE, default tokenrelay-api)
 //	-name              iss and req_wl of the transaction tokens (TOKENRELAY_GATEWAY_NAME, default gateway)
 //	-trust-domain      aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
 //	-tenant            tctx tenant of the transaction tokens (TOKENRELAY_TENANT, default default)
 //	-allowed-origins   comma-separated CORS origins (TOKENRELAY_ALLOWED_ORIGINS, default none)
+//	-auth-failure-burst  failed authentications (refused access tokens) a client address may have
+//	                   before it is refused with resource_exhausted, without verification
+//	                   (TOKENRELAY_GATEWAY_AUTH_FAILURE_BURST, default 20; negative: no budget, as
+//	                   behind a reverse proxy, where every client has the proxy's address)
+//	-auth-failure-refill  how often a client gets one failed authentication back
+//	                   (TOKENRELAY_GATEWAY_AUTH_FAILURE_REFILL, default 200ms: 5 a second)
 //	-log-level         DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout  grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
 package main
@@ -41,6 +51,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
@@ -64,6 +75,11 @@ type Config struct {
 	Audience, Name, TrustDomain, Tenant string
 	// AllowedOrigins get CORS answers.
 	AllowedOrigins process.List
+	// AuthFailureBurst, AuthFailureRefill: see gateway.Config.
+	AuthFailureBurst  int
+	AuthFailureRefill time.Duration
+	// JWKS configures the fetches of the issuers' keys.
+	JWKS process.JWKSConfig
 }
 
 // shortNames are the service names -route accepts besides full names.
@@ -86,14 +102,19 @@ func main() {
 	}
 	flag.Func("route", "`SERVICE=URL[,URL...]`: route SERVICE (a full name, or identity, orderprocessing, coupons, points, payments) to its replicas; repeatable (env TOKENRELAY_GATEWAY_ROUTES, space-separated)",
 		func(v string) error { cfg.Routes = append(cfg.Routes, v); return nil })
-	flag.Func("issuer", "`ISS=JWKS_URL` trusts ISS's access tokens with the keys at JWKS_URL; ISS alone is an OpenID Connect provider; repeatable (env TOKENRELAY_GATEWAY_ISSUERS, space-separated)",
+	flag.Func("issuer", "`ISS=JWKS_URL[,JWKS_URL...]` trusts ISS's access tokens with the keys at JWKS_URL (several: replicas, tried in turn); ISS alone is an OpenID Connect provider; repeatable (env TOKENRELAY_GATEWAY_ISSUERS, space-separated)",
 		func(v string) error { cfg.Issuers = append(cfg.Issuers, v); return nil })
+	cfg.JWKS.Flags(flag.CommandLine)
 	flag.StringVar(&cfg.Audience, "audience", process.Env("TOKENRELAY_AUDIENCE", gateway.DefaultAudience), "aud the access tokens must carry (env TOKENRELAY_AUDIENCE)")
 	flag.StringVar(&cfg.Name, "name", process.Env("TOKENRELAY_GATEWAY_NAME", gateway.DefaultName), "iss and req_wl of the transaction tokens (env TOKENRELAY_GATEWAY_NAME)")
 	flag.StringVar(&cfg.TrustDomain, "trust-domain", process.Env("TOKENRELAY_TRUST_DOMAIN", gateway.DefaultTrustDomain), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
 	flag.StringVar(&cfg.Tenant, "tenant", process.Env("TOKENRELAY_TENANT", gateway.DefaultTenant), "tctx tenant of the transaction tokens (env TOKENRELAY_TENANT)")
 	_ = cfg.AllowedOrigins.Set(os.Getenv("TOKENRELAY_ALLOWED_ORIGINS"))
 	flag.Var(&cfg.AllowedOrigins, "allowed-origins", "comma-separated CORS `origins` (env TOKENRELAY_ALLOWED_ORIGINS)")
+	flag.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", process.EnvInt("TOKENRELAY_GATEWAY_AUTH_FAILURE_BURST", gateway.DefaultAuthFailureBurst),
+		"failed authentications a client address may have before it is refused without verification; negative: no budget (env TOKENRELAY_GATEWAY_AUTH_FAILURE_BURST)")
+	flag.DurationVar(&cfg.AuthFailureRefill, "auth-failure-refill", process.EnvDuration("TOKENRELAY_GATEWAY_AUTH_FAILURE_REFILL", gateway.DefaultAuthFailureRefill),
+		"how often a client gets one failed authentication back (env TOKENRELAY_GATEWAY_AUTH_FAILURE_REFILL)")
 	flag.Parse()
 	cfg.Main("gatewayd", func(ctx context.Context) error { return run(ctx, cfg) })
 }
@@ -124,7 +145,7 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	peers, err := process.NewPeers(log)
+	peers, err := process.NewPeers(log, cfg.JWKS)
 	if err != nil {
 		return err
 	}
@@ -147,13 +168,14 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m := metrics.New()
-	m.JWKSFetches(peers.Fetches)
+	peers.Export(m)
 	public := m.Mux() // the non-RPC paths
 	public.Handle("GET "+keys.WellKnownPath, ring.Handler())
 	public.Handle("GET "+health.Path, health.Handler(nil))
 	g, err := gateway.New(ctx, gateway.Config{
 		Name: cfg.Name, Keys: ring, TrustDomain: cfg.TrustDomain, Tenant: cfg.Tenant,
 		Issuers: issuers, Routes: routes, AllowedOrigins: cfg.AllowedOrigins,
+		AuthFailureBurst: cfg.AuthFailureBurst, AuthFailureRefill: cfg.AuthFailureRefill,
 		Fallback: public, Logger: log, Observe: m.Observe,
 	})
 	if err != nil {
