@@ -168,8 +168,10 @@ func startServer(ctx context.Context, bin, cpuprofile string) (*server, string, 
 	}
 	s := &server{cmd: cmd, dir: dir}
 	url := "http://" + addr
+	// Ready, not merely listening: tokenrelayd is ready once its demo data
+	// is seeded, which the load needs (the card ending 4242).
 	for deadline := time.Now().Add(60 * time.Second); ; {
-		if res, err := http.Get(url + "/healthz"); err == nil {
+		if res, err := http.Get(url + "/readyz"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
 				return s, url, nil

@@ -11,6 +11,13 @@
 // every domain serves the same CapabilityService, and is how
 // OrderProcessing reaches each domain. Each service gets its own SQLite
 // file, as each would own its database or schema when scaled out.
+//
+// The public listener answers the health probes of package health:
+// /livez while the process serves; /readyz (and /healthz) once every
+// database answers and, with Config.Seed, the demo data has been seeded.
+// Seeding goes through the public API, so the listener serves before it is
+// ready: anything that needs the demo data waits for /readyz, not for the
+// port.
 package embedded
 
 import (
@@ -23,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -34,6 +42,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
@@ -65,19 +74,36 @@ type Config struct {
 	// authn.NewLogHandler so lines carry the txn.
 	Logger *slog.Logger
 	// Web serves the browser checkout: every GET and HEAD path that is not
-	// an RPC, /healthz or /.well-known/ (see package webui). nil serves a
-	// short page at "/" pointing at the README.
+	// an RPC, a health probe (/livez, /readyz, /healthz) or /.well-known/
+	// (see package webui). nil serves a short page at "/" pointing at the
+	// README.
 	Web http.Handler
 	// AccessTokenLifetime is the lifetime of the access tokens the identity
 	// service issues. Default, and at most, 15 minutes; the browser tests
 	// shorten it to see the SDK refresh mid-checkout.
 	AccessTokenLifetime time.Duration
+	// ReadBodyTimeout bounds how long a client may take to send a request
+	// body, on both listeners (server.WithReadBodyTimeout). Default (0)
+	// server.DefaultReadBodyTimeout, 30 s; negative: no bound.
+	ReadBodyTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle that long, on both
+	// listeners (server.WithIdleTimeout). Default (0)
+	// server.DefaultIdleTimeout, 2 min; negative: never.
+	IdleTimeout time.Duration
+
+	// beforeSeed, when set, is called with the public URL before the demo
+	// data is seeded (tests hold the seeding with it).
+	beforeSeed func(url string)
+	// openDB, when set, opens the database of service name instead of its
+	// SQLite file (tests run the system on PostgreSQL with it).
+	openDB func(ctx context.Context, name string) (*sqldb.DB, error)
 }
 
 // System is the running embedded system.
 type System struct {
 	url     string
-	closers []func() // in the order opened; Close runs them in reverse
+	ready   atomic.Bool // serving, and seeded when Config.Seed
+	closers []func()    // in the order opened; Close runs them in reverse
 	cancel  context.CancelFunc
 	group   *errgroup.Group // the listeners and background tasks
 	errc    chan error
@@ -175,10 +201,14 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	}
 	s.run(ctx, cfg.Logger, w, root, publicLn, internalLn)
 	if cfg.Seed {
+		if cfg.beforeSeed != nil {
+			cfg.beforeSeed(s.url)
+		}
 		if err := Seed(ctx, s.url, filepath.Join(cfg.DataDir, "seeded")); err != nil {
 			return nil, fmt.Errorf("embedded: seed: %w", err)
 		}
 	}
+	s.ready.Store(true)
 	return s, nil
 }
 
@@ -211,12 +241,13 @@ func (s *System) listen(addr string) (net.Listener, error) {
 // system, is sent on Err and returned by Close.
 func (s *System) run(ctx context.Context, log *slog.Logger, w *wiring, root http.Handler, publicLn, internalLn net.Listener) {
 	ctx = s.startGroup(ctx)
-	opt := server.WithLogger(log)
+	opts := []server.Option{server.WithLogger(log),
+		server.WithReadBodyTimeout(w.cfg.ReadBodyTimeout), server.WithIdleTimeout(w.cfg.IdleTimeout)}
 	s.goReport(func() error {
-		return server.Run(ctx, server.New(w.internal, opt), internalLn, shutdownTimeout)
+		return server.Run(ctx, server.New(w.internal, opts...), internalLn, shutdownTimeout)
 	})
 	s.goReport(func() error {
-		return server.Run(ctx, server.New(root, opt), publicLn, shutdownTimeout, w.tasks...)
+		return server.Run(ctx, server.New(root, opts...), publicLn, shutdownTimeout, w.tasks...)
 	})
 }
 
@@ -286,13 +317,15 @@ type wiring struct {
 	routes   []gateway.Route
 	issuers  []gateway.Issuer // the access-token issuers the gateway trusts
 	tasks    []server.Task    // run beside the public listener
+	// ready are the readiness checks: each database's ping, by name.
+	ready map[string]health.Check
 }
 
 // wire opens the key rings and the vault, which everything else trusts,
 // and sets up tracing and metrics.
 func (s *System) wire(ctx context.Context, cfg Config, internalURL string) (*wiring, error) {
 	w := &wiring{sys: s, cfg: cfg, internalURL: internalURL, rings: map[string]*keys.Ring{},
-		internal: http.NewServeMux(), public: http.NewServeMux()}
+		internal: http.NewServeMux(), public: http.NewServeMux(), ready: map[string]health.Check{}}
 	names := []string{gateway.DefaultName}
 	for _, p := range parts() {
 		names = append(names, p.name)
@@ -348,9 +381,16 @@ func (w *wiring) add(ctx context.Context, p part) error {
 
 // open opens the SQLite database <DataDir>/<name>.db until Close.
 func (w *wiring) open(ctx context.Context, name string) (*sqldb.DB, error) {
-	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(w.cfg.DataDir, name+".db"))
+	open := func(ctx context.Context, name string) (*sqldb.DB, error) {
+		return sqldb.Open(ctx, "sqlite://"+filepath.Join(w.cfg.DataDir, name+".db"))
+	}
+	if w.cfg.openDB != nil {
+		open = w.cfg.openDB
+	}
+	db, err := open(ctx, name)
 	if err == nil {
 		w.sys.closers = append(w.sys.closers, func() { _ = db.Close() })
+		w.ready["database "+name] = db.SQL().PingContext
 	}
 	return db, err
 }
@@ -413,11 +453,12 @@ func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, e
 		},
 		Logger:        w.logger(orderprocessing.Name),
 		ClientOptions: []connect.ClientOption{w.tel.ClientOption()},
+		WatchPerUser:  orderprocessing.DefaultWatchPerUser, WatchTotal: orderprocessing.DefaultWatchTotal,
 	})
 	if err != nil {
 		return nil, err
 	}
-	w.metrics.SagaOutcomes(op.SagaOutcomes)
+	op.Export(w.metrics) // saga outcomes, refused compensations
 	w.tasks = append(w.tasks, op.Run)
 	return op, nil
 }
@@ -433,10 +474,13 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 	} else {
 		w.public.Handle("GET /{$}", http.HandlerFunc(placeholder))
 	}
-	w.public.Handle("GET /healthz", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
-		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = rw.Write([]byte("ok\n"))
-	}))
+	w.ready["seed"] = func(context.Context) error {
+		if !w.sys.ready.Load() {
+			return errNotReady
+		}
+		return nil
+	}
+	health.Mount(w.public, w.ready)
 	g, err := gateway.New(ctx, gateway.Config{
 		Keys: w.rings[gateway.DefaultName], Issuers: w.issuers, Routes: w.routes,
 		AllowedOrigins: []string{w.sys.url}, Fallback: w.public,
@@ -456,6 +500,10 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 	root.Handle("/", g)
 	return root, nil
 }
+
+// errNotReady is the readiness check's failure while Start is still
+// seeding the demo data.
+var errNotReady = errors.New("embedded: starting")
 
 func placeholder(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -95,7 +95,7 @@ func (s *shopper) card(t *testing.T, last4 string) string {
 	return ""
 }
 
-// checkout runs the whole checkout of DESIGN.md with a coupon, points and
+// checkout runs the whole checkout of ARCHITECTURE.md with a coupon, points and
 // a card, and returns the final order.
 func (s *shopper) checkout(t *testing.T, coupon string, points int64, card string) *orderprocessingv1.Order {
 	t.Helper()
@@ -178,7 +178,7 @@ func (s *shopper) couponState(t *testing.T, code string) couponsv1.CouponState {
 	return 0
 }
 
-// TestCheckout runs the checkout of DESIGN.md against the real services in
+// TestCheckout runs the checkout of ARCHITECTURE.md against the real services in
 // one process, through the gateway, over Connect and gRPC: a completed
 // order, then one whose capture fails and is compensated, then a restart
 // that keeps everything.

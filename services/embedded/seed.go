@@ -35,12 +35,14 @@ const (
 // public API as the demo admin would: two coupons, 1,000 points and three
 // cards (one that works, one that fails at capture, one that is declined).
 // It runs once per data directory: marker is written when it succeeds, and
-// its presence skips it.
+// its presence skips it. Calls answered unavailable are retried until ctx
+// ends (see retryUnavailable): every call is idempotent.
 func Seed(ctx context.Context, baseURL, marker string) error {
 	if _, err := os.Stat(marker); err == nil {
 		return nil
 	}
-	login := identityv1connect.NewIdentityServiceClient(http.DefaultClient, baseURL)
+	retry := connect.WithInterceptors(retryUnavailable())
+	login := identityv1connect.NewIdentityServiceClient(http.DefaultClient, baseURL, retry)
 	session := func(user, password string) (*identityv1.Session, error) {
 		res, err := login.Login(ctx, connect.NewRequest(&identityv1.LoginRequest{Username: user, Password: password}))
 		if err != nil {
@@ -56,7 +58,7 @@ func Seed(ctx context.Context, baseURL, marker string) error {
 	if err != nil {
 		return err
 	}
-	auth := connect.WithInterceptors(authn.NewBearerInterceptor(admin.GetAccessToken()))
+	auth := connect.WithInterceptors(retryUnavailable(), authn.NewBearerInterceptor(admin.GetAccessToken()))
 	user := shopper.GetUser().GetId()
 	now := time.Now().UTC().Truncate(time.Second)
 	from, until := timestamppb.New(now.Add(-24*time.Hour)), timestamppb.New(now.Add(365*24*time.Hour))
@@ -95,4 +97,32 @@ func Seed(ctx context.Context, baseURL, marker string) error {
 		}
 	}
 	return os.WriteFile(marker, []byte(now.Format(time.RFC3339)+"\n"), 0o600)
+}
+
+// retryUnavailable retries a unary call answered unavailable, waiting 50 ms
+// doubling to 2 s, until ctx ends: a deployment that has just started may
+// answer so while a service still fetches a peer's keys (its first fetch,
+// made before that peer listened, failed), which is what unavailable tells
+// a client to retry. It must be the outermost interceptor, so that the
+// inner ones run again on every attempt.
+func retryUnavailable() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			wait := 50 * time.Millisecond
+			for {
+				res, err := next(ctx, req)
+				if connect.CodeOf(err) != connect.CodeUnavailable {
+					return res, err
+				}
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil, err
+				case <-t.C:
+				}
+				wait = min(2*wait, 2*time.Second)
+			}
+		}
+	}
 }

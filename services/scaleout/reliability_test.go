@@ -116,11 +116,14 @@ func prepareMix(t *testing.T, rng *rand.Rand, shopper, admin *scaleout.Shopper, 
 
 // retryable reports whether a PlaceOrder error may be retried with the same
 // key: the call may not have reached a replica, or its replica died (a
-// connection reset mid-response comes back as canceled; place stops when
-// its own context is done).
+// connection reset mid-response comes back as canceled or unknown; place
+// stops when its own context is done), or a dependency (the database) is
+// down, which the services answer as unavailable. Internal is not
+// retryable, as for any client: a service that answers internal under a
+// fault has failed the test (issue 15).
 func retryable(err error) bool {
 	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeInternal, connect.CodeDeadlineExceeded, connect.CodeAborted, connect.CodeCanceled:
+	case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeDeadlineExceeded, connect.CodeAborted, connect.CodeCanceled:
 		return true
 	}
 	return false

@@ -212,13 +212,18 @@ func (s *Shopper) Get(ctx context.Context, orderID string) (*orderprocessingv1.O
 	return res.Msg.GetOrder(), nil
 }
 
-// Final reports whether an order's status is final.
+// Final reports whether an order's status is final: COMPLETED, FAILED, or
+// NEEDS_OPERATOR (final for the saga; an operator settles it).
 func Final(o *orderprocessingv1.Order) bool {
-	s := o.GetStatus()
-	return s == orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED || s == orderprocessingv1.OrderStatus_ORDER_STATUS_FAILED
+	switch o.GetStatus() {
+	case orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED, orderprocessingv1.OrderStatus_ORDER_STATUS_FAILED,
+		orderprocessingv1.OrderStatus_ORDER_STATUS_NEEDS_OPERATOR:
+		return true
+	}
+	return false
 }
 
-// Wait watches the order (WatchOrder) until it is COMPLETED or FAILED and
+// Wait watches the order (WatchOrder) until it is final (see Final) and
 // returns it. A stream cut (its replica stopped) is watched again.
 func (s *Shopper) Wait(ctx context.Context, orderID string) (*orderprocessingv1.Order, error) {
 	var last *orderprocessingv1.Order
@@ -286,10 +291,11 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// WaitHealthy polls base/healthz until it answers 200 or ctx ends.
+// WaitHealthy polls base/readyz (readiness: the database reachable, see
+// package health) until it answers 200 or ctx ends.
 func WaitHealthy(ctx context.Context, base string) error {
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
 		if err != nil {
 			return err
 		}
@@ -303,7 +309,7 @@ func WaitHealthy(ctx context.Context, base string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not healthy: %w", base, err)
+			return fmt.Errorf("%s not ready: %w", base, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -249,7 +249,9 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 	}
 	url := func(p int) string { return "http://127.0.0.1:" + strconv.Itoa(p) }
 	gw, id, co, pt, pay, op1, op2 := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
-	gwJWKS, opJWKS := url(gw)+"/.well-known/jwks.json", url(op1)+"/.well-known/jwks.json"
+	// The domains get both OrderProcessing replicas' JWKS URLs (one shared
+	// key set), tried in turn.
+	gwJWKS, opJWKS := url(gw)+"/.well-known/jwks.json", url(op1)+"/.well-known/jwks.json,"+url(op2)+"/.well-known/jwks.json"
 	routes := filepath.Join(c.data, "routes.json")
 	route := func(capability, issuer string, stage, port int) string {
 		return fmt.Sprintf(`{"capability": %q, "issuer": %q, "stage": %d, "endpoint": %q, "jwks": %q}`,

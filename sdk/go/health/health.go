@@ -1,7 +1,28 @@
-// Package health serves the health endpoint every tokenrelay server
-// offers: GET /healthz answers 200 "ok" when every check passes within its
-// deadline, and 503 naming the failed checks (never their errors, which may
-// carry internals) otherwise. Load balancers and orchestrators poll it.
+// Package health serves the probes every tokenrelay server offers, apart:
+//
+//   - liveness, GET /livez ([LivePath], [Live]): 200 "ok" whenever the
+//     process answers HTTP at all. It checks no dependency, so that an
+//     orchestrator restarts a process only when the process itself is
+//     stuck, never because its database blinked (a restart would not bring
+//     the database back, and it would restart every replica at once);
+//   - readiness, GET /readyz ([ReadyPath], [Handler]): 200 "ok" when every
+//     check passes within [Timeout] (the database reachable; the embedded
+//     server's demo data seeded), 503 naming the failed checks otherwise,
+//     never their errors, which may carry internals. Load balancers and
+//     orchestrators route traffic only to a ready process;
+//   - GET /healthz ([Path]): readiness too, kept for the probes and scripts
+//     that used it before the two were apart.
+//
+// A process's signing keys are loaded before it listens, so a process that
+// answers has them. The keys of its peers (the gateway's, OrderProcessing's)
+// are not a readiness check: they are fetched on first use and refreshed in
+// the background, and making readiness wait for them would make replicas
+// wait for each other at start (a peer's JWKS is served by a peer that
+// would not be ready either).
+//
+// Services mount readiness at [Path]; [Probes] adds /livez and /readyz in
+// front of any handler that does, which is how every process serves all
+// three (process.Serve applies it); [Mount] mounts all three on a mux.
 package health
 
 import (
@@ -12,8 +33,16 @@ import (
 	"time"
 )
 
-// Path is where servers mount the handler.
-const Path = "/healthz"
+// Paths of the probes.
+const (
+	// LivePath is liveness: the process answers, no dependency checked.
+	LivePath = "/livez"
+	// ReadyPath is readiness: every check passes.
+	ReadyPath = "/readyz"
+	// Path is where services mount readiness ([Handler]); it answers as
+	// ReadyPath does, for compatibility.
+	Path = "/healthz"
+)
 
 // Timeout bounds all checks of one request.
 const Timeout = 2 * time.Second
@@ -21,7 +50,7 @@ const Timeout = 2 * time.Second
 // Check reports whether one dependency is usable, such as a database ping.
 type Check func(ctx context.Context) error
 
-// Handler returns the health handler for the named checks.
+// Handler returns the readiness handler for the named checks.
 func Handler(checks map[string]Check) http.Handler {
 	names := make([]string, 0, len(checks))
 	for n := range checks {
@@ -37,13 +66,56 @@ func Handler(checks map[string]Check) http.Handler {
 				failed = append(failed, n)
 			}
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
 		if len(failed) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("unhealthy: " + strings.Join(failed, ", ") + "\n"))
+			answer(w, http.StatusServiceUnavailable, "unhealthy: "+strings.Join(failed, ", ")+"\n")
 			return
 		}
-		_, _ = w.Write([]byte("ok\n"))
+		answer(w, http.StatusOK, "ok\n")
+	})
+}
+
+// Live returns the liveness handler: 200 "ok", always.
+func Live() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { answer(w, http.StatusOK, "ok\n") })
+}
+
+func answer(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+// Mount mounts liveness at LivePath, and readiness over checks at
+// ReadyPath and Path, on mux (GET, and so HEAD).
+func Mount(mux *http.ServeMux, checks map[string]Check) {
+	ready := Handler(checks)
+	mux.Handle("GET "+LivePath, Live())
+	mux.Handle("GET "+ReadyPath, ready)
+	mux.Handle("GET "+Path, ready)
+}
+
+// Probes returns h with liveness and readiness in front of it: GET or HEAD
+// LivePath is answered by [Live] without reaching h; GET or HEAD ReadyPath
+// is served by h as if it were Path, where every tokenrelay service mounts
+// its readiness [Handler]. Every other request goes to h unchanged.
+func Probes(h http.Handler) http.Handler {
+	live := Live()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.ServeHTTP(w, r)
+			return
+		}
+		switch r.URL.Path {
+		case LivePath:
+			live.ServeHTTP(w, r)
+		case ReadyPath:
+			r2 := r.Clone(r.Context())
+			r2.URL.Path, r2.URL.RawPath = Path, ""
+			r2.RequestURI = Path
+			h.ServeHTTP(w, r2)
+		default:
+			h.ServeHTTP(w, r)
+		}
 	})
 }

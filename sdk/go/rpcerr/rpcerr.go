@@ -8,7 +8,9 @@
 // for malformed requests); a listed sentinel gets its code and the error's
 // own message, which domain code writes for clients (it names the rule, never
 // internals); context cancellation and deadlines get Canceled and
-// DeadlineExceeded; a database that stays busy after retries is Unavailable;
+// DeadlineExceeded; a database that cannot be used (a connection lost or
+// refused, a server shutting down, sqldb.IsUnavailable) or that stays busy
+// after retries is Unavailable, which clients may retry;
 // anything else is Internal with a fixed message, and the original error is
 // logged with the request's context (and so its txn) instead of returned.
 package rpcerr
@@ -21,7 +23,6 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
-	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 )
 
 // Code pairs a sentinel with the Connect code of every error that wraps it.
@@ -61,9 +62,10 @@ func (m *Mapper) Map(ctx context.Context, err error) *connect.Error {
 		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
 	case errors.Is(err, context.DeadlineExceeded):
 		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("deadline exceeded"))
-	case sqldb.IsRetryable(err):
-		m.log.WarnContext(ctx, "store contention", "err", err)
-		return connect.NewError(connect.CodeUnavailable, errors.New("store busy, retry"))
+	}
+	if ce := store(err); ce != nil {
+		m.log.WarnContext(ctx, "store unavailable", "err", err)
+		return ce
 	}
 	m.log.ErrorContext(ctx, "internal error", "err", err)
 	return connect.NewError(connect.CodeInternal, errors.New("internal error"))

@@ -4,9 +4,10 @@
 //   - [New] builds an http.Server with the house settings: HTTP/1.1 (Connect,
 //     browsers), HTTP/2 over TLS and unencrypted HTTP/2 with prior knowledge
 //     (h2c: gRPC without TLS, as every tokenrelay peer speaks it), a header
-//     timeout, bounded headers, and no read or write timeout, since
-//     WatchOrder is a server stream that lasts as long as its saga. It is
-//     the one builder of http.Server in the workspace.
+//     timeout, bounded headers, a bound on reading each request body, an
+//     idle timeout, and no read or write timeout, since WatchOrder is a
+//     server stream that lasts as long as its saga. It is the one builder
+//     of http.Server in the workspace.
 //   - [Run] serves until its context ends (SIGINT or SIGTERM in the mains,
 //     see [SignalContext]), runs the process's background [Task]s (a saga
 //     runner, a JWKS cache refresh) beside it, and shuts everything down
@@ -19,6 +20,33 @@
 //   - [MountReflection] serves gRPC server reflection, v1 and v1alpha, for
 //     the services a server offers, so that buf curl and grpcurl need no
 //     schema.
+//
+// # Slow clients
+//
+// Four bounds keep a client from holding a connection by sending slowly or
+// not at all: the request headers within [DefaultReadHeaderTimeout]; each
+// request body within [DefaultReadBodyTimeout] (see [WithReadBodyTimeout]);
+// a keep-alive connection closed after [DefaultIdleTimeout] without a
+// request ([WithIdleTimeout]); and headers of at most [DefaultMaxHeaderBytes].
+//
+// WriteTimeout would cut every WatchOrder stream at its bound, so there is
+// none. The body bound is a per-request read deadline instead: a handler
+// wrapper sets it (http.ResponseController.SetReadDeadline: the
+// connection's deadline over HTTP/1.1, the stream's over HTTP/2) when the
+// handler starts, that is once the headers are read, and lifts it itself as
+// soon as the body has been read (EOF, or Content-Length bytes). A stream
+// that has read its request goes on as long as it likes; a body still
+// incomplete at the bound fails to read (a Connect handler answers an
+// error, and the server closes an HTTP/1.1 connection whose body it could
+// not finish). http.Server.ReadTimeout comes close, but it counts the
+// headers' time too, and it leaves streams alone over HTTP/1.1 only because
+// net/http happens to clear the connection's deadline when a body hits EOF;
+// the wrapper says what it means and does not lean on that. The bound is on
+// the whole body, not on the gap between reads: a client trickling a byte
+// just inside each gap would otherwise hold the connection forever.
+// tokenrelay's request bodies are single small messages, so 30 s is
+// generous even for a slow mobile link; the one client stream served, gRPC
+// reflection's (buf curl, grpcurl), finishes within milliseconds.
 //
 // The rule: this package serves and stops serving, nothing else. Metrics
 // are package metrics', flags, state and logging package process'; it
@@ -43,6 +71,10 @@ const (
 	// DefaultReadHeaderTimeout bounds how long a client may take to send
 	// the request headers (slowloris).
 	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultReadBodyTimeout bounds how long a client may take to send a
+	// request body, counted from the end of its headers (slow bodies; see
+	// the package documentation).
+	DefaultReadBodyTimeout = 30 * time.Second
 	// DefaultIdleTimeout closes keep-alive connections idle that long.
 	DefaultIdleTimeout = 2 * time.Minute
 	// DefaultMaxHeaderBytes bounds the request headers: 64 KiB, the
@@ -54,14 +86,46 @@ const (
 )
 
 // Option configures New.
-type Option func(*http.Server)
+type Option func(*settings)
+
+// settings is what the options set: the server, and the body bound its
+// handler is wrapped with.
+type settings struct {
+	srv             *http.Server
+	readBodyTimeout time.Duration
+}
 
 // WithMaxHeaderBytes sets the server's MaxHeaderBytes. Default
 // DefaultMaxHeaderBytes.
 func WithMaxHeaderBytes(n int) Option {
-	return func(s *http.Server) {
+	return func(s *settings) {
 		if n > 0 {
-			s.MaxHeaderBytes = n
+			s.srv.MaxHeaderBytes = n
+		}
+	}
+}
+
+// WithReadBodyTimeout bounds how long a client may take to send each
+// request body, counted from when its handler starts (the headers read);
+// the bound is lifted once the body has been read, so a response stream is
+// not cut by it. A body not read in time fails to read. Default
+// DefaultReadBodyTimeout; 0 keeps the default, a negative d sets no bound.
+func WithReadBodyTimeout(d time.Duration) Option {
+	return func(s *settings) {
+		if d != 0 {
+			s.readBodyTimeout = d
+		}
+	}
+}
+
+// WithIdleTimeout sets how long a keep-alive connection (HTTP/1.1) or an
+// HTTP/2 connection without streams may stay idle before the server closes
+// it. Default DefaultIdleTimeout; 0 keeps the default, a negative d sets
+// none.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(s *settings) {
+		if d != 0 {
+			s.srv.IdleTimeout = d
 		}
 	}
 }
@@ -70,7 +134,7 @@ func WithMaxHeaderBytes(n int) Option {
 // requests, panics in handlers) to log at level Warn. Default: the standard
 // logger.
 func WithLogger(log *slog.Logger) Option {
-	return func(s *http.Server) { s.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn) }
+	return func(s *settings) { s.srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn) }
 }
 
 // New returns an http.Server for h with the house settings (see the
@@ -80,17 +144,23 @@ func New(h http.Handler, opts ...Option) *http.Server {
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler:           h,
-		Protocols:         p,
-		ReadHeaderTimeout: DefaultReadHeaderTimeout,
-		IdleTimeout:       DefaultIdleTimeout,
-		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+	s := settings{
+		srv: &http.Server{
+			Protocols:         p,
+			ReadHeaderTimeout: DefaultReadHeaderTimeout,
+			IdleTimeout:       DefaultIdleTimeout,
+			MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		},
+		readBodyTimeout: DefaultReadBodyTimeout,
 	}
 	for _, o := range opts {
-		o(srv)
+		o(&s)
 	}
-	return srv
+	s.srv.Handler = h
+	if s.readBodyTimeout > 0 {
+		s.srv.Handler = boundBody(h, s.readBodyTimeout)
+	}
+	return s.srv
 }
 
 // Task is work a process runs beside its server until ctx ends, such as

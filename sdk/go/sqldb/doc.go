@@ -56,6 +56,18 @@
 //		return tx.QueryRowContext(ctx, `SELECT n FROM kv WHERE k = $1`, k).Scan(&n)
 //	})
 //
+// # Errors
+//
+// Three classes of error matter to callers, on either driver:
+// [IsUniqueViolation] (a constraint refused the row), [IsRetryable] (the
+// transaction lost a race; [DB.Tx] runs it again) and [IsUnavailable] (the
+// database could not be used: a connection lost, terminated or refused, a
+// server shutting down or starting, SQLite busy past its busy timeout).
+// [DB.Tx] wraps the last with the group sentinel [ErrUnavailable], and
+// package rpcerr answers it with Unavailable rather than Internal, so that
+// clients retry. The caller's own deadline or cancellation is never
+// unavailable, even when it cut a connection: it stays what it is.
+//
 // # Migrations
 //
 // [Migrate] applies the numbered files of an fs.FS exactly once each, in

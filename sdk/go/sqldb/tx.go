@@ -28,6 +28,13 @@ const (
 // [WithTxAttempts] (default 5). fn must therefore have no effect outside the
 // transaction that it cannot repeat. Other errors are never retried.
 //
+// An error that means the database is unavailable ([IsUnavailable]: the
+// connection lost or refused, the server shutting down, SQLite still busy
+// after the last attempt) comes back wrapped with [ErrUnavailable]. Such a
+// transaction is not run again here: a connection lost at COMMIT leaves its
+// outcome unknown, so the decision to repeat the call belongs to the client,
+// with its idempotency key.
+//
 // The transaction uses the driver's default isolation: read committed on
 // PostgreSQL, serializable (one writer) on SQLite.
 func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
@@ -35,10 +42,10 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.txOnce(ctx, fn)
 		if err == nil || !IsRetryable(err) {
-			return err
+			return markUnavailable(err)
 		}
 		if attempt >= db.txAttempts {
-			return fmt.Errorf("sqldb: transaction failed after %d attempts: %w", attempt, err)
+			return markUnavailable(fmt.Errorf("sqldb: transaction failed after %d attempts: %w", attempt, err))
 		}
 		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 		select {

@@ -15,10 +15,13 @@
 // process.Process: -addr, -data, -db, -schema, -db-max-conns, -keys, -vault,
 // -log-level, -shutdown-timeout):
 //
-//	-gateway-jwks           URL of the gateway's JWKS (TOKENRELAY_GATEWAY_JWKS, required)
+//	-gateway-jwks           URL[,URL...] of the gateway's JWKS, replicas tried in turn (TOKENRELAY_GATEWAY_JWKS, required)
 //	-gateway-issuer         iss of the transaction tokens (TOKENRELAY_GATEWAY_ISSUER, default gateway)
-//	-order-processing-jwks  URL of OrderProcessing's JWKS (TOKENRELAY_ORDER_PROCESSING_JWKS, required)
+//	-order-processing-jwks  URL[,URL...] of OrderProcessing's JWKS: give every replica, tried in turn
+//	                        (TOKENRELAY_ORDER_PROCESSING_JWKS, required)
 //	-trust-domain           aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
+//	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
+//	                        private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 package capabilityd
 
 import (
@@ -76,7 +79,8 @@ type Config struct {
 	// their aud.
 	Gateway process.GatewayTrust
 	// OrderProcessingJWKS is where OrderProcessing's keys (checkout and
-	// workload tokens) are.
+	// workload tokens) are: a comma-separated list of URLs of the one set
+	// its replicas share (process.Peers.Add).
 	OrderProcessingJWKS string
 }
 
@@ -88,7 +92,7 @@ func Main(d Domain) {
 	cfg.Flags(fs, d.Addr)
 	cfg.StoreFlags(fs, d.Name)
 	cfg.Gateway.Flags(fs)
-	fs.StringVar(&cfg.OrderProcessingJWKS, "order-processing-jwks", process.Env("TOKENRELAY_ORDER_PROCESSING_JWKS", ""), "`URL` of OrderProcessing's JWKS (env TOKENRELAY_ORDER_PROCESSING_JWKS; required)")
+	fs.StringVar(&cfg.OrderProcessingJWKS, "order-processing-jwks", process.Env("TOKENRELAY_ORDER_PROCESSING_JWKS", ""), "`URL[,URL...]` of OrderProcessing's JWKS, every replica, tried in turn (env TOKENRELAY_ORDER_PROCESSING_JWKS; required)")
 	if d.Flags != nil {
 		d.Flags(fs)
 	}

@@ -1,6 +1,11 @@
 // Command tokenrelayd runs the whole tokenrelay checkout in one process: the
 // gateway at -addr, every service behind it, SQLite files and keys under
-// -data, demo data seeded on first start.
+// -data, demo data seeded on first start. It answers /livez while it runs
+// and /readyz (and /healthz) once its databases answer and the demo data is
+// seeded: wait for /readyz, not for the port. -read-body-timeout
+// (TOKENRELAY_READ_BODY_TIMEOUT, default 30s) bounds how long a client may
+// take to send a request body, -idle-timeout (TOKENRELAY_IDLE_TIMEOUT,
+// default 2m) how long a keep-alive connection may stay idle.
 package main
 
 import (
@@ -13,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
@@ -28,6 +34,10 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/load)")
 	webDir := flag.String("web", envOr("TOKENRELAY_WEB", defaultWebDir()), "serve the built web checkout in `DIR` at / (npm run build -w web); default web/dist when built, empty for none (env TOKENRELAY_WEB)")
 	flag.DurationVar(&cfg.AccessTokenLifetime, "access-token-lifetime", 0, "lifetime of access tokens, at most and by default 15m (tests shorten it)")
+	flag.DurationVar(&cfg.ReadBodyTimeout, "read-body-timeout", envDuration("TOKENRELAY_READ_BODY_TIMEOUT"),
+		"how long a client may take to send a request body; streams are not cut (env TOKENRELAY_READ_BODY_TIMEOUT; default 30s, negative: no bound)")
+	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", envDuration("TOKENRELAY_IDLE_TIMEOUT"),
+		"close keep-alive connections idle that long (env TOKENRELAY_IDLE_TIMEOUT; default 2m, negative: never)")
 	flag.Parse()
 	cfg.Seed = !*noSeed
 	cfg.Logger = slog.New(authn.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))
@@ -81,6 +91,13 @@ func defaultWebDir() string {
 		return filepath.Join("web", "dist")
 	}
 	return ""
+}
+
+// envDuration is the duration in the environment variable key, or 0 (the
+// server's default) when it is unset or unparsable.
+func envDuration(key string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(key))
+	return d
 }
 
 func envOr(key, def string) string {

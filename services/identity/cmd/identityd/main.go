@@ -20,9 +20,11 @@
 //	                   (TOKENRELAY_ISSUER, default http://<addr>)
 //	-audience          aud of the access tokens (TOKENRELAY_AUDIENCE, default tokenrelay-api)
 //	-seed-demo-users   create the demo users shopper and admin when missing (TOKENRELAY_SEED_DEMO_USERS, default false)
-//	-gateway-jwks      URL of the gateway's JWKS (TOKENRELAY_GATEWAY_JWKS, required)
+//	-gateway-jwks      URL[,URL...] of the gateway's JWKS, replicas tried in turn (TOKENRELAY_GATEWAY_JWKS, required)
 //	-gateway-issuer    iss of the transaction tokens (TOKENRELAY_GATEWAY_ISSUER, default gateway)
 //	-trust-domain      aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
+//	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
+//	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 //	-log-level         DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout  grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
 package main

@@ -25,25 +25,35 @@
 //	-keys                signing key ring directory, shared by replicas (TOKENRELAY_KEYS, default <data>/keys)
 //	-vault               vault key directory, shared by replicas (TOKENRELAY_VAULT, default <data>/vault; TOKENRELAY_VAULT_KEYS wins)
 //	-routes              routing table, a JSON file (TOKENRELAY_ROUTES, required; see orderprocessing.ParseRoutes):
-//	                     each route's "jwks" is the URL of its issuer's keys
-//	-gateway-jwks        URL of the gateway's JWKS (TOKENRELAY_GATEWAY_JWKS, required)
+//	                     each route's "jwks" is the URL of its issuer's keys, or a list of URLs of the same
+//	                     set (the issuer's replicas), tried in turn
+//	-gateway-jwks        URL[,URL...] of the gateway's JWKS (TOKENRELAY_GATEWAY_JWKS, required)
+//	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
+//	                     private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 //	-gateway-issuer      iss of the transaction tokens (TOKENRELAY_GATEWAY_ISSUER, default gateway)
 //	-trust-domain        aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
 //	-checkout-ttl        how long a checkout stays open (TOKENRELAY_CHECKOUT_TTL, default 30m, at most 1h)
 //	-saga-lease          how long a replica's claim on an order lasts (TOKENRELAY_SAGA_LEASE, default 15s)
 //	-saga-call-timeout   bound of one Exercise or Compensate call (TOKENRELAY_SAGA_CALL_TIMEOUT, default 5s)
 //	-saga-recover-every  how often unfinished orders with free leases are looked for (TOKENRELAY_SAGA_RECOVER_EVERY, default 2s)
+//	-watch-per-user      WatchOrder streams one user may hold open on this replica; beyond, resource_exhausted
+//	                     (TOKENRELAY_WATCH_PER_USER, default 8; negative: no cap)
+//	-watch-total         WatchOrder streams of all users on this replica (TOKENRELAY_WATCH_TOTAL, default 1024; negative: no cap)
 //	-log-level           DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout    grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -68,6 +78,9 @@ type Config struct {
 	CheckoutTTL time.Duration
 	// Saga tunes the saga runner.
 	Saga orderprocessing.SagaConfig
+	// WatchPerUser and WatchTotal cap the WatchOrder streams (see
+	// orderprocessing.Config).
+	WatchPerUser, WatchTotal int
 }
 
 func main() {
@@ -80,6 +93,8 @@ func main() {
 	flag.DurationVar(&cfg.Saga.Lease, "saga-lease", process.EnvDuration("TOKENRELAY_SAGA_LEASE", 15*time.Second), "how long a replica's claim on an order lasts (env TOKENRELAY_SAGA_LEASE)")
 	flag.DurationVar(&cfg.Saga.CallTimeout, "saga-call-timeout", process.EnvDuration("TOKENRELAY_SAGA_CALL_TIMEOUT", 5*time.Second), "bound of one Exercise or Compensate call (env TOKENRELAY_SAGA_CALL_TIMEOUT)")
 	flag.DurationVar(&cfg.Saga.RecoverEvery, "saga-recover-every", process.EnvDuration("TOKENRELAY_SAGA_RECOVER_EVERY", 2*time.Second), "how often unfinished orders with free leases are looked for (env TOKENRELAY_SAGA_RECOVER_EVERY)")
+	flag.IntVar(&cfg.WatchPerUser, "watch-per-user", process.EnvInt("TOKENRELAY_WATCH_PER_USER", orderprocessing.DefaultWatchPerUser), "WatchOrder streams one user may hold open on this replica, beyond which resource_exhausted; negative: no cap (env TOKENRELAY_WATCH_PER_USER)")
+	flag.IntVar(&cfg.WatchTotal, "watch-total", process.EnvInt("TOKENRELAY_WATCH_TOTAL", orderprocessing.DefaultWatchTotal), "WatchOrder streams of all users on this replica, beyond which resource_exhausted; negative: no cap (env TOKENRELAY_WATCH_TOTAL)")
 	flag.Parse()
 	cfg.Main("orderprocessingd", func(ctx context.Context) error { return run(ctx, cfg) })
 }
@@ -89,12 +104,7 @@ func run(ctx context.Context, cfg Config) error {
 	if cfg.RoutesFile == "" {
 		return errors.New("-routes: a routing table is required")
 	}
-	f, err := os.Open(cfg.RoutesFile)
-	if err != nil {
-		return err
-	}
-	routes, err := orderprocessing.ParseRoutes(f)
-	_ = f.Close()
+	routes, err := readRoutes(cfg.RoutesFile)
 	if err != nil {
 		return err
 	}
@@ -126,16 +136,74 @@ func run(ctx context.Context, cfg Config) error {
 	svc, err := orderprocessing.New(ctx, orderprocessing.Config{
 		DB: db, Keys: ring, Vault: vk, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
 		Routes: routes, IssuerKeys: issuerKeys, HTTPClient: &http.Client{Transport: server.H2Transport()}, ClientOptions: []connect.ClientOption{tel.ClientOption()},
-		Logger: log, CheckoutTTL: cfg.CheckoutTTL, Saga: cfg.Saga,
+		Logger: log, CheckoutTTL: cfg.CheckoutTTL, Saga: cfg.Saga, WatchPerUser: cfg.WatchPerUser, WatchTotal: cfg.WatchTotal,
 	})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
 	m := metrics.New()
-	m.SagaOutcomes(svc.SagaOutcomes)
+	svc.Export(m) // saga outcomes, refused compensations
 	return cfg.ServeRPC(ctx, log, process.RPC{
 		Register: svc.Register, Reflect: []string{orderprocessingv1connect.OrderProcessingServiceName},
 		Telemetry: tel, Metrics: m, Peers: peers,
 	}, svc.Run)
+}
+
+// maxRoutesFile is the largest routing table read, as
+// orderprocessing.ParseRoutes reads.
+const maxRoutesFile = 1 << 20
+
+// readRoutes reads the routing table at path (orderprocessing.ParseRoutes),
+// where a route's "jwks" may be a URL or a list of URLs of its issuer's set
+// (replicas sharing a key ring, or a shared endpoint and the replicas): a
+// list is joined into the comma-separated form process.Peers.Add takes.
+func readRoutes(path string) ([]orderprocessing.Route, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxRoutesFile))
+	_ = f.Close()
+	if err != nil {
+		return nil, err
+	}
+	if data, err = joinJWKSLists(data); err != nil {
+		return nil, fmt.Errorf("-routes: %w", err)
+	}
+	return orderprocessing.ParseRoutes(bytes.NewReader(data))
+}
+
+// joinJWKSLists rewrites every route's "jwks" list of URLs as one
+// comma-separated string. Anything else is left as it is, for
+// orderprocessing.ParseRoutes to validate.
+func joinJWKSLists(data []byte) ([]byte, error) {
+	var doc map[string]json.RawMessage
+	var routes []map[string]json.RawMessage
+	if json.Unmarshal(data, &doc) != nil || json.Unmarshal(doc["routes"], &routes) != nil {
+		return data, nil
+	}
+	changed := false
+	for i, r := range routes {
+		raw := bytes.TrimSpace(r["jwks"])
+		if len(raw) == 0 || raw[0] != '[' {
+			continue
+		}
+		var list []string
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, fmt.Errorf("route %d: jwks: want a URL or a list of URLs", i)
+		}
+		for _, u := range list {
+			if strings.Contains(u, ",") {
+				return nil, fmt.Errorf("route %d: jwks: a URL in a list contains a comma; percent-encode it", i)
+			}
+		}
+		r["jwks"], _ = json.Marshal(strings.Join(list, ","))
+		changed = true
+	}
+	if !changed {
+		return data, nil
+	}
+	doc["routes"], _ = json.Marshal(routes)
+	return json.Marshal(doc)
 }

@@ -15,10 +15,13 @@
 //	-db-max-conns      pool size (TOKENRELAY_DB_MAX_CONNS, default 10)
 //	-keys              signing key ring directory (TOKENRELAY_KEYS, default <data>/keys)
 //	-vault             vault key directory (TOKENRELAY_VAULT, default <data>/vault; TOKENRELAY_VAULT_KEYS wins)
-//	-gateway-jwks      URL of the gateway's JWKS (TOKENRELAY_GATEWAY_JWKS, required)
+//	-gateway-jwks      URL[,URL...] of the gateway's JWKS, replicas tried in turn (TOKENRELAY_GATEWAY_JWKS, required)
 //	-gateway-issuer    iss of the transaction tokens (TOKENRELAY_GATEWAY_ISSUER, default gateway)
-//	-order-processing-jwks  URL of OrderProcessing's JWKS (TOKENRELAY_ORDER_PROCESSING_JWKS, required)
+//	-order-processing-jwks  URL[,URL...] of OrderProcessing's JWKS: give every replica, tried in turn
+//	                        (TOKENRELAY_ORDER_PROCESSING_JWKS, required)
 //	-trust-domain      aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
+//	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
+//	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 //	-log-level         DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout  grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
 package main

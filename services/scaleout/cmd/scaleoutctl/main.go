@@ -2,7 +2,7 @@
 //
 //	scaleoutctl ports N                      print N free loopback ports, one a line
 //	scaleoutctl ping -db URL                 exit 0 when the PostgreSQL database at URL answers
-//	scaleoutctl wait -url BASE [-timeout D]  wait until BASE/healthz answers 200 (default 30s)
+//	scaleoutctl wait -url BASE [-timeout D]  wait until BASE/readyz answers 200 (default 30s)
 //	scaleoutctl drop-schemas -db URL -prefix P   drop the schemas P_* (CASCADE)
 //	scaleoutctl demo -url GATEWAY -data DIR [-checkouts N]
 //	    seed the demo data through the gateway (once per DIR), then run N
