@@ -23,6 +23,7 @@ package capabilitysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -77,7 +78,8 @@ func (t Confirmations[C]) ByKey(ctx context.Context, q Querier, userID, key stri
 
 // Save stores c unless the user already has a confirmation with its
 // idempotency key; then it returns that one, and created is false. Whether
-// the two are the same request is the caller's to judge.
+// the two are the same request is the caller's to judge. What it returns is
+// the row as stored, the same that a retry reads.
 func (t Confirmations[C]) Save(ctx context.Context, q Querier, c C) (stored C, created bool, err error) {
 	user, key := t.UserKey(c)
 	return insertOnce(ctx, q, `INSERT INTO confirmations`, t.Table, c,
@@ -93,17 +95,21 @@ func (t Exercises[X]) ByJTI(ctx context.Context, q Querier, jti string) (X, erro
 	return t.Scan(q.QueryRowContext(ctx, `SELECT `+t.Columns+` FROM exercises WHERE jti = $1`, jti))
 }
 
-// Claim inserts x, the exercise of the token with a jti, unless one exists.
-// It returns inserted=false and the existing row when another transaction
-// got there first; on PostgreSQL the insert waits for a concurrent one to
-// commit, so exactly one of any number of concurrent claims inserts.
+// Claim inserts x, the exercise of the token with a jti, unless one exists,
+// and returns it as stored. It returns inserted=false and the existing row
+// when another transaction got there first; on PostgreSQL the insert waits
+// for a concurrent one to commit, so exactly one of any number of
+// concurrent claims inserts.
 func (t Exercises[X]) Claim(ctx context.Context, q Querier, jti string, x X) (X, bool, error) {
 	return insertOnce(ctx, q, `INSERT INTO exercises`, t.Table, x, `ON CONFLICT (jti) DO NOTHING`,
 		func() (X, error) { return t.ByJTI(ctx, q, jti) })
 }
 
-// insertOnce runs insert (columns) VALUES (...) onConflict for v, and reads
-// the row that stands with existing when nothing was inserted.
+// insertOnce runs insert (columns) VALUES (...) onConflict RETURNING
+// columns for v, and reads the row that stands with existing when nothing
+// was inserted. Either way it returns the row as the database stored it
+// (PostgreSQL keeps times to the microsecond), so that the call that
+// inserts answers exactly what every retry reads back.
 func insertOnce[T any](ctx context.Context, q Querier, insert string, t Table[T], v T, onConflict string,
 	existing func() (T, error)) (T, bool, error) {
 	args := t.Values(v)
@@ -111,16 +117,31 @@ func insertOnce[T any](ctx context.Context, q Querier, insert string, t Table[T]
 	for i := range marks {
 		marks[i] = fmt.Sprintf("$%d", i+1)
 	}
-	res, err := q.ExecContext(ctx, insert+` (`+t.Columns+`) VALUES (`+strings.Join(marks, ", ")+`) `+onConflict, args...)
-	if err != nil {
+	row := &noRows{row: q.QueryRowContext(ctx, insert+` (`+t.Columns+`) VALUES (`+strings.Join(marks, ", ")+`) `+
+		onConflict+` RETURNING `+t.Columns, args...)}
+	stored, err := t.Scan(row)
+	switch {
+	case row.none: // the conflict: another row stands
+		prev, err := existing()
+		return prev, false, err
+	case err != nil:
 		var zero T
 		return zero, false, err
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return v, err == nil, err
-	}
-	prev, err := existing()
-	return prev, false, err
+	return stored, true, nil
+}
+
+// noRows is a row that remembers whether it had none (sql.ErrNoRows), which
+// a Table's Scan reports as its domain's own ErrNotFound.
+type noRows struct {
+	row  *sql.Row
+	none bool
+}
+
+func (r *noRows) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	r.none = errors.Is(err, sql.ErrNoRows)
+	return err
 }
 
 // NullTime is t for a nullable column: NULL for the zero time, else UTC.

@@ -152,3 +152,21 @@ func TestClaim(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimReturnsStored: what a claim that inserts returns is the row as
+// the database stored it (PostgreSQL keeps microseconds), the same that every
+// later read, and so every retry, gets.
+func TestClaimReturnsStored(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		schema(t, db)
+		applied := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
+		x, ins, err := exercises.Claim(t.Context(), db.Cached(nil), "j1", exercise{JTI: "j1", OrderID: "ord_a", AppliedAt: applied})
+		if err != nil || !ins {
+			t.Fatalf("Claim = %+v, %v, %v", x, ins, err)
+		}
+		stored, err := exercises.ByJTI(t.Context(), db.Cached(nil), "j1")
+		if err != nil || stored != x {
+			t.Fatalf("Claim returned %+v, but the row stored is %+v (%v)", x, stored, err)
+		}
+	})
+}

@@ -113,7 +113,12 @@ func (s *Store) Grant(ctx context.Context, cp domain.Coupon) (domain.Coupon, err
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			out = cp
+			if err != nil {
+				return err
+			}
+			// The coupon as stored (PostgreSQL keeps times to the
+			// microsecond), what a retry reads back.
+			out, err = couponByID(ctx, tx, cp.ID)
 			return err
 		}
 		// The user already holds this campaign: one coupon per user.

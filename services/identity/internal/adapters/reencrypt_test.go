@@ -41,7 +41,7 @@ func TestReencrypt(t *testing.T) {
 		sealedSes := domain.Session{ID: ids.New("ses"), UserID: u.ID, CreatedAt: t0, ExpiresAt: t0.Add(domain.SessionLifetime), LoginKey: "k"}
 		sealedSes.SealedLogin = seal("sessions/" + sealedSes.ID)
 		_, hash := domain.NewRefreshToken()
-		if err := s.CreateSession(ctx, sealedSes, domain.RefreshToken{Hash: hash, IssuedAt: t0, ExpiresAt: t0.Add(domain.RefreshTokenLifetime)}); err != nil {
+		if _, _, err := s.CreateSession(ctx, sealedSes, domain.RefreshToken{Hash: hash, IssuedAt: t0, ExpiresAt: t0.Add(domain.RefreshTokenLifetime)}, t0); err != nil {
 			t.Fatal(err)
 		}
 		_, rt := session(t, s, u)

@@ -114,21 +114,49 @@ func insertToken(ctx context.Context, tx *sql.Tx, t domain.RefreshToken) error {
 	return err
 }
 
-// CreateSession implements domain.Repository.
-func (s *Store) CreateSession(ctx context.Context, ses domain.Session, first domain.RefreshToken) error {
+// CreateSession implements domain.Repository. The unique index on (user_id,
+// login_key) is the authority: of concurrent Logins with one key, one
+// inserts; on PostgreSQL the others' inserts wait for it to commit and then
+// do nothing, on SQLite they run after it; either way they read its session.
+func (s *Store) CreateSession(ctx context.Context, ses domain.Session, first domain.RefreshToken, since time.Time) (domain.Session, bool, error) {
+	var (
+		stored  domain.Session
+		created bool
+	)
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, user_id, created_at, expires_at, login_key, sealed_login)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			ses.ID, ses.UserID, ses.CreatedAt.UTC(), ses.ExpiresAt.UTC(), ses.LoginKey, ses.SealedLogin); err != nil {
+		if ses.LoginKey != "" {
+			if _, err := tx.ExecContext(ctx, `UPDATE sessions SET login_key = ''
+				WHERE user_id = $1 AND login_key = $2 AND (created_at < $3 OR sealed_login = '')`,
+				ses.UserID, ses.LoginKey, since.UTC()); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, user_id, created_at, expires_at, login_key, sealed_login)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, login_key) WHERE login_key <> '' DO NOTHING`,
+			ses.ID, ses.UserID, ses.CreatedAt.UTC(), ses.ExpiresAt.UTC(), ses.LoginKey, ses.SealedLogin)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		switch {
+		case err != nil:
+			return err
+		case n == 0: // a concurrent Login with the key opened the session
+			stored, created = domain.Session{}, false
+			var revoked sql.NullTime
+			err := tx.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s WHERE s.user_id = $1 AND s.login_key = $2`,
+				ses.UserID, ses.LoginKey).Scan(scanSession(&stored, &revoked)...)
+			fixSession(&stored, revoked)
 			return err
 		}
 		first.SessionID = ses.ID
+		stored, created = ses, true
 		return insertToken(ctx, tx, first)
 	})
 	if err != nil {
-		return fmt.Errorf("identity: create session: %w", err)
+		return domain.Session{}, false, fmt.Errorf("identity: create session: %w", err)
 	}
-	return nil
+	return stored, created, nil
 }
 
 // SessionByLoginKey implements domain.Repository.

@@ -29,8 +29,8 @@ func session(t *testing.T, s *adapters.Store, u domain.User) (domain.Session, do
 	ses := domain.Session{ID: ids.New("ses"), UserID: u.ID, CreatedAt: t0, ExpiresAt: t0.Add(domain.SessionLifetime)}
 	_, hash := domain.NewRefreshToken()
 	rt := domain.RefreshToken{Hash: hash, IssuedAt: t0, ExpiresAt: t0.Add(domain.RefreshTokenLifetime)}
-	if err := s.CreateSession(t.Context(), ses, rt); err != nil {
-		t.Fatal(err)
+	if _, created, err := s.CreateSession(t.Context(), ses, rt, t0); err != nil || !created {
+		t.Fatalf("CreateSession: created=%v err=%v", created, err)
 	}
 	rt.SessionID = ses.ID
 	return ses, rt
@@ -141,16 +141,66 @@ func TestStoreContract(t *testing.T) {
 
 		t.Run("login key", func(t *testing.T) {
 			u := user(t, s, "erin")
-			ses := domain.Session{ID: ids.New("ses"), UserID: u.ID, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), LoginKey: "lk", SealedLogin: "sealed"}
-			if err := s.CreateSession(ctx, ses, next(t0)); err != nil {
-				t.Fatal(err)
+			window := func(now time.Time) time.Time { return now.Add(-domain.RetryWindow) }
+			open := func(id string, at time.Time) (domain.Session, bool) {
+				t.Helper()
+				ses := domain.Session{ID: id, UserID: u.ID, CreatedAt: at, ExpiresAt: at.Add(time.Hour), LoginKey: "lk", SealedLogin: "sealed " + id}
+				got, created, err := s.CreateSession(ctx, ses, next(at), window(at))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got, created
+			}
+			first, created := open(ids.New("ses"), t0)
+			if !created || first.SealedLogin == "" {
+				t.Fatalf("CreateSession = %+v, %v", first, created)
 			}
 			got, err := s.SessionByLoginKey(ctx, u.ID, "lk", t0.Add(-time.Minute))
-			if err != nil || got.ID != ses.ID || got.SealedLogin != "sealed" {
+			if err != nil || got.ID != first.ID || got.SealedLogin != first.SealedLogin {
 				t.Fatalf("SessionByLoginKey = %+v, %v", got, err)
 			}
 			if _, err := s.SessionByLoginKey(ctx, u.ID, "lk", t0.Add(time.Minute)); !errors.Is(err, domain.ErrNotFound) {
 				t.Fatalf("outside the window: %v", err)
+			}
+			// A retry in the window: the first session, nothing stored.
+			if again, created := open(ids.New("ses"), t0.Add(time.Second)); created || again.ID != first.ID || again.SealedLogin != first.SealedLogin {
+				t.Fatalf("retry in the window = %+v, created %v; want the first session", again, created)
+			}
+			// After the window, or once the result is forgotten, the key
+			// opens a new session.
+			later, created := open(ids.New("ses"), t0.Add(domain.RetryWindow+time.Second))
+			if !created || later.ID == first.ID {
+				t.Fatalf("after the window = %+v, created %v; want a new session", later, created)
+			}
+			if err := s.RevokeSession(ctx, later.ID, "logout", t0.Add(domain.RetryWindow+2*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if again, created := open(ids.New("ses"), t0.Add(domain.RetryWindow+3*time.Second)); !created || again.ID == later.ID {
+				t.Fatalf("after the session was revoked = %+v, created %v; want a new session", again, created)
+			}
+		})
+
+		t.Run("concurrent logins with one key: one session", func(t *testing.T) {
+			u := user(t, s, "gina")
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			got := map[string]int{}
+			for range 20 {
+				wg.Go(func() {
+					ses := domain.Session{ID: ids.New("ses"), UserID: u.ID, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), LoginKey: "same", SealedLogin: "sealed"}
+					stored, _, err := s.CreateSession(ctx, ses, next(t0), t0.Add(-time.Minute))
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					got[stored.ID]++
+				})
+			}
+			wg.Wait()
+			if len(got) != 1 {
+				t.Fatalf("sessions returned: %v, want one for all", got)
 			}
 		})
 

@@ -180,8 +180,12 @@ func (s *Service) Login(ctx context.Context, username, password, key string) (Se
 			return Session{}, err
 		}
 	}
-	if err := s.repo.CreateSession(ctx, ses, first); err != nil {
+	stored, created, err := s.repo.CreateSession(ctx, ses, first, now.Add(-domain.RetryWindow))
+	if err != nil {
 		return Session{}, err
+	}
+	if !created { // a concurrent retry with the key opened the session first
+		return s.open("sessions/"+stored.ID, stored.SealedLogin)
 	}
 	s.log.InfoContext(ctx, "login", "user", user.ID, "session", ses.ID)
 	s.purge(ctx, now)

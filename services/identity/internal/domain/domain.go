@@ -175,8 +175,14 @@ type Repository interface {
 	// UserByID returns a user, or ErrNotFound.
 	UserByID(ctx context.Context, id string) (User, error)
 
-	// CreateSession stores a new session with its first refresh token.
-	CreateSession(ctx context.Context, s Session, first RefreshToken) error
+	// CreateSession stores a new session with its first refresh token. A
+	// login key (s.LoginKey, when not empty) opens one session per user:
+	// when a session of the user created at or after since with the key
+	// still keeps its sealed result, CreateSession stores nothing and
+	// returns that session, created false (a concurrent retry of the Login
+	// opened it); sessions with the key that are older or whose result was
+	// forgotten give the key up.
+	CreateSession(ctx context.Context, s Session, first RefreshToken, since time.Time) (stored Session, created bool, err error)
 	// SessionByLoginKey returns the user's newest session created by a
 	// Login with key at or after since, or ErrNotFound.
 	SessionByLoginKey(ctx context.Context, userID, key string, since time.Time) (Session, error)

@@ -23,12 +23,15 @@
 // lapse, unlike a real processor's.
 //
 // It keeps no card number: Tokenize stores a random reference (card_...) with
-// the card's behaviour, and Authorize copies that behaviour onto the hold. Its
-// cards and holds live in two tables (migration set [SimMigrationSet]) of a
-// database that must not be the store's (see [NewSimProcessor]), so a
-// restart loses no hold, and several Payments replicas share one simulation.
+// the card's behaviour (and its brand and last four digits, which tell a
+// retry from a key reused for another card), and Authorize copies that
+// behaviour onto the hold. Its cards and holds live in two tables (migration
+// set [SimMigrationSet]) of a database that must not be the store's (see
+// [NewSimProcessor]), so a restart loses no hold, and several Payments
+// replicas share one simulation.
 //
-// Like a real processor, every call is idempotent: Authorize by its key,
-// Capture, Void and Refund by the authorization id, each moving the hold
-// authorized → captured → refunded or authorized → voided at most once.
+// Like a real processor, every call is idempotent: Tokenize and Authorize by
+// their key, Capture, Void and Refund by the authorization id, each moving
+// the hold authorized → captured → refunded or authorized → voided at most
+// once.
 package adapters

@@ -57,7 +57,7 @@ const (
 // SimProcessor is the built-in, simulated payment processor: deterministic by
 // test card, and durable, keeping its cards and holds in a SQL database.
 type SimProcessor struct {
-	db *sqldb.DB
+	db      *sqldb.DB
 	timeout time.Duration // see SetTimeout
 }
 
@@ -88,16 +88,33 @@ func unavailable(op string, err error) error {
 }
 
 // Tokenize implements domain.Processor. It keeps the test behaviour of the
-// card, not its number.
-func (p *SimProcessor) Tokenize(ctx context.Context, card domain.Card) (string, error) {
+// card, its brand and last four digits, not its number.
+func (p *SimProcessor) Tokenize(ctx context.Context, card domain.Card, key string) (string, error) {
 	b, ok := testCards[card.Number()]
 	if !ok {
 		b = behaviourApprove
 	}
 	ref := ids.New("card")
-	if _, err := p.db.SQL().ExecContext(ctx, `INSERT INTO sim_cards (ref, behaviour, created_at) VALUES ($1, $2, $3)`,
-		ref, b, time.Now().UTC()); err != nil {
+	res, err := p.db.SQL().ExecContext(ctx, `INSERT INTO sim_cards (ref, behaviour, idempotency_key, brand, last4, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
+		ref, b, key, card.Brand, card.Last4, time.Now().UTC())
+	if err != nil {
 		return "", unavailable("tokenize", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return ref, err
+	}
+	var prev struct {
+		behaviour    behaviour
+		brand, last4 string
+	}
+	err = p.db.SQL().QueryRowContext(ctx, `SELECT ref, behaviour, brand, last4 FROM sim_cards WHERE idempotency_key = $1`, key).
+		Scan(&ref, &prev.behaviour, &prev.brand, &prev.last4)
+	if err != nil {
+		return "", unavailable("tokenize", err)
+	}
+	if prev.behaviour != b || prev.brand != string(card.Brand) || prev.last4 != card.Last4 {
+		return "", fmt.Errorf("%w: simprocessor: card key reused for another card", domain.ErrIdempotencyConflict)
 	}
 	return ref, nil
 }

@@ -18,7 +18,7 @@ func tokenize(t *testing.T, p *adapters.SimProcessor, pan string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := p.Tokenize(t.Context(), card)
+	ref, err := p.Tokenize(t.Context(), card, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +148,30 @@ func TestSimProcessor(t *testing.T) {
 			_, err = p.Authorize(ctx, ref, eur(100), "k-timeout-bound")
 			if !errors.Is(err, domain.ErrProcessorUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("Authorize: %v, want ErrProcessorUnavailable after SimTimeout", err)
+			}
+		})
+
+		t.Run("tokenize is idempotent by key", func(t *testing.T) {
+			visa, err := domain.ParseCard(adapters.SimCardApprove)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mastercard, err := domain.ParseCard("5555555555554444")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := p.Tokenize(ctx, visa, "k-card")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, err := p.Tokenize(ctx, visa, "k-card"); err != nil || again != ref {
+				t.Fatalf("Tokenize retry = %s, %v; want %s", again, err, ref)
+			}
+			if _, err := p.Tokenize(ctx, mastercard, "k-card"); !errors.Is(err, domain.ErrIdempotencyConflict) {
+				t.Fatalf("same key, other card: %v, want ErrIdempotencyConflict", err)
+			}
+			if other, err := p.Tokenize(ctx, visa, "k-card-2"); err != nil || other == ref {
+				t.Fatalf("another key = %s, %v; want a new reference", other, err)
 			}
 		})
 

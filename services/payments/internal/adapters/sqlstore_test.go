@@ -57,7 +57,7 @@ func addMethod(t *testing.T, s *adapters.Store, sim *adapters.SimProcessor, user
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := sim.Tokenize(t.Context(), card)
+	ref, err := sim.Tokenize(t.Context(), card, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,9 @@ func (s *Service) AddPaymentMethod(ctx context.Context, c Caller, in NewPaymentM
 			return domain.PaymentMethod{}, err
 		}
 	}
-	if m.ProcessorRef, err = s.proc.Tokenize(ctx, card); err != nil {
+	// Concurrent retries get past the check above together: the key makes
+	// the processor tokenize the card once for all of them.
+	if m.ProcessorRef, err = s.proc.Tokenize(ctx, card, processorKey("method", in.UserID, in.IdempotencyKey)); err != nil {
 		return domain.PaymentMethod{}, fmt.Errorf("tokenize card: %w", err)
 	}
 	stored, _, err := s.repo.AddPaymentMethod(ctx, m)
@@ -164,7 +166,7 @@ func (s *Service) ConfirmPayment(ctx context.Context, c Caller, co domain.Checko
 				return domain.Confirmation{}, fmt.Errorf("%w: %s ending %s expired in %02d/%d", domain.ErrCardExpired, m.Brand, m.Last4, m.ExpiryMonth, m.ExpiryYear)
 			}
 			var err error
-			if req.AuthorizationID, err = s.proc.Authorize(ctx, m.ProcessorRef, amount, processorKey(c.UserID, key)); err != nil {
+			if req.AuthorizationID, err = s.proc.Authorize(ctx, m.ProcessorRef, amount, processorKey("confirm", c.UserID, key)); err != nil {
 				return domain.Confirmation{}, fmt.Errorf("authorize: %w", err)
 			}
 			return req, nil
@@ -176,16 +178,18 @@ func (s *Service) ConfirmPayment(ctx context.Context, c Caller, co domain.Checko
 	return Confirmed{Token: out.Token, ExpiresAt: out.ExpiresAt, Amount: out.Record.Amount, AuthorizationID: out.Record.AuthorizationID, Method: m}, nil
 }
 
-// processorKey is the idempotency key of the hold for a ConfirmPayment key:
-// stable across retries, so a retry finds the hold a crashed attempt placed.
-// It is a hash because the client's key is none of the processor's
-// business. Without a client key every call is a new hold.
-func processorKey(userID, key string) string {
+// processorKey is the processor's idempotency key for a client's key of
+// the operation op ("confirm": the hold of a ConfirmPayment; "method": the
+// card of an AddPaymentMethod): stable across retries, so a retry finds the
+// hold or card a crashed or concurrent attempt made. It is a hash because
+// the client's key is none of the processor's business. Without a client
+// key every call is a new one.
+func processorKey(op, userID, key string) string {
 	if key == "" {
-		return ids.New("confirm")
+		return ids.New(op)
 	}
 	sum := sha256.Sum256([]byte(userID + "\x00" + key))
-	return "confirm_" + hex.EncodeToString(sum[:])
+	return op + "_" + hex.EncodeToString(sum[:])
 }
 
 // bind is what a confirmation binds into its token: Payments' own references

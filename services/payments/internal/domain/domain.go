@@ -212,14 +212,17 @@ type Repository interface {
 
 // Processor is the payment processor: it keeps the card numbers and moves
 // the money. Every method is idempotent, so that Payments can repeat any call
-// after a crash or a lost answer: Authorize by its key, and Capture, Void and
-// Refund by the authorization id, because each happens at most once per hold
-// and always for the full amount. A processor that does not answer in time
-// returns ErrProcessorUnavailable.
+// after a crash or a lost answer, or make it from concurrent retries:
+// Tokenize and Authorize by their key, and Capture, Void and Refund by the
+// authorization id, because each happens at most once per hold and always
+// for the full amount. A processor that does not answer in time returns
+// ErrProcessorUnavailable.
 type Processor interface {
 	// Tokenize hands a card to the processor and returns its opaque
-	// reference for it; the card number stays with the processor.
-	Tokenize(ctx context.Context, card Card) (ref string, err error)
+	// reference for it; the card number stays with the processor. A second
+	// call with the same key returns the first reference
+	// (ErrIdempotencyConflict when the card differs).
+	Tokenize(ctx context.Context, card Card, key string) (ref string, err error)
 	// Authorize places a hold of amount on a card and returns its
 	// authorization id. A second call with the same key returns the first
 	// hold (ErrIdempotencyConflict when card or amount differ). A refused

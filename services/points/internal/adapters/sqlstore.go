@@ -94,16 +94,18 @@ func addBalance(ctx context.Context, tx sqldb.Cached, userID string, delta int64
 	return balance, err
 }
 
-// appendEntry writes e with the balance after it.
-func appendEntry(ctx context.Context, tx sqldb.Cached, e domain.Entry) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO entries (`+entryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		e.ID, e.UserID, e.Kind, e.Delta, e.BalanceAfter, e.OrderID, e.Reason, e.IdempotencyKey, e.CreatedAt.UTC())
-	return err
+// appendEntry writes e with the balance after it, and returns it as stored
+// (PostgreSQL keeps times to the microsecond), what a retry reads back.
+func appendEntry(ctx context.Context, tx sqldb.Cached, e domain.Entry) (domain.Entry, error) {
+	return scanEntry(tx.QueryRowContext(ctx, `INSERT INTO entries (`+entryColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		RETURNING `+entryColumns,
+		e.ID, e.UserID, e.Kind, e.Delta, e.BalanceAfter, e.OrderID, e.Reason, e.IdempotencyKey, e.CreatedAt.UTC()))
 }
 
 // Grant implements domain.Repository.
 func (s *Store) Grant(ctx context.Context, e domain.Entry) (domain.Entry, error) {
 	e.ID = ids.New("pte")
+	var out domain.Entry
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
 		if e.IdempotencyKey != "" {
@@ -113,7 +115,7 @@ func (s *Store) Grant(ctx context.Context, e domain.Entry) (domain.Entry, error)
 				if prev.Kind != domain.EntryGrant || prev.Delta != e.Delta || prev.Reason != e.Reason {
 					return domain.ErrIdempotencyConflict
 				}
-				e = prev
+				out = prev
 				return nil
 			}
 			if !errors.Is(err, sql.ErrNoRows) {
@@ -125,7 +127,8 @@ func (s *Store) Grant(ctx context.Context, e domain.Entry) (domain.Entry, error)
 			return err
 		}
 		e.BalanceAfter = balance
-		return appendEntry(ctx, tx, e)
+		out, err = appendEntry(ctx, tx, e)
+		return err
 	})
 	if sqldb.IsUniqueViolation(err) && e.IdempotencyKey != "" {
 		// A concurrent grant with the same key committed first: return it.
@@ -134,7 +137,7 @@ func (s *Store) Grant(ctx context.Context, e domain.Entry) (domain.Entry, error)
 	if err != nil {
 		return domain.Entry{}, fmt.Errorf("points: grant: %w", err)
 	}
-	return e, nil
+	return out, nil
 }
 
 const confirmationColumns = `jti, user_id, checkout_id, points, currency, idempotency_key, sealed_token, expires_at, created_at`
@@ -218,10 +221,11 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 		if err != nil {
 			return x, err
 		}
-		return x, appendEntry(ctx, tx, domain.Entry{
+		_, err = appendEntry(ctx, tx, domain.Entry{
 			ID: x.EntryID, UserID: c.UserID, Kind: domain.EntrySpend, Delta: -c.Points, BalanceAfter: balance,
 			OrderID: orderID, Reason: "order " + orderID, CreatedAt: now,
 		})
+		return x, err
 	})
 	if err != nil {
 		return domain.Exercise{}, fmt.Errorf("points: exercise: %w", err)
@@ -246,10 +250,11 @@ func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now
 			if reason == "" {
 				reason = "order " + orderID + " compensated"
 			}
-			return x, appendEntry(ctx, tx, domain.Entry{
+			_, err = appendEntry(ctx, tx, domain.Entry{
 				ID: ids.New("pte"), UserID: c.UserID, Kind: domain.EntryRefund, Delta: x.Points, BalanceAfter: balance,
 				OrderID: orderID, Reason: reason, CreatedAt: now,
 			})
+			return x, err
 		},
 	})
 	if err != nil {
