@@ -7,10 +7,14 @@
 //	tokenrelay vault status  --data DIR         sealed records per key version
 //	tokenrelay vault rotate  --data DIR         add a vault key, re-encrypt everything
 //	tokenrelay vault reencrypt --data DIR       re-encrypt under the current key
+//	tokenrelay orders stuck  --data DIR         orders whose compensation an issuer refused for good
+//	tokenrelay orders retry  ORDER_ID           let the saga compensate their refused steps again
+//	tokenrelay orders resolve ORDER_ID --note T record that they were settled by hand
 //
 // Run "tokenrelay help COMMAND" for a command's flags. Exit status: 0 on
 // success, 1 when the command failed (an invalid token, an unreadable key
-// ring, a record that would not re-encrypt), 2 on a usage error.
+// ring, a record that would not re-encrypt, an order that needs no
+// operator), 2 on a usage error.
 //
 // No output or error ever contains a private key, a vault key, or a whole
 // token: tokens are shown decoded, never echoed, and errors name the check
@@ -75,7 +79,8 @@ type command struct {
 // commands lists every subcommand, in the order help shows them.
 func commands() []command {
 	return []command{tokenInspectCommand(), tokenVerifyCommand(), keysListCommand(), keysRotateCommand(),
-		vaultStatusCommand(), vaultRotateCommand(), vaultReencryptCommand()}
+		vaultStatusCommand(), vaultRotateCommand(), vaultReencryptCommand(),
+		ordersStuckCommand(), ordersRetryCommand(), ordersResolveCommand()}
 }
 
 // usageError is a mistake in the command line: exit status 2 with the

@@ -9,6 +9,7 @@ replace (
 
 require (
 	connectrpc.com/connect v1.21.1
+	github.com/prometheus/client_golang v1.25.0
 	github.com/tokenrelay/tokenrelay/gen v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/sdk/go v0.0.0-00010101000000-000000000000
 	google.golang.org/protobuf v1.36.12
@@ -34,7 +35,6 @@ require (
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect

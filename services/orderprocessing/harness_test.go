@@ -183,6 +183,9 @@ type world struct {
 	// next: by default longer than any call takes on a busy machine, so
 	// that only a domain that hangs (errHang) times out.
 	callTimeout time.Duration
+	// watchPerUser and watchTotal are the WatchOrder caps of the instances
+	// started next (0: the defaults).
+	watchPerUser, watchTotal int
 }
 
 var capabilities = map[string]string{"coupons": "coupons:redeem", "points": "points:spend", "payments": "payments:capture"}
@@ -254,6 +257,7 @@ func (w *world) start(db *sqldb.DB) *instance {
 			Lease: 600 * time.Millisecond, CallTimeout: w.callTimeout, Backoff: 5 * time.Millisecond,
 			MaxBackoff: 20 * time.Millisecond, RecoverEvery: 50 * time.Millisecond, MaxAttempts: 3,
 		},
+		WatchPerUser: w.watchPerUser, WatchTotal: w.watchTotal,
 	})
 	if err != nil {
 		w.t.Fatal(err)

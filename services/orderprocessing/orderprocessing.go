@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
@@ -29,6 +30,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -140,6 +142,29 @@ type Config struct {
 	CheckoutTTL time.Duration
 	// Saga tunes the saga; zero values take its defaults.
 	Saga SagaConfig
+	// WatchPerUser caps the WatchOrder streams one user holds open at once
+	// on this replica, WatchTotal those of every user: a stream beyond
+	// either cap is refused with resource_exhausted (each open stream reads
+	// the database every 500 ms). Zero takes DefaultWatchPerUser and
+	// DefaultWatchTotal; negative: no cap.
+	WatchPerUser, WatchTotal int
+}
+
+// The default caps of WatchOrder streams (Config.WatchPerUser, WatchTotal).
+const (
+	DefaultWatchPerUser = 8
+	DefaultWatchTotal   = 1024
+)
+
+// watchCap is the cap a Config value asks for: 0 the default, negative none.
+func watchCap(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // SagaConfig tunes the saga (see package saga for the defaults).
@@ -156,6 +181,9 @@ type Service struct {
 	runner   *saga.Runner
 	keys     *keys.Ring
 	db       *sqldb.DB
+	// capabilities are the routing table's, the bounded label values of
+	// the refused-compensation counter.
+	capabilities []string
 }
 
 // New builds the service: migrates the store, builds the verifier from the
@@ -218,7 +246,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		}
 	}
 	sealer := capability.VaultSealer{Keyring: cfg.Vault}
-	watch := &app.Watcher{}
+	watch := &app.Watcher{PerUser: watchCap(cfg.WatchPerUser, DefaultWatchPerUser), Total: watchCap(cfg.WatchTotal, DefaultWatchTotal)}
 	runner := saga.New(saga.Config{
 		Repo: store, Sealer: sealer, Calls: clients, Publish: watch.Publish, Logger: cfg.Logger,
 		Lease: cfg.Saga.Lease, CallTimeout: cfg.Saga.CallTimeout, MaxAttempts: cfg.Saga.MaxAttempts,
@@ -235,7 +263,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return raw, err
 		},
 	})
-	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB}, nil
+	var caps []string
+	for _, r := range cfg.Routes {
+		caps = append(caps, r.Capability)
+	}
+	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
+		capabilities: caps}, nil
 }
 
 // Register mounts OrderProcessingService on mux behind the authentication
@@ -256,6 +289,32 @@ func (s *Service) Run(ctx context.Context) error { return s.runner.Run(ctx) }
 // SagaOutcomes returns how many orders this process's saga runner ended
 // COMPLETED and FAILED, for metrics.
 func (s *Service) SagaOutcomes() (completed, failed int64) { return s.runner.Outcomes() }
+
+// CompensationsRefusedTotal counts the saga steps whose compensation an
+// issuer refused for good (the step COMPENSATION_REFUSED, the order
+// NEEDS_OPERATOR), by capability; each step once, by the replica whose saga
+// saw the refusal. Alert on any increase: such an order waits for an
+// operator (tokenrelay orders stuck).
+const CompensationsRefusedTotal = "tokenrelay_saga_compensations_refused_total"
+
+// CompensationsRefused returns how many compensations of capability this
+// process's saga runner saw refused for good.
+func (s *Service) CompensationsRefused(capability string) int64 { return s.runner.Refused(capability) }
+
+// Export registers the service's counters with m: the saga's outcomes
+// (metrics.SagaOutcomesTotal{outcome}) and its refused compensations
+// (CompensationsRefusedTotal{capability}, one series per capability of the
+// routing table, from 0). Call it once per registry.
+func (s *Service) Export(m *metrics.Registry) {
+	m.SagaOutcomes(s.SagaOutcomes)
+	for _, c := range s.capabilities {
+		m.Prometheus().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        CompensationsRefusedTotal,
+			Help:        "Saga steps whose compensation an issuer refused for good (the order needs an operator), by capability.",
+			ConstLabels: prometheus.Labels{"capability": c},
+		}, func() float64 { return float64(s.runner.Refused(c)) }))
+	}
+}
 
 // JWKS serves OrderProcessing's public keys (checkout and workload tokens).
 func (s *Service) JWKS() http.Handler { return s.keys.Handler() }

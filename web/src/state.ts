@@ -393,5 +393,9 @@ export function methodLast4(s: AppState, id: string): string {
   return s.options?.methods?.find((m) => m.id === id)?.last4 ?? "";
 }
 
-/** isFinal: the order's saga is over (completed or failed), nothing will change any more. */
-export const isFinal = (o: Order): boolean => o.status === OrderStatus.COMPLETED || o.status === OrderStatus.FAILED;
+/**
+ * isFinal: the order's saga is over (completed, failed, or left to an
+ * operator, whose settling the page does not wait for).
+ */
+export const isFinal = (o: Order): boolean =>
+  o.status === OrderStatus.COMPLETED || o.status === OrderStatus.FAILED || o.status === OrderStatus.NEEDS_OPERATOR;

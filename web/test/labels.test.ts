@@ -147,3 +147,23 @@ test("unusableText says why a coupon cannot be used", () => {
   assert.equal(unusableText({ usable: false, unusableReason: UnusableReason.BELOW_MINIMUM_SPEND }), "order below the minimum spend");
   assert.equal(unusableText({ usable: false, unusableReason: 99 as UnusableReason }), "not usable");
 });
+
+test("an order left to support says so, per step, without internals", () => {
+  const o = create(OrderSchema, {
+    status: OrderStatus.NEEDS_OPERATOR,
+    failureReason: "payments:capture refused: failed_precondition: declined; compensation refused by coupons:redeem (already_exists: exercised for another order)",
+    steps: [step("coupons:redeem", StepState.COMPENSATION_REFUSED, 500n, "red_1"), step("payments:capture", StepState.COMPENSATED, 5680n)],
+  });
+  const out = orderOutcome(o);
+  assert.equal(out.tone, "bad");
+  assert.equal(out.headline, "Your order did not go through: your card payment could not be taken. Part of it needs our support team; quote the reference below.");
+  assert.deepEqual(out.fates, [
+    "Your coupon could not be given back automatically: our support team has been alerted and will settle it.",
+    "Your card was not charged: the €56.80 hold on it was released.",
+  ]);
+  assert.doesNotMatch([out.headline, ...out.fates].join(" "), /already_exists|compensation refused|coupons:/);
+  assert.equal(statusName(OrderStatus.NEEDS_OPERATOR), "Needs support");
+  assert.equal(statusClass(OrderStatus.NEEDS_OPERATOR), "FAILED");
+  assert.equal(stateName(StepState.RESOLVED), "Settled by support");
+  assert.equal(stepFate(step("coupons:redeem", StepState.RESOLVED, 500n, "red_1")), "Your coupon was settled by our support team.");
+});

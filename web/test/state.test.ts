@@ -303,10 +303,11 @@ test("placing the order swaps the checkout for the order and empties the cart", 
   assert.equal(s.errors.has("watch"), false);
 });
 
-test("isFinal: only completed and failed orders are over", () => {
+test("isFinal: only completed, failed and operator-bound orders are over", () => {
   const final = (status: OrderStatus) => st.isFinal(create(OrderSchema, { status }));
   assert.equal(final(OrderStatus.COMPLETED), true);
   assert.equal(final(OrderStatus.FAILED), true);
+  assert.equal(final(OrderStatus.NEEDS_OPERATOR), true);
   assert.equal(final(OrderStatus.PENDING), false);
   assert.equal(final(OrderStatus.IN_PROGRESS), false);
   assert.equal(final(OrderStatus.COMPENSATING), false);

@@ -62,11 +62,13 @@ const statusNames: Record<number, string> = {
   [OrderStatus.COMPENSATING]: "Undoing",
   [OrderStatus.COMPLETED]: "Completed",
   [OrderStatus.FAILED]: "Failed",
+  [OrderStatus.NEEDS_OPERATOR]: "Needs support",
 };
 const statusClasses: Record<number, string> = {
   [OrderStatus.COMPLETED]: "COMPLETED",
   [OrderStatus.FAILED]: "FAILED",
   [OrderStatus.COMPENSATING]: "COMPENSATING",
+  [OrderStatus.NEEDS_OPERATOR]: "FAILED",
 };
 const stateNames: Record<number, string> = {
   [StepState.PENDING]: "Waiting",
@@ -75,6 +77,8 @@ const stateNames: Record<number, string> = {
   [StepState.FAILED]: "Failed",
   [StepState.COMPENSATING]: "Being undone",
   [StepState.COMPENSATED]: "Undone",
+  [StepState.COMPENSATION_REFUSED]: "With support",
+  [StepState.RESOLVED]: "Settled by support",
 };
 /**
  * What a step's state means for the thing it settles, in the shopper's
@@ -92,6 +96,8 @@ const stateClasses: Record<number, string> = {
   [StepState.FAILED]: "FAILED",
   [StepState.COMPENSATING]: "COMPENSATING",
   [StepState.COMPENSATED]: "COMPENSATED",
+  [StepState.COMPENSATION_REFUSED]: "FAILED",
+  [StepState.RESOLVED]: "COMPENSATED",
 };
 
 /** stepName names a saga step by its capability (the capability itself if unknown). */
@@ -114,8 +120,16 @@ type StepFacts = Pick<Step, "capability" | "state" | "settlement" | "reference">
  */
 const everApplied = (s: StepFacts): boolean => s.state === StepState.APPLIED || s.reference !== "";
 
-/** settled: the step has ended one way (applied, failed or compensated). */
-const settled = (s: StepState): boolean => s === StepState.APPLIED || s === StepState.FAILED || s === StepState.COMPENSATED;
+/**
+ * settled: the step has ended one way (applied, failed, compensated, or
+ * left to or settled by the operator when its issuer refused to undo it).
+ */
+const settled = (s: StepState): boolean =>
+  s === StepState.APPLIED ||
+  s === StepState.FAILED ||
+  s === StepState.COMPENSATED ||
+  s === StepState.COMPENSATION_REFUSED ||
+  s === StepState.RESOLVED;
 
 /**
  * stepStateName is where a step stands, in the words of what it settles
@@ -176,8 +190,19 @@ const voided: Record<string, Fate> = {
   "payments:capture": (a) => `Your card was not charged: the ${a} hold on it was released.`,
 };
 
+/**
+ * What became of a step whose issuer refused to undo it: the saga stopped
+ * and an operator settles it by hand (RESOLVED once done).
+ */
+const withSupport: Partial<Record<StepState, (thing: string) => string>> = {
+  [StepState.COMPENSATION_REFUSED]: (thing) => `Your ${thing} could not be given back automatically: our support team has been alerted and will settle it.`,
+  [StepState.RESOLVED]: (thing) => `Your ${thing} was settled by our support team.`,
+};
+
 /** stepFate says what became of the thing one step settles. */
 export function stepFate(step: StepFacts): string {
+  const support = withSupport[step.state];
+  if (support) return support(stepName(step.capability).toLowerCase());
   const amount = money(amountOf(step.settlement));
   const fate = everApplied(step)
     ? fates[step.capability]?.[step.state]
@@ -211,6 +236,8 @@ export function orderOutcome(o: Pick<Order, "status" | "steps" | "failureReason"
       return { tone: "bad", headline: `Your order did not go through: ${what}.`, fates: all };
     case OrderStatus.COMPENSATING:
       return { tone: "bad", headline: `Your order did not go through: ${what}. Giving back what was used…`, fates: all };
+    case OrderStatus.NEEDS_OPERATOR:
+      return { tone: "bad", headline: `Your order did not go through: ${what}. Part of it needs our support team; quote the reference below.`, fates: all };
     default:
       return { tone: "busy", headline: "Processing your order…", fates: [] };
   }

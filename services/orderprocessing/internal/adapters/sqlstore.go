@@ -148,13 +148,13 @@ func (s *Store) forUpdate() string {
 	return ""
 }
 
-const orderColumns = `id, checkout_id, user_id, lines, total_minor, currency, status, failure_reason, idempotency_key, version, created_at, updated_at`
+const orderColumns = `id, checkout_id, user_id, lines, total_minor, currency, status, failure_reason, idempotency_key, version, created_at, updated_at, operator_note`
 
 func scanOrder(row scanner) (domain.Order, error) {
 	var o domain.Order
 	var lines string
 	err := row.Scan(&o.ID, &o.CheckoutID, &o.UserID, &lines, &o.Total.AmountMinor, &o.Total.Currency, &o.Status,
-		&o.FailureReason, &o.IdempotencyKey, &o.Version, &o.CreatedAt, &o.UpdatedAt)
+		&o.FailureReason, &o.IdempotencyKey, &o.Version, &o.CreatedAt, &o.UpdatedAt, &o.OperatorNote)
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, domain.ErrNotFound
 	}
@@ -267,9 +267,9 @@ func (s *Store) placeOrder(ctx context.Context, o domain.Order, now time.Time) (
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`, lease_until)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			o.ID, o.CheckoutID, o.UserID, string(lines), o.Total.AmountMinor, o.Total.Currency, o.Status, o.FailureReason,
-			o.IdempotencyKey, o.Version, o.CreatedAt.UTC(), o.UpdatedAt.UTC(), time.Unix(0, 0).UTC()); err != nil {
+			o.IdempotencyKey, o.Version, o.CreatedAt.UTC(), o.UpdatedAt.UTC(), o.OperatorNote, time.Unix(0, 0).UTC()); err != nil {
 			return err
 		}
 		for _, st := range o.Steps {
@@ -364,10 +364,10 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, lease domain.Lease, 
 		o.Version++
 		// Fenced: the lease is checked in the statement that writes, so a
 		// replica whose lease was taken over writes nothing (and the steps
-		// below are not reached).
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4
-			WHERE id = $5 AND lease_owner = $6 AND lease_epoch = $7`,
-			o.Status, o.FailureReason, o.Version, o.UpdatedAt.UTC(), id, lease.Owner, lease.Epoch)
+		// are not reached).
+		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4,
+			operator_note = $5 WHERE id = $6 AND lease_owner = $7 AND lease_epoch = $8`,
+			o.Status, o.FailureReason, o.Version, o.UpdatedAt.UTC(), o.OperatorNote, id, lease.Owner, lease.Epoch)
 		if err != nil {
 			return err
 		}
@@ -376,15 +376,8 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, lease domain.Lease, 
 		} else if n == 0 {
 			return domain.ErrLeaseLost
 		}
-		for i, st := range o.Steps {
-			// Only the steps fn changed: a saga transition touches one.
-			if i < len(before) && before[i] == st {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE steps SET state = $1, reference = $2, attempts = $3, last_error = $4
-				WHERE order_id = $5 AND capability = $6`, st.State, st.Reference, st.Attempts, st.LastError, id, st.Capability); err != nil {
-				return err
-			}
+		if err := writeSteps(ctx, tx, id, before, o.Steps); err != nil {
+			return err
 		}
 		out = o
 		return nil
@@ -395,14 +388,29 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, lease domain.Lease, 
 	return out, nil
 }
 
+// writeSteps writes the steps of order id that differ from before: a saga
+// transition touches one.
+func writeSteps(ctx context.Context, tx sqldb.Cached, id string, before, after []domain.Step) error {
+	for i, st := range after {
+		if i < len(before) && before[i] == st {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE steps SET state = $1, reference = $2, attempts = $3, last_error = $4
+			WHERE order_id = $5 AND capability = $6`, st.State, st.Reference, st.Attempts, st.LastError, id, st.Capability); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Claim implements domain.Repository.
 func (s *Store) Claim(ctx context.Context, id, owner string, now, until time.Time) (domain.Lease, bool, error) {
 	lease := domain.Lease{Owner: owner}
 	err := s.db.Cached(nil).QueryRowContext(ctx, `UPDATE orders SET lease_owner = $1, lease_until = $2,
 		lease_epoch = CASE WHEN lease_owner = $1 THEN lease_epoch ELSE lease_epoch + 1 END
-		WHERE id = $3 AND status NOT IN ($4, $5) AND (lease_owner = $1 OR lease_owner = '' OR lease_until < $6)
+		WHERE id = $3 AND status NOT IN ($4, $5, $6) AND (lease_owner = $1 OR lease_owner = '' OR lease_until < $7)
 		RETURNING lease_epoch`,
-		owner, until.UTC(), id, domain.OrderCompleted, domain.OrderFailed, now.UTC()).Scan(&lease.Epoch)
+		owner, until.UTC(), id, domain.OrderCompleted, domain.OrderFailed, domain.OrderNeedsOperator, now.UTC()).Scan(&lease.Epoch)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return domain.Lease{}, false, nil
@@ -423,9 +431,11 @@ func (s *Store) Release(ctx context.Context, id string, lease domain.Lease) erro
 
 // Unfinished implements domain.Repository.
 func (s *Store) Unfinished(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	rows, err := s.db.Cached(nil).QueryContext(ctx, `SELECT id FROM orders WHERE status NOT IN ($1, $2)
-		AND (lease_owner = '' OR lease_until < $3) ORDER BY seq LIMIT $4`,
-		domain.OrderCompleted, domain.OrderFailed, now.UTC(), limit)
+	// The statuses match the partial index orders_unfinished (migration
+	// 0003): the final ones, domain.FinalStatuses.
+	rows, err := s.db.Cached(nil).QueryContext(ctx, `SELECT id FROM orders WHERE status NOT IN ($1, $2, $3)
+		AND (lease_owner = '' OR lease_until < $4) ORDER BY seq LIMIT $5`,
+		domain.OrderCompleted, domain.OrderFailed, domain.OrderNeedsOperator, now.UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("orderprocessing: unfinished: %w", err)
 	}

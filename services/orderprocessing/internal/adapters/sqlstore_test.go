@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -359,6 +360,10 @@ func contractCases() []contractCase {
 		{"updates are fenced by the lease epoch", testFencedUpdates},
 		{"claim refuses final and unknown orders", testClaimFinal},
 		{"unfinished lists orders due for the saga", testUnfinished},
+		{"the unfinished-orders index skips every final status", testUnfinishedIndex},
+		{"operator lists the orders that need one, oldest first", testNeedingOperator},
+		{"operator update frees the lease, fences its holder, writes only the changed steps", testOperatorUpdate},
+		{"operator retry and resolve round trip", testOperatorRetryResolve},
 		{"concurrent claims: exactly one owner wins", testConcurrentClaims},
 		{"concurrent places with one key: exactly one order", testConcurrentSameKey},
 		{"concurrent places of one checkout under different keys: exactly one order", testConcurrentSameCheckout},
@@ -1057,6 +1062,7 @@ func testClaimFinal(t *testing.T, f *fixture) {
 		{domain.OrderCompensating, true},
 		{domain.OrderCompleted, false},
 		{domain.OrderFailed, false},
+		{domain.OrderNeedsOperator, false},
 	} {
 		t.Run(fmt.Sprint("status ", tc.status), func(t *testing.T) {
 			f := f.with(t)
@@ -1091,6 +1097,8 @@ func testUnfinished(t *testing.T, f *fixture) {
 	f.setStatus(completed.ID, domain.OrderCompleted)
 	failed := f.placed(alice, "failed")
 	f.setStatus(failed.ID, domain.OrderFailed)
+	stuck := f.placed(alice, "stuck")
+	f.setStatus(stuck.ID, domain.OrderNeedsOperator)
 	released := f.placed(alice, "released") // claimed, then given up
 	if !f.claim(leased.ID, "runner-1", t0, at(15*time.Second)) ||
 		!f.claim(short.ID, "runner-2", t0, at(5*time.Second)) {
@@ -1122,8 +1130,8 @@ func testUnfinished(t *testing.T, f *fixture) {
 				t.Fatal(err)
 			}
 			if !slices.Equal(got, tc.want) {
-				t.Fatalf("Unfinished(%v, %d) = %v, want %v (completed %s, failed %s never)",
-					tc.now.Sub(t0), tc.limit, got, tc.want, completed.ID, failed.ID)
+				t.Fatalf("Unfinished(%v, %d) = %v, want %v (completed %s, failed %s, needing an operator %s never)",
+					tc.now.Sub(t0), tc.limit, got, tc.want, completed.ID, failed.ID, stuck.ID)
 			}
 		})
 	}
@@ -1330,5 +1338,213 @@ func testConcurrentUpdates(t *testing.T, f *fixture) {
 		if v != o.Version+int64(i)+1 {
 			t.Fatalf("versions returned %v, want %d to %d once each", versions, o.Version+1, o.Version+racers)
 		}
+	}
+}
+
+// testUnfinishedIndex reads the definition of the partial index behind
+// Unfinished: it must leave out every final status, NEEDS_OPERATOR
+// included (migration 0003 recreated it).
+func testUnfinishedIndex(t *testing.T, f *fixture) {
+	q := `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'orders_unfinished'`
+	if f.db.Dialect() == sqldb.Postgres {
+		q = `SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'orders_unfinished'`
+	}
+	var def string
+	if err := f.db.SQL().QueryRowContext(t.Context(), q).Scan(&def); err != nil {
+		t.Fatalf("orders_unfinished: %v", err)
+	}
+	var want []string
+	for _, s := range domain.FinalStatuses {
+		want = append(want, fmt.Sprint(int(s)))
+	}
+	compact := strings.NewReplacer(" ", "", "'", "", "::bigint", "", "(", "", ")", "", "ARRAY[", "", "]", "").Replace(def)
+	if !strings.Contains(compact, "statusNOTIN"+strings.Join(want, ",")) && !strings.Contains(compact, "status<>ALL"+strings.Join(want, ",")) {
+		t.Fatalf("orders_unfinished is %q; want it to leave out the final statuses %v", def, want)
+	}
+}
+
+// needsOperator stores an order of user under key as the saga leaves one
+// whose compensation was refused for good: points refused, the other
+// steps compensated.
+func (f *fixture) needsOperator(user, key string) domain.Order {
+	f.t.Helper()
+	return f.update(f.placed(user, key).ID, markNeedsOperator)
+}
+
+// markNeedsOperator makes o what the saga leaves when points refused its
+// compensation for good.
+func markNeedsOperator(o *domain.Order) {
+	for i := range o.Steps {
+		o.Steps[i].State, o.Steps[i].Attempts = domain.StepCompensated, 1
+		if o.Steps[i].Capability == "points:spend" {
+			o.Steps[i].State, o.Steps[i].LastError = domain.StepCompensationRefused, "already_exists: exercised for another order"
+		}
+	}
+	o.Status = domain.OrderNeedsOperator
+	o.FailureReason = domain.NeedsOperatorReason("payments:capture refused: card declined", o.Refused())
+	o.UpdatedAt = at(time.Minute)
+}
+
+func testNeedingOperator(t *testing.T, f *fixture) {
+	op := f.s.Operator()
+	got, err := op.NeedingOperator(t.Context(), 10)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("NeedingOperator on a store without one = %v, %v", got, err)
+	}
+	first := f.needsOperator(alice, "first")
+	for _, s := range []domain.OrderStatus{domain.OrderPending, domain.OrderCompensating, domain.OrderFailed, domain.OrderCompleted} {
+		o := f.placed(alice, ids.New("other"))
+		if s != domain.OrderPending {
+			f.setStatus(o.ID, s)
+		}
+	}
+	second := f.needsOperator(bob, "second")
+	for _, tc := range []struct {
+		name  string
+		limit int
+		want  []domain.Order
+	}{
+		{"oldest first, steps included", 10, []domain.Order{first, second}},
+		{"at most limit", 1, []domain.Order{first}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := op.NeedingOperator(t.Context(), tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("NeedingOperator = %v, want %v", orderIDs(got), orderIDs(tc.want))
+			}
+			for i := range got {
+				if d := orderDiff(got[i], tc.want[i]); d != "" {
+					t.Fatalf("order %d:%s", i, d)
+				}
+			}
+		})
+	}
+	// A store that was never migrated refuses, and creates nothing.
+	t.Run("unmigrated database", func(t *testing.T) {
+		bare := sqldbtest.SQLite(t)
+		if _, err := adapters.NewOperator(bare).NeedingOperator(t.Context(), 10); err == nil {
+			t.Fatal("NeedingOperator on an empty database succeeded")
+		}
+	})
+}
+
+func testOperatorUpdate(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	// The replica that ended the order still holds its lease (it paused
+	// before releasing it).
+	placed := f.placed(alice, "k")
+	held := f.lease(placed.ID)
+	o, err := f.s.UpdateOrder(ctx, placed.ID, held, func(o *domain.Order) error { markNeedsOperator(o); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := f.recordStepWrites()
+	points := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.Capability == "points:spend" })
+	want := o
+	want.Steps = slices.Clone(o.Steps)
+	want.Steps[points].State = domain.StepCompensating
+	want.Status, want.FailureReason = domain.OrderCompensating, "payments:capture refused: card declined"
+	want.Version, want.UpdatedAt = o.Version+1, at(time.Hour)
+	got, err := f.s.Operator().OperatorUpdate(ctx, o.ID, at(time.Hour), func(in *domain.Order) error {
+		if d := orderDiff(*in, o); d != "" {
+			t.Errorf("fn was handed%s", d)
+		}
+		_, err := in.RetryRefused()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := orderDiff(got, want); d != "" {
+		t.Fatalf("OperatorUpdate returned%s", d)
+	}
+	if d := orderDiff(f.order(o.ID), want); d != "" {
+		t.Fatalf("Order read back%s", d)
+	}
+	if w := written(t); !slices.Equal(w, []string{"points:spend"}) {
+		t.Fatalf("steps written: %v, want only points:spend", w)
+	}
+	// The old holder is fenced off; the lease is free for anyone, at once.
+	if _, err := f.s.UpdateOrder(ctx, o.ID, held, func(o *domain.Order) error { o.Status = domain.OrderFailed; return nil }); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Fatalf("the old holder's update = %v, want ErrLeaseLost", err)
+	}
+	if ids, err := f.s.Unfinished(ctx, t0, 10); err != nil || !slices.Equal(ids, []string{o.ID}) {
+		t.Fatalf("Unfinished at once = %v, %v; want the order", ids, err)
+	}
+	if !f.claim(o.ID, "runner-b", t0, at(15*time.Second)) {
+		t.Fatal("a replica cannot claim the order after the operator's update")
+	}
+
+	t.Run("fn error writes nothing", func(t *testing.T) {
+		f := f.with(t)
+		stuck := f.needsOperator(bob, "k2")
+		_ = written(t)
+		errStop := errors.New("no")
+		_, err := f.s.Operator().OperatorUpdate(ctx, stuck.ID, at(time.Hour), func(o *domain.Order) error {
+			o.Status, o.Steps[0].State = domain.OrderFailed, domain.StepResolved
+			return errStop
+		})
+		if !errors.Is(err, errStop) {
+			t.Fatalf("OperatorUpdate = %v, want fn's error", err)
+		}
+		if d := orderDiff(f.order(stuck.ID), stuck); d != "" {
+			t.Fatalf("a failed operator update changed the order%s", d)
+		}
+		if w := written(t); len(w) != 0 {
+			t.Fatalf("a failed operator update wrote steps %v", w)
+		}
+	})
+	t.Run("unknown order", func(t *testing.T) {
+		_, err := f.s.Operator().OperatorUpdate(ctx, ids.New("ord"), t0, func(*domain.Order) error {
+			t.Error("fn called for an unknown order")
+			return nil
+		})
+		if !errors.Is(err, domain.ErrNotFound) {
+			t.Fatalf("OperatorUpdate(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func testOperatorRetryResolve(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	op := f.s.Operator()
+	o := f.needsOperator(alice, "k")
+	resolve := func(id, note string) (domain.Order, error) {
+		return op.OperatorUpdate(ctx, id, at(2*time.Hour), func(o *domain.Order) error { _, err := o.Resolve(note); return err })
+	}
+	if _, err := resolve(o.ID, "  "); !errors.Is(err, domain.ErrInvalidArgument) {
+		t.Fatalf("Resolve without a note = %v, want ErrInvalidArgument", err)
+	}
+	got, err := resolve(o.ID, "refunded the points by hand, ticket OPS-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := f.order(o.ID)
+	if d := orderDiff(read, got); d != "" {
+		t.Fatalf("Order read back after Resolve%s", d)
+	}
+	if read.Status != domain.OrderFailed || read.OperatorNote != "refunded the points by hand, ticket OPS-1" || read.FailureReason != o.FailureReason {
+		t.Fatalf("after Resolve: %v, note %q, reason %q", read.Status, read.OperatorNote, read.FailureReason)
+	}
+	for _, st := range read.Steps {
+		want := domain.StepCompensated
+		if st.Capability == "points:spend" {
+			want = domain.StepResolved
+		}
+		if st.State != want {
+			t.Fatalf("after Resolve: step %s %v, want %v", st.Capability, st.State, want)
+		}
+	}
+	if _, err := resolve(o.ID, "again"); !errors.Is(err, domain.ErrNotStuck) {
+		t.Fatalf("Resolve of a FAILED order = %v, want ErrNotStuck", err)
+	}
+	if f.claim(o.ID, "runner", t0, at(time.Minute)) {
+		t.Fatal("a resolved order was claimed")
+	}
+	if left, err := op.NeedingOperator(ctx, 10); err != nil || len(left) != 0 {
+		t.Fatalf("NeedingOperator after Resolve = %v, %v", orderIDs(left), err)
 	}
 }

@@ -288,8 +288,15 @@ func (s *Service) Orders(ctx context.Context, c Caller, userID, cursor string, s
 }
 
 // Watch calls send with the order's current state, then with every new
-// version, until the order is final, ctx ends or send fails.
+// version, until the order is final, ctx ends or send fails. The caller
+// holds one of its watcher slots until then (Watcher.Admit): beyond the
+// caps, domain.ErrTooManyWatchers and nothing is read.
 func (s *Service) Watch(ctx context.Context, c Caller, id string, send func(domain.Order) error) error {
+	release, err := s.cfg.Watch.Admit(c.UserID)
+	if err != nil {
+		return err
+	}
+	defer release()
 	// Subscribe before the first read, so that a change published between
 	// the read and the subscription still wakes this watcher at once.
 	changed, stop := s.cfg.Watch.Subscribe(id)

@@ -2,19 +2,69 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
 )
 
-// Watcher wakes the watchers of an order when it changes. Changes made in
-// this process wake them at once; changes made by another replica are seen
-// by polling every Poll.
+// Watcher wakes the watchers of an order when it changes, and caps how many
+// watchers there are. Changes made in this process wake them at once;
+// changes made by another replica are seen by polling every Poll, so each
+// watcher costs a database read per Poll: PerUser and Total bound that
+// cost.
 type Watcher struct {
 	// Poll is how often a watcher re-reads an order without a local
 	// notification. Default 500 ms.
 	Poll time.Duration
-	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
+	// PerUser caps the watchers one user holds at once, Total those of
+	// every user; 0 or negative: no cap (orderprocessing.Config sets the
+	// service's defaults).
+	PerUser, Total int
+
+	mu     sync.Mutex
+	subs   map[string]map[chan struct{}]struct{}
+	byUser map[string]int // open watchers by user
+	open   int            // open watchers in all
+}
+
+// Admit takes one of user's watcher slots, and returns the function that
+// gives it back (call it once, when the watcher ends), or
+// domain.ErrTooManyWatchers when user or the process holds as many as
+// allowed.
+func (w *Watcher) Admit(user string) (release func(), err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.PerUser > 0 && w.byUser[user] >= w.PerUser:
+		return nil, fmt.Errorf("%w: at most %d per user; end another watch first", domain.ErrTooManyWatchers, w.PerUser)
+	case w.Total > 0 && w.open >= w.Total:
+		return nil, fmt.Errorf("%w: the service is at its limit of %d; retry later", domain.ErrTooManyWatchers, w.Total)
+	}
+	if w.byUser == nil {
+		w.byUser = map[string]int{}
+	}
+	w.byUser[user]++
+	w.open++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.byUser[user]--; w.byUser[user] <= 0 {
+				delete(w.byUser, user)
+			}
+			w.open--
+		})
+	}, nil
+}
+
+// Open returns how many watchers are open, in all and of user.
+func (w *Watcher) Open(user string) (total, ofUser int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.open, w.byUser[user]
 }
 
 // Subscribe returns a channel that receives after each Publish of orderID,

@@ -43,6 +43,12 @@ var (
 	// order was taken over (it paused past its lease): the write is refused
 	// and that replica stops working on the order.
 	ErrLeaseLost = errors.New("the lease on the order was lost")
+	// ErrNotStuck reports an operator action (retry, resolve) on an order
+	// that does not need an operator: it is not NEEDS_OPERATOR.
+	ErrNotStuck = errors.New("the order does not need an operator")
+	// ErrTooManyWatchers reports a WatchOrder beyond the cap of streams a
+	// user, or the service, may hold open at once (ResourceExhausted).
+	ErrTooManyWatchers = errors.New("too many orders watched at once")
 )
 
 // Product is one item of the catalog.
@@ -150,17 +156,34 @@ func (c Checkout) StatusAt(now time.Time) CheckoutStatus {
 // OrderStatus is the life cycle of an order; values follow the wire enum.
 type OrderStatus int
 
-// The order statuses. Completed and Failed are final.
+// The order statuses. Completed, Failed and NeedsOperator are final: the
+// saga does not resume them and WatchOrder ends there.
 const (
 	OrderPending OrderStatus = iota + 1
 	OrderInProgress
 	OrderCompensating
 	OrderCompleted
 	OrderFailed
+	// OrderNeedsOperator: an issuer refused for good to compensate a step
+	// (StepCompensationRefused); the other steps were compensated. Only an
+	// operator moves it on: Order.RetryRefused or Order.Resolve.
+	OrderNeedsOperator
 )
 
+// FinalStatuses lists the final statuses, which the saga never resumes.
+var FinalStatuses = []OrderStatus{OrderCompleted, OrderFailed, OrderNeedsOperator}
+
 // Final reports whether s is a final status.
-func (s OrderStatus) Final() bool { return s == OrderCompleted || s == OrderFailed }
+func (s OrderStatus) Final() bool { return slices.Contains(FinalStatuses, s) }
+
+// String returns the wire enum's name without its prefix: "COMPLETED".
+func (s OrderStatus) String() string {
+	names := []string{"UNSPECIFIED", "PENDING", "IN_PROGRESS", "COMPENSATING", "COMPLETED", "FAILED", "NEEDS_OPERATOR"}
+	if s < 0 || int(s) >= len(names) {
+		return fmt.Sprintf("OrderStatus(%d)", int(s))
+	}
+	return names[s]
+}
 
 // StepState is the life cycle of one step; values follow the wire enum.
 type StepState int
@@ -173,7 +196,25 @@ const (
 	StepFailed
 	StepCompensating
 	StepCompensated
+	// StepCompensationRefused: the issuer refused Compensate for good (an
+	// answer that is not transient); LastError holds it. The saga stops
+	// there and the order ends OrderNeedsOperator.
+	StepCompensationRefused
+	// StepResolved: an operator settled the step by hand after its
+	// compensation was refused (Order.Resolve). The issuer never confirmed
+	// a compensation; what it holds was dealt with outside the saga.
+	StepResolved
 )
+
+// String returns the wire enum's name without its prefix: "COMPENSATED".
+func (s StepState) String() string {
+	names := []string{"UNSPECIFIED", "PENDING", "EXERCISING", "APPLIED", "FAILED", "COMPENSATING", "COMPENSATED",
+		"COMPENSATION_REFUSED", "RESOLVED"}
+	if s < 0 || int(s) >= len(names) {
+		return fmt.Sprintf("StepState(%d)", int(s))
+	}
+	return names[s]
+}
 
 // Step is the relay of one confirmation token to its issuer.
 type Step struct {
@@ -201,14 +242,17 @@ type Lease struct {
 
 // Order is a placed checkout and the progress of its saga.
 type Order struct {
-	ID             string
-	CheckoutID     string
-	UserID         string
-	Lines          []Line
-	Total          money.Money
-	Status         OrderStatus
-	Steps          []Step // by stage, then capability
-	FailureReason  string
+	ID            string
+	CheckoutID    string
+	UserID        string
+	Lines         []Line
+	Total         money.Money
+	Status        OrderStatus
+	Steps         []Step // by stage, then capability
+	FailureReason string
+	// OperatorNote is what the operator wrote when resolving the order by
+	// hand (Resolve); empty otherwise. Never shown to the user.
+	OperatorNote   string
 	IdempotencyKey string
 	Version        int64
 	CreatedAt      time.Time
@@ -335,4 +379,19 @@ type Repository interface {
 	// Unfinished lists the ids of orders not final whose lease is free or
 	// expired at now.
 	Unfinished(ctx context.Context, now time.Time, limit int) ([]string, error)
+}
+
+// OperatorRepository is the store as an operator's commands use it, outside
+// any saga. Every method is atomic.
+type OperatorRepository interface {
+	// NeedingOperator lists the orders that are OrderNeedsOperator, steps
+	// included, oldest first, at most limit.
+	NeedingOperator(ctx context.Context, limit int) ([]Order, error)
+	// OperatorUpdate applies fn to the stored order and saves the result
+	// with its version incremented and UpdatedAt set to now, atomically,
+	// whoever holds its lease: the lease is freed and a new lease epoch
+	// starts, so that a replica holding an old lease writes nothing more
+	// and any replica may claim the order next. An unknown order is
+	// ErrNotFound; an error of fn writes nothing and is returned.
+	OperatorUpdate(ctx context.Context, id string, now time.Time, fn func(*Order) error) (Order, error)
 }

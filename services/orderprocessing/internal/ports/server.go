@@ -48,6 +48,8 @@ func NewServer(a *app.Service, log *slog.Logger) *Server {
 		rpcerr.Code{Err: domain.ErrSettlement, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrEnvelope, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: replay.ErrReplayed, Code: connect.CodeAlreadyExists},
+		rpcerr.Code{Err: domain.ErrTooManyWatchers, Code: connect.CodeResourceExhausted},
+		rpcerr.Code{Err: domain.ErrNotStuck, Code: connect.CodeFailedPrecondition},
 	)}
 }
 

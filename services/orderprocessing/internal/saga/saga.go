@@ -6,12 +6,21 @@
 // An order is PENDING when stored, IN_PROGRESS while its stages run (stages
 // in ascending order; the steps of one stage concurrently; the routing table
 // puts the payment capture, the pivot, in the last stage), COMPENSATING after
-// a step failed, and ends COMPLETED (every step APPLIED) or FAILED (every step
-// COMPENSATED). A step goes PENDING -> EXERCISING -> APPLIED or FAILED, and on
-// compensation -> COMPENSATING -> COMPENSATED. Every step that is not yet
-// compensated is compensated on failure, in reverse order, including steps
-// never exercised, so that their issuers release what they hold (a payment
-// authorization) and refuse the token for good.
+// a step failed, and ends COMPLETED (every step APPLIED), FAILED (every step
+// COMPENSATED) or NEEDS_OPERATOR (an issuer refused for good to compensate a
+// step: that step COMPENSATION_REFUSED, every other one COMPENSATED). A step
+// goes PENDING -> EXERCISING -> APPLIED or FAILED, and on compensation ->
+// COMPENSATING -> COMPENSATED or COMPENSATION_REFUSED. Every step that is not
+// yet compensated is compensated on failure, in reverse order, including
+// steps never exercised, so that their issuers release what they hold (a
+// payment authorization) and refuse the token for good.
+//
+// NEEDS_OPERATOR is final: no Runner resumes it. Each refused compensation
+// is logged at ERROR once (order, capability, the issuer's code and message;
+// never the token) and counted by capability (Runner.Refused). An operator
+// moves the order on outside the saga (domain.Order.RetryRefused puts it
+// back to COMPENSATING with a free lease, for any replica's recovery to pick
+// up; domain.Order.Resolve ends it FAILED).
 //
 // # Durability
 //
@@ -39,11 +48,16 @@
 //
 // # Retries
 //
-// Exercise is retried with exponential backoff while the issuer answers with
-// a transient code (Unavailable, DeadlineExceeded, ResourceExhausted,
-// Aborted, Internal, Unknown), up to MaxAttempts; a definitive refusal fails
-// the step at once. Compensate is retried until it succeeds, and the step
-// shows its attempts and last error meanwhile.
+// Exercise is retried while the issuer answers with a transient code
+// (Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Internal,
+// Unknown, Canceled), up to MaxAttempts; a definitive refusal fails the step
+// at once. Compensate is retried on the same transient codes without a bound
+// on attempts, the step showing its attempts and last error meanwhile; a
+// definitive refusal (any other code) ends the step COMPENSATION_REFUSED at
+// once. Both wait between attempts with capped exponential backoff and equal
+// jitter: the n-th wait is drawn uniformly from [d/2, d], where d is Backoff
+// doubled n-1 times, at most MaxBackoff, so that replicas retrying one
+// issuer after an outage do not call it in step.
 package saga
 
 import (
@@ -51,6 +65,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -86,8 +101,8 @@ type Config struct {
 	CallTimeout time.Duration
 	// MaxAttempts bounds Exercise attempts on transient errors. Default 5.
 	MaxAttempts int
-	// Backoff is the first retry delay, doubled up to MaxBackoff. Defaults
-	// 100 ms and 5 s.
+	// Backoff is the first retry delay, doubled up to MaxBackoff; each wait
+	// is jittered down to half of it at most. Defaults 100 ms and 5 s.
 	Backoff, MaxBackoff time.Duration
 	// RecoverEvery is how often unfinished orders with free leases are
 	// looked for. Default 2 s.
@@ -107,6 +122,7 @@ type Runner struct {
 	holds   map[string]hold // the leases of the orders Drive works on
 
 	completed, failed atomic.Int64 // orders this Runner ended, by outcome
+	refused           sync.Map     // capability -> *atomic.Int64: compensations refused for good
 }
 
 var _ app.Starter = (*Runner)(nil)
@@ -364,6 +380,21 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 // Outcomes returns how many orders this Runner ended COMPLETED and FAILED.
 func (r *Runner) Outcomes() (completed, failed int64) { return r.completed.Load(), r.failed.Load() }
 
+// Refused returns how many compensations of steps of capability this
+// Runner saw refused for good (each step counted once, when it became
+// COMPENSATION_REFUSED).
+func (r *Runner) Refused(capability string) int64 {
+	if n, ok := r.refused.Load(capability); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+func (r *Runner) countRefused(capability string) {
+	n, _ := r.refused.LoadOrStore(capability, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+
 func stages(steps []domain.Step) []int {
 	var out []int
 	for _, s := range steps {
@@ -436,31 +467,56 @@ func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
 		if final {
 			return
 		}
-		if !sleep(ctx, backoff) {
+		if !sleep(ctx, jitter(backoff)) {
 			return
 		}
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
 }
 
-// backward compensates every step not yet compensated, in reverse order,
-// then ends the order FAILED.
+// jitter returns a wait drawn uniformly from [d/2, d] ("equal jitter"): at
+// least half the backoff, so retries still slow down, and spread, so that
+// the calls of many sagas retrying after one outage do not arrive together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return d - half + rand.N(half+1)
+}
+
+// backward compensates every step not yet compensated (or refused for
+// good), in reverse order, then ends the order FAILED, or NEEDS_OPERATOR when
+// an issuer refused a compensation for good: the other steps are still
+// compensated first.
 func (r *Runner) backward(ctx context.Context, o domain.Order) error {
 	for i := len(o.Steps) - 1; i >= 0; i-- {
-		if st := o.Steps[i]; st.State != domain.StepCompensated {
+		switch st := o.Steps[i]; st.State {
+		case domain.StepCompensated, domain.StepCompensationRefused, domain.StepResolved:
+		default:
 			if !r.compensate(ctx, o.ID, st, o.FailureReason) {
-				return ctx.Err()
+				return ctx.Err() // nil after a failed write: recovery resumes the order
 			}
 		}
 	}
-	_, err := r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderFailed; return nil })
-	if err == nil {
+	var status domain.OrderStatus
+	_, err := r.update(ctx, o.ID, func(o *domain.Order) error {
+		status = domain.OrderFailed
+		if refused := o.Refused(); len(refused) > 0 {
+			status, o.FailureReason = domain.OrderNeedsOperator, domain.NeedsOperatorReason(o.FailureReason, refused)
+		}
+		o.Status = status
+		return nil
+	})
+	if err == nil && status == domain.OrderFailed {
 		r.failed.Add(1)
 	}
 	return err
 }
 
-// compensate retries until the issuer confirms; false when ctx ended first.
+// compensate retries until the issuer confirms or refuses for good (the step
+// ends COMPENSATED or COMPENSATION_REFUSED); false when ctx ended first or
+// that last transition could not be written.
 func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step, reason string) bool {
 	raw, err := r.token(st, orderID)
 	if err != nil {
@@ -479,7 +535,8 @@ func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step,
 		if raw == "" {
 			raw, err = r.token(st, orderID)
 		}
-		if err == nil {
+		called := err == nil
+		if called {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 			err = r.cfg.Calls.Compensate(cctx, st.Issuer, raw, orderID, reason, key)
 			cancel()
@@ -487,16 +544,43 @@ func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step,
 		if ctx.Err() != nil {
 			return false
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			_, err = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.State, s.LastError = domain.StepCompensated, "" })
 			return err == nil
+		case called && !transient(err):
+			// The issuer's own check refuses it, and will again: retrying
+			// cannot end. The step waits for an operator.
+			return r.refuse(ctx, orderID, st, err)
 		}
 		_, _ = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.LastError = describe(err) })
-		if !sleep(ctx, backoff) {
+		if !sleep(ctx, jitter(backoff)) {
 			return false
 		}
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
+}
+
+// refuse ends a step COMPENSATION_REFUSED with the issuer's answer, then
+// logs it at ERROR and counts it, once: only after the transition is
+// written, so a Drive that lost its lease (and whose successor calls again)
+// neither logs nor counts.
+func (r *Runner) refuse(ctx context.Context, orderID string, st domain.Step, err error) bool {
+	if _, werr := r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) {
+		s.State, s.LastError = domain.StepCompensationRefused, describe(err)
+	}); werr != nil {
+		return false
+	}
+	r.countRefused(st.Capability)
+	msg := ""
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		msg = ce.Message()
+	}
+	r.cfg.Logger.ErrorContext(ctx, "saga: compensation refused for good; the order needs an operator",
+		"order", orderID, "capability", st.Capability, "issuer", st.Issuer,
+		"code", connect.CodeOf(err).String(), "message", msg)
+	return true
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

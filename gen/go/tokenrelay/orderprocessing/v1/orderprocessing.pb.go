@@ -103,8 +103,18 @@ const (
 	OrderStatus_ORDER_STATUS_COMPENSATING OrderStatus = 3
 	// Every step was exercised: the order is paid for and confirmed.
 	OrderStatus_ORDER_STATUS_COMPLETED OrderStatus = 4
-	// The order did not go through; every exercised step was compensated.
+	// The order did not go through; every exercised step was compensated (or,
+	// after NEEDS_OPERATOR, settled by an operator: see STEP_STATE_RESOLVED).
 	OrderStatus_ORDER_STATUS_FAILED OrderStatus = 5
+	// The order did not go through, and an issuer refused for good to
+	// compensate at least one step (STEP_STATE_COMPENSATION_REFUSED, with the
+	// issuer's answer in last_error); the other steps were compensated.
+	// failure_reason names the refused steps. Final for the saga and for
+	// WatchOrder: no replica resumes it. An operator either retries the
+	// refused compensations (the order goes back to COMPENSATING) or settles
+	// them by hand and resolves it (the order becomes FAILED); see
+	// `tokenrelay orders` in the README.
+	OrderStatus_ORDER_STATUS_NEEDS_OPERATOR OrderStatus = 6
 )
 
 // Enum value maps for OrderStatus.
@@ -116,14 +126,16 @@ var (
 		3: "ORDER_STATUS_COMPENSATING",
 		4: "ORDER_STATUS_COMPLETED",
 		5: "ORDER_STATUS_FAILED",
+		6: "ORDER_STATUS_NEEDS_OPERATOR",
 	}
 	OrderStatus_value = map[string]int32{
-		"ORDER_STATUS_UNSPECIFIED":  0,
-		"ORDER_STATUS_PENDING":      1,
-		"ORDER_STATUS_IN_PROGRESS":  2,
-		"ORDER_STATUS_COMPENSATING": 3,
-		"ORDER_STATUS_COMPLETED":    4,
-		"ORDER_STATUS_FAILED":       5,
+		"ORDER_STATUS_UNSPECIFIED":    0,
+		"ORDER_STATUS_PENDING":        1,
+		"ORDER_STATUS_IN_PROGRESS":    2,
+		"ORDER_STATUS_COMPENSATING":   3,
+		"ORDER_STATUS_COMPLETED":      4,
+		"ORDER_STATUS_FAILED":         5,
+		"ORDER_STATUS_NEEDS_OPERATOR": 6,
 	}
 )
 
@@ -169,11 +181,21 @@ const (
 	StepState_STEP_STATE_APPLIED StepState = 3
 	// The issuer refused or the step ran out of retries.
 	StepState_STEP_STATE_FAILED StepState = 4
-	// Compensate was called and has not answered yet; it is retried until it
-	// succeeds.
+	// Compensate was called and has not answered yet; it is retried while the
+	// issuer answers with a transient error (unavailable, deadline exceeded,
+	// ...), with capped, jittered backoff.
 	StepState_STEP_STATE_COMPENSATING StepState = 5
 	// The effect was undone (or voided before it was applied).
 	StepState_STEP_STATE_COMPENSATED StepState = 6
+	// The issuer refused Compensate for good (an answer that is not
+	// transient, such as FAILED_PRECONDITION or ALREADY_EXISTS): last_error
+	// holds its answer. The saga stops retrying it and the order ends
+	// NEEDS_OPERATOR.
+	StepState_STEP_STATE_COMPENSATION_REFUSED StepState = 7
+	// An operator settled the step by hand after its compensation was
+	// refused, and resolved the order: the issuer never confirmed a
+	// compensation, so whatever it holds was dealt with outside the saga.
+	StepState_STEP_STATE_RESOLVED StepState = 8
 )
 
 // Enum value maps for StepState.
@@ -186,15 +208,19 @@ var (
 		4: "STEP_STATE_FAILED",
 		5: "STEP_STATE_COMPENSATING",
 		6: "STEP_STATE_COMPENSATED",
+		7: "STEP_STATE_COMPENSATION_REFUSED",
+		8: "STEP_STATE_RESOLVED",
 	}
 	StepState_value = map[string]int32{
-		"STEP_STATE_UNSPECIFIED":  0,
-		"STEP_STATE_PENDING":      1,
-		"STEP_STATE_EXERCISING":   2,
-		"STEP_STATE_APPLIED":      3,
-		"STEP_STATE_FAILED":       4,
-		"STEP_STATE_COMPENSATING": 5,
-		"STEP_STATE_COMPENSATED":  6,
+		"STEP_STATE_UNSPECIFIED":          0,
+		"STEP_STATE_PENDING":              1,
+		"STEP_STATE_EXERCISING":           2,
+		"STEP_STATE_APPLIED":              3,
+		"STEP_STATE_FAILED":               4,
+		"STEP_STATE_COMPENSATING":         5,
+		"STEP_STATE_COMPENSATED":          6,
+		"STEP_STATE_COMPENSATION_REFUSED": 7,
+		"STEP_STATE_RESOLVED":             8,
 	}
 )
 
@@ -1277,7 +1303,8 @@ type Order struct {
 	// The saga's steps, one per confirmation token, by stage.
 	Steps []*Step `protobuf:"bytes,7,rep,name=steps,proto3" json:"steps,omitempty"`
 	// Why the order failed, for the user: which step and the issuer's reason,
-	// without internals. Empty unless FAILED or COMPENSATING.
+	// without internals; for NEEDS_OPERATOR also the steps whose compensation
+	// was refused. Empty unless FAILED, COMPENSATING or NEEDS_OPERATOR.
 	FailureReason string `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	// When it was placed.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
@@ -1613,14 +1640,15 @@ const file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDesc = "" +
 	"\x14CHECKOUT_STATUS_OPEN\x10\x01\x12\x1a\n" +
 	"\x16CHECKOUT_STATUS_PLACED\x10\x02\x12\x1d\n" +
 	"\x19CHECKOUT_STATUS_CANCELLED\x10\x03\x12\x1b\n" +
-	"\x17CHECKOUT_STATUS_EXPIRED\x10\x04*\xb7\x01\n" +
+	"\x17CHECKOUT_STATUS_EXPIRED\x10\x04*\xd8\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x1c\n" +
 	"\x18ORDER_STATUS_IN_PROGRESS\x10\x02\x12\x1d\n" +
 	"\x19ORDER_STATUS_COMPENSATING\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_COMPLETED\x10\x04\x12\x17\n" +
-	"\x13ORDER_STATUS_FAILED\x10\x05*\xc2\x01\n" +
+	"\x13ORDER_STATUS_FAILED\x10\x05\x12\x1f\n" +
+	"\x1bORDER_STATUS_NEEDS_OPERATOR\x10\x06*\x80\x02\n" +
 	"\tStepState\x12\x1a\n" +
 	"\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12STEP_STATE_PENDING\x10\x01\x12\x19\n" +
@@ -1628,7 +1656,9 @@ const file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDesc = "" +
 	"\x12STEP_STATE_APPLIED\x10\x03\x12\x15\n" +
 	"\x11STEP_STATE_FAILED\x10\x04\x12\x1b\n" +
 	"\x17STEP_STATE_COMPENSATING\x10\x05\x12\x1a\n" +
-	"\x16STEP_STATE_COMPENSATED\x10\x062\xee\x06\n" +
+	"\x16STEP_STATE_COMPENSATED\x10\x06\x12#\n" +
+	"\x1fSTEP_STATE_COMPENSATION_REFUSED\x10\a\x12\x17\n" +
+	"\x13STEP_STATE_RESOLVED\x10\b2\xee\x06\n" +
 	"\x16OrderProcessingService\x12|\n" +
 	"\fListProducts\x122.tokenrelay.orderprocessing.v1.ListProductsRequest\x1a3.tokenrelay.orderprocessing.v1.ListProductsResponse\"\x03\x90\x02\x01\x12z\n" +
 	"\rStartCheckout\x123.tokenrelay.orderprocessing.v1.StartCheckoutRequest\x1a4.tokenrelay.orderprocessing.v1.StartCheckoutResponse\x12q\n" +

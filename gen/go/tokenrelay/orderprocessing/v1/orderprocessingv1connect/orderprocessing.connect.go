@@ -78,7 +78,11 @@ type OrderProcessingServiceClient interface {
 	// GetOrder returns an order's current state.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
 	// WatchOrder streams an order's state: the current state first, then every
-	// change, and ends after the order reaches COMPLETED or FAILED.
+	// change, and ends after the order reaches a final status: COMPLETED,
+	// FAILED or NEEDS_OPERATOR. Streams are capped: a user may watch a few
+	// orders at once (default 8) and the service holds a bounded number of
+	// streams in all (default 1024); a stream beyond either cap is refused
+	// with RESOURCE_EXHAUSTED (retry after another stream ends).
 	WatchOrder(context.Context, *connect.Request[v1.WatchOrderRequest]) (*connect.ServerStreamForClient[v1.WatchOrderResponse], error)
 	// ListOrders lists the caller's orders, newest first. Admins may list
 	// another user's orders.
@@ -215,7 +219,11 @@ type OrderProcessingServiceHandler interface {
 	// GetOrder returns an order's current state.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
 	// WatchOrder streams an order's state: the current state first, then every
-	// change, and ends after the order reaches COMPLETED or FAILED.
+	// change, and ends after the order reaches a final status: COMPLETED,
+	// FAILED or NEEDS_OPERATOR. Streams are capped: a user may watch a few
+	// orders at once (default 8) and the service holds a bounded number of
+	// streams in all (default 1024); a stream beyond either cap is refused
+	// with RESOURCE_EXHAUSTED (retry after another stream ends).
 	WatchOrder(context.Context, *connect.Request[v1.WatchOrderRequest], *connect.ServerStream[v1.WatchOrderResponse]) error
 	// ListOrders lists the caller's orders, newest first. Admins may list
 	// another user's orders.

@@ -1,0 +1,4 @@
+package saga
+
+// Jitter exports jitter to the tests.
+var Jitter = jitter
