@@ -58,9 +58,16 @@ lint: install ## buf lint/format/breaking, gofmt, go vet, staticcheck, TypeScrip
 		(cd $$d && GOWORK=off go vet ./... && GOWORK=off staticcheck ./...); done
 	npm run typecheck
 
+# Every command of the workspace: each package main under a cmd/ directory
+# (services/<name>/cmd/<name>d, services/embedded/cmd/tokenrelayd,
+# services/scaleout/cmd/scaleoutctl, cmd/tokenrelay), found by go list so that
+# a new one needs no edit here; built by `make build` into bin/<name>.
+CMD_PKGS = $(shell go list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' $(GO_PKGS) | grep /cmd/)
+
 .PHONY: build
-build: install ## build every Go module and the TypeScript packages
+build: install ## build every Go module, every command into bin/ (tokenrelayd, the six service daemons, tokenrelay, scaleoutctl) and the TypeScript packages
 	go build $(GO_PKGS)
+	go build -o bin/ $(CMD_PKGS)
 	npm run build --workspaces --if-present
 
 .PHONY: test
@@ -128,10 +135,16 @@ bench-scaleout: ## load at 1, 8, 32 users on the embedded system, then through t
 tokenrelay: ## build the operator's command (token inspect/verify, keys, vault) into bin/tokenrelay
 	go build -o bin/tokenrelay ./cmd/tokenrelay
 
+# Where make run listens and keeps its data: `make run ADDR=127.0.0.1:9090
+# DATA=/tmp/tr`, else TOKENRELAY_ADDR and TOKENRELAY_DATA from the environment
+# (the variables tokenrelayd itself reads), else tokenrelayd's defaults.
+ADDR ?= $(or $(TOKENRELAY_ADDR),127.0.0.1:8080)
+DATA ?= $(or $(TOKENRELAY_DATA),.data)
+
 .PHONY: run
-run: web ## run the whole checkout at http://127.0.0.1:8080 (data and keys in ./.data)
+run: web ## run the whole checkout at http://127.0.0.1:8080 (ADDR=host:port or TOKENRELAY_ADDR; data in DATA or TOKENRELAY_DATA, default ./.data)
 	go build -o bin/tokenrelayd ./services/embedded/cmd/tokenrelayd
-	bin/tokenrelayd -addr 127.0.0.1:8080 -data .data -web web/dist
+	bin/tokenrelayd -addr '$(ADDR)' -data '$(DATA)' -web web/dist
 
 .PHONY: web
 web: node_modules/.installed ## build the browser checkout (gen/ts, sdk/ts, then web/ with Vite) into web/dist
