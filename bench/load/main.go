@@ -20,9 +20,14 @@
 // every PostgreSQL process on the machine, reported apart. Every run also
 // reports how busy the machine was meanwhile outside the processes it
 // measures (other users of a shared machine), so that a noisy run shows.
-// Loopback only.
+// With -server it also reports what the run left on disk: each SQLite
+// database's file size and live size (pages in use), after the server ran
+// idle -settle long (its purge runs meanwhile; -server-args passes it
+// -retention and the like) and stopped. Loopback only.
 //
 //	go run ./bench/load -server bin/tokenrelayd -users 32 -checkouts 20
+//	go run ./bench/load -server bin/tokenrelayd -users 20 -checkouts 500 -timeout 30m \
+//		-server-args "-retention=1m -sealed-token-retention=1m -purge-every=10s" -settle 150s
 //	go run ./bench/load -url http://127.0.0.1:8080 -pids 101,102 \
 //		-metrics http://127.0.0.1:8081,http://127.0.0.1:8082 -postgres
 //
@@ -83,6 +88,8 @@ type Config struct {
 	Label     string        // names the system in the report ("embedded", "scale-out")
 
 	CPUProfile string        // with Server: passed to it as -cpuprofile
+	ServerArgs []string      // with Server: more flags for it (-retention=1m ...)
+	Settle     time.Duration // with Server: let it run idle this long after the load, before its data is measured
 	Pids       []int         // with URL: the processes of the deployment
 	Metrics    []string      // with URL: base URLs whose /metrics count signatures
 	Postgres   bool          // also measure every PostgreSQL process's CPU
@@ -100,6 +107,11 @@ func main() {
 	flag.IntVar(&cfg.Flood, "flood", 0, "workers that send requests with forged access tokens (a real token's claims, a wrong signature) during the run")
 	flag.StringVar(&cfg.Label, "label", "", "name of the system under test, printed in the report (default: embedded with -server, else the URL)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "with -server: the server writes a CPU profile of its whole run to this file")
+	flag.Func("server-args", "with -server: more flags for the server, separated by spaces (for example \"-retention=1m -purge-every=10s\")", func(v string) error {
+		cfg.ServerArgs = append(cfg.ServerArgs, strings.Fields(v)...)
+		return nil
+	})
+	flag.DurationVar(&cfg.Settle, "settle", 0, "with -server: after the load, let the server run idle this long (its purge runs meanwhile) before it is stopped and the size of its data directory is measured")
 	flag.Func("pids", "with -url: comma-separated pids (or @FILE, pids separated by commas or white space) of the deployment's processes, for CPU time and peak memory", func(v string) error {
 		pids, err := parsePids(v)
 		cfg.Pids = pids
@@ -142,11 +154,12 @@ func main() {
 
 // server is a tokenrelayd this run started.
 type server struct {
-	cmd *exec.Cmd
-	dir string
+	cmd    *exec.Cmd
+	dir    string
+	exited bool
 }
 
-func startServer(ctx context.Context, bin, cpuprofile string) (*server, string, error) {
+func startServer(ctx context.Context, bin, cpuprofile string, extra []string) (*server, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
@@ -161,6 +174,7 @@ func startServer(ctx context.Context, bin, cpuprofile string) (*server, string, 
 	if cpuprofile != "" {
 		args = append(args, "-cpuprofile", cpuprofile)
 	}
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
@@ -186,6 +200,17 @@ func startServer(ctx context.Context, bin, cpuprofile string) (*server, string, 
 }
 
 func (s *server) stop() {
+	s.shutdown()
+	_ = os.RemoveAll(s.dir)
+}
+
+// shutdown stops the server gracefully (its databases are closed, their
+// write-ahead logs checkpointed), at most once, leaving its data directory.
+func (s *server) shutdown() {
+	if s.exited {
+		return
+	}
+	s.exited = true
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
@@ -195,7 +220,6 @@ func (s *server) stop() {
 		_ = s.cmd.Process.Kill()
 		<-done
 	}
-	_ = os.RemoveAll(s.dir)
 }
 
 // ticks is USER_HZ on Linux: the unit of the CPU times in /proc.
@@ -649,6 +673,8 @@ type Report struct {
 	Flood            int           // forged-token workers
 	Forged           int64         // forged requests sent
 	ForgedRefused    int64         // of which refused Unauthenticated
+	// Sizes is the server's data directory after the run (with -server).
+	Sizes *Sizes `json:",omitempty"`
 }
 
 // Percentiles of one latency series.
@@ -664,13 +690,13 @@ func percentiles(ds []time.Duration) Percentiles {
 }
 
 func run(ctx context.Context, cfg Config) (*Report, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout+cfg.Settle)
 	defer cancel()
 	url := cfg.URL
 	var srv *server
 	if cfg.Server != "" {
 		var err error
-		if srv, url, err = startServer(ctx, cfg.Server, cfg.CPUProfile); err != nil {
+		if srv, url, err = startServer(ctx, cfg.Server, cfg.CPUProfile, cfg.ServerArgs); err != nil {
 			return nil, err
 		}
 		defer srv.stop()
@@ -830,6 +856,22 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.DBCPUPerCheckout = rep.DBCPU / time.Duration(total)
 		rep.EfficiencyWithDB = float64(rep.FloorPerCheckout) / float64(rep.CPUPerCheckout+rep.DBCPUPerCheckout)
 	}
+	if srv != nil {
+		// The size of what the run left: after Settle (the server's purge
+		// runs meanwhile), stopped, so that SQLite has checkpointed.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(cfg.Settle):
+		}
+		srv.shutdown()
+		sizes, err := measureDir(filepath.Join(srv.dir, "data"))
+		if err != nil {
+			return nil, err
+		}
+		sizes.Settle = cfg.Settle
+		rep.Sizes = &sizes
+	}
 	return rep, nil
 }
 
@@ -914,5 +956,8 @@ func (r *Report) print(w io.Writer) {
 	if r.Flood > 0 {
 		fmt.Fprintf(w, "flood: %d workers sent %d forged tokens (%.0f/s), %d refused Unauthenticated\n",
 			r.Flood, r.Forged, float64(r.Forged)/r.Wall.Seconds(), r.ForgedRefused)
+	}
+	if r.Sizes != nil {
+		r.Sizes.print(w, r.Label, r.Checkouts)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -26,9 +27,10 @@ func addRingFlags(fs *flag.FlagSet) ringFlags {
 	}
 }
 
-// open opens the selected ring and returns it with its directory; the keys
-// commands take no arguments, so any in args is a usage error.
-func (f ringFlags) open(args []string) (*keys.Ring, string, error) {
+// open opens the selected ring, on e's clock, and returns it with its
+// directory; the keys commands take no arguments, so any in args is a
+// usage error.
+func (f ringFlags) open(e *env, args []string) (*keys.Ring, string, error) {
 	dir := *f.dir
 	switch {
 	case len(args) > 0:
@@ -41,9 +43,12 @@ func (f ringFlags) open(args []string) (*keys.Ring, string, error) {
 		if filepath.Base(*f.issuer) != *f.issuer || *f.issuer == "." || *f.issuer == ".." {
 			return nil, "", usagef("--issuer must be a plain name")
 		}
+		if err := dataDir(*f.data); err != nil {
+			return nil, "", err
+		}
 		dir = filepath.Join(*f.data, "keys", *f.issuer)
 	}
-	ring, err := openExistingRing(dir)
+	ring, err := openExistingRing(dir, keys.WithRingClock(e.now))
 	if err != nil && *f.dir == "" {
 		if entries, rerr := os.ReadDir(filepath.Join(*f.data, "keys")); rerr == nil {
 			var names []string
@@ -73,7 +78,7 @@ Examples:
 			rf := addRingFlags(fs)
 			asJSON := fs.Bool("json", false, "print JSON")
 			return func(e *env, args []string) error {
-				ring, dir, err := rf.open(args)
+				ring, dir, err := rf.open(e, args)
 				if err != nil {
 					return err
 				}
@@ -108,20 +113,33 @@ a new next key. The ring file is replaced atomically.
 
 A process that already loaded the ring keeps signing with the old key until
 it restarts: restart the issuing service (or the embedded tokenrelayd)
-after rotating. Rotate at most once per JWKS refresh interval (one hour):
-verifiers learn the next key from the JWKS they cached.
+after rotating. Verifiers learn the next key from the JWKS they cached,
+refreshed hourly: the command refuses (exit 1) while the next key was
+published less than an hour ago (--window), which a second rotation within
+the hour always is; --force rotates anyway, for a key that must go now
+(verifiers that have not refreshed then refuse the new key's tokens until
+they refetch its kid).
 
 Example:
   tokenrelay keys rotate --data .data --issuer coupons`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			rf := addRingFlags(fs)
+			force := fs.Bool("force", false, "rotate even if the next key was published less than --window ago")
+			window := fs.Duration("window", keys.DefaultPublishWindow, "how long the next key must have been published (the verifiers' JWKS refresh interval)")
 			return func(e *env, args []string) error {
-				ring, dir, err := rf.open(args)
+				ring, dir, err := rf.open(e, args)
 				if err != nil {
 					return err
 				}
 				before := ring.Describe()
-				if err := ring.Rotate(); err != nil {
+				rotate := func() error { return ring.RotateAfter(*window) }
+				if *force {
+					rotate = ring.Rotate
+				}
+				if err := rotate(); err != nil {
+					if errors.Is(err, keys.ErrRotateTooSoon) {
+						return fmt.Errorf("%w; verifiers refresh the JWKS hourly and may not know it yet (pass --force to rotate anyway)", err)
+					}
 					return err
 				}
 				after := ring.Describe()

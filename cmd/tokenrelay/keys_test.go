@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 )
@@ -47,7 +49,7 @@ func TestKeysRotateAndList(t *testing.T) {
 		t.Fatalf("before rotation: %+v", before)
 	}
 
-	out, errOut, code := runCmd(t, "", "keys", "rotate", "--dir", dir)
+	out, errOut, code := runAt(t, time.Now().Add(keys.DefaultPublishWindow), "keys", "rotate", "--dir", dir)
 	if code != exitOK {
 		t.Fatalf("keys rotate: exit %d: %s", code, errOut)
 	}
@@ -80,6 +82,69 @@ func TestKeysRotateAndList(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "retired") || !strings.Contains(out, after.Keys[0].KID) ||
 		strings.Contains(out, "pkcs8") || strings.Contains(out, `"d"`) {
 		t.Fatalf("keys list:\n%s", out)
+	}
+}
+
+// runAt runs the command with the clock at now.
+func runAt(t *testing.T, now time.Time, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	e := &env{ctx: t.Context(), stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,
+		now: func() time.Time { return now }, getenv: func(string) string { return "" }}
+	code = runEnv(e, args)
+	return out.String(), errOut.String(), code
+}
+
+// TestKeysRotateWindow (issue 20): keys rotate refuses, changing nothing,
+// while the next key was published less than an hour ago (a second
+// rotation in the same second above all), names the key and when it may
+// rotate; it rotates once the hour has passed, or with --force.
+func TestKeysRotateWindow(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "coupons")
+	created := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	ring, err := keys.OpenRing(dir, keys.WithRingClock(func() time.Time { return created }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := ring.SigningKey()
+	next := ring.PublicKeys()[1].KID()
+	signing := func() string {
+		t.Helper()
+		r, err := keys.OpenRing(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := r.SigningKey()
+		return k.KID()
+	}
+	out, errOut, code := runAt(t, created.Add(59*time.Minute), "keys", "rotate", "--dir", dir)
+	if code != exitFail || !strings.Contains(errOut, next) || !strings.Contains(errOut, "59m0s ago") ||
+		!strings.Contains(errOut, "2026-11-22T11:00:00Z") || !strings.Contains(errOut, "--force") {
+		t.Fatalf("rotate inside the window: exit %d\n%s%s", code, out, errOut)
+	}
+	if signing() != cur.KID() {
+		t.Fatal("a refused rotation changed the ring")
+	}
+	at := created.Add(time.Hour)
+	if _, errOut, code := runAt(t, at, "keys", "rotate", "--dir", dir); code != exitOK {
+		t.Fatalf("rotate after the window: exit %d: %s", code, errOut)
+	}
+	if signing() != next {
+		t.Fatal("the next key was not promoted")
+	}
+	// Twice in one second: the key the first rotation made is brand new.
+	if _, errOut, code := runAt(t, at.Add(time.Second), "keys", "rotate", "--dir", dir); code != exitFail || !strings.Contains(errOut, "published too recently") {
+		t.Fatalf("second rotation in the same second: exit %d: %s", code, errOut)
+	}
+	if signing() != next {
+		t.Fatal("the refused second rotation changed the ring")
+	}
+	if _, errOut, code := runAt(t, at.Add(time.Second), "keys", "rotate", "--dir", dir, "--force"); code != exitOK {
+		t.Fatalf("rotate --force: exit %d: %s", code, errOut)
+	}
+	if signing() == next {
+		t.Fatal("--force did not rotate")
 	}
 }
 

@@ -96,7 +96,12 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 var errReported = errors.New("failure reported")
 
 func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now, getenv: os.Getenv}
+	return runEnv(&env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now, getenv: os.Getenv}, args)
+}
+
+// runEnv runs the command args with e: tests give it their own clock.
+func runEnv(e *env, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		globalUsage(stderr)
 		return exitUsage

@@ -69,6 +69,9 @@ func (f *ordersFlags) open(ctx context.Context) (*sqldb.DB, error) {
 		u.RawQuery = q.Encode()
 		t.dsn, t.where = u.String(), "schema "+t.schema+" of PostgreSQL "+sqldb.Redact(*f.pgURL)
 	default:
+		if err := dataDir(*f.data); err != nil {
+			return nil, err
+		}
 		t.path = filepath.Join(*f.data, orderprocessing.Name+".db")
 		t.dsn, t.where = "sqlite://"+t.path, t.path
 	}

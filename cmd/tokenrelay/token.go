@@ -188,14 +188,14 @@ func failedCheck(err error) string {
 
 // openExistingRing opens the key ring in dir, refusing a directory without
 // one: keys.OpenRing would create a fresh ring there.
-func openExistingRing(dir string) (*keys.Ring, error) {
+func openExistingRing(dir string, opts ...keys.RingOption) (*keys.Ring, error) {
 	if _, err := os.Stat(filepath.Join(dir, keys.RingFile)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no key ring in %s (no %s there)", dir, keys.RingFile)
 		}
 		return nil, err
 	}
-	return keys.OpenRing(dir)
+	return keys.OpenRing(dir, opts...)
 }
 
 // readToken reads the one token argument, or standard input for "-" or no

@@ -192,6 +192,7 @@ func (f *vaultFlags) targets() ([]target, error) {
 		base = u
 	}
 	var out []target
+	usesData := false
 	for _, s := range sealedStores() {
 		t := target{store: s}
 		switch db, ok := f.dbs[s.name]; {
@@ -211,12 +212,36 @@ func (f *vaultFlags) targets() ([]target, error) {
 			u.RawQuery = q.Encode()
 			t.dsn, t.where = u.String(), "schema "+t.schema+" of PostgreSQL "+sqldb.Redact(*f.pgURL)
 		default:
+			usesData = true
 			t.path = filepath.Join(*f.data, s.name+".db")
 			t.dsn, t.where = "sqlite://"+t.path, t.path
 		}
 		out = append(out, t)
 	}
+	if usesData {
+		// A missing database is a service that never ran; a missing data
+		// directory is a wrong --data.
+		if err := dataDir(*f.data); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// dataDir returns an error unless dir, the --data of a command that reads
+// from it, is a directory: a mistyped path must not read as an empty
+// deployment.
+func dataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("data directory %s does not exist (is --data right?)", dir)
+	case err != nil:
+		return fmt.Errorf("data directory: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("data directory %s is not a directory (is --data right?)", dir)
+	}
+	return nil
 }
 
 // open opens t's database, or says why there is none to open: a missing

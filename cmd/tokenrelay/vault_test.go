@@ -360,6 +360,39 @@ func TestVaultErrors(t *testing.T) {
 	}
 }
 
+// TestDataDirMissing (issue 20): a --data that does not exist, or is no
+// directory, is an error (exit 1, naming it) for every command that reads
+// from it, never an empty deployment; nothing is created there.
+func TestDataDirMissing(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "nonexistent")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"vault", "status", "--data", missing},
+		{"vault", "status", "--data", missing, "--json"},
+		{"vault", "reencrypt", "--data", missing},
+		{"vault", "rotate", "--data", missing},
+		{"orders", "stuck", "--data", missing},
+		{"orders", "retry", "--data", missing, "ord_1"},
+		{"keys", "list", "--data", missing, "--issuer", "coupons"},
+		{"keys", "rotate", "--data", missing, "--issuer", "coupons"},
+	} {
+		out, errOut, code := runCmd(t, "", args...)
+		if code != exitFail || !strings.Contains(errOut, "data directory "+missing+" does not exist") {
+			t.Errorf("%v: exit %d, want %d naming the directory:\n%s%s", args, code, exitFail, out, errOut)
+		}
+	}
+	if _, errOut, code := runCmd(t, "", "vault", "status", "--data", file); code != exitFail || !strings.Contains(errOut, "is not a directory") {
+		t.Errorf("vault status --data FILE: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("a command created %s: %v", missing, err)
+	}
+}
+
 // TestVaultRotatePostgres runs vault rotate and status against the
 // scaled-out layout: services in schemas of one PostgreSQL database. Points
 // runs in its schema; the other services' schemas do not exist and are

@@ -2,7 +2,7 @@
 // granted to users, `coupons:redeem` confirmation tokens, and their exercise
 // and compensation for OrderProcessing. This package is its public face: a
 // Config and New; the rules, store and handlers live under internal/.
-// The face offers only what a process calls (New, Register, JWKS, Close,
+// The face offers only what a process calls (New, Register, JWKS, Purge, Close,
 // and Sealed, its sealed columns, for the operator); the verifier and
 // issuer stay unexported behind capabilityrpc.Face.
 //
@@ -13,11 +13,18 @@
 // checkout total. Redemption is a conditional update in the same transaction
 // as the exercise record keyed by the token's jti, so a coupon redeems once
 // whatever the concurrency; compensation makes it available again.
+//
+// Retention: the confirmation and exercise records of a token are kept for
+// idempotent retries; [Service.Purge] deletes them once the retention has
+// passed since the token expired and its exercise last changed
+// (capabilitysql.Purge, which says what a late Compensate of a purged token
+// gets). The domain's own records (campaigns, coupons and their redemptions) are kept.
 package coupons
 
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -48,15 +55,19 @@ type Config = capabilityrpc.Config
 // Service is a running Coupons service. It offers what a process needs of
 // it: Register its handlers (CouponsService and CapabilityService), serve its
 // JWKS, Close it (see capabilityrpc.Face).
-type Service struct{ face }
+type Service struct {
+	face
+	store *adapters.Store
+}
 
 type face = capabilityrpc.Face
 
 // New builds the service: migrates the store and wires the use cases.
 func New(ctx context.Context, cfg Config) (*Service, error) {
+	var store *adapters.Store
 	f, err := capabilityrpc.NewFace(ctx, Name, cfg, func(ctx context.Context, w capabilityrpc.Wiring) (*ports.Server, error) {
-		store, err := adapters.NewStore(ctx, cfg.DB)
-		if err != nil {
+		var err error
+		if store, err = adapters.NewStore(ctx, cfg.DB); err != nil {
 			return nil, err
 		}
 		return ports.NewServer(app.New(store, w.Issuer, w.Sealer, nil), w.Verifier, w.Logger), nil
@@ -66,5 +77,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{f}, nil
+	return &Service{face: f, store: store}, nil
+}
+
+// Purge deletes the confirmations and exercise records of the tokens past
+// retention at now (see capabilitysql.Purge); a retention of 0 keeps them.
+// It returns the rows deleted by table, also when it fails part way. The
+// purge task of the process runs it every -purge-every; replicas may run
+// it at once.
+func (s *Service) Purge(ctx context.Context, now time.Time, retention time.Duration) (map[string]int64, error) {
+	if retention <= 0 {
+		return nil, nil
+	}
+	p, err := s.store.Purge(ctx, now.Add(-retention))
+	return p.Rows(), err
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
+	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/telemetry"
@@ -90,6 +91,18 @@ type Config struct {
 	// listeners (server.WithIdleTimeout). Default (0)
 	// server.DefaultIdleTimeout, 2 min; negative: never.
 	IdleTimeout time.Duration
+	// Retention is how long every service keeps the records it no longer
+	// needs (each service's Purge says which), purged by a task every
+	// PurgeEvery. Default (0) process.DefaultRetention, 30 days; negative
+	// keeps every record (consumed jtis are pruned whatever it says); else
+	// at least process.MinRetention.
+	Retention time.Duration
+	// PurgeEvery is how often the services purge. Default (0)
+	// process.DefaultPurgeEvery, 10 minutes.
+	PurgeEvery time.Duration
+	// SealedTokenRetention and OrderRetention are OrderProcessing's
+	// (orderprocessing.Config): default 24 h and keep every order.
+	SealedTokenRetention, OrderRetention time.Duration
 
 	// beforeSeed, when set, is called with the public URL before the demo
 	// data is seeded (tests hold the seeding with it).
@@ -223,7 +236,31 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		return cfg, errors.New("embedded: a Logger is required")
 	}
+	if err := cfg.retention().Validate(); err != nil {
+		return cfg, err
+	}
 	return cfg, os.MkdirAll(cfg.DataDir, 0o700)
+}
+
+// retention is the services' purge configuration, defaults applied.
+func (cfg Config) retention() process.Retention {
+	r := process.Retention{Keep: cfg.Retention, Every: cfg.PurgeEvery}
+	switch {
+	case r.Keep == 0:
+		r.Keep = process.DefaultRetention
+	case r.Keep < 0:
+		r.Keep = 0
+	}
+	if r.Every == 0 {
+		r.Every = process.DefaultPurgeEvery
+	}
+	return r
+}
+
+// purger is a service that purges what is past its retention: every
+// service's face but the gateway's.
+type purger interface {
+	Purge(ctx context.Context, now time.Time, retention time.Duration) (map[string]int64, error)
 }
 
 // listen listens on addr (TCP) until Close.
@@ -247,7 +284,10 @@ func (s *System) run(ctx context.Context, log *slog.Logger, w *wiring, root http
 		return server.Run(ctx, server.New(w.internal, opts...), internalLn, shutdownTimeout)
 	})
 	s.goReport(func() error {
-		return server.Run(ctx, server.New(root, opts...), publicLn, shutdownTimeout, w.tasks...)
+		// The gateway closes the connections of a client that has spent its
+		// budget of failed authentications as they are accepted.
+		public := append(opts[:len(opts):len(opts)], server.WithConnFilter(w.acceptConn))
+		return server.Run(ctx, server.New(root, public...), publicLn, shutdownTimeout, w.tasks...)
 	})
 }
 
@@ -317,6 +357,9 @@ type wiring struct {
 	routes   []gateway.Route
 	issuers  []gateway.Issuer // the access-token issuers the gateway trusts
 	tasks    []server.Task    // run beside the public listener
+	// acceptConn is the gateway's filter of the public listener's
+	// connections (gateway.Gateway.AcceptConn).
+	acceptConn func(net.Addr) bool
 	// ready are the readiness checks: each database's ping, by name.
 	ready map[string]health.Check
 }
@@ -371,6 +414,9 @@ func (w *wiring) add(ctx context.Context, p part) error {
 		return err
 	}
 	w.sys.closers = append(w.sys.closers, f.Close)
+	if pf, ok := f.(purger); ok {
+		w.tasks = append(w.tasks, w.cfg.retention().Task(w.logger(p.name), w.metrics, p.name, pf.Purge))
+	}
 	mux := http.NewServeMux()
 	f.Register(mux, w.traced...)
 	w.internal.Handle("/"+p.name+"/", http.StripPrefix("/"+p.name, mux))
@@ -454,6 +500,7 @@ func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, e
 		Logger:        w.logger(orderprocessing.Name),
 		ClientOptions: []connect.ClientOption{w.tel.ClientOption()},
 		WatchPerUser:  orderprocessing.DefaultWatchPerUser, WatchTotal: orderprocessing.DefaultWatchTotal,
+		SealedTokenRetention: w.cfg.SealedTokenRetention, OrderRetention: w.cfg.OrderRetention,
 	})
 	if err != nil {
 		return nil, err
@@ -491,6 +538,7 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 	}
 	w.sys.closers = append(w.sys.closers, g.Close)
 	w.tasks = append(w.tasks, g.Run)
+	w.acceptConn = g.AcceptConn
 	root := http.NewServeMux()
 	var services []string
 	for _, r := range w.routes {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -159,7 +160,12 @@ func (g *Gateway) refuseToken(r *http.Request, err error) error {
 
 // withinBudget refuses a request for procedure from a client that has
 // spent its budget of failed authentications, before its body is read or
-// its token looked at; anonymous procedures need no token and pass.
+// its token looked at; anonymous procedures need no token and pass. The
+// refusal closes the connection (Connection: close; over HTTP/2 net/http
+// sends GOAWAY for it instead), so that the client must connect again,
+// and AcceptConn closes its new connections while the budget stays spent:
+// a client flooding over a kept-alive connection would otherwise still
+// cost an HTTP request's parsing and answer each time.
 func (g *Gateway) withinBudget(r *http.Request, procedure string) error {
 	if g.budget == nil || g.anonymous[procedure] {
 		return nil
@@ -169,9 +175,28 @@ func (g *Gateway) withinBudget(r *http.Request, procedure string) error {
 		return nil
 	}
 	return &refusal{
-		err:    connect.NewError(connect.CodeResourceExhausted, errBudgetSpent),
-		header: http.Header{"Retry-After": {strconv.Itoa(int(wait / time.Second))}},
+		err: connect.NewError(connect.CodeResourceExhausted, errBudgetSpent),
+		header: http.Header{
+			"Retry-After": {strconv.Itoa(int(wait / time.Second))},
+			"Connection":  {"close"},
+		},
 	}
+}
+
+// AcceptConn reports whether the gateway serves a new connection from
+// remote: false while remote's client (its address; an IPv6 client's /64)
+// has spent its budget of failed authentications, so that the connection
+// is closed as it is accepted, before any HTTP is read, for every
+// procedure, the anonymous ones included; always true without a budget.
+// Once the budget has a failure again (Config.AuthFailureRefill) the
+// client is served again. It allocates nothing for a TCP address. Server
+// passes it to server.WithConnFilter; a server built otherwise should too.
+func (g *Gateway) AcceptConn(remote net.Addr) bool {
+	if g.budget == nil {
+		return true
+	}
+	_, spent := g.budget.spent(addrKey(remote), g.now())
+	return !spent
 }
 
 // grant returns the scopes of an access token that its issuer may grant.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"hash/maphash"
 	"math"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -166,6 +167,27 @@ func clientKey(remoteAddr string) netip.Prefix {
 	} else if addr, err = netip.ParseAddr(remoteAddr); err != nil {
 		return netip.Prefix{}
 	}
+	return prefixKey(addr)
+}
+
+// addrKey is clientKey of a connection's peer address, without formatting
+// and parsing it again for TCP.
+func addrKey(remote net.Addr) netip.Prefix {
+	if tcp, ok := remote.(*net.TCPAddr); ok && tcp != nil {
+		if addr, ok := netip.AddrFromSlice(tcp.IP); ok {
+			return prefixKey(addr)
+		}
+		return netip.Prefix{}
+	}
+	if remote == nil {
+		return netip.Prefix{}
+	}
+	return clientKey(remote.String())
+}
+
+// prefixKey is the budget key of addr: itself (unmapped from IPv6), or
+// its /64.
+func prefixKey(addr netip.Addr) netip.Prefix {
 	addr = addr.Unmap().WithZone("")
 	bits := 32
 	if addr.Is6() {

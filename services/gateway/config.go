@@ -149,7 +149,9 @@ type Config struct {
 	// it, its requests for procedures that need a token are refused with
 	// ResourceExhausted (HTTP 429 and Retry-After for plain HTTP) before
 	// their token is looked at, so that a flood of forged tokens costs no
-	// signature verification. Successful authentications, requests
+	// signature verification, and its connections are closed (after that
+	// answer, and as they are accepted: Gateway.AcceptConn) until the
+	// budget refills. Successful authentications, requests
 	// without a token and the anonymous procedures spend nothing. A
 	// client is its peer address (the TCP peer: the gateway trusts no
 	// X-Forwarded-For), an IPv6 client its /64: behind a reverse proxy

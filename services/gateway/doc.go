@@ -15,8 +15,9 @@
 //     authentications (Config.AuthFailureBurst, refilled every
 //     Config.AuthFailureRefill) with ResourceExhausted and Retry-After,
 //     before reading its body or looking at its token, so that a flood of
-//     forged tokens costs no signature verification; anonymous procedures
-//     pass;
+//     forged tokens costs no signature verification, and closes the
+//     connection (Connection: close; GOAWAY over HTTP/2); anonymous
+//     procedures pass (but see AcceptConn below);
 //  5. verifies the access token (Authorization: Bearer, token.Access,
 //     RFC 9068) against the configured issuers, except for the anonymous
 //     procedures (Login and Refresh). Every refusal is Unauthenticated
@@ -69,6 +70,19 @@
 // again with a full budget. Per-address budgets do not stop a flood from
 // many addresses: that is the network's job.
 //
+// A client that has spent its budget is also refused at the connection:
+// the refusal closes its connection, and AcceptConn, which Server passes
+// to server.WithConnFilter (gatewayd and the embedded system do the same),
+// closes its new connections as they are accepted, before any HTTP is
+// read, with no answer at all, until its budget has a failure again (one
+// every Config.AuthFailureRefill); so a flooding address costs an accept
+// and a reset per attempt instead of an HTTP request. Every connection
+// from that address is refused meanwhile, for every procedure, Login and
+// Refresh included: a well-behaved client behind the same address (a
+// NAT, a proxy) is locked out with the flooder. A server built without
+// Server or the filter still refuses at the request, with Connection:
+// close.
+//
 // # Issuers
 //
 // An Issuer with Keys (a keys.Source in process, such as the embedded
@@ -98,7 +112,8 @@
 //     Config.AuthFailureClients clients (step 4).
 //   - authenticate.go: the credential rules and RFC 6750 challenges, the
 //     access-token verifier, scope limits per issuer, the admin check and
-//     the minting of the transaction token (steps 4 to 7).
+//     the minting of the transaction token (steps 4 to 7), and AcceptConn,
+//     the budget's refusal of connections.
 //   - oidc.go: OpenID Connect discovery of an Issuer without Keys
 //     (ErrDiscovery).
 //   - errors.go: the errors the gateway answers with, written in the

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,26 +52,34 @@ const (
 // PointsService that verifies each request's transaction token, as the
 // embedded system runs it, logging and counting every request as gatewayd
 // does, alone and during a flood of forged access tokens from another
-// client address: up to each of -flood-rates a second, over floodWorkers
-// raw HTTP/1.1 connections (floodClient), each token with a genuine header
-// and claims and a random signature with a canonical scalar (forge), so
-// that each costs the gateway a full signature verification unless it is
-// refused first. Everything shares
-// the machine's cores: the clients' own CPU counts against the gateway.
+// client address: up to each of -flood-rates attempts a second, from
+// floodWorkers raw HTTP/1.1 connections at once (floodClient), each token
+// with a genuine header and claims and a random signature with a canonical
+// scalar (forge), so that each costs the gateway a full signature
+// verification unless it is refused first. A flood worker whose connection
+// the gateway closes (after an answer with Connection: close, or at accept)
+// connects again and goes on at the same pace: an attempt is a request
+// answered or a connection closed unanswered. Everything shares the
+// machine's cores: the clients' own CPU counts against the gateway.
 //
 // The b.N valid requests go in 2×floodRounds phases, alone and flooded in
 // turn, on one gateway, so that the two figures share the machine's
 // conditions; each sub-benchmark reports valid/s alone, valid/s flooded,
-// the median of the rounds' ratios (flooded to alone), the forged tokens
-// a second sent while flooded, and the process's cores and CPU per valid
-// request in each phase:
+// the median of the rounds' ratios (flooded to alone), the flood's
+// attempts a second while flooded and, of them, the requests answered
+// (401 or 429; the rest are connections closed at accept), and the
+// process's cores and CPU per valid request in each phase:
 //
 //   - no-budget/RATE: without the failure budget (AuthFailureBurst -1);
-//   - budget/RATE: with the default budget.
+//   - budget/RATE: with the default budget, Gateway.Server closing the
+//     connections of the spent flood client as they are accepted.
+//
+// The goroutines carry the pprof label side (valid, gateway, flood), so
+// that a CPU profile splits the process's CPU (go tool pprof -tags).
 //
 // BENCHMARKS.md has the figures of
 //
-//	go test -run='^$' -bench=ForgedTokenFlood -benchtime=40000x -count=6 .
+//	go test -run='^$' -bench='^BenchmarkForgedTokenFlood$' -benchtime=40000x -count=6 .
 func BenchmarkForgedTokenFlood(b *testing.B) {
 	type run struct {
 		name         string
@@ -86,6 +95,9 @@ func BenchmarkForgedTokenFlood(b *testing.B) {
 	}
 	for _, bc := range runs {
 		b.Run(bc.name, func(b *testing.B) {
+			// The valid client's side, inherited by its goroutines; the
+			// gateway's and the flood's are labeled where they start.
+			pprof.SetGoroutineLabels(pprof.WithLabels(b.Context(), pprof.Labels("side", "valid")))
 			url := floodGateway(b, bc.burst)
 			valid := pointsv1connect.NewPointsServiceClient(loopbackClient(b, validClientAddr, *validWorkers), url)
 			call := func(ctx context.Context, client pointsv1connect.PointsServiceClient, tok string) error {
@@ -117,37 +129,16 @@ func BenchmarkForgedTokenFlood(b *testing.B) {
 				return time.Since(start)
 			}
 			// flooding starts the flood, on fresh connections, and returns
-			// its stop once floodWarmup forged tokens were sent.
-			pace := rate.NewLimiter(rate.Limit(bc.flood), 1)
-			var forged atomic.Int64
+			// its stop once floodWarmup attempts were made.
+			f := newFlood(b, url, bc.flood)
 			flooding := func() (stop func()) {
 				ctx, cancel := context.WithCancel(b.Context())
-				var workers sync.WaitGroup
-				running := make(chan struct{})
-				var once sync.Once
-				from := forged.Load()
-				for w := range floodWorkers {
-					conn := floodConn(b, url)
-					workers.Go(func() {
-						defer conn.Close()
-						for i := w; pace.Wait(ctx) == nil; i += floodWorkers {
-							if status := conn.send(i); status != http.StatusUnauthorized && status != http.StatusTooManyRequests {
-								b.Errorf("a forged token was answered HTTP %d", status)
-								once.Do(func() { close(running) })
-								return
-							}
-							if forged.Add(1)-from == floodWarmup {
-								once.Do(func() { close(running) })
-							}
-						}
-					})
-				}
-				<-running
-				return func() { cancel(); workers.Wait() }
+				wait := f.start(ctx, b, 0, floodWarmup)
+				return func() { cancel(); wait() }
 			}
 
 			var alone, flooded, aloneCPU, floodedCPU time.Duration
-			var aloneN, floodedN, sent int
+			var aloneN, floodedN, tried, served int
 			ratios := make([]float64, 0, floodRounds)
 			b.ResetTimer()
 			for round := range floodRounds {
@@ -160,11 +151,12 @@ func BenchmarkForgedTokenFlood(b *testing.B) {
 
 				n = b.N/(2*floodRounds) + boolInt(floodRounds+round < b.N%(2*floodRounds))
 				stop := flooding()
-				from := forged.Load()
+				from, fromAnswered := f.attempts.Load(), f.answered.Load()
 				c0 = cpuNow()
 				d = requests(n)
 				floodedCPU += cpuNow() - c0
-				sent += int(forged.Load() - from)
+				tried += int(f.attempts.Load() - from)
+				served += int(f.answered.Load() - fromAnswered)
 				stop()
 				floodedN, flooded = floodedN+n, flooded+d
 				ratios = append(ratios, float64(n)/d.Seconds()/aloneRate)
@@ -177,7 +169,10 @@ func BenchmarkForgedTokenFlood(b *testing.B) {
 			// the phase alone just before it, so that a burst of other work
 			// on the machine skews one round, not the figure.
 			b.ReportMetric(ratios[len(ratios)/2], "ratio")
-			b.ReportMetric(float64(sent)/flooded.Seconds(), "forged/s")
+			// The flood's attempts, and of them the requests answered
+			// (the others: connections closed at accept).
+			b.ReportMetric(float64(tried)/flooded.Seconds(), "attempts/s")
+			b.ReportMetric(float64(served)/flooded.Seconds(), "answered/s")
 			// The process's CPU (the gateway, the upstream and both clients):
 			// cores used, and CPU per valid request, flood included.
 			b.ReportMetric(aloneCPU.Seconds()/alone.Seconds(), "cores")
@@ -188,11 +183,54 @@ func BenchmarkForgedTokenFlood(b *testing.B) {
 	}
 }
 
+// BenchmarkForgedTokenFloodCost is the CPU one attempt of the flood of
+// BenchmarkForgedTokenFlood costs, the flood alone (no valid traffic):
+// b.N attempts at each of -flood-rates a second, reporting the process's
+// CPU per attempt, the gateway's and the flood client's together (they
+// share the process: -cpuprofile splits them), and the attempts and
+// answers a second:
+//
+//   - no-budget/RATE: every forged token verified and refused (401);
+//   - budget/RATE: the default budget: after its first 20 failures the
+//     flood client is answered 429 and its connection closed, and its new
+//     connections are closed at accept, but for the 5 a second its budget
+//     refills.
+//
+// BENCHMARKS.md has the split of
+//
+//	go test -run='^$' -bench='ForgedTokenFloodCost/^budget$/1600' -benchtime=32000x -cpuprofile=cost.prof .
+//	go tool pprof -tags cost.prof
+func BenchmarkForgedTokenFloodCost(b *testing.B) {
+	for v := range strings.SplitSeq(*floodRates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n <= 0 {
+			b.Fatalf("-flood-rates: %q", v)
+		}
+		for _, bc := range []struct {
+			name  string
+			burst int
+		}{{"no-budget", -1}, {"budget", 0}} {
+			b.Run(fmt.Sprintf("%s/%d", bc.name, n), func(b *testing.B) {
+				f := newFlood(b, floodGateway(b, bc.burst), n)
+				b.ResetTimer()
+				c0, t0 := cpuNow(), time.Now()
+				f.start(b.Context(), b, int64(b.N), 0)()
+				d, cpu := time.Since(t0), cpuNow()-c0
+				b.StopTimer()
+				b.ReportMetric(float64(f.attempts.Load())/d.Seconds(), "attempts/s")
+				b.ReportMetric(float64(f.answered.Load())/d.Seconds(), "answered/s")
+				b.ReportMetric(cpu.Seconds()/d.Seconds(), "cores")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(f.attempts.Load()), "cpu-µs/attempt")
+			})
+		}
+	}
+}
+
 // Phases of BenchmarkForgedTokenFlood.
 const (
 	floodRounds  = 40 // alone and flooded phases, each
 	floodWorkers = 16 // concurrent forged requests at most
-	floodWarmup  = 50 // forged tokens sent before a flooded phase is timed
+	floodWarmup  = 50 // flood attempts before a flooded phase is timed
 )
 
 func boolInt(v bool) int {
@@ -251,58 +289,156 @@ func floodGateway(b *testing.B, burst int) string {
 		b.Fatal(err)
 	}
 	srv := gw.Server(ln.Addr().String())
-	go func() {
+	// Labeled, as the flood and valid clients are, so that a CPU profile
+	// splits the process's CPU by side (go tool pprof -tags); the
+	// connections' goroutines inherit the label.
+	go pprof.Do(context.Background(), pprof.Labels("side", "gateway"), func(context.Context) {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			b.Error(err)
 		}
-	}()
+	})
 	b.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
 }
 
-// floodClient is one connection of the flood, from floodClientAddr: HTTP/1.1
-// requests written from prepared bytes and their answers read back, one at
-// a time, as a flood tool would send them, so that the flood's own CPU on
-// this shared machine is small (about half what a generated client's
-// costs).
-type floodClient struct {
-	net.Conn
-	r    *bufio.Reader
+// flood is the flood client of the benchmarks: floodWorkers workers
+// (floodClient) sending forged tokens from floodClientAddr, at most rate
+// attempts a second in all.
+type flood struct {
+	host string
 	reqs [][]byte
+	pace *rate.Limiter
+	// attempts counts requests answered and connections closed
+	// unanswered; answered the former.
+	attempts, answered atomic.Int64
 }
 
-// floodConn connects a floodClient to the gateway at url.
-func floodConn(b *testing.B, url string) *floodClient {
+// newFlood prepares a flood of the gateway at url, perSecond attempts a
+// second.
+func newFlood(b *testing.B, url string, perSecond int) *flood {
 	b.Helper()
 	loopbackClient(b, floodClientAddr, 1) // skips where the address is not local
 	host := strings.TrimPrefix(url, "http://")
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(floodClientAddr)}}
-	conn, err := d.DialContext(b.Context(), "tcp", host)
-	if err != nil {
-		b.Fatal(err)
+	return &flood{host: host, reqs: floodRequests(host), pace: rate.NewLimiter(rate.Limit(perSecond), 1)}
+}
+
+// start starts the workers, on fresh connections, which flood until ctx
+// ends or, when limit > 0, limit attempts were made in all. It returns
+// once warmup attempts were made (or the flood failed); wait waits for the
+// workers to stop. The workers are labeled side=flood for CPU profiles.
+func (f *flood) start(ctx context.Context, b *testing.B, limit, warmup int64) (wait func()) {
+	var workers sync.WaitGroup
+	var tickets atomic.Int64
+	running := make(chan struct{})
+	var once sync.Once
+	ready := func() { once.Do(func() { close(running) }) }
+	if warmup <= 0 {
+		ready()
 	}
-	c := &floodClient{Conn: conn, r: bufio.NewReader(conn), reqs: make([][]byte, 256)}
-	for i := range c.reqs {
-		c.reqs[i] = []byte("POST " + pointsv1connect.PointsServiceGetBalanceProcedure + " HTTP/1.1\r\nHost: " + host +
+	from := f.attempts.Load()
+	for w := range floodWorkers {
+		workers.Go(func() {
+			pprof.Do(ctx, pprof.Labels("side", "flood"), func(ctx context.Context) {
+				c := &floodClient{addr: f.host, reqs: f.reqs}
+				defer c.close()
+				for i := w; (limit <= 0 || tickets.Add(1) <= limit) && f.pace.Wait(ctx) == nil; i += floodWorkers {
+					status, err := c.send(ctx, i)
+					switch {
+					case ctx.Err() != nil:
+						return
+					case err != nil:
+						b.Errorf("flood client: %v", err)
+						ready()
+						return
+					case status == http.StatusUnauthorized || status == http.StatusTooManyRequests:
+						f.answered.Add(1)
+					case status != 0: // 0: closed unanswered
+						b.Errorf("a forged token was answered HTTP %d", status)
+						ready()
+						return
+					}
+					if f.attempts.Add(1)-from == warmup {
+						ready()
+					}
+				}
+			})
+		})
+	}
+	<-running
+	return workers.Wait
+}
+
+// floodClient is one worker of the flood, from floodClientAddr: HTTP/1.1
+// requests written from prepared bytes (floodRequests) and their answers
+// read back, one at a time, as a flood tool would send them, so that the
+// flood's own CPU on this shared machine is small (about half what a
+// generated client's costs). When the gateway closes its connection it
+// connects again for the next request.
+type floodClient struct {
+	addr string
+	reqs [][]byte
+	conn net.Conn // nil: connect for the next request
+	r    *bufio.Reader
+}
+
+// floodRequests are the flood's requests to the gateway at host, each
+// with a different forgery.
+func floodRequests(host string) [][]byte {
+	reqs := make([][]byte, 256)
+	for i := range reqs {
+		reqs[i] = []byte("POST " + pointsv1connect.PointsServiceGetBalanceProcedure + " HTTP/1.1\r\nHost: " + host +
 			"\r\nContent-Type: application/json\r\nConnect-Protocol-Version: 1\r\nAuthorization: Bearer " +
 			floodForgeries[(i*17)%len(floodForgeries)] + "\r\nContent-Length: 2\r\n\r\n{}")
 	}
-	return c
+	return reqs
 }
 
-// send sends the i-th forged request and returns the answer's status, 0
-// when the connection failed.
-func (c *floodClient) send(i int) int {
-	if _, err := c.Write(c.reqs[i%len(c.reqs)]); err != nil {
-		return 0
+// floodDialer connects from floodClientAddr.
+var floodDialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(floodClientAddr)}, KeepAlive: -1}
+
+// send sends the i-th forged request, on a new connection when the last
+// one was closed, and returns the answer's status: 0 when the connection
+// was closed (or reset) unanswered, as the gateway closes the connections
+// of a client over its budget at accept. It fails only when the flood
+// cannot go on: no connection made, for another reason than a reset.
+func (c *floodClient) send(ctx context.Context, i int) (int, error) {
+	if c.conn == nil {
+		conn, err := floodDialer.DialContext(ctx, "tcp", c.addr)
+		switch {
+		case errors.Is(err, syscall.ECONNRESET):
+			return 0, nil // closed at accept before the dial returned
+		case err != nil:
+			return 0, err
+		}
+		c.conn = conn
+		if c.r == nil {
+			c.r = bufio.NewReader(conn)
+		} else {
+			c.r.Reset(conn)
+		}
+	}
+	if _, err := c.conn.Write(c.reqs[i%len(c.reqs)]); err != nil {
+		c.close()
+		return 0, nil
 	}
 	res, err := http.ReadResponse(c.r, nil)
 	if err != nil {
-		return 0
+		c.close()
+		return 0, nil
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	_ = res.Body.Close()
-	return res.StatusCode
+	if res.Close {
+		c.close()
+	}
+	return res.StatusCode, nil
+}
+
+func (c *floodClient) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
 }
 
 // loopbackClient is an HTTP client whose connections, at most conns, come

@@ -127,10 +127,13 @@ func (g *Gateway) JWKS() http.Handler { return g.keys.Handler() }
 // Server returns an http.Server for the gateway on addr, built by
 // server.New: HTTP/1.1, HTTP/2 and unencrypted HTTP/2 (gRPC without TLS),
 // a 10 s header timeout, a 2 min idle timeout, Config.MaxHeaderBytes, no
-// read or write timeout (WatchOrder streams), and its own errors logged
-// to Config.Logger at level Warn.
+// read or write timeout (WatchOrder streams), its own errors logged to
+// Config.Logger at level Warn, and the connections of a client that has
+// spent its budget of failed authentications closed as they are accepted
+// (server.WithConnFilter with AcceptConn).
 func (g *Gateway) Server(addr string) *http.Server {
-	srv := server.New(g, server.WithMaxHeaderBytes(g.maxHeader), server.WithLogger(g.log))
+	srv := server.New(g, server.WithMaxHeaderBytes(g.maxHeader), server.WithLogger(g.log),
+		server.WithConnFilter(g.AcceptConn))
 	srv.Addr = addr
 	return srv
 }

@@ -1,17 +1,20 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -536,4 +539,196 @@ func TestAdversarialFailureBudget(t *testing.T) {
 	if strings.Contains(e.logs.String(), good) {
 		t.Fatal("a token was logged")
 	}
+}
+
+// TestAdversarialBudgetClosesConnections: a client that has spent its
+// budget of failed authentications costs almost nothing more. Its refusal
+// closes the connection (Connection: close over HTTP/1.1, GOAWAY over
+// HTTP/2), and its next connections are closed when accepted, before any
+// HTTP is read, until its budget refills; another address is served
+// meanwhile. Through Server on a loopback listener, with a fake clock:
+// the deadlines only guard against a hang.
+func TestAdversarialBudgetClosesConnections(t *testing.T) {
+	t.Parallel()
+	const (
+		a = "127.0.0.1"
+		b = "127.0.0.2" // on Linux the whole of 127.0.0.0/8 is loopback
+	)
+	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := start(t, func(c *gateway.Config) {
+		c.AuthFailureBurst = 2
+		c.AuthFailureRefill = time.Second
+		c.Clock = clock.Now
+	})
+	ln, err := net.Listen("tcp", a+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.gw.Server(ln.Addr().String())
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	addr := ln.Addr().String()
+	good := access(t, e.id, "usr_shopper", "shop", gateway.DefaultAudience)
+
+	// HTTP/1.1: the refusal for the budget closes the connection.
+	c1 := dialHTTP1(t, a, addr)
+	for i := range 2 {
+		if res := c1.getBalance(t, forge(t, good)); res.StatusCode != http.StatusUnauthorized || res.Close {
+			t.Fatalf("forged token %d: HTTP %d, Connection: close %v; want 401, kept open", i, res.StatusCode, res.Close)
+		}
+	}
+	res := c1.getBalance(t, good)
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "1" || !res.Close {
+		t.Fatalf("over the budget: HTTP %d, Retry-After %q, Connection: close %v; want 429, 1, true",
+			res.StatusCode, res.Header.Get("Retry-After"), res.Close)
+	}
+	c1.wantClosed(t, "the connection refused for the budget")
+
+	// The next connection is closed at accept: no HTTP response at all. It
+	// may be reset before Dial even returns.
+	if c2, err := tryHTTP1(t, a, addr); err == nil {
+		_, _ = io.WriteString(c2, getBalance(good)) // fails if the reset came first
+		c2.wantClosed(t, "a new connection of a client over its budget")
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatal(err)
+	}
+
+	// Another address keeps its own budget and its connections.
+	if probe, err := net.Listen("tcp", b+":0"); err != nil {
+		t.Logf("no other address to test from: %v", err)
+	} else {
+		_ = probe.Close()
+		cb := dialHTTP1(t, b, addr)
+		if res := cb.getBalance(t, forge(t, good)); res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("another address: HTTP %d, want 401", res.StatusCode)
+		}
+		if res := cb.getBalance(t, good); res.StatusCode != http.StatusOK || res.Close {
+			t.Fatalf("another address: HTTP %d, Connection: close %v; want 200, kept open", res.StatusCode, res.Close)
+		}
+	}
+
+	// Refilled, the client is served again, and keeps its connection.
+	clock.advance(time.Second)
+	c3 := dialHTTP1(t, a, addr)
+	for range 2 {
+		if res := c3.getBalance(t, good); res.StatusCode != http.StatusOK || res.Close {
+			t.Fatalf("refilled: HTTP %d, Connection: close %v; want 200, kept open", res.StatusCode, res.Close)
+		}
+	}
+
+	// HTTP/2 without TLS: the refusal for the budget ends the connection
+	// (GOAWAY, then close), and the next one is closed at accept.
+	ended := make(chan struct{})
+	var once sync.Once
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(a)}}
+	tr := &http.Transport{Protocols: new(http.Protocols), DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &endConn{Conn: conn, ended: func() { once.Do(func() { close(ended) }) }}, nil
+	}}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	h2c := pointsv1connect.NewPointsServiceClient(&http.Client{Transport: tr}, "http://"+addr)
+	if _, err := h2c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, forge(t, good))); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("h2c, forged token: %v; want unauthenticated", err)
+	}
+	if _, err := h2c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, good)); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("h2c, over the budget: %v; want resource_exhausted", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("h2c: the connection refused for the budget was not closed")
+	}
+	if _, err := h2c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, good)); err == nil || connect.CodeOf(err) == connect.CodeResourceExhausted {
+		t.Fatalf("h2c, a new connection over the budget: %v; want it closed at accept, unanswered", err)
+	}
+}
+
+// http1Conn is a raw HTTP/1.1 connection from a chosen loopback address.
+type http1Conn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// dialHTTP1 connects from the address from to addr.
+func dialHTTP1(t *testing.T, from, addr string) *http1Conn {
+	t.Helper()
+	c, err := tryHTTP1(t, from, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryHTTP1 is dialHTTP1, returning its failure.
+func tryHTTP1(t *testing.T, from, addr string) (*http1Conn, error) {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := d.DialContext(t.Context(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil { // a hang guard
+		t.Fatal(err)
+	}
+	return &http1Conn{Conn: conn, r: bufio.NewReader(conn)}, nil
+}
+
+// getBalance sends GetBalance (Connect, JSON) with tok and reads the
+// answer, its body drained.
+func (c *http1Conn) getBalance(t *testing.T, tok string) *http.Response {
+	t.Helper()
+	if _, err := io.WriteString(c, getBalance(tok)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	return res
+}
+
+// getBalance is a GetBalance request with tok, Connect and JSON over
+// HTTP/1.1.
+func getBalance(tok string) string {
+	return "POST " + pointsv1connect.PointsServiceGetBalanceProcedure + " HTTP/1.1\r\nHost: gateway\r\n" +
+		"Content-Type: application/json\r\nConnect-Protocol-Version: 1\r\nAuthorization: Bearer " + tok +
+		"\r\nContent-Length: 2\r\n\r\n{}"
+}
+
+// wantClosed checks that the server closed the connection (end of stream
+// or reset) without sending anything more.
+func (c *http1Conn) wantClosed(t *testing.T, what string) {
+	t.Helper()
+	got, err := io.ReadAll(c.r)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		t.Fatalf("%s: kept open", what)
+	}
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%s: answered %q", what, got)
+	}
+}
+
+// endConn calls ended once a read fails: the peer closed the connection,
+// or the client did.
+type endConn struct {
+	net.Conn
+	ended func()
+}
+
+func (c *endConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.ended()
+	}
+	return n, err
 }

@@ -40,6 +40,15 @@
 // per-name counter is that anyone can lock a name for 15 minutes; per-IP
 // throttling belongs in front of the gateway.
 //
+// # Retention
+//
+// [Service.Purge] deletes the sessions that expired or were revoked more
+// than the retention ago, with all their refresh tokens (a presented token
+// of a purged session is unknown: "invalid credentials", as when expired),
+// and the login-failure windows older than the retention. Refresh tokens go
+// with their session only, so that reuse detection holds for a session's
+// whole life. Users are kept.
+//
 // # Authentication of calls
 //
 // Every RPC needs a transaction token from the gateway (which mints one with
@@ -178,6 +187,7 @@ type Service struct {
 	verifier *token.Verifier
 	path     string // the issuer URL's path, "" at the origin's root
 	disc     ports.Discovery
+	store    *adapters.Store
 }
 
 // ErrConfig reports an incomplete or invalid Config.
@@ -235,7 +245,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	base := strings.TrimSuffix(cfg.Issuer, "/")
 	s := &Service{
-		cfg: cfg, server: ports.NewServer(a, cfg.Logger), verifier: v,
+		cfg: cfg, server: ports.NewServer(a, cfg.Logger), verifier: v, store: store,
 		path: strings.TrimSuffix(u.Path, "/"),
 		disc: ports.Discovery{
 			Issuer:                            cfg.Issuer,
@@ -293,3 +303,17 @@ func (s *Service) JWKS() http.Handler { return s.cfg.Keys.Handler() }
 
 // Close releases the verifier's caches.
 func (s *Service) Close() { s.verifier.Close() }
+
+// Purge deletes the sessions that ended (expired or revoked) more than
+// retention before now, with their refresh tokens, and the login-failure
+// windows older than that (see the package documentation); a retention of
+// 0 keeps them. It returns the rows deleted by table, also when it fails
+// part way. The purge task of the process runs it every -purge-every;
+// replicas may run it at once.
+func (s *Service) Purge(ctx context.Context, now time.Time, retention time.Duration) (map[string]int64, error) {
+	if retention <= 0 {
+		return nil, nil
+	}
+	p, err := s.store.Purge(ctx, now.Add(-retention))
+	return map[string]int64{"sessions": p.Sessions, "refresh_tokens": p.RefreshTokens, "login_failures": p.LoginFailures}, err
+}

@@ -186,6 +186,9 @@ type world struct {
 	// watchPerUser and watchTotal are the WatchOrder caps of the instances
 	// started next (0: the defaults).
 	watchPerUser, watchTotal int
+	// logs, when set, receives the log records of the instances started
+	// next, with their txn (authn.NewLogHandler).
+	logs slog.Handler
 }
 
 var capabilities = map[string]string{"coupons": "coupons:redeem", "points": "points:spend", "payments": "payments:capture"}
@@ -242,8 +245,13 @@ type instance struct {
 	done   chan struct{}
 }
 
-func (w *world) start(db *sqldb.DB) *instance {
+// start starts an instance on db, its handlers registered with opts.
+func (w *world) start(db *sqldb.DB, opts ...connect.HandlerOption) *instance {
 	w.t.Helper()
+	log := logger()
+	if w.logs != nil {
+		log = slog.New(authn.NewLogHandler(w.logs))
+	}
 	issuerKeys := map[string]keys.Source{}
 	for n, r := range w.rings {
 		issuerKeys[n] = r
@@ -252,7 +260,7 @@ func (w *world) start(db *sqldb.DB) *instance {
 		DB: db, Keys: w.opKeys, Vault: w.vault,
 		Gateway:     capability.Peer{Issuer: authntest.GatewayName, Keys: w.tokens.GatewayKeys},
 		TrustDomain: authntest.TrustDomain, Routes: w.routes, IssuerKeys: issuerKeys,
-		Logger: logger(),
+		Logger: log,
 		Saga: orderprocessing.SagaConfig{
 			Lease: 600 * time.Millisecond, CallTimeout: w.callTimeout, Backoff: 5 * time.Millisecond,
 			MaxBackoff: 20 * time.Millisecond, RecoverEvery: 50 * time.Millisecond, MaxAttempts: 3,
@@ -263,7 +271,7 @@ func (w *world) start(db *sqldb.DB) *instance {
 		w.t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	svc.Register(mux)
+	svc.Register(mux, opts...)
 	srv := httptest.NewServer(mux)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{svc: svc, client: orderprocessingv1connect.NewOrderProcessingServiceClient(srv.Client(), srv.URL), stop: cancel, done: make(chan struct{})}

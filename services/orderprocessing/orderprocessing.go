@@ -7,6 +7,12 @@
 //
 // It imports no code of any domain service: what it knows of them is the
 // routing table (configuration) and the generic capability.v1 protocol.
+//
+// What it keeps is bounded by [Service.Purge], which the process runs
+// every -purge-every: consumed jtis go once their token expired, sealed
+// tokens a day after their order finished, unplaced checkouts after the
+// retention; finished orders themselves are kept unless
+// Config.OrderRetention says otherwise.
 package orderprocessing
 
 import (
@@ -148,7 +154,29 @@ type Config struct {
 	// the database every 500 ms). Zero takes DefaultWatchPerUser and
 	// DefaultWatchTotal; negative: no cap.
 	WatchPerUser, WatchTotal int
+	// SealedTokenRetention is how long after an order ended COMPLETED or
+	// FAILED (its last update) its steps keep their sealed confirmation
+	// tokens, the sensitive part of an order, needed only while the saga
+	// may still call an issuer with them; Purge empties them after. Zero
+	// takes DefaultSealedTokenRetention, 24 hours; negative keeps them.
+	// Orders NEEDS_OPERATOR keep theirs: an operator's retry needs them.
+	SealedTokenRetention time.Duration
+	// OrderRetention is how long an order that ended COMPLETED or FAILED
+	// is kept, with its steps and checkout, before Purge deletes it. Zero
+	// (the default) keeps every order: a shop keeps its order history, and
+	// once its tokens are dropped an order is a small row of what was
+	// bought. Orders NEEDS_OPERATOR or unfinished are never purged.
+	OrderRetention time.Duration
 }
+
+// Retention defaults and bounds (Config.SealedTokenRetention,
+// OrderRetention).
+const (
+	DefaultSealedTokenRetention = 24 * time.Hour
+	// MinRetention is the shortest positive retention New accepts: longer
+	// than any verifier's leeway past a token's exp.
+	MinRetention = time.Minute
+)
 
 // The default caps of WatchOrder streams (Config.WatchPerUser, WatchTotal).
 const (
@@ -181,6 +209,9 @@ type Service struct {
 	runner   *saga.Runner
 	keys     *keys.Ring
 	db       *sqldb.DB
+	store    *adapters.Store
+	// sealedRetention and orderRetention are Config's, resolved: 0 keeps.
+	sealedRetention, orderRetention time.Duration
 	// capabilities are the routing table's, the bounded label values of
 	// the refused-compensation counter.
 	capabilities []string
@@ -194,6 +225,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if err := validateRoutes(cfg.Routes); err != nil {
 		return nil, err
+	}
+	for _, d := range []time.Duration{cfg.SealedTokenRetention, cfg.OrderRetention} {
+		if d > 0 && d < MinRetention {
+			return nil, fmt.Errorf("orderprocessing: a retention of %v is shorter than %v", d, MinRetention)
+		}
 	}
 	ns, _ := namespaces(cfg.Routes)
 	opts := []token.Option{
@@ -254,7 +290,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	})
 	a := app.New(app.Config{
 		Repo: store, Envelope: app.EnvelopeVerifier(v), Sealer: sealer, Guard: guard, Routes: routes,
-		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL,
+		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL, Logger: cfg.Logger,
 		Sign: func(ctx context.Context, c domain.Checkout) (string, error) {
 			raw, _, err := token.Issue(ctx, issuer, token.Checkout, token.CheckoutClaims{
 				Registered:        token.Registered{Subject: c.UserID, Audience: audiences, ExpiresAt: c.ExpiresAt},
@@ -267,7 +303,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	for _, r := range cfg.Routes {
 		caps = append(caps, r.Capability)
 	}
+	sealedRetention := cfg.SealedTokenRetention
+	switch {
+	case sealedRetention == 0:
+		sealedRetention = DefaultSealedTokenRetention
+	case sealedRetention < 0:
+		sealedRetention = 0
+	}
 	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
+		store: store, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
 		capabilities: caps}, nil
 }
 
@@ -301,19 +345,89 @@ const CompensationsRefusedTotal = "tokenrelay_saga_compensations_refused_total"
 // process's saga runner saw refused for good.
 func (s *Service) CompensationsRefused(capability string) int64 { return s.runner.Refused(capability) }
 
-// Export registers the service's counters with m: the saga's outcomes
-// (metrics.SagaOutcomesTotal{outcome}) and its refused compensations
-// (CompensationsRefusedTotal{capability}, one series per capability of the
-// routing table, from 0). Call it once per registry.
+// SagaCallsTotal counts the saga's calls to the issuers'
+// CapabilityService, by call (exercise, compensate), capability and
+// outcome: applied, transient (retried) or refused for exercise;
+// compensated, transient or refused_for_good for compensate. A rising
+// transient count names an issuer in trouble before orders fail.
+const SagaCallsTotal = "tokenrelay_saga_calls_total"
+
+// SagaInFlight is the number of sagas this replica is driving (orders
+// whose lease it holds).
+const SagaInFlight = "tokenrelay_saga_in_flight"
+
+// Export registers the service's metrics with m: the saga's outcomes
+// (metrics.SagaOutcomesTotal{outcome}), its refused compensations
+// (CompensationsRefusedTotal{capability}), its calls (SagaCallsTotal{call,
+// capability, outcome}), each capability of the routing table from 0, and
+// the sagas in flight (SagaInFlight); and it counts in
+// metrics.RefusalsTotal{reason} every confirmation token PlaceOrder refuses
+// (metrics.Registry.Refused), whether or not m's Interceptor observes the
+// handlers. Call it once per registry, before serving.
 func (s *Service) Export(m *metrics.Registry) {
 	m.SagaOutcomes(s.SagaOutcomes)
+	s.server.CountRefusals(m.Refused)
+	reg := m.Prometheus()
 	for _, c := range s.capabilities {
-		m.Prometheus().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        CompensationsRefusedTotal,
 			Help:        "Saga steps whose compensation an issuer refused for good (the order needs an operator), by capability.",
 			ConstLabels: prometheus.Labels{"capability": c},
 		}, func() float64 { return float64(s.runner.Refused(c)) }))
+		for _, call := range []string{saga.CallExercise, saga.CallCompensate} {
+			for _, outcome := range saga.CallOutcomes(call) {
+				reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+					Name:        SagaCallsTotal,
+					Help:        "Calls of the saga to the issuers' CapabilityService, by call, capability and outcome.",
+					ConstLabels: prometheus.Labels{"call": call, "capability": c, "outcome": outcome},
+				}, func() float64 { return float64(s.runner.Calls(call, c, outcome)) }))
+			}
+		}
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: SagaInFlight, Help: "Sagas this replica is driving now (orders whose lease it holds).",
+	}, func() float64 { return float64(s.runner.InFlight()) }))
+}
+
+// Purge deletes, at now, what OrderProcessing no longer needs, and returns
+// the rows deleted (for steps.sealed_token, emptied) by table, also when it
+// fails part way:
+//
+//   - consumed_jtis: the records of tokens expired beyond the replay
+//     guard's leeway (replay.Guard.Prune), whatever retention says: the
+//     verifier refuses such tokens on their exp alone;
+//   - steps.sealed_token: the sealed tokens of orders COMPLETED or FAILED
+//     more than Config.SealedTokenRetention ago (default 24 h);
+//   - orders, steps, checkouts: orders COMPLETED or FAILED more than
+//     Config.OrderRetention ago, with their steps and checkout (default:
+//     kept for ever);
+//   - checkouts: checkouts no order was placed for (expired or cancelled)
+//     that expired more than retention ago; a retention of 0 keeps them.
+//
+// Orders NEEDS_OPERATOR or unfinished are never touched. The purge task of
+// the process runs it every -purge-every; replicas may run it at once, each
+// row going once.
+func (s *Service) Purge(ctx context.Context, now time.Time, retention time.Duration) (map[string]int64, error) {
+	rows := map[string]int64{}
+	n, err := s.store.PruneConsumed(ctx, now)
+	rows["consumed_jtis"] = n
+	errs := []error{err}
+	if s.sealedRetention > 0 {
+		n, err := s.store.DropSealedTokens(ctx, now.Add(-s.sealedRetention))
+		rows["steps.sealed_token"] = n
+		errs = append(errs, err)
+	}
+	if s.orderRetention > 0 {
+		p, err := s.store.PurgeOrders(ctx, now.Add(-s.orderRetention))
+		rows["orders"], rows["steps"], rows["checkouts"] = p.Orders, p.Steps, p.Checkouts
+		errs = append(errs, err)
+	}
+	if retention > 0 {
+		n, err := s.store.PurgeCheckouts(ctx, now.Add(-retention))
+		rows["checkouts"] += n
+		errs = append(errs, err)
+	}
+	return rows, errors.Join(errs...)
 }
 
 // JWKS serves OrderProcessing's public keys (checkout and workload tokens).

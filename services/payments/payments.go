@@ -3,7 +3,7 @@
 // their exercise and compensation for OrderProcessing. This package is its
 // public face: a Config and New; the rules, store, processor and handlers
 // live under internal/.
-// The face offers only what a process calls (New, Register, JWKS, Close,
+// The face offers only what a process calls (New, Register, JWKS, Purge, Close,
 // and Sealed, its sealed columns, for the operator); the verifier and
 // issuer stay unexported behind capabilityrpc.Face.
 //
@@ -32,6 +32,16 @@
 //	4000000000009995  Unavailable when the       –
 //	                  request's deadline passes
 //	any other valid   hold placed                captured
+//
+// Retention: the confirmation and exercise records of a token are kept for
+// idempotent retries; [Service.Purge] deletes them once the retention has
+// passed since the token expired and its exercise last changed
+// (capabilitysql.Purge, which says what a late Compensate of a purged token
+// gets). The domain's own records (payment methods) are kept.
+//
+// A confirmation never exercised holds an authorization on the card; the
+// purge does not release it: processors let an authorization lapse on their
+// own (typically within 7 days), far sooner than the retention.
 package payments
 
 import (
@@ -39,6 +49,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -87,7 +98,10 @@ type Config struct {
 // Service is a running Payments service. It offers what a process needs of
 // it: Register its handlers (PaymentsService and CapabilityService), serve
 // its JWKS, Close it (see capabilityrpc.Face).
-type Service struct{ face }
+type Service struct {
+	face
+	store *adapters.Store
+}
 
 type face = capabilityrpc.Face
 
@@ -101,9 +115,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("payments: ProcessorDB must not be the same handle as DB")
 	}
 	own := capabilityrpc.Config{DB: cfg.DB, Vault: cfg.Vault, Logger: cfg.Logger, Trust: cfg.Trust}
+	var store *adapters.Store
 	f, err := capabilityrpc.NewFace(ctx, Name, own, func(ctx context.Context, w capabilityrpc.Wiring) (*ports.Server, error) {
-		store, err := adapters.NewStore(ctx, cfg.DB)
-		if err != nil {
+		var err error
+		if store, err = adapters.NewStore(ctx, cfg.DB); err != nil {
 			return nil, err
 		}
 		proc, err := adapters.NewSimProcessor(ctx, cfg.ProcessorDB)
@@ -117,5 +132,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{f}, nil
+	return &Service{face: f, store: store}, nil
+}
+
+// Purge deletes the confirmations and exercise records of the tokens past
+// retention at now (see capabilitysql.Purge); a retention of 0 keeps them.
+// It returns the rows deleted by table, also when it fails part way. The
+// purge task of the process runs it every -purge-every; replicas may run
+// it at once.
+func (s *Service) Purge(ctx context.Context, now time.Time, retention time.Duration) (map[string]int64, error) {
+	if retention <= 0 {
+		return nil, nil
+	}
+	p, err := s.store.Purge(ctx, now.Add(-retention))
+	return p.Rows(), err
 }

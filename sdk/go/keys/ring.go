@@ -33,7 +33,16 @@ const (
 	DefaultRetention = 61 * time.Minute
 	// DefaultJWKSMaxAge is the Cache-Control max-age of the JWKS response.
 	DefaultJWKSMaxAge = 5 * time.Minute
+	// DefaultPublishWindow is how long a next key must have been published
+	// before RotateAfter promotes it: the verifiers' JWKS refresh interval
+	// (jwks.DefaultRefreshInterval, one hour), after which every verifier
+	// that cached the ring's JWKS has fetched it again and knows the key.
+	DefaultPublishWindow = time.Hour
 )
+
+// ErrRotateTooSoon reports a rotation refused by RotateAfter: the next key
+// was published too recently for every verifier to know it.
+var ErrRotateTooSoon = errors.New("keys: the next key was published too recently to be promoted")
 
 // RingOption configures a Ring.
 type RingOption func(*Ring)
@@ -192,10 +201,39 @@ func (r *Ring) JWKS() []byte { return r.snapshot().jwks }
 // next key, persisting the ring first when it has a directory (on a write
 // error the ring is unchanged). Verifiers learn the promoted key from the
 // JWKS they already cached, so rotate no more often than their refresh
-// interval (one hour by default).
+// interval (one hour by default): RotateAfter refuses a rotation that comes
+// sooner.
 func (r *Ring) Rotate() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.rotate()
+}
+
+// RotateAfter is Rotate, refused with ErrRotateTooSoon while the next key
+// was created less than window ago (by the ring's clock, WithRingClock):
+// a verifier that cached the JWKS just before the next key was published
+// learns it only at its next refresh, and until then would refuse every
+// token the promoted key signs (as a bad signature, unless it refetches
+// unknown kids). Pass DefaultPublishWindow, or the verifiers' refresh
+// interval if longer. The next key is published from its creation on in a
+// process that created it, and from its restart in one that loaded the ring
+// earlier: restart the issuing service right after each rotation. A next
+// key without a creation time (a ring file written without it) is
+// promoted.
+func (r *Ring) RotateAfter(window time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.view.Load().next
+	if now, from := r.now(), next.created.Add(window); !next.created.IsZero() && now.Before(from) {
+		return fmt.Errorf("%w: next key %s published at %s, %s ago; it may be promoted from %s",
+			ErrRotateTooSoon, next.priv.KID(), next.created.UTC().Format(time.RFC3339),
+			now.Sub(next.created).Round(time.Second), from.UTC().Format(time.RFC3339))
+	}
+	return r.rotate()
+}
+
+// rotate is Rotate under r.mu.
+func (r *Ring) rotate() error {
 	old := r.view.Load()
 	next, err := GenerateKey(r.alg)
 	if err != nil {

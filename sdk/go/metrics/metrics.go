@@ -122,12 +122,45 @@ func (m *Registry) Observe(procedure string, err error, d time.Duration) {
 	code := "ok"
 	if err != nil {
 		code = connect.CodeOf(err).String()
-		if reason := refusalReason(err); reason != "" {
-			m.refusals.WithLabelValues(reason).Inc()
+		if _, counted := errors.AsType[*countedRefusal](err); !counted {
+			m.countRefusal(err)
 		}
 	}
 	m.requests.WithLabelValues(procedure, code).Inc()
 	m.duration.WithLabelValues(procedure).Observe(d.Seconds())
+}
+
+// Refused counts err as a token refusal, by the reason Observe gives it,
+// when it is one, and returns it marked as counted: Observe, called with it
+// later (by Interceptor), then counts the RPC and not the refusal again. A
+// handler calls it on the refusals it answers itself, so that they are
+// counted whether or not its RPCs pass through Interceptor: the embedded
+// process observes every RPC at its gateway, by code alone, and would
+// otherwise count none of the confirmation tokens OrderProcessing's
+// PlaceOrder refuses. The marked error is err for errors.Is, errors.As and
+// connect.CodeOf; Refused(nil) is nil.
+func (m *Registry) Refused(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, counted := errors.AsType[*countedRefusal](err); counted {
+		return err
+	}
+	m.countRefusal(err)
+	return &countedRefusal{err}
+}
+
+// countedRefusal is an error Refused has counted.
+type countedRefusal struct{ err error }
+
+func (c *countedRefusal) Error() string { return c.err.Error() }
+func (c *countedRefusal) Unwrap() error { return c.err }
+
+// countRefusal counts err's refusal reason, if it has one.
+func (m *Registry) countRefusal(err error) {
+	if reason := refusalReason(err); reason != "" {
+		m.refusals.WithLabelValues(reason).Inc()
+	}
 }
 
 // refusalReason is the reason label of a refusal, "" for an error that is
@@ -161,8 +194,9 @@ func (m *Registry) HandlerOption() connect.HandlerOption {
 // service's authentication interceptor, which Register installs first, so
 // it sees the RPCs that carried a valid transaction token, and the token
 // refusals of the handler itself (a confirmation token refused by
-// PlaceOrder). Requests refused for their credential are counted where
-// they are refused in practice: at the gateway.
+// PlaceOrder), but not a refusal the handler counted itself (Refused).
+// Requests refused for their credential are counted where they are refused
+// in practice: at the gateway.
 func (m *Registry) Interceptor() connect.Interceptor { return interceptor{m} }
 
 type interceptor struct{ m *Registry }

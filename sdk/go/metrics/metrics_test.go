@@ -116,3 +116,33 @@ func TestRefusalReasons(t *testing.T) {
 		}
 	}
 }
+
+// TestRefused (issue 20): a refusal a handler counts itself (Refused) is
+// counted once, even when Observe sees it again; the marked error keeps its
+// code and chain; an error that is no refusal is not counted.
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	refusal := rpcerr.Token(fmt.Errorf("confirmation token 1: %w", token.ErrExpired), rpcerr.AsArgument())
+	err := m.Refused(refusal)
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !errors.Is(err, token.ErrExpired) || err.Error() != refusal.Error() {
+		t.Fatalf("Refused changed the error: %v (%v)", err, connect.CodeOf(err))
+	}
+	if again := m.Refused(err); again != err {
+		t.Fatal("a counted refusal was marked twice")
+	}
+	m.Observe("/tokenrelay.capability.v1.CapabilityService/Exercise", err, time.Millisecond)
+	if m.Refused(nil) != nil {
+		t.Fatal("Refused(nil) != nil")
+	}
+	_ = m.Refused(errors.New("database down"))
+	body := scrape(t, m)
+	for _, want := range []string{
+		`tokenrelay_token_refusals_total{reason="expired"} 1`,
+		`tokenrelay_rpc_requests_total{code="failed_precondition",procedure="/tokenrelay.capability.v1.CapabilityService/Exercise"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
+}

@@ -7,8 +7,9 @@
 // ([Process.Telemetry]), the JWKS cache of the peers it trusts by URL
 // ([Peers]), the trust of a process behind the gateway ([GatewayTrust]:
 // its flags and the gateway's keys), the end of every main ([Process.Main]:
-// signals, the failure logged, the exit status), and the Env helpers and
-// [List] flag the binaries' own flags use.
+// signals, an invalid environment refused, the failure logged, the exit
+// status), and the Env helpers ([CheckEnv]) and [List] flag the binaries'
+// own flags use.
 //
 // The rule: configuration comes from flags whose defaults are environment
 // variables (TOKENRELAY_ plus the flag name in upper case, dashes as
@@ -16,7 +17,8 @@
 // variable without a flag is vault.EnvKeys, a secret, read when the vault
 // opens so that it never shows in -help. Serving itself is package server's
 // and metrics package metrics'; [Process.Serve] only hands server the
-// configured address, shutdown timeout and slow-client bounds and puts the
+// configured address, shutdown timeout and slow-client bounds (and
+// [Process.ServeWith] a binary's further server options) and puts the
 // health probes in front of the handler (health.Probes: /livez, and /readyz
 // for the readiness the service mounts at /healthz), and
 // [Process.ServeRPC] puts a service's handlers, its tracing and metrics
@@ -121,10 +123,7 @@ func (p *Process) Flags(fs *flag.FlagSet, defaultAddr string) {
 		"data `directory`: the default place of the SQLite file, key ring and vault keys (env "+EnvData+")")
 	fs.StringVar(&p.KeysDir, "keys", Env(EnvKeys, ""),
 		"signing key ring `directory`, created when empty; replicas share it (env "+EnvKeys+"; default <data>/keys)")
-	p.LogLevel = slog.LevelInfo
-	if err := p.LogLevel.UnmarshalText([]byte(Env(EnvLogLevel, "INFO"))); err != nil {
-		p.LogLevel = slog.LevelInfo
-	}
+	p.LogLevel = EnvLevel(EnvLogLevel, slog.LevelInfo)
 	fs.TextVar(&p.LogLevel, "log-level", p.LogLevel, "least `level` logged: DEBUG, INFO, WARN or ERROR (env "+EnvLogLevel+")")
 	fs.DurationVar(&p.ShutdownTimeout, "shutdown-timeout", EnvDuration(EnvShutdownTimeout, server.DefaultShutdownTimeout),
 		"how long requests in flight may finish after SIGINT or SIGTERM (env "+EnvShutdownTimeout+")")
@@ -168,9 +167,10 @@ func (p Process) OpenDB(ctx context.Context) (*sqldb.DB, error) {
 }
 
 // Open opens the database at url with schema (PostgreSQL only) and the
-// pool size MaxConns.
+// pool size MaxConns; a SQLite file is owner-only (sqldb.Open narrows one
+// that others may read, logged with the process's logger).
 func (p Process) Open(ctx context.Context, url, schema string) (*sqldb.DB, error) {
-	opts := []sqldb.Option{sqldb.WithMaxOpenConns(p.MaxConns)}
+	opts := []sqldb.Option{sqldb.WithMaxOpenConns(p.MaxConns), sqldb.WithLogger(p.Logger())}
 	if schema != "" {
 		opts = append(opts, sqldb.WithSchema(schema))
 	}
@@ -209,7 +209,9 @@ type State struct {
 }
 
 // OpenState opens Ring, Vault and OpenDB, in that order; close State.DB
-// when done.
+// when done. What it creates is the process's alone: directories 0700,
+// the key ring, vault keys and SQLite files (with their -wal and -shm)
+// 0600.
 func (p Process) OpenState(ctx context.Context) (State, error) {
 	ring, err := p.Ring()
 	if err != nil {
@@ -233,8 +235,17 @@ func (p Process) OpenState(ctx context.Context) (State, error) {
 // process serves, GET /readyz is h's readiness at /healthz. It logs the
 // address it listens on.
 func (p Process) Serve(ctx context.Context, log *slog.Logger, h http.Handler, tasks ...server.Task) error {
-	srv := server.New(health.Probes(h), server.WithLogger(log),
-		server.WithReadBodyTimeout(p.ReadBodyTimeout), server.WithIdleTimeout(p.IdleTimeout))
+	return p.ServeWith(ctx, log, h, nil, tasks...)
+}
+
+// ServeWith is Serve with further server options, applied after the
+// configured ones: gatewayd's server.WithConnFilter, which closes the
+// connections of a client that has spent its budget of failed
+// authentications as they are accepted.
+func (p Process) ServeWith(ctx context.Context, log *slog.Logger, h http.Handler, opts []server.Option, tasks ...server.Task) error {
+	opts = append([]server.Option{server.WithLogger(log),
+		server.WithReadBodyTimeout(p.ReadBodyTimeout), server.WithIdleTimeout(p.IdleTimeout)}, opts...)
+	srv := server.New(health.Probes(h), opts...)
 	return server.ListenAndRun(ctx, p.Addr, srv, p.ShutdownTimeout, func(a net.Addr) {
 		log.Info("listening", "addr", a.String())
 	}, tasks...)

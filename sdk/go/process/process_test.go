@@ -34,6 +34,11 @@ func TestFlagsDefaultToEnvironment(t *testing.T) {
 	if p != want {
 		t.Fatalf("Process = %+v, want %+v", p, want)
 	}
+	// The unparsable variable gave the default above, and stops the
+	// process at Main.
+	if err := process.CheckEnv(); err == nil || !strings.Contains(err.Error(), process.EnvDBMaxConns+`="not a number": want an integer`) {
+		t.Fatalf("CheckEnv = %v, want it to name %s", err, process.EnvDBMaxConns)
+	}
 }
 
 func TestDefaults(t *testing.T) {

@@ -19,8 +19,16 @@ import (
 // Main runs run with a context cancelled on SIGINT or SIGTERM
 // (server.SignalContext) and, when run fails, logs "<command> stopped"
 // with the error and exits with status 1: the end of every service
-// binary's main.
+// binary's main. Before that, an environment variable that a flag's
+// default could not take (CheckEnv: TOKENRELAY_SHUTDOWN_TIMEOUT=banana)
+// is logged as "<command> not started", naming the variable, and the
+// process exits with status 2, as for an invalid flag: it never runs on a
+// default the operator did not choose.
 func (p Process) Main(command string, run func(ctx context.Context) error) {
+	if err := CheckEnv(); err != nil {
+		p.Logger().Error(command+" not started", "err", err)
+		os.Exit(2)
+	}
 	ctx, stop := server.SignalContext()
 	defer stop()
 	if err := run(ctx); err != nil {

@@ -24,6 +24,17 @@
 // must, because the same confirmation token is consumed once by
 // OrderProcessing and once by its issuer; two services sharing one
 // consumed_jtis table would refuse each other's legitimate use.
+//
+// # Retention
+//
+// A record is needed only while its token could still be accepted: until
+// its exp plus the verifier's leeway (at most [DefaultLeeway]). After that
+// the verifier refuses the token on its exp alone, so [Guard.Prune] deletes
+// the record. Every process that consumes tokens must run Prune
+// periodically (OrderProcessing does, in its purge task every
+// -purge-every), or the table grows by one row per consumed token for ever.
+// Prune deletes in bounded batches and is safe from several replicas at
+// once.
 package replay
 
 import (
@@ -205,28 +216,43 @@ func (g *Guard) Mark(iss, jti string, exp time.Time) {
 	g.cache.Wait()
 }
 
-// pruneBatch is how many records one Prune transaction deletes at most.
-const pruneBatch = 5000
+// PruneBatch is how many records one Prune statement deletes at most; Prune
+// repeats the statement, each in a short transaction of its own, while a
+// batch comes back full.
+const PruneBatch = 1000
 
 // Prune deletes the records of tokens that expired more than the leeway
 // before the time before, typically time.Now(), and returns how many it
-// deleted, also when it fails part way. This is safe because the verifier refuses such tokens on their
-// exp alone. Run it periodically; it is idempotent and safe to run from
-// several replicas at once.
+// deleted, also when it fails part way. This is safe because the verifier
+// refuses such tokens on their exp alone: a replay of a pruned token is
+// refused as expired before it reaches [Guard.Consume]. Run it periodically
+// in every process that consumes tokens (OrderProcessing runs it in its
+// purge task, see orderprocessing.Service.Purge).
+//
+// It is idempotent and safe to run from several replicas at once: each
+// batch deletes at most [PruneBatch] rows in one transaction; on PostgreSQL
+// the batch is chosen with FOR UPDATE SKIP LOCKED, so concurrent prunes
+// delete disjoint rows without waiting for each other (a prune that finds
+// its batch short because another holds the rest stops, and the other
+// finishes); on SQLite the write lock serialises them. Each row is counted
+// by the one prune that deleted it.
 func (g *Guard) Prune(ctx context.Context, before time.Time) (int64, error) {
 	// A record with expires_at = e may be deleted once e + leeway < before,
 	// i.e. e < before - leeway; flooring keeps the bound conservative.
 	cutoff := before.Add(-g.leeway).Unix()
+	lock := ""
+	if g.db.Dialect() == sqldb.Postgres {
+		lock = ` FOR UPDATE SKIP LOCKED`
+	}
+	query := `DELETE FROM consumed_jtis WHERE (iss, jti) IN (
+		SELECT iss, jti FROM consumed_jtis WHERE expires_at < $1 LIMIT $2` + lock + `)`
 	var total int64
 	for {
 		var deleted int64
 		// Batches keep each transaction short: on SQLite it holds the one
 		// write lock that every Consume needs.
 		err := g.db.Tx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx,
-				`DELETE FROM consumed_jtis WHERE (iss, jti) IN (
-					SELECT iss, jti FROM consumed_jtis WHERE expires_at < $1 LIMIT $2)`,
-				cutoff, pruneBatch)
+			res, err := tx.ExecContext(ctx, query, cutoff, PruneBatch)
 			if err != nil {
 				return err
 			}
@@ -237,7 +263,7 @@ func (g *Guard) Prune(ctx context.Context, before time.Time) (int64, error) {
 		if err != nil {
 			return total, fmt.Errorf("replay: prune: %w", err)
 		}
-		if deleted < pruneBatch {
+		if deleted < PruneBatch {
 			return total, nil
 		}
 	}

@@ -328,6 +328,54 @@ func TestPrune(t *testing.T) {
 	})
 }
 
+// TestPruneConcurrent runs two prunes at once, as two replicas do: each
+// expired record is deleted once, counted by the prune that deleted it,
+// neither prune fails, and live records stay.
+func TestPruneConcurrent(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		g := setup(t, db)
+		now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+		const expired, live = 2*replay.PruneBatch + 500, 300
+		_, err := db.SQL().ExecContext(t.Context(),
+			`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+			INSERT INTO consumed_jtis (iss, jti, expires_at) SELECT 'bulk', 'j' || i,
+				CASE WHEN i <= $2 THEN CAST($3 AS BIGINT) ELSE CAST($4 AS BIGINT) END FROM n`,
+			expired+live, expired, now.Add(-time.Hour).Unix(), now.Add(time.Hour).Unix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		counts := make([]int64, 2)
+		errs := make([]error, 2)
+		for i := range counts {
+			wg.Go(func() { counts[i], errs[i] = g.Prune(t.Context(), now) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("prune %d: %v", i, err)
+			}
+		}
+		// A prune that stopped early (its batch short while the other held
+		// rows) leaves the rest to the next run: run one more.
+		more, err := g.Prune(t.Context(), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := counts[0] + counts[1] + more; got != expired {
+			t.Errorf("prunes deleted %d + %d + %d rows, want %d in all", counts[0], counts[1], more, expired)
+		}
+		var left int
+		if err := db.SQL().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM consumed_jtis`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left != live {
+			t.Errorf("%d records left, want the %d live ones", left, live)
+		}
+	})
+}
+
 func TestMigrationsWithSqldb(t *testing.T) {
 	t.Parallel()
 	db := sqldbtest.SQLite(t)

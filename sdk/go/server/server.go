@@ -21,6 +21,16 @@
 //     the services a server offers, so that buf curl and grpcurl need no
 //     schema.
 //
+// # Refused clients
+//
+// [WithConnFilter] closes the connections of refused peer addresses as
+// they are accepted, before any byte is read: net/http still accepts and
+// starts a goroutine, which finds the connection closed at its first read,
+// but nothing is parsed or answered. A handler that refuses a client for
+// good should also answer with Connection: close (over HTTP/2 net/http
+// turns it into GOAWAY), so that the client must reconnect and meets the
+// filter.
+//
 // # Slow clients
 //
 // Four bounds keep a client from holding a connection by sending slowly or
@@ -126,6 +136,34 @@ func WithIdleTimeout(d time.Duration) Option {
 	return func(s *settings) {
 		if d != 0 {
 			s.srv.IdleTimeout = d
+		}
+	}
+}
+
+// WithConnFilter closes, as it is accepted and before any byte of it is
+// read (no TLS handshake, no HTTP parsing, no answer), every connection
+// whose peer address accept refuses: the place to turn away a client that
+// a handler has already found abusive (the gateway's Gateway.AcceptConn,
+// for a client that has spent its budget of failed authentications), at
+// the cost of an accept and a close instead of a request. The connection
+// is reset (SO_LINGER 0) rather than closed gracefully, so that a flood of
+// refused connections leaves no TIME_WAIT state on the server. accept runs
+// in the server's accept loop, once a connection: it must be fast, must
+// not block, and must be safe for concurrent use. Default: every
+// connection is served; nil keeps the default.
+func WithConnFilter(accept func(remote net.Addr) bool) Option {
+	return func(s *settings) {
+		if accept == nil {
+			return
+		}
+		s.srv.ConnState = func(c net.Conn, state http.ConnState) {
+			if state != http.StateNew || accept(c.RemoteAddr()) {
+				return
+			}
+			if l, ok := c.(interface{ SetLinger(sec int) error }); ok {
+				_ = l.SetLinger(0)
+			}
+			_ = c.Close()
 		}
 	}
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,6 +201,59 @@ func TestRunGracefulShutdown(t *testing.T) {
 	}
 	if _, err := client.Exercise(context.Background(), connect.NewRequest(&capabilityv1.ExerciseRequest{})); err == nil {
 		t.Fatal("server still serving after Run returned")
+	}
+}
+
+// TestConnFilter: a connection whose peer the filter refuses is closed as
+// it is accepted, unanswered, whatever it sends; the filter is asked once
+// a connection, with the peer's address, and the others are served.
+func TestConnFilter(t *testing.T) {
+	t.Parallel()
+	var refuse atomic.Bool
+	asked := make(chan net.Addr, 4)
+	srv := server.New(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("served")) }),
+		server.WithLogger(slog.New(slog.DiscardHandler)),
+		server.WithConnFilter(func(remote net.Addr) bool { asked <- remote; return !refuse.Load() }))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	// get sends a request on a new connection and reads until the server
+	// closes it. A refused connection may already be reset when Dial
+	// returns.
+	get := func() (string, error) {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			<-asked
+			return "", err
+		}
+		defer conn.Close()
+		if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil { // a hang guard
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") // fails if reset first
+		got, err := io.ReadAll(conn)
+		if remote := <-asked; remote.String() != conn.LocalAddr().String() {
+			t.Fatalf("filter asked about %v, want %v", remote, conn.LocalAddr())
+		}
+		return string(got), err
+	}
+	if got, err := get(); err != nil || !strings.HasSuffix(got, "served") {
+		t.Fatalf("accepted: %q, %v", got, err)
+	}
+	refuse.Store(true)
+	got, err := get()
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		t.Fatal("refused: kept open")
+	}
+	if got != "" || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+		t.Fatalf("refused: %q, %v; want closed unanswered", got, err)
+	}
+	refuse.Store(false)
+	if got, err := get(); err != nil || !strings.HasSuffix(got, "served") {
+		t.Fatalf("accepted again: %q, %v", got, err)
 	}
 }
 

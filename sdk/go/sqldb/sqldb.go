@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -65,6 +66,7 @@ type config struct {
 	maxOpenConns int
 	schema       string
 	txAttempts   int
+	logger       *slog.Logger
 }
 
 // Option configures [Open].
@@ -102,6 +104,12 @@ func WithTxAttempts(n int) Option {
 	return func(c *config) { c.txAttempts = n }
 }
 
+// WithLogger sets where Open logs a SQLite file it had to narrow to
+// owner-only access (see Open). Default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
 // Open opens and pings the database named by rawURL:
 //
 //   - postgres://... or postgresql://... opens PostgreSQL through pgx;
@@ -109,13 +117,19 @@ func WithTxAttempts(n int) Option {
 //   - sqlite:///abs/path.db, sqlite:rel/path.db, file:path.db?... (a SQLite
 //     URI) or a plain file path opens SQLite, creating the file if needed.
 //     Query parameters are passed to modernc.org/sqlite and override the
-//     defaults described in the package documentation.
+//     defaults described in the package documentation. The database file
+//     and its -wal, -shm and -journal files are owner-only
+//     (PrivateFileMode, 0600): Open creates the file so, and narrows an
+//     existing one that group or others may read, logging it (WithLogger).
 //
 // The returned DB must be closed.
 func Open(ctx context.Context, rawURL string, opts ...Option) (*DB, error) {
 	cfg := config{busyTimeout: 5 * time.Second, txAttempts: 5}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
 	}
 	if cfg.txAttempts < 1 {
 		cfg.txAttempts = 1
@@ -263,6 +277,8 @@ func openSQLite(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	path, create := sqliteFile(dsn)
+	privateFiles(path, create, cfg.logger)
 	pool, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: open SQLite: %w", err)

@@ -22,6 +22,15 @@
 //	-trust-domain           aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
 //	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
 //	                        private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
+//	-retention              how long a token's confirmation and exercise records are kept after the token
+//	                        expired and its exercise last changed (TOKENRELAY_RETENTION, default 720h; 0 keeps them)
+//	-purge-every            how often this process purges them (TOKENRELAY_PURGE_EVERY, default 10m)
+//
+// A domain whose Service has a Purge method (every domain's face has:
+// capabilitysql.Purge) gets it run every -purge-every beside the server
+// (process.Retention.Task), its rows counted as
+// tokenrelay_purged_rows_total{service, table} on /metrics. Replicas purge
+// at once safely.
 package capabilityd
 
 import (
@@ -30,6 +39,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -37,6 +47,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/process"
+	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 )
@@ -45,6 +56,13 @@ import (
 type Service interface {
 	Register(mux *http.ServeMux, opts ...connect.HandlerOption)
 	Close()
+}
+
+// Purger is a Service that purges the records past their retention (every
+// domain's face: it runs capabilitysql.Purge). Run runs its Purge as a
+// background task.
+type Purger interface {
+	Purge(ctx context.Context, now time.Time, retention time.Duration) (map[string]int64, error)
 }
 
 // Deps is what Build gets: everything the domain's Config needs.
@@ -82,6 +100,9 @@ type Config struct {
 	// workload tokens) are: a comma-separated list of URLs of the one set
 	// its replicas share (process.Peers.Add).
 	OrderProcessingJWKS string
+	// Retention is how long the domain keeps its tokens' records, and how
+	// often it purges them (-retention, -purge-every).
+	Retention process.Retention
 }
 
 // Main parses the command line into a Config, runs the domain until
@@ -93,6 +114,7 @@ func Main(d Domain) {
 	cfg.StoreFlags(fs, d.Name)
 	cfg.Gateway.Flags(fs)
 	fs.StringVar(&cfg.OrderProcessingJWKS, "order-processing-jwks", process.Env("TOKENRELAY_ORDER_PROCESSING_JWKS", ""), "`URL[,URL...]` of OrderProcessing's JWKS, every replica, tried in turn (env TOKENRELAY_ORDER_PROCESSING_JWKS; required)")
+	cfg.Retention.Flags(fs)
 	if d.Flags != nil {
 		d.Flags(fs)
 	}
@@ -102,6 +124,9 @@ func Main(d Domain) {
 
 // Run runs the domain with cfg until ctx ends.
 func Run(ctx context.Context, d Domain, cfg Config) error {
+	if err := cfg.Retention.Validate(); err != nil {
+		return err
+	}
 	log := cfg.Logger()
 	peers, gw, err := cfg.Gateway.Peers(log)
 	if err != nil {
@@ -131,8 +156,13 @@ func Run(ctx context.Context, d Domain, cfg Config) error {
 		return err
 	}
 	defer stopTelemetry()
+	m := metrics.New()
+	var tasks []server.Task
+	if p, ok := svc.(Purger); ok {
+		tasks = append(tasks, cfg.Retention.Task(log, m, d.Name, p.Purge))
+	}
 	return cfg.ServeRPC(ctx, log, process.RPC{
 		Register: svc.Register, Reflect: []string{d.Service, capabilityv1connect.CapabilityServiceName},
-		Telemetry: tel, Metrics: metrics.New(), Peers: peers,
-	})
+		Telemetry: tel, Metrics: m, Peers: peers,
+	}, tasks...)
 }

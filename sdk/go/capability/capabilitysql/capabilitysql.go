@@ -11,7 +11,10 @@
 // statements every domain shares: read by jti or key, save once per key,
 // claim once per jti; the exercise protocol on them ([Ledger]: exercise
 // once, compensate once, void, each in one transaction with the domain's
-// own effect); and the list of its sealed columns ([Sealed]).
+// own effect); the list of its sealed columns ([Sealed]); and the purge
+// of the records of tokens nothing can use any more ([Purge]: expired, their
+// exercise final, the retention passed since both), which every domain runs
+// from its purge task.
 //
 // Its rule: it is a store helper, imported only by a domain's
 // internal/adapters (and its face, for the operator's list of sealed

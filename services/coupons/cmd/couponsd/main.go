@@ -24,6 +24,9 @@
 //	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 //	-log-level         DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout  grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
+//	-retention         how long a token's confirmation and exercise records are kept after the token expired
+//	                   and its exercise last changed (TOKENRELAY_RETENTION, default 720h, 30 days; 0 keeps them)
+//	-purge-every       how often this process purges what is past the retention (TOKENRELAY_PURGE_EVERY, default 10m)
 package main
 
 import (
@@ -33,6 +36,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityd"
 	"github.com/tokenrelay/tokenrelay/services/coupons"
 )
+
+// The purge task runs only for a Service that is a capabilityd.Purger.
+var _ capabilityd.Purger = (*coupons.Service)(nil)
 
 func main() {
 	capabilityd.Main(capabilityd.Domain{

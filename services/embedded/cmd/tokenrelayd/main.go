@@ -6,6 +6,17 @@
 // (TOKENRELAY_READ_BODY_TIMEOUT, default 30s) bounds how long a client may
 // take to send a request body, -idle-timeout (TOKENRELAY_IDLE_TIMEOUT,
 // default 2m) how long a keep-alive connection may stay idle.
+//
+// Retention (each flag 0 keeps what it governs; else at least 1m):
+//
+//	-retention               how long every service keeps a finished record after its last change: a token's
+//	                         confirmation and exercise, an unplaced checkout, an ended session
+//	                         (TOKENRELAY_RETENTION, default 720h, 30 days)
+//	-sealed-token-retention  how long an order COMPLETED or FAILED keeps its sealed confirmation tokens
+//	                         (TOKENRELAY_SEALED_TOKEN_RETENTION, default 24h)
+//	-order-retention         how long an order COMPLETED or FAILED is kept (TOKENRELAY_ORDER_RETENTION,
+//	                         default 0: every order is kept)
+//	-purge-every             how often the purge runs (TOKENRELAY_PURGE_EVERY, default 10m)
 package main
 
 import (
@@ -21,9 +32,11 @@ import (
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/embedded/webui"
 	"github.com/tokenrelay/tokenrelay/services/identity"
+	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
 
 func main() {
@@ -38,8 +51,18 @@ func main() {
 		"how long a client may take to send a request body; streams are not cut (env TOKENRELAY_READ_BODY_TIMEOUT; default 30s, negative: no bound)")
 	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", envDuration("TOKENRELAY_IDLE_TIMEOUT"),
 		"close keep-alive connections idle that long (env TOKENRELAY_IDLE_TIMEOUT; default 2m, negative: never)")
+	retention := process.Retention{}
+	retention.Flags(flag.CommandLine)
+	sealedRetention := flag.Duration("sealed-token-retention", process.EnvDuration("TOKENRELAY_SEALED_TOKEN_RETENTION", orderprocessing.DefaultSealedTokenRetention),
+		"how long an order COMPLETED or FAILED keeps its sealed confirmation tokens; 0 keeps them (env TOKENRELAY_SEALED_TOKEN_RETENTION)")
+	orderRetention := flag.Duration("order-retention", process.EnvDuration("TOKENRELAY_ORDER_RETENTION", 0),
+		"how long an order COMPLETED or FAILED is kept, with its steps and checkout; 0 keeps every order (env TOKENRELAY_ORDER_RETENTION)")
 	flag.Parse()
 	cfg.Seed = !*noSeed
+	// Flags say 0 for "keep"; embedded.Config says it with a negative
+	// duration (its 0 is the default).
+	cfg.Retention, cfg.SealedTokenRetention = keepAsNegative(retention.Keep), keepAsNegative(*sealedRetention)
+	cfg.OrderRetention, cfg.PurgeEvery = *orderRetention, retention.Every
 	cfg.Logger = slog.New(authn.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))
 	if *webDir != "" {
 		web, err := webui.Handler(os.DirFS(*webDir))
@@ -97,6 +120,14 @@ func defaultWebDir() string {
 // server's default) when it is unset or unparsable.
 func envDuration(key string) time.Duration {
 	d, _ := time.ParseDuration(os.Getenv(key))
+	return d
+}
+
+// keepAsNegative maps a retention flag's 0 (keep) to a negative duration.
+func keepAsNegative(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
 	return d
 }
 

@@ -33,7 +33,8 @@
 //	-tenant            tctx tenant of the transaction tokens (TOKENRELAY_TENANT, default default)
 //	-allowed-origins   comma-separated CORS origins (TOKENRELAY_ALLOWED_ORIGINS, default none)
 //	-auth-failure-burst  failed authentications (refused access tokens) a client address may have
-//	                   before it is refused with resource_exhausted, without verification
+//	                   before it is refused with resource_exhausted, without verification, and its
+//	                   new connections are closed as they are accepted
 //	                   (TOKENRELAY_GATEWAY_AUTH_FAILURE_BURST, default 20; negative: no budget, as
 //	                   behind a reverse proxy, where every client has the proxy's address)
 //	-auth-failure-refill  how often a client gets one failed authentication back
@@ -191,5 +192,7 @@ func run(ctx context.Context, cfg Config) error {
 	root := http.NewServeMux()
 	server.MountReflection(root, services, m.HandlerOption())
 	root.Handle("/", g)
-	return cfg.Serve(ctx, log, root, peers.Run, g.Run)
+	// A client that has spent its budget of failed authentications has its
+	// connections closed as they are accepted, before any HTTP is read.
+	return cfg.ServeWith(ctx, log, root, []server.Option{server.WithConnFilter(g.AcceptConn)}, peers.Run, g.Run)
 }

@@ -27,6 +27,9 @@
 //	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 //	-log-level         DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout  grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
+//	-retention         how long a session (and its refresh tokens) is kept after it expired or was revoked,
+//	                   and a login-failure window after it started (TOKENRELAY_RETENTION, default 720h; 0 keeps them)
+//	-purge-every       how often this process purges what is past the retention (TOKENRELAY_PURGE_EVERY, default 10m)
 package main
 
 import (
@@ -49,6 +52,9 @@ type Config struct {
 	// Gateway: who signs the transaction tokens, where its keys are, and
 	// their aud.
 	Gateway process.GatewayTrust
+	// Retention is how long ended sessions are kept, and how often they
+	// are purged.
+	Retention process.Retention
 }
 
 func main() {
@@ -59,6 +65,7 @@ func main() {
 	flag.StringVar(&cfg.Audience, "audience", process.Env("TOKENRELAY_AUDIENCE", identity.DefaultAudience), "aud of the access tokens (env TOKENRELAY_AUDIENCE)")
 	flag.BoolVar(&cfg.SeedDemoUsers, "seed-demo-users", process.EnvBool("TOKENRELAY_SEED_DEMO_USERS", false), "create the demo users shopper and admin when missing (env TOKENRELAY_SEED_DEMO_USERS)")
 	cfg.Gateway.Flags(flag.CommandLine)
+	cfg.Retention.Flags(flag.CommandLine)
 	flag.Parse()
 	if cfg.Issuer == "" {
 		cfg.Issuer = "http://" + cfg.Addr
@@ -67,6 +74,9 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config) error {
+	if err := cfg.Retention.Validate(); err != nil {
+		return err
+	}
 	log := cfg.Logger()
 	peers, gw, err := cfg.Gateway.Peers(log)
 	if err != nil {
@@ -96,8 +106,9 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopTelemetry()
+	m := metrics.New()
 	return cfg.ServeRPC(ctx, log, process.RPC{
 		Register: svc.Register, Reflect: []string{identityv1connect.IdentityServiceName},
-		Telemetry: tel, Metrics: metrics.New(), Peers: peers,
-	})
+		Telemetry: tel, Metrics: m, Peers: peers,
+	}, cfg.Retention.Task(log, m, identity.Name, svc.Purge))
 }

@@ -41,6 +41,17 @@
 //	-watch-total         WatchOrder streams of all users on this replica (TOKENRELAY_WATCH_TOTAL, default 1024; negative: no cap)
 //	-log-level           DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout    grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
+//	-retention           how long a checkout no order was placed for is kept after it expired
+//	                     (TOKENRELAY_RETENTION, default 720h, 30 days; 0 keeps them)
+//	-sealed-token-retention  how long an order COMPLETED or FAILED keeps its sealed confirmation tokens
+//	                     (TOKENRELAY_SEALED_TOKEN_RETENTION, default 24h; 0 keeps them)
+//	-order-retention     how long an order COMPLETED or FAILED is kept, with its steps and checkout
+//	                     (TOKENRELAY_ORDER_RETENTION, default 0: every order is kept)
+//	-purge-every         how often this replica purges (TOKENRELAY_PURGE_EVERY, default 10m); consumed jtis
+//	                     are pruned at each purge once their token's exp plus the leeway has passed
+//
+// The purge (orderprocessing.Service.Purge) runs in every replica; replicas
+// purging at once is safe. Orders NEEDS_OPERATOR are never purged.
 package main
 
 import (
@@ -81,6 +92,11 @@ type Config struct {
 	// WatchPerUser and WatchTotal cap the WatchOrder streams (see
 	// orderprocessing.Config).
 	WatchPerUser, WatchTotal int
+	// Retention governs unplaced checkouts and how often the purge runs
+	// (-retention, -purge-every); SealedTokenRetention and OrderRetention
+	// the finished orders (0 keeps).
+	Retention                            process.Retention
+	SealedTokenRetention, OrderRetention time.Duration
 }
 
 func main() {
@@ -95,11 +111,19 @@ func main() {
 	flag.DurationVar(&cfg.Saga.RecoverEvery, "saga-recover-every", process.EnvDuration("TOKENRELAY_SAGA_RECOVER_EVERY", 2*time.Second), "how often unfinished orders with free leases are looked for (env TOKENRELAY_SAGA_RECOVER_EVERY)")
 	flag.IntVar(&cfg.WatchPerUser, "watch-per-user", process.EnvInt("TOKENRELAY_WATCH_PER_USER", orderprocessing.DefaultWatchPerUser), "WatchOrder streams one user may hold open on this replica, beyond which resource_exhausted; negative: no cap (env TOKENRELAY_WATCH_PER_USER)")
 	flag.IntVar(&cfg.WatchTotal, "watch-total", process.EnvInt("TOKENRELAY_WATCH_TOTAL", orderprocessing.DefaultWatchTotal), "WatchOrder streams of all users on this replica, beyond which resource_exhausted; negative: no cap (env TOKENRELAY_WATCH_TOTAL)")
+	cfg.Retention.Flags(flag.CommandLine)
+	flag.DurationVar(&cfg.SealedTokenRetention, "sealed-token-retention", process.EnvDuration("TOKENRELAY_SEALED_TOKEN_RETENTION", orderprocessing.DefaultSealedTokenRetention),
+		"how long an order COMPLETED or FAILED keeps its sealed confirmation tokens; 0 keeps them (env TOKENRELAY_SEALED_TOKEN_RETENTION)")
+	flag.DurationVar(&cfg.OrderRetention, "order-retention", process.EnvDuration("TOKENRELAY_ORDER_RETENTION", 0),
+		"how long an order COMPLETED or FAILED is kept, with its steps and checkout; 0 keeps every order (env TOKENRELAY_ORDER_RETENTION)")
 	flag.Parse()
 	cfg.Main("orderprocessingd", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func run(ctx context.Context, cfg Config) error {
+	if err := validateRetention(cfg); err != nil {
+		return err
+	}
 	log := cfg.Logger()
 	if cfg.RoutesFile == "" {
 		return errors.New("-routes: a routing table is required")
@@ -137,6 +161,7 @@ func run(ctx context.Context, cfg Config) error {
 		DB: db, Keys: ring, Vault: vk, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
 		Routes: routes, IssuerKeys: issuerKeys, HTTPClient: &http.Client{Transport: server.H2Transport()}, ClientOptions: []connect.ClientOption{tel.ClientOption()},
 		Logger: log, CheckoutTTL: cfg.CheckoutTTL, Saga: cfg.Saga, WatchPerUser: cfg.WatchPerUser, WatchTotal: cfg.WatchTotal,
+		SealedTokenRetention: keepAsNegative(cfg.SealedTokenRetention), OrderRetention: cfg.OrderRetention,
 	})
 	if err != nil {
 		return err
@@ -147,7 +172,28 @@ func run(ctx context.Context, cfg Config) error {
 	return cfg.ServeRPC(ctx, log, process.RPC{
 		Register: svc.Register, Reflect: []string{orderprocessingv1connect.OrderProcessingServiceName},
 		Telemetry: tel, Metrics: m, Peers: peers,
-	}, svc.Run)
+	}, svc.Run, cfg.Retention.Task(log, m, orderprocessing.Name, svc.Purge))
+}
+
+// validateRetention checks the retention flags: each 0 (keep) or at least
+// process.MinRetention, and -purge-every.
+func validateRetention(cfg Config) error {
+	if err := cfg.Retention.Validate(); err != nil {
+		return err
+	}
+	if err := process.ValidateRetention("-sealed-token-retention", cfg.SealedTokenRetention, cfg.Retention.Every); err != nil {
+		return err
+	}
+	return process.ValidateRetention("-order-retention", cfg.OrderRetention, cfg.Retention.Every)
+}
+
+// keepAsNegative maps a flag's 0 (keep) to orderprocessing.Config's
+// negative (keep; its 0 is the default).
+func keepAsNegative(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // maxRoutesFile is the largest routing table read, as

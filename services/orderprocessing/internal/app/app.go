@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
@@ -57,6 +58,10 @@ type Config struct {
 	// checkout token's maximum lifetime.
 	CheckoutTTL time.Duration
 	Now         func() time.Time
+	// Logger logs each order placed ("order placed", at INFO, with the
+	// request's context, so with its txn when the handler adds it:
+	// authn.NewLogHandler). Default: discard.
+	Logger *slog.Logger
 }
 
 // Service runs the use cases.
@@ -69,6 +74,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.CheckoutTTL <= 0 || cfg.CheckoutTTL > time.Hour {
 		cfg.CheckoutTTL = 30 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{cfg: cfg}
 }
@@ -148,6 +156,9 @@ func (s *Service) CancelCheckout(ctx context.Context, c Caller, id string) (doma
 // checkouts by their envelope, checks that they settle the total exactly,
 // and stores the order with its sealed tokens and consumed jtis in one
 // transaction; then the saga starts. The same key returns the same order.
+// A new order is logged ("order placed": order, checkout, user, total and
+// steps, never a token) with ctx, whose txn the saga's lines lack: the
+// order's id joins them.
 func (s *Service) PlaceOrder(ctx context.Context, c Caller, checkoutID string, raws []string, key string) (domain.Order, error) {
 	o, err := s.placeOrder(ctx, c, checkoutID, raws, key)
 	if errors.Is(err, token.ErrReplayed) || errors.Is(err, domain.ErrCheckoutClosed) {
@@ -218,6 +229,10 @@ func (s *Service) placeOrder(ctx context.Context, c Caller, checkoutID string, r
 	}
 	if !created && stored.CheckoutID != checkoutID {
 		return domain.Order{}, domain.ErrIdempotencyConflict
+	}
+	if created {
+		s.cfg.Logger.InfoContext(ctx, "order placed", "order", stored.ID, "checkout", stored.CheckoutID,
+			"user", stored.UserID, "total", stored.Total.String(), "steps", len(stored.Steps))
 	}
 	s.cfg.Saga.Start(stored.ID)
 	return stored, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -33,6 +34,8 @@ const CheckoutTokenHeader = "Checkout-Token"
 type Server struct {
 	app  *app.Service
 	errs *rpcerr.Mapper
+	// refused counts the token refusals the handlers answer (CountRefusals).
+	refused atomic.Pointer[func(error) error]
 }
 
 var _ orderprocessingv1connect.OrderProcessingServiceHandler = (*Server)(nil)
@@ -53,6 +56,12 @@ func NewServer(a *app.Service, log *slog.Logger) *Server {
 	)}
 }
 
+// CountRefusals makes every error the handlers answer pass through count,
+// which counts the token refusals among them (metrics.Registry.Refused:
+// each confirmation token PlaceOrder refuses, by its token.Reason, and
+// replays) and returns the error to answer.
+func (s *Server) CountRefusals(count func(error) error) { s.refused.Store(&count) }
+
 // error maps every failure of a handler in one place. A confirmation token
 // the token engine refused (token.ErrInvalid, whichever check, or its
 // issuer's keys unavailable) is an argument of PlaceOrder: rpcerr.Token with
@@ -60,10 +69,16 @@ func NewServer(a *app.Service, log *slog.Logger) *Server {
 // other defect -> InvalidArgument. A replayed token, and everything else,
 // goes through the service's Mapper.
 func (s *Server) error(ctx context.Context, err error) error {
+	var mapped error
 	if !errors.Is(err, token.ErrReplayed) && (errors.Is(err, token.ErrInvalid) || errors.Is(err, keys.ErrUnavailable)) {
-		return rpcerr.Token(err, rpcerr.AsArgument())
+		mapped = rpcerr.Token(err, rpcerr.AsArgument())
+	} else {
+		mapped = s.errs.Map(ctx, err)
 	}
-	return s.errs.Map(ctx, err)
+	if count := s.refused.Load(); count != nil {
+		return (*count)(mapped)
+	}
+	return mapped
 }
 
 // caller is the request's verified user; see authn.RequireCaller.

@@ -17,7 +17,19 @@
 //
 // NEEDS_OPERATOR is final: no Runner resumes it. Each refused compensation
 // is logged at ERROR once (order, capability, the issuer's code and message;
-// never the token) and counted by capability (Runner.Refused). An operator
+// never the token) and counted by capability (Runner.Refused).
+//
+// # Observing
+//
+// Each order's way through the saga is logged at INFO once the transition
+// is written: "order compensating", then "order completed", "order failed"
+// or "order needs an operator", each with the order's id, its outcome and
+// the time since it was placed (duration_ms), and the failure reason when
+// there is one. The saga runs after the request that placed the order, so
+// its lines carry no txn: the order's id joins them to PlaceOrder's "order
+// placed" line, which has it. Runner.Calls counts every Exercise and
+// Compensate call by capability and outcome, Runner.InFlight the sagas
+// running; Runner.Outcomes the orders ended. An operator
 // moves the order on outside the saga (domain.Order.RetryRefused puts it
 // back to COMPENSATING with a free lease, for any replica's recovery to pick
 // up; domain.Order.Resolve ends it FAILED).
@@ -123,7 +135,44 @@ type Runner struct {
 
 	completed, failed atomic.Int64 // orders this Runner ended, by outcome
 	refused           sync.Map     // capability -> *atomic.Int64: compensations refused for good
+	calls             sync.Map     // callKey -> *atomic.Int64: Exercise and Compensate calls by outcome
+	inFlight          atomic.Int64 // Drives holding an order's lease
 }
+
+// The calls the saga makes, for Runner.Calls.
+const (
+	CallExercise   = "exercise"
+	CallCompensate = "compensate"
+)
+
+// The outcomes of a call, for Runner.Calls.
+const (
+	// OutcomeApplied: Exercise applied the step.
+	OutcomeApplied = "applied"
+	// OutcomeCompensated: Compensate undid (or released) the step.
+	OutcomeCompensated = "compensated"
+	// OutcomeTransient: the call failed with a transient code (or timed
+	// out) and is retried; an Exercise that keeps failing so fails its
+	// step after MaxAttempts.
+	OutcomeTransient = "transient"
+	// OutcomeRefused: the issuer refused Exercise: the step fails and the
+	// order compensates.
+	OutcomeRefused = "refused"
+	// OutcomeRefusedForGood: the issuer refused Compensate, and would again:
+	// the step waits for an operator.
+	OutcomeRefusedForGood = "refused_for_good"
+)
+
+// CallOutcomes returns the outcomes call (CallExercise or CallCompensate)
+// may have: the bounded label values of Runner.Calls.
+func CallOutcomes(call string) []string {
+	if call == CallExercise {
+		return []string{OutcomeApplied, OutcomeTransient, OutcomeRefused}
+	}
+	return []string{OutcomeCompensated, OutcomeTransient, OutcomeRefusedForGood}
+}
+
+type callKey struct{ call, capability, outcome string }
 
 var _ app.Starter = (*Runner)(nil)
 
@@ -236,6 +285,8 @@ func (r *Runner) Drive(parent context.Context, id string) (err error) {
 	if err != nil || !ok {
 		return err
 	}
+	r.inFlight.Add(1)
+	defer r.inFlight.Add(-1)
 	ctx, cancel := context.WithCancelCause(parent)
 	r.mu.Lock()
 	r.holds[id] = hold{lease: lease, stop: cancel}
@@ -358,11 +409,15 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 		}
 		if i := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.State == domain.StepFailed }); i >= 0 {
 			failed := o.Steps[i]
-			return r.update(ctx, o.ID, func(o *domain.Order) error {
+			next, err := r.update(ctx, o.ID, func(o *domain.Order) error {
 				o.Status = domain.OrderCompensating
 				o.FailureReason = fmt.Sprintf("%s refused: %s", failed.Capability, failed.LastError)
 				return nil
 			})
+			if err == nil {
+				r.logOrder(ctx, "order compensating", next, "step", failed.Capability)
+			}
+			return next, err
 		}
 		for _, st := range o.Steps {
 			if st.Stage == stage && st.State != domain.StepApplied {
@@ -373,9 +428,57 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 	o, err := r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderCompleted; return nil })
 	if err == nil {
 		r.completed.Add(1)
+		r.logOrder(ctx, "order completed", o)
 	}
 	return o, err
 }
+
+// logOrder logs a transition of order o, once it is written: its id, the
+// outcome (its status), the time since it was placed and its failure
+// reason, if any, with attrs. Never a token: the reason holds the issuers'
+// codes and messages, which they write for clients.
+func (r *Runner) logOrder(ctx context.Context, msg string, o domain.Order, attrs ...any) {
+	attrs = append([]any{"order", o.ID, "outcome", outcome(o.Status),
+		"duration_ms", r.cfg.Now().Sub(o.CreatedAt).Milliseconds()}, attrs...)
+	if o.FailureReason != "" {
+		attrs = append(attrs, "reason", o.FailureReason)
+	}
+	r.cfg.Logger.InfoContext(ctx, msg, attrs...)
+}
+
+// outcome is the log's name of a saga's status.
+func outcome(s domain.OrderStatus) string {
+	switch s {
+	case domain.OrderCompleted:
+		return "completed"
+	case domain.OrderCompensating:
+		return "compensating"
+	case domain.OrderFailed:
+		return "failed"
+	case domain.OrderNeedsOperator:
+		return "needs_operator"
+	}
+	return fmt.Sprint(int(s))
+}
+
+// Calls returns how many call ("exercise" or "compensate") this Runner made
+// for steps of capability that ended with outcome (CallOutcomes). A call
+// cut short because the Runner stopped is not counted: it is made again.
+func (r *Runner) Calls(call, capability, outcome string) int64 {
+	if n, ok := r.calls.Load(callKey{call, capability, outcome}); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+func (r *Runner) countCall(call, capability, outcome string) {
+	n, _ := r.calls.LoadOrStore(callKey{call, capability, outcome}, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+
+// InFlight returns how many sagas this Runner is driving now (orders whose
+// lease it holds).
+func (r *Runner) InFlight() int64 { return r.inFlight.Load() }
 
 // Outcomes returns how many orders this Runner ended COMPLETED and FAILED.
 func (r *Runner) Outcomes() (completed, failed int64) { return r.completed.Load(), r.failed.Load() }
@@ -451,6 +554,14 @@ func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
 		if ctx.Err() != nil {
 			return // stopping: the step stays EXERCISING and is resumed
 		}
+		switch {
+		case err == nil:
+			r.countCall(CallExercise, st.Capability, OutcomeApplied)
+		case transient(err):
+			r.countCall(CallExercise, st.Capability, OutcomeTransient)
+		default:
+			r.countCall(CallExercise, st.Capability, OutcomeRefused)
+		}
 		if err == nil {
 			_, _ = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) {
 				s.State, s.Reference, s.LastError = domain.StepApplied, ref, ""
@@ -500,7 +611,7 @@ func (r *Runner) backward(ctx context.Context, o domain.Order) error {
 		}
 	}
 	var status domain.OrderStatus
-	_, err := r.update(ctx, o.ID, func(o *domain.Order) error {
+	end, err := r.update(ctx, o.ID, func(o *domain.Order) error {
 		status = domain.OrderFailed
 		if refused := o.Refused(); len(refused) > 0 {
 			status, o.FailureReason = domain.OrderNeedsOperator, domain.NeedsOperatorReason(o.FailureReason, refused)
@@ -508,8 +619,13 @@ func (r *Runner) backward(ctx context.Context, o domain.Order) error {
 		o.Status = status
 		return nil
 	})
-	if err == nil && status == domain.OrderFailed {
+	switch {
+	case err != nil:
+	case status == domain.OrderFailed:
 		r.failed.Add(1)
+		r.logOrder(ctx, "order failed", end)
+	default:
+		r.logOrder(ctx, "order needs an operator", end)
 	}
 	return err
 }
@@ -543,6 +659,16 @@ func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step,
 		}
 		if ctx.Err() != nil {
 			return false
+		}
+		if called {
+			switch {
+			case err == nil:
+				r.countCall(CallCompensate, st.Capability, OutcomeCompensated)
+			case transient(err):
+				r.countCall(CallCompensate, st.Capability, OutcomeTransient)
+			default:
+				r.countCall(CallCompensate, st.Capability, OutcomeRefusedForGood)
+			}
 		}
 		switch {
 		case err == nil:

@@ -98,15 +98,16 @@ func (f frozen) Claim(ctx context.Context, id, owner string, now, until time.Tim
 func placed(t *testing.T, store *adapters.Store) domain.Order {
 	t.Helper()
 	now := time.Now().UTC().Truncate(time.Microsecond)
+	key := ids.New("k") // so that one store holds several orders
 	eur := func(v int64) money.Money { return money.Money{AmountMinor: v, Currency: "EUR"} }
 	co, _, err := store.CreateCheckout(t.Context(), domain.Checkout{ID: ids.New("op"), UserID: "usr_ann",
 		Lines: []domain.Line{{SKU: "TEA", Name: "Tea", Quantity: 1, UnitPrice: eur(1000), LineTotal: eur(1000)}},
-		Total: eur(1000), Status: domain.CheckoutOpen, IdempotencyKey: "k", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		Total: eur(1000), Status: domain.CheckoutOpen, IdempotencyKey: key, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := domain.Order{ID: ids.New("ord"), CheckoutID: co.ID, UserID: co.UserID, Lines: co.Lines, Total: co.Total,
-		Status: domain.OrderPending, IdempotencyKey: "k", Version: 1, CreatedAt: now, UpdatedAt: now}
+		Status: domain.OrderPending, IdempotencyKey: key, Version: 1, CreatedAt: now, UpdatedAt: now}
 	for _, s := range []struct {
 		capability, issuer string
 		stage              int

@@ -26,6 +26,9 @@
 //	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 //	-log-level         DEBUG, INFO, WARN or ERROR (TOKENRELAY_LOG_LEVEL, default INFO)
 //	-shutdown-timeout  grace for requests in flight on SIGINT/SIGTERM (TOKENRELAY_SHUTDOWN_TIMEOUT, default 10s)
+//	-retention         how long a token's confirmation and exercise records are kept after the token expired
+//	                   and its exercise last changed (TOKENRELAY_RETENTION, default 720h, 30 days; 0 keeps them)
+//	-purge-every       how often this process purges what is past the retention (TOKENRELAY_PURGE_EVERY, default 10m)
 package main
 
 import (
@@ -40,6 +43,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/services/payments"
 )
+
+// The purge task runs only for a Service that is a capabilityd.Purger.
+var _ capabilityd.Purger = (*payments.Service)(nil)
 
 func main() {
 	// processorDB is the simulated card processor's database, a handle of

@@ -1,0 +1,22 @@
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
+)
+
+// Purge deletes the confirmations and exercise records of tokens that
+// expired before before and whose exercise, if any, is final and last
+// changed before before (capabilitysql.Purge, which says why that is safe
+// and what a late Compensate of a purged token gets). The caller passes
+// before = now - retention. Safe from several replicas at once.
+func (s *Store) Purge(ctx context.Context, before time.Time) (capabilitysql.Purged, error) {
+	p, err := capabilitysql.Purge(ctx, s.db, before)
+	if err != nil {
+		return p, fmt.Errorf("coupons: %w", err)
+	}
+	return p, nil
+}
