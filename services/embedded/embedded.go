@@ -9,7 +9,9 @@
 // 127.0.0.1 port) serves each service under its own path prefix
 // (/coupons/, /points/, /payments/, /order-processing/, /identity/), since
 // every domain serves the same CapabilityService, and is how
-// OrderProcessing reaches each domain. Each service gets its own SQLite
+// OrderProcessing reaches each domain; it serves the gateway too, under
+// /gateway/, for the seeding. With Config.TLS the public listener serves
+// HTTPS; the internal one stays h2c on loopback. Each service gets its own SQLite
 // file, as each would own its database or schema when scaled out.
 //
 // The public listener answers the health probes of package health:
@@ -22,6 +24,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +94,11 @@ type Config struct {
 	// listeners (server.WithIdleTimeout). Default (0)
 	// server.DefaultIdleTimeout, 2 min; negative: never.
 	IdleTimeout time.Duration
+	// TLS, when set, makes the public listener serve HTTPS with it, and URL
+	// https://: give it NextProtos h2 and http/1.1 for HTTP/2 and HTTP/1.1
+	// by ALPN (server.CertReloader.TLSConfig does). The internal listener
+	// stays h2c on loopback. Default nil: HTTP/1.1 and h2c.
+	TLS *tls.Config
 	// Retention is how long every service keeps the records it no longer
 	// needs (each service's Purge says which), purged by a task every
 	// PurgeEvery. Default (0) process.DefaultRetention, 30 days; negative
@@ -198,7 +206,11 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.url = "http://" + publicLn.Addr().String()
+	scheme := "http://"
+	if cfg.TLS != nil {
+		publicLn, scheme = tls.NewListener(publicLn, cfg.TLS), "https://"
+	}
+	s.url = scheme + publicLn.Addr().String()
 	w, err := s.wire(ctx, cfg, "http://"+internalLn.Addr().String())
 	if err != nil {
 		return nil, err
@@ -212,12 +224,16 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: gateway: %w", err)
 	}
+	// Seeding calls the gateway on the internal listener, whatever the
+	// public one's certificate names and whoever issued it.
+	seedBase := "/" + gateway.DefaultName
+	w.internal.Handle(seedBase+"/", http.StripPrefix(seedBase, root))
 	s.run(ctx, cfg.Logger, w, root, publicLn, internalLn)
 	if cfg.Seed {
 		if cfg.beforeSeed != nil {
 			cfg.beforeSeed(s.url)
 		}
-		if err := Seed(ctx, s.url, filepath.Join(cfg.DataDir, "seeded")); err != nil {
+		if err := Seed(ctx, w.internalURL+seedBase, filepath.Join(cfg.DataDir, "seeded")); err != nil {
 			return nil, fmt.Errorf("embedded: seed: %w", err)
 		}
 	}
@@ -538,6 +554,9 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 	}
 	w.sys.closers = append(w.sys.closers, g.Close)
 	w.tasks = append(w.tasks, g.Run)
+	// Every key is in process here: the JWKS counters stay 0, exported so
+	// that dashboards and alerts on them work on both deployments.
+	process.ExportJWKS(w.metrics, g)
 	w.acceptConn = g.AcceptConn
 	root := http.NewServeMux()
 	var services []string

@@ -102,6 +102,24 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.cache.Run(ctx)
 }
 
+// Fetches returns the key-set fetches of the OIDC issuers' JWKS (none
+// without OIDC issuers), for process.ExportJWKS.
+func (g *Gateway) Fetches() (ok, failed int64) {
+	if g.cache == nil {
+		return 0, 0
+	}
+	return g.cache.Fetches()
+}
+
+// Refused returns the OIDC issuers' JWKS answers refused for their
+// content, for process.ExportJWKS.
+func (g *Gateway) Refused() int64 {
+	if g.cache == nil {
+		return 0
+	}
+	return g.cache.Refused()
+}
+
 // Close releases the caches. Stop Run first.
 func (g *Gateway) Close() {
 	if g.verifier != nil {
@@ -192,7 +210,8 @@ func (g *Gateway) serveRPC(w http.ResponseWriter, r *http.Request, service strin
 	r = r.WithContext(authn.ContextWithTransaction(r.Context(), raw, txn))
 	sw := &statusWriter{ResponseWriter: w}
 	route.ServeHTTP(sw, r)
+	outcome := sw.outcome()
 	g.log.InfoContext(r.Context(), "rpc", "procedure", procedure, "sub", txn.Subject,
-		"status", sw.status(), "duration_ms", time.Since(start).Milliseconds())
-	return sw.outcome()
+		"code", codeName(outcome), "status", sw.status(), "duration_ms", time.Since(start).Milliseconds())
+	return outcome
 }

@@ -585,6 +585,10 @@ func TestSecondOIDCIssuer(t *testing.T) {
 			}
 		})
 	}
+	// The provider's keys were fetched once, counted for the JWKS metrics.
+	if ok, failed := e.gw.Fetches(); ok != 1 || failed != 0 || e.gw.Refused() != 0 {
+		t.Fatalf("JWKS fetches: %d ok, %d failed, %d refused; want the one of the provider", ok, failed, e.gw.Refused())
+	}
 	// An admin token of the external provider cannot reach admin RPCs.
 	_, err := e.pointsClient().GrantPoints(t.Context(), withBearer(&pointsv1.GrantPointsRequest{}, access(t, provider, "ext|42", "shop admin", "external-api")))
 	if connect.CodeOf(err) != connect.CodePermissionDenied {
@@ -785,3 +789,9 @@ func TestConfigRefusals(t *testing.T) {
 
 // codeOK stands for success in the tables (connect.Code has no OK value).
 const codeOK connect.Code = 0
+
+// lastLine is the last line written.
+func (s *syncBuffer) lastLine() string {
+	lines := strings.Split(strings.TrimSpace(s.String()), "\n")
+	return lines[len(lines)-1]
+}

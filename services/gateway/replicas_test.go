@@ -3,13 +3,19 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"maps"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
@@ -141,6 +147,83 @@ func TestObserve(t *testing.T) {
 			if got.procedure != pointsv1connect.PointsServiceGetBalanceProcedure || got.code != tc.want ||
 				(tc.wantErr != nil && !errors.Is(got.err, tc.wantErr)) {
 				t.Errorf("%s %s: observed %+v, want code %v wrapping %v", proto, tc.name, got, tc.want, tc.wantErr)
+			}
+		}
+	}
+}
+
+// watcher is a test OrderProcessingService whose WatchOrder sends one
+// update, then ends the stream with the code named by the order id
+// ("ok", or a Connect code such as "permission_denied").
+type watcher struct {
+	orderprocessingv1connect.UnimplementedOrderProcessingServiceHandler
+}
+
+func (watcher) WatchOrder(_ context.Context, req *connect.Request[orderprocessingv1.WatchOrderRequest], stream *connect.ServerStream[orderprocessingv1.WatchOrderResponse]) error {
+	if err := stream.Send(&orderprocessingv1.WatchOrderResponse{}); err != nil {
+		return err
+	}
+	if req.Msg.GetOrderId() == "ok" {
+		return nil
+	}
+	var code connect.Code
+	if err := code.UnmarshalText([]byte(req.Msg.GetOrderId())); err != nil {
+		return err
+	}
+	return connect.NewError(code, errors.New("refused at the end of the stream"))
+}
+
+// TestObserveStreams: a stream's outcome is the code it ended with, not
+// the HTTP status (200 for every stream that started): Config.Observe and
+// the gateway's rpc log line see it in every protocol, with the Connect
+// end-of-stream message and the gRPC-Web trailers read from the body,
+// compressed or not.
+func TestObserveStreams(t *testing.T) {
+	t.Parallel()
+	gwRing, idRing := ring(t), ring(t)
+	mux := http.NewServeMux()
+	mux.Handle(orderprocessingv1connect.NewOrderProcessingServiceHandler(watcher{}))
+	// The client may see a stream's end before the gateway's handler has
+	// returned: wait for each observation (the log line is written first).
+	observed := make(chan observation, 1)
+	var o observer
+	var logs syncBuffer
+	cfg := config(gwRing, idRing, gateway.Route{URL: startUpstream(t, replica{n: 1}, gwRing).URL})
+	cfg.Routes = append(cfg.Routes, gateway.Route{Service: orderprocessingv1connect.OrderProcessingServiceName, Handler: mux})
+	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	cfg.Observe = func(procedure string, err error, d time.Duration) {
+		o.observe(procedure, err, d)
+		observed <- o.last()
+	}
+	srv := serve(t, cfg, true)
+	tok := access(t, issuer(t, idIssuer, idRing), "usr_bob", "shop", gateway.DefaultAudience)
+	// The clients accept gzip, so the upstream compresses the end of the
+	// stream; these two do not.
+	identity := connect.WithAcceptCompression("gzip", nil, nil)
+	clients := map[string][]connect.ClientOption{"connect uncompressed": {identity}, "grpc-web uncompressed": {identity, connect.WithGRPCWeb()}}
+	maps.Copy(clients, protocols)
+	for proto, opts := range clients {
+		c := orderprocessingv1connect.NewOrderProcessingServiceClient(srv.Client(), srv.URL, opts...)
+		for _, want := range []connect.Code{0, connect.CodePermissionDenied, connect.CodeResourceExhausted} {
+			name := "ok"
+			if want != 0 {
+				name = want.String()
+			}
+			stream, err := c.WatchOrder(t.Context(), withBearer(&orderprocessingv1.WatchOrderRequest{OrderId: name}, tok))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for stream.Receive() {
+			}
+			if got := connect.CodeOf(stream.Err()); stream.Err() != nil && got != want || stream.Err() == nil && want != 0 {
+				t.Fatalf("%s %s: the client got %v", proto, name, stream.Err())
+			}
+			_ = stream.Close()
+			if got := <-observed; got.procedure != orderprocessingv1connect.OrderProcessingServiceWatchOrderProcedure || got.code != want {
+				t.Errorf("%s %s: observed %+v, want code %v", proto, name, got, want)
+			}
+			if line := logs.lastLine(); !strings.Contains(line, `"code":"`+name+`"`) {
+				t.Errorf("%s %s: rpc log line %s does not say code %s", proto, name, line, name)
 			}
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 // JWKSRefusedTotal counts the JWKS answers of trusted issuers refused for
 // their content (too large, malformed, or without a usable key), a subset
-// of tokenrelay_jwks_fetches_total{result="failed"}; see Peers.Export.
+// of tokenrelay_jwks_fetches_total{result="failed"}; see ExportJWKS.
 const JWKSRefusedTotal = "tokenrelay_jwks_refused_total"
 
 // EnvJWKSAllowInsecureHTTP is the variable of -jwks-allow-insecure-http.
@@ -95,15 +95,39 @@ func (p *Peers) Fetches() (ok, failed int64) { return p.cache.Fetches() }
 // (jwks.Cache.Refused).
 func (p *Peers) Refused() int64 { return p.cache.Refused() }
 
-// Export registers the cache's counters with m: fetches as
-// metrics.JWKSFetchesTotal{result} and refused answers as
-// JWKSRefusedTotal. Call it once per registry.
-func (p *Peers) Export(m *metrics.Registry) {
-	m.JWKSFetches(p.Fetches)
+// JWKSCounters is a JWKS cache's counters: a Peers, a jwks.Cache, or a
+// gateway.Gateway (its OpenID Connect providers' keys).
+type JWKSCounters interface {
+	// Fetches returns the key-set fetches that succeeded and failed.
+	Fetches() (ok, failed int64)
+	// Refused returns the answers refused for their content.
+	Refused() int64
+}
+
+// ExportJWKS registers with m the counters of every JWKS cache of the
+// process, summed: fetches as metrics.JWKSFetchesTotal{result} and
+// refused answers as JWKSRefusedTotal. Call it once per registry. Every
+// process exports them, with no cache too (zeros): a dashboard or alert
+// on them then works on every deployment, and says "none fetched" rather
+// than "no data" where keys are in process.
+func ExportJWKS(m *metrics.Registry, caches ...JWKSCounters) {
+	m.JWKSFetches(func() (ok, failed int64) {
+		for _, c := range caches {
+			o, f := c.Fetches()
+			ok, failed = ok+o, failed+f
+		}
+		return ok, failed
+	})
 	m.Prometheus().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: JWKSRefusedTotal,
 		Help: "JWKS answers of trusted issuers refused for their content (too large, malformed, no usable key); also counted as failed fetches.",
-	}, func() float64 { return float64(p.Refused()) }))
+	}, func() float64 {
+		var n int64
+		for _, c := range caches {
+			n += c.Refused()
+		}
+		return float64(n)
+	}))
 }
 
 // Close releases the cache.

@@ -110,8 +110,9 @@ func TestJWKSAllowInsecureHTTP(t *testing.T) {
 	}
 }
 
-// TestPeersExport: refused JWKS answers are exported beside the fetches.
-func TestPeersExport(t *testing.T) {
+// TestExportJWKS: refused JWKS answers are exported beside the fetches,
+// summed over the process's caches.
+func TestExportJWKS(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"keys":[]}`))
@@ -129,8 +130,14 @@ func TestPeersExport(t *testing.T) {
 	if _, err := src.Key(context.Background(), "kid"); !errors.Is(err, keys.ErrUnavailable) {
 		t.Fatalf("empty set: err = %v, want keys.ErrUnavailable", err)
 	}
+	// A second cache that fetched nothing adds nothing.
+	other, err := process.NewPeers(slog.New(slog.DiscardHandler), process.JWKSConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
 	m := metrics.New()
-	peers.Export(m)
+	process.ExportJWKS(m, peers, other)
 	rec := httptest.NewRecorder()
 	m.Mux().ServeHTTP(rec, httptest.NewRequest("GET", metrics.Path, nil))
 	body, _ := io.ReadAll(rec.Body)

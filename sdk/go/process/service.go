@@ -104,7 +104,7 @@ type RPC struct {
 // refreshed and tasks run.
 func (p Process) ServeRPC(ctx context.Context, log *slog.Logger, rpc RPC, tasks ...server.Task) error {
 	m := rpc.Metrics
-	rpc.Peers.Export(m)
+	ExportJWKS(m, rpc.Peers)
 	mux := m.Mux()
 	rpc.Register(mux, rpc.Telemetry.HandlerOption(), m.HandlerOption())
 	server.MountReflection(mux, rpc.Reflect, m.HandlerOption())

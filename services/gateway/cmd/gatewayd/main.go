@@ -169,7 +169,6 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	m := metrics.New()
-	peers.Export(m)
 	public := m.Mux() // the non-RPC paths
 	public.Handle("GET "+keys.WellKnownPath, ring.Handler())
 	public.Handle("GET "+health.Path, health.Handler(nil))
@@ -183,6 +182,7 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer g.Close()
+	process.ExportJWKS(m, peers, g) // keys of -issuer ISS=URL and of OIDC providers
 	// Reflection is answered here for every routed service: the gateway
 	// would route only the services it has, and a token would be needed.
 	services := make([]string, len(routes))
