@@ -13,8 +13,10 @@
 // token is its own, applies the effect it grants exactly once, and can undo
 // it. The service is internal: the gateway never routes it, and the domain
 // accepts a call only with a workload token signed by OrderProcessing in the
-// `Workload-Token` header (and the request's transaction token in
-// `Txn-Token`).
+// `Workload-Token` header, bound to the call (its procedure and a digest of
+// its request). The saga calls after the user's request has ended, so no
+// transaction token comes with them: the order id joins their log lines to
+// the request that placed the order.
 
 package capabilityv1
 

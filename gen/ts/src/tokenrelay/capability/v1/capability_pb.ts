@@ -11,8 +11,10 @@
 // token is its own, applies the effect it grants exactly once, and can undo
 // it. The service is internal: the gateway never routes it, and the domain
 // accepts a call only with a workload token signed by OrderProcessing in the
-// `Workload-Token` header (and the request's transaction token in
-// `Txn-Token`).
+// `Workload-Token` header, bound to the call (its procedure and a digest of
+// its request). The saga calls after the user's request has ended, so no
+// transaction token comes with them: the order id joins their log lines to
+// the request that placed the order.
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
@@ -261,8 +263,8 @@ export const ExerciseStateSchema: GenEnum<ExerciseState> = /*@__PURE__*/
 /**
  * CapabilityService applies and undoes the effect a confirmation token grants.
  *
- * Errors: UNAUTHENTICATED when the caller is not OrderProcessing or the
- * transaction token is missing or bad; INVALID_ARGUMENT for a malformed
+ * Errors: UNAUTHENTICATED when the caller is not OrderProcessing (the
+ * workload token is missing, bad, or bound to another call); INVALID_ARGUMENT for a malformed
  * request; PERMISSION_DENIED when the confirmation token was not issued by
  * this service or grants a capability outside its namespace;
  * FAILED_PRECONDITION when the token is expired or its constraints no longer
