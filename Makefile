@@ -113,6 +113,10 @@ bench: ## SDK micro-benchmarks, peer libraries, and a short load run on the embe
 
 # The points of bench-scaleout: virtual users, each doing 40 checkouts (512
 # in all above 12 users), as in bench.
+# Every virtual user of bench/load is the one demo shopper watching its
+# order, so the scale-out's OrderProcessing replicas are started allowing
+# 64 WatchOrder streams a user (TOKENRELAY_WATCH_PER_USER; default 8);
+# bench/load -server does the same for tokenrelayd.
 BENCH_USERS ?= 1 8 32
 BENCH_CHECKOUTS = $$((512 / users < 40 ? 512 / users : 40))
 
@@ -124,7 +128,7 @@ bench-scaleout: ## load at 1, 8, 32 users on the embedded system, then through t
 	for users in $(BENCH_USERS); do \
 		bin/load -server bin/tokenrelayd -label embedded -idle 3s -users $$users -checkouts $(BENCH_CHECKOUTS) \
 			-json bench/out/embedded-$$users.json | tee bench/out/embedded-$$users.txt; done
-	SCALEOUT_RUN='for users in $(BENCH_USERS); do \
+	TOKENRELAY_WATCH_PER_USER=64 SCALEOUT_RUN='for users in $(BENCH_USERS); do \
 		bin/load -url "$$SCALEOUT_GATEWAY" -pids "$$SCALEOUT_PIDS" -metrics "$$SCALEOUT_METRICS" -postgres -idle 3s \
 			-label scale-out -users $$users -checkouts $(BENCH_CHECKOUTS) \
 			-json bench/out/scaleout-$$users.json | tee bench/out/scaleout-$$users.txt; done' \

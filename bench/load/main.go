@@ -23,11 +23,16 @@
 // With -server it also reports what the run left on disk: each SQLite
 // database's file size and live size (pages in use), after the server ran
 // idle -settle long (its purge runs meanwhile; -server-args passes it
-// -retention and the like) and stopped. Loopback only.
+// -retention and the like) and stopped. Every virtual user is the one
+// demo shopper, watching one order at a time: -server starts the server
+// with -watch-per-user set to -users, and a deployment driven with -url
+// needs the same (TOKENRELAY_WATCH_PER_USER of every OrderProcessing
+// replica, as make bench-scaleout sets it), or watches beyond the default
+// 8 a user are refused with resource_exhausted. Loopback only.
 //
 //	go run ./bench/load -server bin/tokenrelayd -users 32 -checkouts 20
-//	go run ./bench/load -server bin/tokenrelayd -users 20 -checkouts 500 -timeout 30m \
-//		-server-args "-retention=1m -sealed-token-retention=1m -purge-every=10s" -settle 150s
+//	go run ./bench/load -server bin/tokenrelayd -users 8 -checkouts 6250 -timeout 60m \
+//		-server-args "-retention=1m -sealed-token-retention=1m -purge-every=15s" -settle 420s
 //	go run ./bench/load -url http://127.0.0.1:8080 -pids 101,102 \
 //		-metrics http://127.0.0.1:8081,http://127.0.0.1:8082 -postgres
 //
@@ -696,7 +701,11 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	var srv *server
 	if cfg.Server != "" {
 		var err error
-		if srv, url, err = startServer(ctx, cfg.Server, cfg.CPUProfile, cfg.ServerArgs); err != nil {
+		// Every virtual user is the one demo shopper, each watching its
+		// order: the server must let that user hold as many WatchOrder
+		// streams as there are virtual users (its default cap is 8 a user).
+		args := append([]string{fmt.Sprintf("-watch-per-user=%d", cfg.Users)}, cfg.ServerArgs...)
+		if srv, url, err = startServer(ctx, cfg.Server, cfg.CPUProfile, args); err != nil {
 			return nil, err
 		}
 		defer srv.stop()

@@ -11,8 +11,8 @@
 // every domain serves the same CapabilityService, and is how
 // OrderProcessing reaches each domain; it serves the gateway too, under
 // /gateway/, for the seeding. With Config.TLS the public listener serves
-// HTTPS; the internal one stays h2c on loopback. Each service gets its own SQLite
-// file, as each would own its database or schema when scaled out.
+// HTTPS; the internal one stays h2c on loopback. Each service gets its own
+// SQLite file, as each would own its database or schema when scaled out.
 //
 // The public listener answers the health probes of package health:
 // /livez while the process serves; /readyz (and /healthz) once every
@@ -111,6 +111,10 @@ type Config struct {
 	// SealedTokenRetention and OrderRetention are OrderProcessing's
 	// (orderprocessing.Config): default 24 h and keep every order.
 	SealedTokenRetention, OrderRetention time.Duration
+	// WatchPerUser and WatchTotal cap OrderProcessing's WatchOrder
+	// streams (orderprocessing.Config); zero takes the defaults, negative
+	// is no cap.
+	WatchPerUser, WatchTotal int
 
 	// beforeSeed, when set, is called with the public URL before the demo
 	// data is seeded (tests hold the seeding with it).
@@ -130,6 +134,9 @@ type System struct {
 	errc    chan error
 	once    sync.Once
 	err     error
+	// accept filters the public listener's connections: the gateway's
+	// Gateway.AcceptConn, set by run before the listener serves.
+	accept func(net.Addr) bool
 }
 
 // URL is the public base URL, such as "http://127.0.0.1:8080".
@@ -198,11 +205,14 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 			_ = s.Close()
 		}
 	}()
-	publicLn, err := s.listen(cfg.Addr)
+	// The gateway resets the connections of a client that has spent its
+	// budget of failed authentications as they are accepted, before TLS;
+	// s.accept is set before the listener serves (run).
+	publicLn, err := s.listen(cfg.Addr, func(remote net.Addr) bool { return s.accept(remote) })
 	if err != nil {
 		return nil, err
 	}
-	internalLn, err := s.listen("127.0.0.1:0")
+	internalLn, err := s.listen("127.0.0.1:0", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -279,9 +289,10 @@ type purger interface {
 	Purge(ctx context.Context, now time.Time, retention time.Duration) (map[string]int64, error)
 }
 
-// listen listens on addr (TCP) until Close.
-func (s *System) listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+// listen listens on addr (TCP), filtered by accept (server.Listen), until
+// Close.
+func (s *System) listen(addr string, accept func(net.Addr) bool) (net.Listener, error) {
+	ln, err := server.Listen(addr, accept)
 	if err == nil {
 		s.closers = append(s.closers, func() { _ = ln.Close() })
 	}
@@ -299,11 +310,9 @@ func (s *System) run(ctx context.Context, log *slog.Logger, w *wiring, root http
 	s.goReport(func() error {
 		return server.Run(ctx, server.New(w.internal, opts...), internalLn, shutdownTimeout)
 	})
+	s.accept = w.acceptConn
 	s.goReport(func() error {
-		// The gateway closes the connections of a client that has spent its
-		// budget of failed authentications as they are accepted.
-		public := append(opts[:len(opts):len(opts)], server.WithConnFilter(w.acceptConn))
-		return server.Run(ctx, server.New(root, public...), publicLn, shutdownTimeout, w.tasks...)
+		return server.Run(ctx, server.New(root, opts...), publicLn, shutdownTimeout, w.tasks...)
 	})
 }
 
@@ -515,7 +524,7 @@ func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, e
 		},
 		Logger:        w.logger(orderprocessing.Name),
 		ClientOptions: []connect.ClientOption{w.tel.ClientOption()},
-		WatchPerUser:  orderprocessing.DefaultWatchPerUser, WatchTotal: orderprocessing.DefaultWatchTotal,
+		WatchPerUser:  w.cfg.WatchPerUser, WatchTotal: w.cfg.WatchTotal,
 		SealedTokenRetention: w.cfg.SealedTokenRetention, OrderRetention: w.cfg.OrderRetention,
 	})
 	if err != nil {

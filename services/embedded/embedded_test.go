@@ -57,17 +57,23 @@ type shopper struct {
 
 func login(t *testing.T, url string, opts ...connect.ClientOption) *shopper {
 	t.Helper()
-	res, err := identityv1connect.NewIdentityServiceClient(http.DefaultClient, url, opts...).Login(t.Context(),
+	return loginWith(t, http.DefaultClient, url, opts...)
+}
+
+// loginWith is login with client.
+func loginWith(t *testing.T, client *http.Client, url string, opts ...connect.ClientOption) *shopper {
+	t.Helper()
+	res, err := identityv1connect.NewIdentityServiceClient(client, url, opts...).Login(t.Context(),
 		connect.NewRequest(&identityv1.LoginRequest{Username: "shopper", Password: identity.DemoShopperPassword}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts = append(opts, connect.WithInterceptors(authn.NewBearerInterceptor(res.Msg.GetSession().GetAccessToken())))
 	return &shopper{
-		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(http.DefaultClient, url, opts...),
-		coupons:  couponsv1connect.NewCouponsServiceClient(http.DefaultClient, url, opts...),
-		points:   pointsv1connect.NewPointsServiceClient(http.DefaultClient, url, opts...),
-		payments: paymentsv1connect.NewPaymentsServiceClient(http.DefaultClient, url, opts...),
+		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(client, url, opts...),
+		coupons:  couponsv1connect.NewCouponsServiceClient(client, url, opts...),
+		points:   pointsv1connect.NewPointsServiceClient(client, url, opts...),
+		payments: paymentsv1connect.NewPaymentsServiceClient(client, url, opts...),
 	}
 }
 

@@ -189,8 +189,8 @@ func (g *Gateway) withinBudget(r *http.Request, procedure string) error {
 // is closed as it is accepted, before any HTTP is read, for every
 // procedure, the anonymous ones included; always true without a budget.
 // Once the budget has a failure again (Config.AuthFailureRefill) the
-// client is served again. It allocates nothing for a TCP address. Server
-// passes it to server.WithConnFilter; a server built otherwise should too.
+// client is served again. It allocates nothing for a TCP address. Listen
+// passes it to server.Listen; a listener made otherwise should too.
 func (g *Gateway) AcceptConn(remote net.Addr) bool {
 	if g.budget == nil {
 		return true

@@ -71,10 +71,10 @@
 // many addresses: that is the network's job.
 //
 // A client that has spent its budget is also refused at the connection:
-// the refusal closes its connection, and AcceptConn, which Server passes
-// to server.WithConnFilter (gatewayd and the embedded system do the same),
-// closes its new connections as they are accepted, before any HTTP is
-// read, with no answer at all, until its budget has a failure again (one
+// the refusal closes its connection, and AcceptConn, the filter of the
+// listener Listen makes (server.Listen; gatewayd and the embedded system do
+// the same), resets its new connections as they are accepted, before any
+// byte is read or TLS handshake made, with no answer at all, until its budget has a failure again (one
 // every Config.AuthFailureRefill); so a flooding address costs an accept
 // and a reset per attempt instead of an HTTP request. Every connection
 // from that address is refused meanwhile, for every procedure, Login and

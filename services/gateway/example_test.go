@@ -44,7 +44,7 @@ func ExampleNew() {
 		return
 	}
 	defer gw.Close()
-	srv := gw.Server("127.0.0.1:8080") // then srv.ListenAndServe()
+	srv := gw.Server() // then srv.Serve on gw.Listen("127.0.0.1:8080")
 	fmt.Println(gw.Name(), gw.TrustDomain(), srv.MaxHeaderBytes)
 	// Output: gateway tokenrelay 65536
 }

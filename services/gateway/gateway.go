@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -142,18 +143,21 @@ func (g *Gateway) TrustDomain() string { return g.trustDomain }
 // Services in the same process use Config.Keys directly.
 func (g *Gateway) JWKS() http.Handler { return g.keys.Handler() }
 
-// Server returns an http.Server for the gateway on addr, built by
-// server.New: HTTP/1.1, HTTP/2 and unencrypted HTTP/2 (gRPC without TLS),
-// a 10 s header timeout, a 2 min idle timeout, Config.MaxHeaderBytes, no
-// read or write timeout (WatchOrder streams), its own errors logged to
-// Config.Logger at level Warn, and the connections of a client that has
-// spent its budget of failed authentications closed as they are accepted
-// (server.WithConnFilter with AcceptConn).
-func (g *Gateway) Server(addr string) *http.Server {
-	srv := server.New(g, server.WithMaxHeaderBytes(g.maxHeader), server.WithLogger(g.log),
-		server.WithConnFilter(g.AcceptConn))
-	srv.Addr = addr
-	return srv
+// Server returns an http.Server for the gateway, built by server.New:
+// HTTP/1.1, HTTP/2 and unencrypted HTTP/2 (gRPC without TLS), a 10 s
+// header timeout, a 2 min idle timeout, Config.MaxHeaderBytes, no read or
+// write timeout (WatchOrder streams), its own errors logged to
+// Config.Logger at level Warn. Serve it on a listener from Listen.
+func (g *Gateway) Server() *http.Server {
+	return server.New(g, server.WithMaxHeaderBytes(g.maxHeader), server.WithLogger(g.log))
+}
+
+// Listen listens on addr for Server, resetting the connections of a client
+// that has spent its budget of failed authentications as they are
+// accepted (server.Listen with AcceptConn). Wrap it with tls.NewListener
+// to serve HTTPS.
+func (g *Gateway) Listen(addr string) (net.Listener, error) {
+	return server.Listen(addr, g.AcceptConn)
 }
 
 // ServeHTTP implements http.Handler.

@@ -33,8 +33,7 @@ import (
 // genuine header and claims, that only the signature check refuses, and
 // only after the whole verification: its scalar S is canonical (below
 // 2^252, less than the group order), or Ed25519 would refuse it at once.
-func forge(t testing.TB, tok string) string {
-	t.Helper()
+func forge(tok string) string {
 	sig := make([]byte, 64)
 	_, _ = rand.Read(sig)
 	sig[63] &= 0x0f // S little-endian: S < 2^252 < L
@@ -115,7 +114,7 @@ func TestAdversarial(t *testing.T) {
 	past := issuer(t, idIssuer, e.idRing, token.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
 	good := access(t, e.id, "usr_shopper", "shop", gateway.DefaultAudience)
 	admin := access(t, e.id, "usr_admin", "shop admin", gateway.DefaultAudience)
-	forged := forge(t, good)
+	forged := forge(good)
 	clientTxn, clientClaims, err := token.Issue(t.Context(), issuer(t, gateway.DefaultName, e.gwRing), token.Transaction, token.TransactionClaims{
 		Registered: token.Registered{Subject: "usr_admin", Audience: []string{gateway.DefaultTrustDomain}}, Scope: "shop admin",
 	})
@@ -289,7 +288,7 @@ func TestAdversarialInvalidTokensLookAlike(t *testing.T) {
 	good := access(t, e.id, "usr_a", "shop", gateway.DefaultAudience)
 	answers := map[string]string{}
 	for name, tok := range map[string]string{
-		"forged signature": forge(t, good),
+		"forged signature": forge(good),
 		"malformed":        "not-a-token",
 		"expired":          access(t, past, "usr_a", "shop", gateway.DefaultAudience),
 		"wrong audience":   access(t, e.id, "usr_a", "shop", "another-api"),
@@ -506,7 +505,7 @@ func TestAdversarialFailureBudget(t *testing.T) {
 		clock.advance(s.advance)
 		tok := s.tok
 		if tok == "forged" {
-			tok = forge(t, good)
+			tok = forge(good)
 		}
 		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, s.proc, strings.NewReader("{}"))
 		req.RemoteAddr = s.addr
@@ -560,11 +559,11 @@ func TestAdversarialBudgetClosesConnections(t *testing.T) {
 		c.AuthFailureRefill = time.Second
 		c.Clock = clock.Now
 	})
-	ln, err := net.Listen("tcp", a+":0")
+	ln, err := e.gw.Listen(a + ":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := e.gw.Server(ln.Addr().String())
+	srv := e.gw.Server()
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	addr := ln.Addr().String()
@@ -573,7 +572,7 @@ func TestAdversarialBudgetClosesConnections(t *testing.T) {
 	// HTTP/1.1: the refusal for the budget closes the connection.
 	c1 := dialHTTP1(t, a, addr)
 	for i := range 2 {
-		if res := c1.getBalance(t, forge(t, good)); res.StatusCode != http.StatusUnauthorized || res.Close {
+		if res := c1.getBalance(t, forge(good)); res.StatusCode != http.StatusUnauthorized || res.Close {
 			t.Fatalf("forged token %d: HTTP %d, Connection: close %v; want 401, kept open", i, res.StatusCode, res.Close)
 		}
 	}
@@ -599,7 +598,7 @@ func TestAdversarialBudgetClosesConnections(t *testing.T) {
 	} else {
 		_ = probe.Close()
 		cb := dialHTTP1(t, b, addr)
-		if res := cb.getBalance(t, forge(t, good)); res.StatusCode != http.StatusUnauthorized {
+		if res := cb.getBalance(t, forge(good)); res.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("another address: HTTP %d, want 401", res.StatusCode)
 		}
 		if res := cb.getBalance(t, good); res.StatusCode != http.StatusOK || res.Close {
@@ -631,7 +630,7 @@ func TestAdversarialBudgetClosesConnections(t *testing.T) {
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
 	h2c := pointsv1connect.NewPointsServiceClient(&http.Client{Transport: tr}, "http://"+addr)
-	if _, err := h2c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, forge(t, good))); connect.CodeOf(err) != connect.CodeUnauthenticated {
+	if _, err := h2c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, forge(good))); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("h2c, forged token: %v; want unauthenticated", err)
 	}
 	if _, err := h2c.GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, good)); connect.CodeOf(err) != connect.CodeResourceExhausted {

@@ -18,7 +18,9 @@
 // opens so that it never shows in -help. Serving itself is package server's
 // and metrics package metrics'; [Process.Serve] only hands server the
 // configured address, shutdown timeout and slow-client bounds (and
-// [Process.ServeWith] a binary's further server options) and puts the
+// [Process.ServeEdge] a public origin's certificate, from [TLSConfig], and
+// connection filter)
+// and puts the
 // health probes in front of the handler (health.Probes: /livez, and /readyz
 // for the readiness the service mounts at /healthz), and
 // [Process.ServeRPC] puts a service's handlers, its tracing and metrics
@@ -28,6 +30,7 @@ package process
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"io"
 	"log/slog"
@@ -235,20 +238,36 @@ func (p Process) OpenState(ctx context.Context) (State, error) {
 // process serves, GET /readyz is h's readiness at /healthz. It logs the
 // address it listens on.
 func (p Process) Serve(ctx context.Context, log *slog.Logger, h http.Handler, tasks ...server.Task) error {
-	return p.ServeWith(ctx, log, h, nil, tasks...)
+	return p.ServeEdge(ctx, log, h, Edge{}, tasks...)
 }
 
-// ServeWith is Serve with further server options, applied after the
-// configured ones: gatewayd's server.WithConnFilter, which closes the
-// connections of a client that has spent its budget of failed
-// authentications as they are accepted.
-func (p Process) ServeWith(ctx context.Context, log *slog.Logger, h http.Handler, opts []server.Option, tasks ...server.Task) error {
-	opts = append([]server.Option{server.WithLogger(log),
-		server.WithReadBodyTimeout(p.ReadBodyTimeout), server.WithIdleTimeout(p.IdleTimeout)}, opts...)
-	srv := server.New(health.Probes(h), opts...)
-	return server.ListenAndRun(ctx, p.Addr, srv, p.ShutdownTimeout, func(a net.Addr) {
-		log.Info("listening", "addr", a.String())
-	}, tasks...)
+// Edge is what a public origin (gatewayd, tokenrelayd) adds to Serve.
+type Edge struct {
+	// Cert, when set, serves HTTPS with its certificate (HTTP/2 and
+	// HTTP/1.1 by ALPN), reloaded as it says (CertReloader.Run runs beside
+	// the tasks); see TLSConfig.
+	Cert *server.CertReloader
+	// Accept, when set, filters the connections by peer address as they
+	// are accepted, before TLS (server.Listen): gatewayd's
+	// Gateway.AcceptConn, which resets the connections of a client that
+	// has spent its budget of failed authentications.
+	Accept func(remote net.Addr) bool
+}
+
+// ServeEdge is Serve with the certificate and connection filter of e.
+func (p Process) ServeEdge(ctx context.Context, log *slog.Logger, h http.Handler, e Edge, tasks ...server.Task) error {
+	srv := server.New(health.Probes(h), server.WithLogger(log),
+		server.WithReadBodyTimeout(p.ReadBodyTimeout), server.WithIdleTimeout(p.IdleTimeout))
+	ln, err := server.Listen(p.Addr, e.Accept)
+	if err != nil {
+		return err
+	}
+	if e.Cert != nil {
+		ln = tls.NewListener(ln, e.Cert.TLSConfig())
+		tasks = append(tasks[:len(tasks):len(tasks)], e.Cert.Run)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "tls", e.Cert != nil)
+	return server.Run(ctx, srv, ln, p.ShutdownTimeout, tasks...)
 }
 
 // Telemetry sets up tracing for the process (telemetry.Setup: spans

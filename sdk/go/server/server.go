@@ -12,8 +12,11 @@
 //     see [SignalContext]), runs the process's background [Task]s (a saga
 //     runner, a JWKS cache refresh) beside it, and shuts everything down
 //     gracefully: the listener closes first, requests in flight get the
-//     shutdown timeout to finish, then the tasks are cancelled.
-//     [ListenAndRun] listens first.
+//     shutdown timeout to finish, then the tasks are cancelled. [Listen]
+//     makes its listener.
+//   - [CertReloader] serves HTTPS from a certificate and key in files,
+//     read again on SIGHUP or when they change, for the public origins
+//     (gatewayd, tokenrelayd).
 //   - [H2Transport] is the client side of those servers for a peer's calls:
 //     HTTP/2 only, h2c with prior knowledge for http:// (one multiplexed
 //     connection per peer, as gRPC needs).
@@ -23,13 +26,10 @@
 //
 // # Refused clients
 //
-// [WithConnFilter] closes the connections of refused peer addresses as
-// they are accepted, before any byte is read: net/http still accepts and
-// starts a goroutine, which finds the connection closed at its first read,
-// but nothing is parsed or answered. A handler that refuses a client for
-// good should also answer with Connection: close (over HTTP/2 net/http
-// turns it into GOAWAY), so that the client must reconnect and meets the
-// filter.
+// [Listen] with a filter resets the connections of refused peer addresses
+// as they are accepted, before any byte is read, in the listener itself:
+// net/http never sees them, so nothing is parsed, answered or started for
+// them. It runs before TLS, so a refused client costs no handshake.
 //
 // # Slow clients
 //
@@ -140,34 +140,6 @@ func WithIdleTimeout(d time.Duration) Option {
 	}
 }
 
-// WithConnFilter closes, as it is accepted and before any byte of it is
-// read (no TLS handshake, no HTTP parsing, no answer), every connection
-// whose peer address accept refuses: the place to turn away a client that
-// a handler has already found abusive (the gateway's Gateway.AcceptConn,
-// for a client that has spent its budget of failed authentications), at
-// the cost of an accept and a close instead of a request. The connection
-// is reset (SO_LINGER 0) rather than closed gracefully, so that a flood of
-// refused connections leaves no TIME_WAIT state on the server. accept runs
-// in the server's accept loop, once a connection: it must be fast, must
-// not block, and must be safe for concurrent use. Default: every
-// connection is served; nil keeps the default.
-func WithConnFilter(accept func(remote net.Addr) bool) Option {
-	return func(s *settings) {
-		if accept == nil {
-			return
-		}
-		s.srv.ConnState = func(c net.Conn, state http.ConnState) {
-			if state != http.StateNew || accept(c.RemoteAddr()) {
-				return
-			}
-			if l, ok := c.(interface{ SetLinger(sec int) error }); ok {
-				_ = l.SetLinger(0)
-			}
-			_ = c.Close()
-		}
-	}
-}
-
 // WithLogger sends the server's own errors (TLS handshakes, malformed
 // requests, panics in handlers) to log at level Warn. Default: the standard
 // logger.
@@ -254,17 +226,55 @@ func Run(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Du
 	return first
 }
 
-// ListenAndRun listens on addr (TCP) and calls Run. The listener's address,
-// useful when addr has port 0, is passed to ready before serving starts.
-func ListenAndRun(ctx context.Context, addr string, srv *http.Server, timeout time.Duration, ready func(net.Addr), tasks ...Task) error {
-	ln, err := net.Listen("tcp", addr)
+// Listen listens on addr (TCP) for Run. With accept, every connection
+// whose peer address accept refuses is reset as it is accepted, before any
+// byte of it is read: no TLS handshake, no goroutine, no HTTP parsing, no
+// answer; only the accept and the reset. It is the place to turn away a
+// client that a handler has already found abusive (the gateway's
+// Gateway.AcceptConn, for a client that has spent its budget of failed
+// authentications). The reset (SO_LINGER 0) leaves no TIME_WAIT state on
+// the server for a flood of refused connections, and TCP keep-alive (Go's
+// defaults) is set on the connections served only, not on the refused.
+// Wrap the result with tls.NewListener to serve HTTPS: the filter then
+// runs before the handshake. accept runs in the server's accept loop, once
+// a connection: it must be fast, must not block, and must be safe for
+// concurrent use; nil serves every connection.
+func Listen(addr string, accept func(remote net.Addr) bool) (net.Listener, error) {
+	if accept == nil {
+		return net.Listen("tcp", addr)
+	}
+	lc := net.ListenConfig{KeepAlive: -1} // set below on the served ones
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if ready != nil {
-		ready(ln.Addr())
+	return &filtered{Listener: ln, accept: accept}, nil
+}
+
+// filtered is Listen's listener with a filter.
+type filtered struct {
+	net.Listener
+	accept func(remote net.Addr) bool
+}
+
+func (l *filtered) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, isTCP := c.(*net.TCPConn)
+		if l.accept(c.RemoteAddr()) {
+			if isTCP {
+				_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true}) // zero fields: Go's defaults
+			}
+			return c, nil
+		}
+		if isTCP {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
 	}
-	return Run(ctx, srv, ln, timeout, tasks...)
 }
 
 // SignalContext returns a context cancelled on SIGINT or SIGTERM, the stop

@@ -204,17 +204,26 @@ func TestRunGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestConnFilter: a connection whose peer the filter refuses is closed as
-// it is accepted, unanswered, whatever it sends; the filter is asked once
-// a connection, with the peer's address, and the others are served.
-func TestConnFilter(t *testing.T) {
+// TestListenFilter: a connection whose peer the filter refuses is reset as
+// it is accepted, unanswered, whatever it sends, and never reaches the
+// server; the filter is asked once a connection, with the peer's address,
+// and the others are served, with TCP keep-alive on.
+func TestListenFilter(t *testing.T) {
 	t.Parallel()
 	var refuse atomic.Bool
 	asked := make(chan net.Addr, 4)
-	srv := server.New(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("served")) }),
-		server.WithLogger(slog.New(slog.DiscardHandler)),
-		server.WithConnFilter(func(remote net.Addr) bool { asked <- remote; return !refuse.Load() }))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var conns atomic.Int64 // connections the server saw
+	srv := server.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !keepAlive(t, r.Context().Value(connKey{}).(net.Conn)) {
+			t.Error("a served connection without TCP keep-alive")
+		}
+		_, _ = w.Write([]byte("served"))
+	}), server.WithLogger(slog.New(slog.DiscardHandler)))
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		conns.Add(1)
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	ln, err := server.Listen("127.0.0.1:0", func(remote net.Addr) bool { asked <- remote; return !refuse.Load() })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +264,25 @@ func TestConnFilter(t *testing.T) {
 	if got, err := get(); err != nil || !strings.HasSuffix(got, "served") {
 		t.Fatalf("accepted again: %q, %v", got, err)
 	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("the server saw %d connections, want the 2 served", n)
+	}
+}
+
+type connKey struct{}
+
+// keepAlive reports whether c has SO_KEEPALIVE set.
+func keepAlive(t *testing.T, c net.Conn) bool {
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on int
+	var serr error
+	if err := raw.Control(func(fd uintptr) { on, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	return on != 0
 }
 
 func TestRunReturnsTaskFailure(t *testing.T) {

@@ -2,10 +2,33 @@
 // gateway at -addr, every service behind it, SQLite files and keys under
 // -data, demo data seeded on first start. It answers /livez while it runs
 // and /readyz (and /healthz) once its databases answer and the demo data is
-// seeded: wait for /readyz, not for the port. -read-body-timeout
-// (TOKENRELAY_READ_BODY_TIMEOUT, default 30s) bounds how long a client may
-// take to send a request body, -idle-timeout (TOKENRELAY_IDLE_TIMEOUT,
-// default 2m) how long a keep-alive connection may stay idle.
+// seeded: wait for /readyz, not for the port. With -tls-cert and -tls-key
+// it serves HTTPS (HTTP/2 and HTTP/1.1 by ALPN, TLS 1.2 at least) and
+// reloads the pair on SIGHUP or when the files change; else HTTP/1.1 and
+// h2c. An invalid value in one of the variables below stops it before it
+// starts (status 2), naming the variable; SIGINT or SIGTERM stops it
+// gracefully.
+//
+// Flags, each defaulting to its environment variable when set:
+//
+//	-addr                    public listen address (TOKENRELAY_ADDR, default 127.0.0.1:8080)
+//	-data                    data directory: SQLite files, key rings, vault keys (TOKENRELAY_DATA, default .data)
+//	-web                     serve the built web checkout in DIR at / (TOKENRELAY_WEB, default web/dist when
+//	                         built, empty for none)
+//	-tls-cert                certificate chain (PEM, leaf first) to serve HTTPS with, reloaded on SIGHUP or
+//	                         change (TOKENRELAY_TLS_CERT, default none: HTTP/1.1 and h2c; requires -tls-key)
+//	-tls-key                 its private key (PEM) (TOKENRELAY_TLS_KEY; requires -tls-cert)
+//	-read-body-timeout       how long a client may take to send a request body (TOKENRELAY_READ_BODY_TIMEOUT,
+//	                         default 30s; negative: no bound)
+//	-idle-timeout            how long a keep-alive connection may stay idle (TOKENRELAY_IDLE_TIMEOUT,
+//	                         default 2m; negative: never)
+//	-no-seed                 do not create the demo users and data
+//	-access-token-lifetime   lifetime of access tokens, at most and by default 15m (tests shorten it)
+//	-cpuprofile              write a CPU profile of the whole run to this file (for bench/load)
+//	-watch-per-user          WatchOrder streams one user may hold open, beyond which resource_exhausted
+//	                         (TOKENRELAY_WATCH_PER_USER, default 8; negative: no cap)
+//	-watch-total             WatchOrder streams of all users (TOKENRELAY_WATCH_TOTAL, default 1024;
+//	                         negative: no cap)
 //
 // Retention (each flag 0 keeps what it governs; else at least 1m):
 //
@@ -25,10 +48,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"syscall"
+	"sync"
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
@@ -39,18 +61,31 @@ import (
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
 
+// options are tokenrelayd's flags that embedded.Config does not hold.
+type options struct {
+	webDir, cpuProfile string
+	tls                process.TLSConfig
+}
+
 func main() {
 	cfg := embedded.Config{Seed: true}
-	flag.StringVar(&cfg.Addr, "addr", envOr("TOKENRELAY_ADDR", "127.0.0.1:8080"), "public listen address (env TOKENRELAY_ADDR)")
-	flag.StringVar(&cfg.DataDir, "data", envOr("TOKENRELAY_DATA", ".data"), "data directory: SQLite files, key rings, vault keys (env TOKENRELAY_DATA)")
+	var opt options
+	flag.StringVar(&cfg.Addr, "addr", process.Env(process.EnvAddr, "127.0.0.1:8080"), "public listen address (env "+process.EnvAddr+")")
+	flag.StringVar(&cfg.DataDir, "data", process.Env(process.EnvData, ".data"), "data directory: SQLite files, key rings, vault keys (env "+process.EnvData+")")
 	noSeed := flag.Bool("no-seed", false, "do not create the demo users and data")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/load)")
-	webDir := flag.String("web", envOr("TOKENRELAY_WEB", defaultWebDir()), "serve the built web checkout in `DIR` at / (npm run build -w web); default web/dist when built, empty for none (env TOKENRELAY_WEB)")
+	flag.StringVar(&opt.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/load)")
+	flag.StringVar(&opt.webDir, "web", process.Env("TOKENRELAY_WEB", defaultWebDir()), "serve the built web checkout in `DIR` at / (npm run build -w web); default web/dist when built, empty for none (env TOKENRELAY_WEB)")
 	flag.DurationVar(&cfg.AccessTokenLifetime, "access-token-lifetime", 0, "lifetime of access tokens, at most and by default 15m (tests shorten it)")
-	flag.DurationVar(&cfg.ReadBodyTimeout, "read-body-timeout", envDuration("TOKENRELAY_READ_BODY_TIMEOUT"),
-		"how long a client may take to send a request body; streams are not cut (env TOKENRELAY_READ_BODY_TIMEOUT; default 30s, negative: no bound)")
-	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", envDuration("TOKENRELAY_IDLE_TIMEOUT"),
-		"close keep-alive connections idle that long (env TOKENRELAY_IDLE_TIMEOUT; default 2m, negative: never)")
+	// Their zero default stands for the server's, as in every daemon.
+	flag.DurationVar(&cfg.ReadBodyTimeout, "read-body-timeout", process.EnvDuration(process.EnvReadBodyTimeout, 0),
+		"how long a client may take to send a request body; streams are not cut (env "+process.EnvReadBodyTimeout+"; default 30s, negative: no bound)")
+	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", process.EnvDuration(process.EnvIdleTimeout, 0),
+		"close keep-alive connections idle that long (env "+process.EnvIdleTimeout+"; default 2m, negative: never)")
+	opt.tls.Flags(flag.CommandLine)
+	flag.IntVar(&cfg.WatchPerUser, "watch-per-user", process.EnvInt("TOKENRELAY_WATCH_PER_USER", orderprocessing.DefaultWatchPerUser),
+		"WatchOrder streams one user may hold open, beyond which resource_exhausted; negative: no cap (env TOKENRELAY_WATCH_PER_USER)")
+	flag.IntVar(&cfg.WatchTotal, "watch-total", process.EnvInt("TOKENRELAY_WATCH_TOTAL", orderprocessing.DefaultWatchTotal),
+		"WatchOrder streams of all users, beyond which resource_exhausted; negative: no cap (env TOKENRELAY_WATCH_TOTAL)")
 	retention := process.Retention{}
 	retention.Flags(flag.CommandLine)
 	sealedRetention := flag.Duration("sealed-token-retention", process.EnvDuration("TOKENRELAY_SEALED_TOKEN_RETENTION", orderprocessing.DefaultSealedTokenRetention),
@@ -64,35 +99,41 @@ func main() {
 	cfg.Retention, cfg.SealedTokenRetention = keepAsNegative(retention.Keep), keepAsNegative(*sealedRetention)
 	cfg.OrderRetention, cfg.PurgeEvery = *orderRetention, retention.Every
 	cfg.Logger = slog.New(authn.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))
-	if *webDir != "" {
-		web, err := webui.Handler(os.DirFS(*webDir))
-		if err != nil {
-			cfg.Logger.Error("cannot serve the web checkout", "dir", *webDir, "err", err)
-			os.Exit(1)
-		}
-		cfg.Web = web
+	// Main refuses an invalid environment (status 2), runs until SIGINT or
+	// SIGTERM, and logs a failure (status 1).
+	process.Process{Name: "tokenrelayd"}.Main("tokenrelayd", func(ctx context.Context) error { return run(ctx, cfg, opt) })
+}
+
+func run(ctx context.Context, cfg embedded.Config, opt options) error {
+	cert, err := opt.tls.Reloader(cfg.Logger)
+	if err != nil {
+		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
+	if opt.webDir != "" {
+		if cfg.Web, err = webui.Handler(os.DirFS(opt.webDir)); err != nil {
+			return fmt.Errorf("cannot serve the web checkout in %s: %w", opt.webDir, err)
 		}
+	}
+	if opt.cpuProfile != "" {
+		f, err := os.Create(opt.cpuProfile)
 		if err != nil {
-			cfg.Logger.Error("cpu profile", "err", err)
-			os.Exit(1)
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(cfg); err != nil {
-		pprof.StopCPUProfile()
-		cfg.Logger.Error("tokenrelayd stopped", "err", err)
-		os.Exit(1)
+	if cert != nil {
+		cfg.TLS = cert.TLSConfig()
+		// The reloads go on until run returns.
+		reloadCtx, stopReloads := context.WithCancel(ctx)
+		var reloads sync.WaitGroup
+		defer reloads.Wait()
+		defer stopReloads()
+		reloads.Go(func() { _ = cert.Run(reloadCtx) }) // returns only when stopped
 	}
-}
-
-func run(cfg embedded.Config) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	sys, err := embedded.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -116,24 +157,10 @@ func defaultWebDir() string {
 	return ""
 }
 
-// envDuration is the duration in the environment variable key, or 0 (the
-// server's default) when it is unset or unparsable.
-func envDuration(key string) time.Duration {
-	d, _ := time.ParseDuration(os.Getenv(key))
-	return d
-}
-
 // keepAsNegative maps a retention flag's 0 (keep) to a negative duration.
 func keepAsNegative(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
 	}
 	return d
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -8,12 +8,17 @@
 // procedure and code, access-token refusals by reason), and gRPC
 // reflection for the routed services itself, without a token and without
 // asking an upstream, so that `buf curl` works against the public origin
-// without a schema. Logs are JSON with the txn on standard error; SIGINT or
-// SIGTERM stops it gracefully.
+// without a schema. With -tls-cert and -tls-key it serves HTTPS (HTTP/2
+// and HTTP/1.1 by ALPN, TLS 1.2 at least) and reloads the pair on SIGHUP
+// or when the files change; else HTTP/1.1 and h2c. Logs are JSON with the
+// txn on standard error; SIGINT or SIGTERM stops it gracefully.
 //
 // Flags, each defaulting to its environment variable when set:
 //
 //	-addr              listen address (TOKENRELAY_ADDR, default 127.0.0.1:8080)
+//	-tls-cert          certificate chain (PEM, leaf first) to serve HTTPS with, reloaded on SIGHUP or
+//	                   change (TOKENRELAY_TLS_CERT, default none: HTTP/1.1 and h2c; requires -tls-key)
+//	-tls-key           its private key (PEM) (TOKENRELAY_TLS_KEY; requires -tls-cert)
 //	-data              data directory (TOKENRELAY_DATA, default .data/gateway)
 //	-keys              transaction-token key ring directory (TOKENRELAY_KEYS, default <data>/keys)
 //	-route             SERVICE=URL[,URL...]: route a service to its upstream replicas; SERVICE is a
@@ -81,6 +86,8 @@ type Config struct {
 	AuthFailureRefill time.Duration
 	// JWKS configures the fetches of the issuers' keys.
 	JWKS process.JWKSConfig
+	// TLS is the certificate of the public origin, if any.
+	TLS process.TLSConfig
 }
 
 // shortNames are the service names -route accepts besides full names.
@@ -106,6 +113,7 @@ func main() {
 	flag.Func("issuer", "`ISS=JWKS_URL[,JWKS_URL...]` trusts ISS's access tokens with the keys at JWKS_URL (several: replicas, tried in turn); ISS alone is an OpenID Connect provider; repeatable (env TOKENRELAY_GATEWAY_ISSUERS, space-separated)",
 		func(v string) error { cfg.Issuers = append(cfg.Issuers, v); return nil })
 	cfg.JWKS.Flags(flag.CommandLine)
+	cfg.TLS.Flags(flag.CommandLine)
 	flag.StringVar(&cfg.Audience, "audience", process.Env("TOKENRELAY_AUDIENCE", gateway.DefaultAudience), "aud the access tokens must carry (env TOKENRELAY_AUDIENCE)")
 	flag.StringVar(&cfg.Name, "name", process.Env("TOKENRELAY_GATEWAY_NAME", gateway.DefaultName), "iss and req_wl of the transaction tokens (env TOKENRELAY_GATEWAY_NAME)")
 	flag.StringVar(&cfg.TrustDomain, "trust-domain", process.Env("TOKENRELAY_TRUST_DOMAIN", gateway.DefaultTrustDomain), "aud of the transaction tokens (env TOKENRELAY_TRUST_DOMAIN)")
@@ -143,6 +151,10 @@ func parseRoutes(values []string) ([]gateway.Route, error) {
 func run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger()
 	routes, err := parseRoutes(cfg.Routes)
+	if err != nil {
+		return err
+	}
+	cert, err := cfg.TLS.Reloader(log)
 	if err != nil {
 		return err
 	}
@@ -194,5 +206,5 @@ func run(ctx context.Context, cfg Config) error {
 	root.Handle("/", g)
 	// A client that has spent its budget of failed authentications has its
 	// connections closed as they are accepted, before any HTTP is read.
-	return cfg.ServeWith(ctx, log, root, []server.Option{server.WithConnFilter(g.AcceptConn)}, peers.Run, g.Run)
+	return cfg.ServeEdge(ctx, log, root, process.Edge{Cert: cert, Accept: g.AcceptConn}, peers.Run, g.Run)
 }
