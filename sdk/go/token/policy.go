@@ -36,13 +36,16 @@ func KindOf(typ string) (AnyKind, bool) {
 }
 
 // HeaderParameters returns the only JOSE header parameters a Verifier
-// accepts: alg, kid and typ. Any other (jku, x5u, jwk, x5c, crit, b64, cty
-// ...) fails with ErrHeader, so a token never names or carries its own key.
+// accepts from tokenrelay's own issuers: alg, kid and typ. Any other (jku,
+// x5u, jwk, x5c, crit, b64, cty ...) fails with ErrHeader, so a token never
+// names or carries its own key. A foreign issuer with a Profile may send
+// others, which are ignored (see AccessProfile).
 func HeaderParameters() []string { return slices.Clone(headerNames) }
 
-// SupportedAlgorithms returns every alg a Verifier can accept: keys.EdDSA
-// and keys.ES256 (Algorithms chooses among them per issuer). none, HMAC and
-// RSA never are.
+// SupportedAlgorithms returns every alg a Verifier can accept from
+// tokenrelay's own issuers: keys.EdDSA and keys.ES256 (Algorithms chooses
+// among them per issuer). none and HMAC never are; RS256 and PS256 only
+// from a foreign issuer of access tokens (Profile).
 func SupportedAlgorithms() []string { return []string{keys.EdDSA, keys.ES256} }
 
 // VerifyAny is Verify for a kind chosen at run time: the claims are
