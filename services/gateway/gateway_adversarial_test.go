@@ -732,3 +732,83 @@ func (c *endConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// TestAdversarialForeign (issue 16): what a foreign provider's access
+// token may make of a transaction token. A provider grants no admin unless
+// its ScopeMap says so; its subjects are qualified by its issuer, so that
+// its "usr_admin" is not the local admin and two providers' "alice" are
+// two users; a token a client got for itself names the client, never a
+// user; the local identity issuer is unchanged.
+func TestAdversarialForeign(t *testing.T) {
+	t.Parallel()
+	plain, mapped := newFakeProvider(t), newFakeProvider(t)
+	e := start(t, func(c *gateway.Config) {
+		c.AuthFailureBurst = -1
+		c.Issuers = append(c.Issuers,
+			gateway.Issuer{Issuer: plain.srv.URL},
+			gateway.Issuer{Issuer: mapped.srv.URL, Profile: &gateway.Profile{
+				ScopeMap: map[string][]string{"shop-user": {"shop"}, "shop-admin": {"shop", "admin"}},
+			}},
+		)
+	})
+	mint := func(p *fakeProvider, sub, client, scope string) string {
+		raw, _, err := token.Issue(t.Context(), issuer(t, p.srv.URL, p.a), token.Access, token.AccessClaims{
+			Registered: token.Registered{Subject: sub, Audience: []string{gateway.DefaultAudience}}, ClientID: client, Scope: scope,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	for _, tc := range []struct {
+		name      string
+		tok       string
+		admin     bool
+		want      connect.Code
+		sub       string
+		scope     string
+		iss       string
+		principal string
+	}{
+		{name: "foreign user", tok: mint(plain, "alice", "web", "shop"), want: codeOK,
+			sub: gateway.ForeignSubject(plain.srv.URL, "alice"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalUser},
+		{name: "foreign admin scope dropped without a map", tok: mint(plain, "alice", "web", "shop admin"), want: codeOK,
+			sub: gateway.ForeignSubject(plain.srv.URL, "alice"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalUser},
+		{name: "foreign admin scope refused at an admin RPC", tok: mint(plain, "alice", "web", "shop admin"), admin: true, want: connect.CodePermissionDenied},
+		{name: "foreign usr_admin is not the local admin", tok: mint(plain, "usr_admin", "web", "shop"), want: codeOK,
+			sub: gateway.ForeignSubject(plain.srv.URL, "usr_admin"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalUser},
+		{name: "the same sub at another provider is another user", tok: mint(mapped, "alice", "web", "shop-user"), want: codeOK,
+			sub: gateway.ForeignSubject(mapped.srv.URL, "alice"), scope: "shop", iss: mapped.srv.URL, principal: gateway.PrincipalUser},
+		{name: "mapped admin role reaches an admin RPC", tok: mint(mapped, "root", "web", "shop-admin"), admin: true, want: codeOK,
+			sub: gateway.ForeignSubject(mapped.srv.URL, "root"), scope: "shop admin", iss: mapped.srv.URL, principal: gateway.PrincipalUser},
+		{name: "unmapped admin scope of a mapped provider refused", tok: mint(mapped, "root", "web", "admin"), admin: true, want: connect.CodePermissionDenied},
+		{name: "unmapped scopes grant nothing", tok: mint(mapped, "root", "web", "admin shop openid"), want: codeOK,
+			sub: gateway.ForeignSubject(mapped.srv.URL, "root"), scope: "", iss: mapped.srv.URL, principal: gateway.PrincipalUser},
+		{name: "client credentials: sub is the client id", tok: mint(plain, "batch-job", "batch-job", "shop"), want: codeOK,
+			sub: gateway.ForeignClient(plain.srv.URL, "batch-job"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalClient},
+		{name: "local admin unchanged", tok: access(t, e.id, "usr_admin", "shop admin", gateway.DefaultAudience), admin: true, want: codeOK,
+			sub: "usr_admin", scope: "shop admin", iss: idIssuer, principal: gateway.PrincipalUser},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.admin {
+				_, err = e.pointsClient().GrantPoints(t.Context(), withBearer(&pointsv1.GrantPointsRequest{}, tc.tok))
+			} else {
+				_, err = e.pointsClient().GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tc.tok))
+			}
+			if (tc.want == codeOK) != (err == nil) || (err != nil && connect.CodeOf(err) != tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if err != nil {
+				return
+			}
+			c, err := token.Verify(t.Context(), e.txnVerifier, token.Transaction, e.points.seen().txn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Subject != tc.sub || c.Scope != tc.scope || c.Context[gateway.ContextIssuer] != tc.iss || c.Context[gateway.ContextPrincipal] != tc.principal {
+				t.Fatalf("transaction token sub %q scope %q tctx %v; want %q %q iss %q principal %q", c.Subject, c.Scope, c.Context, tc.sub, tc.scope, tc.iss, tc.principal)
+			}
+		})
+	}
+}
