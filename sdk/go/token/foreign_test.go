@@ -23,8 +23,8 @@ import (
 //     (Auth0's default), leeway 60 s;
 //   - kcIssuer, a Keycloak realm: RS256, typ "JWT" accepted, roles in
 //     realm_access.roles, the client in azp;
-//   - oktaIssuer, an Okta authorization server: RS256, scopes in the scp
-//     array, the client in cid, the user in uid.
+//   - oktaIssuer, an Okta authorization server: RS256, typ JWT or none,
+//     scopes in the scp array, the client in cid, the user in uid.
 const (
 	opIssuer   = "https://op.example"
 	kcIssuer   = "https://kc.example/realms/shop"
@@ -96,7 +96,7 @@ func (fk *foreignKeys) trust() []token.Option {
 		token.Trust(kcIssuer, fk.kc, token.Accept(token.Access, "shop-api"), token.Algorithms(keys.RS256),
 			token.Profile(token.AccessProfile{Types: []string{"at+jwt", "JWT"}, ScopeClaim: []string{"realm_access", "roles"}, ClientIDClaim: "azp"})),
 		token.Trust(oktaIssuer, fk.kc, token.Accept(token.Access, "api://shop"), token.Algorithms(keys.RS256),
-			token.Profile(token.AccessProfile{Types: []string{"JWT"}, ScopeClaim: []string{"scp"}, ClientIDClaim: "cid", SubjectClaim: "uid"})),
+			token.Profile(token.AccessProfile{Types: []string{"JWT", ""}, ScopeClaim: []string{"scp"}, ClientIDClaim: "cid", SubjectClaim: "uid"})),
 	}
 }
 
@@ -166,6 +166,20 @@ func opHeader(hdrEdits ...string) func(testing.TB, *fixture) string {
 func kc(hdrEdits []string, claimEdits ...string) func(testing.TB, *fixture) string {
 	return func(tb testing.TB, f *fixture) string {
 		return signRSA(tb, f.foreign.rsa, false, rsaHeader(keys.RS256, "rs-1", "JWT").with(hdrEdits...).String(), kcClaims().with(claimEdits...).String())
+	}
+}
+
+// okta is an access token of oktaIssuer with header edits.
+func okta(hdrEdits ...string) func(testing.TB, *fixture) string {
+	return func(tb testing.TB, f *fixture) string {
+		return signRSA(tb, f.foreign.rsa, false, rsaHeader(keys.RS256, "rs-1", "JWT").with(hdrEdits...).String(), oktaClaims().String())
+	}
+}
+
+func oktaClaims() members {
+	return members{
+		{"iss", `"` + oktaIssuer + `"`}, {"sub", `"ann@example.com"`}, {"uid", `"00u1"`}, {"aud", `"api://shop"`},
+		{"iat", at(0)}, {"exp", at(600)}, {"cid", `"0oa1"`}, {"scp", `["shop","admin"]`}, {"ver", "1"},
 	}
 }
 
@@ -248,6 +262,9 @@ func foreignCases() []adversarialCase {
 		}, want: token.ErrTooLarge}),
 		a(adversarialCase{name: "foreign: typ JWT not opted in", raw: opHeader(`typ="JWT"`), want: token.ErrType}),
 		a(adversarialCase{name: "foreign: typ missing", raw: opHeader(`typ=`), want: token.ErrType}),
+		a(adversarialCase{name: "foreign: typ missing, accepted from Okta", raw: okta(`typ=`), want: nil}),
+		a(adversarialCase{name: "foreign: typ empty, accepted from Okta", raw: okta(`typ=""`), want: nil}),
+		a(adversarialCase{name: "foreign: typ at+jwt, not one of Okta's", raw: okta(`typ="at+jwt"`), want: token.ErrType}),
 		a(adversarialCase{name: "foreign: typ of a transaction token", raw: opHeader(`typ="txntoken+jwt"`), want: token.ErrType}),
 		a(adversarialCase{name: "foreign: lifetime 24 h and a second", raw: opEdit(`exp=` + at(86401)), want: token.ErrLifetime}),
 		a(adversarialCase{name: "foreign: expired beyond its 60 s leeway", raw: opEdit(`exp=`+at(-60), `iat=`+at(-600)), want: token.ErrExpired}),
@@ -293,12 +310,7 @@ func TestForeignProfileClaims(t *testing.T) {
 		sub, client, scope string
 	}{
 		{"RFC 9068", opEdit(`scope="shop  admin"`), "user-1", "web", "shop admin"},
-		{"Okta: scp array, cid, uid", func(tb testing.TB, f *fixture) string {
-			return signRSA(tb, f.foreign.rsa, false, rsaHeader(keys.RS256, "rs-1", "JWT").String(), members{
-				{"iss", `"` + oktaIssuer + `"`}, {"sub", `"ann@example.com"`}, {"uid", `"00u1"`}, {"aud", `"api://shop"`},
-				{"iat", at(0)}, {"exp", at(600)}, {"cid", `"0oa1"`}, {"scp", `["shop","admin"]`}, {"ver", "1"},
-			}.String())
-		}, "00u1", "0oa1", "shop admin"},
+		{"Okta: scp array, cid, uid", okta(), "00u1", "0oa1", "shop admin"},
 		{"client credentials", opEdit(`sub=`, `scope=`), "", "web", ""},
 		{"Keycloak", kc(nil), "f1b7c2d4-0000-4000-8000-000000000001", "shop-web", "shop offline_access"},
 	} {

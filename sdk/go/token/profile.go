@@ -42,8 +42,9 @@ type AccessProfile struct {
 	// type their access tokens (Keycloak, Entra ID v1, Okta's org
 	// server); it cannot be told apart from an ID token by its header,
 	// so the audience must then be one no ID token carries (an API
-	// identifier, never a client id). Another tokenrelay kind's typ is
-	// refused.
+	// identifier, never a client id). "" accepts a token without typ (as
+	// Okta's custom authorization servers send), under the same
+	// condition. Another tokenrelay kind's typ is refused.
 	Types []string
 	// MaxLifetime bounds exp - iat. Default Access.MaxLifetime() (15
 	// minutes); at most MaxForeignLifetime.
@@ -97,9 +98,6 @@ func Profile(ap AccessProfile) PolicyOption {
 			pr.types = []string{Access.typ}
 		}
 		for _, t := range pr.types {
-			if t == "" {
-				return fmt.Errorf("%w: empty typ in a Profile", ErrConfig)
-			}
 			for _, k := range Kinds() {
 				if k.Typ() != Access.typ && typIs(t, k.Typ()) {
 					return fmt.Errorf("%w: typ %q is tokenrelay's %s", ErrConfig, t, k)
