@@ -119,10 +119,21 @@ func NewPublicKey(kid string, key crypto.PublicKey) (*PublicKey, error) {
 	return pk, nil
 }
 
+// strictPS256 verifies PS256 as RFC 7518 section 3.5 defines it: the salt
+// as long as the hash, 32 bytes. golang-jwt's SigningMethodPS256 accepts
+// any salt length on verification (for tokens of old libraries), which
+// Wycheproof's JWS vectors call invalid.
+var strictPS256 = &jwt.SigningMethodRSAPSS{
+	SigningMethodRSA: jwt.SigningMethodPS256.SigningMethodRSA,
+	Options:          &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash},
+}
+
 // NewRSAPublicKey binds an RSA key to alg, RS256 or PS256: an RSA key
 // verifies one of them, never both, as a JWK's "alg" binds it. The modulus
-// must have MinRSABits to MaxRSABits bits and the exponent be odd and at
-// least 3. Signatures are verified by crypto/rsa (through golang-jwt). An
+// must have MinRSABits to MaxRSABits bits, must not be one of the weak
+// moduli of CVE-2017-15361 (ROCA, Infineon's key generation, whose private
+// key can be computed from it), and the exponent must be odd and at least
+// 3. Signatures are verified by crypto/rsa (through golang-jwt). An
 // empty kid is replaced by the RFC 7638 thumbprint. There is no RSA
 // private key in this package: tokenrelay never signs with RSA.
 func NewRSAPublicKey(kid string, key *rsa.PublicKey, alg string) (*PublicKey, error) {
@@ -140,9 +151,12 @@ func NewRSAPublicKey(kid string, key *rsa.PublicKey, alg string) (*PublicKey, er
 	case RS256:
 		pk.method = jwt.SigningMethodRS256
 	case PS256:
-		pk.method = jwt.SigningMethodPS256
+		pk.method = strictPS256
 	default:
 		return nil, fmt.Errorf("%w: RSA key for %q", ErrUnsupportedAlgorithm, alg)
+	}
+	if roca(key.N) {
+		return nil, fmt.Errorf("%w: RSA modulus with the ROCA fingerprint (CVE-2017-15361): its private key can be computed", ErrMalformedKey)
 	}
 	if pk.kid == "" {
 		pk.kid = pk.Thumbprint()
