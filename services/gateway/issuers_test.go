@@ -70,3 +70,25 @@ func TestForeignConfigRefusals(t *testing.T) {
 		t.Error("HS256 from a foreign provider: accepted")
 	}
 }
+
+// FuzzParseIssuers: any file is parsed or refused with ErrConfig, never a
+// panic, and every parsed entry is a foreign provider with an issuer.
+func FuzzParseIssuers(f *testing.F) {
+	f.Add([]byte(`{"issuers":[{"issuer":"https://kc.example.com/realms/shop","types":["JWT"],"leeway":"30s","scope_claim":["realm_access","roles"],"scope_map":{"a":["shop"]}}]}`))
+	f.Add([]byte(`{"issuers":[]}`))
+	f.Add([]byte(`{"issuers":[{"issuer":"x","max_lifetime":"1h","algorithms":["RS256"]}]} `))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := gateway.ParseIssuers(data)
+		if err != nil {
+			if !errors.Is(err, gateway.ErrConfig) {
+				t.Fatalf("error %v does not wrap ErrConfig", err)
+			}
+			return
+		}
+		for _, is := range got {
+			if is.Issuer == "" || is.Profile == nil || is.Keys != nil {
+				t.Fatalf("parsed entry %+v", is)
+			}
+		}
+	})
+}

@@ -22,7 +22,7 @@ var (
 
 // testRSA returns one 2048-bit key for the whole package: generating one
 // costs a noticeable fraction of a second.
-func testRSA(t *testing.T) *rsa.PrivateKey {
+func testRSA(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
 	rsaOnce.Do(func() {
 		var err error
