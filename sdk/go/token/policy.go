@@ -8,8 +8,10 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 )
 
-// SignatureSize is the length in bytes of every signature a Verifier
-// accepts: 64, an Ed25519 signature or an ES256 r || s.
+// SignatureSize is the length in bytes of every signature of tokenrelay's
+// own algorithms: 64, an Ed25519 signature or an ES256 r || s. An RS256 or
+// PS256 signature of a foreign access token is as long as its key's
+// modulus, 256 to 512 bytes.
 const SignatureSize = 64
 
 // typPrefix is the media-type prefix a typ header may carry (RFC 7515
