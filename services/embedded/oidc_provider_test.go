@@ -1,8 +1,10 @@
 package embedded_test
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,13 +20,16 @@ import (
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/gateway"
 	"github.com/tokenrelay/tokenrelay/services/gateway/oidctest"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 )
 
-// TestForeignProviderCheckout (issue 16): a user of a real OpenID Connect
+// TestForeignProviderCheckout (issue 16): a system started while its
+// OpenID Connect provider is down runs, not ready (/readyz names
+// oidc_providers), until the provider is up; then a user of that real
 // provider (npm oidc-provider, RS256 and ES256 access tokens from the
 // authorization code flow) checks out through the gateway, in her own
 // namespace: the local admin grants her points and a card by her
@@ -34,6 +39,7 @@ import (
 func TestForeignProviderCheckout(t *testing.T) {
 	t.Parallel()
 	p := oidctest.Start(t)
+	p.Down(t) // down when the system starts: it starts anyway, not ready
 	sys, err := embedded.Start(t.Context(), embedded.Config{
 		Addr: "127.0.0.1:0", DataDir: t.TempDir(), Seed: true,
 		Logger:  slog.New(authn.NewLogHandler(slog.DiscardHandler)),
@@ -44,6 +50,28 @@ func TestForeignProviderCheckout(t *testing.T) {
 	}
 	defer stop(t, sys)
 	url := sys.URL()
+	readyz := func() (int, string) {
+		res, err := http.Get(url + health.ReadyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "oidc_providers") {
+		t.Fatalf("/readyz with the provider down: %d %q, want 503 naming oidc_providers", code, body)
+	}
+	p.Up(t)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for code, _ := readyz(); code != http.StatusOK; code, _ = readyz() {
+		select {
+		case <-t.Context().Done():
+			t.Fatal("never ready")
+		case <-tick.C:
+		}
+	}
 	alice := gateway.ForeignSubject(p.Issuer, "alice")
 
 	res, err := identityv1connect.NewIdentityServiceClient(http.DefaultClient, url).Login(t.Context(),
