@@ -3,7 +3,6 @@ package token
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 )
@@ -25,12 +24,12 @@ func Kinds() []AnyKind {
 	return []AnyKind{Access, Transaction, Checkout, Confirmation, Workload}
 }
 
-// KindOf returns the kind whose typ header value is typ, with or without
-// the "application/" prefix, as a Verifier matches it.
+// KindOf returns the kind whose typ header value is typ, as a Verifier
+// matches it: with or without the "application/" prefix, in any letter
+// case (a media type).
 func KindOf(typ string) (AnyKind, bool) {
-	typ = strings.TrimPrefix(typ, typPrefix)
 	for _, k := range Kinds() {
-		if k.Typ() == typ {
+		if typIs(typ, k.Typ()) {
 			return k, true
 		}
 	}
