@@ -43,6 +43,12 @@ func KindOf(typ string) (AnyKind, bool) {
 // others, which are ignored (see AccessProfile).
 func HeaderParameters() []string { return slices.Clone(headerNames) }
 
+// RefusedHeaderParameters returns the header parameters refused from every
+// issuer, foreign providers included: jku, x5u, jwk, x5c (a token never
+// points at or carries its own key), crit (no extension is understood),
+// b64, cty, enc and zip.
+func RefusedHeaderParameters() []string { return slices.Clone(refusedHeaders) }
+
 // SupportedAlgorithms returns every alg a Verifier can accept from
 // tokenrelay's own issuers: keys.EdDSA and keys.ES256 (Algorithms chooses
 // among them per issuer). none and HMAC never are; RS256 and PS256 only
