@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -52,9 +53,13 @@ func (g *Gateway) trust(ctx context.Context, cfg Config) error {
 	if g.verifier, err = token.NewVerifier(opts...); err != nil {
 		return err
 	}
+	// Concurrently: a provider that hangs delays the start by one
+	// discovery timeout, not one per provider.
+	var wg sync.WaitGroup
 	for _, p := range g.discovery.providers {
-		g.discovery.discover(ctx, p)
+		wg.Go(func() { g.discovery.discover(ctx, p) })
 	}
+	wg.Wait()
 	return nil
 }
 
