@@ -6,6 +6,10 @@
 // (TOKENRELAY_READ_BODY_TIMEOUT, default 30s) bounds how long a client may
 // take to send a request body, -idle-timeout (TOKENRELAY_IDLE_TIMEOUT,
 // default 2m) how long a keep-alive connection may stay idle.
+// -issuers-file (TOKENRELAY_GATEWAY_ISSUERS_FILE) makes the gateway trust
+// foreign OpenID Connect providers besides the identity service, each with
+// its verification profile, as gatewayd's flag of the same name does (see
+// services/gateway/README.md); /readyz then waits for their discovery too.
 //
 // Retention (each flag 0 keeps what it governs; else at least 1m):
 //
@@ -35,6 +39,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/embedded/webui"
+	"github.com/tokenrelay/tokenrelay/services/gateway"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
@@ -57,6 +62,8 @@ func main() {
 		"how long an order COMPLETED or FAILED keeps its sealed confirmation tokens; 0 keeps them (env TOKENRELAY_SEALED_TOKEN_RETENTION)")
 	orderRetention := flag.Duration("order-retention", process.EnvDuration("TOKENRELAY_ORDER_RETENTION", 0),
 		"how long an order COMPLETED or FAILED is kept, with its steps and checkout; 0 keeps every order (env TOKENRELAY_ORDER_RETENTION)")
+	issuersFile := flag.String("issuers-file", os.Getenv("TOKENRELAY_GATEWAY_ISSUERS_FILE"),
+		"JSON `file` of foreign OpenID Connect providers and their verification profiles (env TOKENRELAY_GATEWAY_ISSUERS_FILE)")
 	flag.Parse()
 	cfg.Seed = !*noSeed
 	// Flags say 0 for "keep"; embedded.Config says it with a negative
@@ -64,6 +71,16 @@ func main() {
 	cfg.Retention, cfg.SealedTokenRetention = keepAsNegative(retention.Keep), keepAsNegative(*sealedRetention)
 	cfg.OrderRetention, cfg.PurgeEvery = *orderRetention, retention.Every
 	cfg.Logger = slog.New(authn.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))
+	if *issuersFile != "" {
+		data, err := os.ReadFile(*issuersFile)
+		if err == nil {
+			cfg.Issuers, err = gateway.ParseIssuers(data)
+		}
+		if err != nil {
+			cfg.Logger.Error("-issuers-file", "file", *issuersFile, "err", err)
+			os.Exit(1)
+		}
+	}
 	if *webDir != "" {
 		web, err := webui.Handler(os.DirFS(*webDir))
 		if err != nil {
