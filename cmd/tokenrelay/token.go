@@ -331,19 +331,33 @@ func (d *decoded) checkPolicy() {
 	for _, n := range d.claimsDup {
 		d.warn("claim %q appears more than once", printable(n))
 	}
-	allowed := token.HeaderParameters()
-	var extra []string
+	allowed, refused := token.HeaderParameters(), token.RefusedHeaderParameters()
+	var never, own []string
 	for name := range d.headerMap {
-		if !slices.Contains(allowed, name) {
-			extra = append(extra, printable(name))
+		switch {
+		case slices.ContainsFunc(refused, func(r string) bool { return strings.EqualFold(r, name) }):
+			never = append(never, printable(name))
+		case !slices.Contains(allowed, name):
+			own = append(own, printable(name))
 		}
 	}
-	sort.Strings(extra)
-	if len(extra) > 0 {
-		d.warn("header parameters other than %s are refused: %s", andList(allowed), strings.Join(extra, ", "))
+	sort.Strings(never)
+	sort.Strings(own)
+	if len(never) > 0 {
+		d.warn("header parameters other than %s are refused: %s", andList(allowed), strings.Join(never, ", "))
 	}
-	if algs := token.SupportedAlgorithms(); !slices.Contains(algs, d.str(d.headerMap, "alg")) {
-		d.warn("alg %q is never accepted (only %s)", printable(d.str(d.headerMap, "alg")), andList(algs))
+	if len(own) > 0 {
+		d.warn("header parameters other than %s are refused from tokenrelay's own issuers, ignored in a foreign provider's access token: %s",
+			andList(allowed), strings.Join(own, ", "))
+	}
+	alg := d.str(d.headerMap, "alg")
+	rsa := alg == keys.RS256 || alg == keys.PS256
+	switch {
+	case rsa:
+		d.warn("alg %s is accepted only in the access tokens of a foreign OpenID Connect provider trusted with a profile", alg)
+	case !slices.Contains(token.SupportedAlgorithms(), alg):
+		d.warn("alg %q is never accepted (only %s; %s and %s from a foreign provider)", printable(alg),
+			andList(token.SupportedAlgorithms()), keys.RS256, keys.PS256)
 	}
 	if d.str(d.headerMap, "kid") == "" {
 		d.warn("no kid: no verifier can find the key")
@@ -354,7 +368,11 @@ func (d *decoded) checkPolicy() {
 	if _, ok := d.claimsMap["exp"]; !ok {
 		d.warn("no exp: every tokenrelay token must expire")
 	}
-	if d.signature != token.SignatureSize {
+	switch {
+	case rsa && (d.signature < keys.MinRSABits/8 || d.signature > keys.MaxRSABits/8):
+		d.warn("the signature is %d bytes, not the %d to %d of an RSA key of %d to %d bits", d.signature,
+			keys.MinRSABits/8, keys.MaxRSABits/8, keys.MinRSABits, keys.MaxRSABits)
+	case !rsa && d.signature != token.SignatureSize:
 		d.warn("the signature is %d bytes, not the %d of EdDSA or ES256", d.signature, token.SignatureSize)
 	}
 }

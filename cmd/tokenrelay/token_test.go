@@ -139,6 +139,16 @@ func TestTokenInspectBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A foreign provider's access token (issue 16): RS256, x5t, a
+	// 256-byte signature are not warned about as never accepted.
+	foreign := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":"k","typ":"JWT","x5t":"abc"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"alice","exp":1}`)) + "." + base64.RawURLEncoding.EncodeToString(make([]byte, 256))
+	fout, _, _ := runCmd(t, foreign, "token", "inspect")
+	if !strings.Contains(fout, "only in the access tokens of a foreign OpenID Connect provider") ||
+		!strings.Contains(fout, "ignored in a foreign provider's access token: x5t") ||
+		strings.Contains(fout, "never accepted") || strings.Contains(fout, "signature is") {
+		t.Errorf("foreign provider's token:\n%s", fout)
+	}
 	out, _, _ := runCmd(t, hostile, "token", "inspect")
 	for _, w := range []string{`alg "none" is never accepted`, `claim "sub" appears more than once`, `\u001b[31mred`} {
 		if !strings.Contains(out, w) {

@@ -86,6 +86,12 @@ type Config struct {
 	// service issues. Default, and at most, 15 minutes; the browser tests
 	// shorten it to see the SDK refresh mid-checkout.
 	AccessTokenLifetime time.Duration
+	// Issuers are further access-token issuers the gateway trusts besides
+	// the identity service: foreign OpenID Connect providers, each with
+	// its gateway.Profile (see package gateway). Their users reach the
+	// services as gateway.ForeignSubject, apart from the local ones.
+	// Default none.
+	Issuers []gateway.Issuer
 	// ReadBodyTimeout bounds how long a client may take to send a request
 	// body, on both listeners (server.WithReadBodyTimeout). Default (0)
 	// server.DefaultReadBodyTimeout, 30 s; negative: no bound.
@@ -552,9 +558,18 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 		}
 		return nil
 	}
+	// Not ready until the gateway knows every OIDC provider of
+	// Config.Issuers (always ready without any).
+	var g *gateway.Gateway
+	w.ready["oidc_providers"] = func(ctx context.Context) error {
+		if g == nil {
+			return errNotReady
+		}
+		return g.Ready(ctx)
+	}
 	health.Mount(w.public, w.ready)
 	g, err := gateway.New(ctx, gateway.Config{
-		Keys: w.rings[gateway.DefaultName], Issuers: w.issuers, Routes: w.routes,
+		Keys: w.rings[gateway.DefaultName], Issuers: append(w.issuers, w.cfg.Issuers...), Routes: w.routes,
 		AllowedOrigins: []string{w.sys.url}, Fallback: w.public,
 		Logger: w.logger("gateway"), Observe: w.metrics.Observe,
 	})

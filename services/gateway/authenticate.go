@@ -2,60 +2,89 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/jwks"
-	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
 
 // trust builds the access-token verifier of cfg.Issuers (defaults applied)
-// and records their scope limits. On error the caller closes g: the JWKS
-// cache may already hold a provider.
+// and records how each issuer's tokens become transaction tokens. The
+// discovery documents of the OIDC providers are read once here; one that
+// cannot be read leaves its provider not ready (Ready, ErrNotReady) and
+// Run tries again, so that the gateway starts while a provider is down.
 func (g *Gateway) trust(ctx context.Context, cfg Config) error {
 	opts := []token.Option{token.WithVerifiedCache(1 << 14)}
 	for _, is := range cfg.Issuers {
-		src, err := g.keysOf(ctx, is, cfg)
-		if err != nil {
-			return err
+		src := is.Keys
+		if src == nil {
+			if g.cache == nil {
+				var err error
+				if g.cache, err = jwks.New(jwks.WithHTTPClient(cfg.HTTPClient), jwks.WithLogger(cfg.Logger)); err != nil {
+					return err
+				}
+			}
+			p := &provider{issuer: is.Issuer, cache: g.cache}
+			g.discovery.providers = append(g.discovery.providers, p)
+			src = p
 		}
-		opts = append(opts, token.Trust(is.Issuer, src, token.Accept(token.Access, is.Audience), token.Algorithms(is.Algorithms...)))
-		if len(is.Scopes) > 0 {
-			g.scopes[is.Issuer] = is.Scopes
+		policy := []token.PolicyOption{token.Accept(token.Access, is.Audience), token.Algorithms(is.Algorithms...)}
+		grant := issuerGrant{scopes: is.Scopes}
+		if is.Profile != nil {
+			policy = append(policy, token.Profile(is.Profile.AccessProfile))
+			grant.foreign, grant.scopeMap = true, is.Profile.ScopeMap
 		}
+		opts = append(opts, token.Trust(is.Issuer, src, policy...))
+		g.grants[is.Issuer] = grant
 	}
 	var err error
-	g.verifier, err = token.NewVerifier(opts...)
-	return err
+	if g.verifier, err = token.NewVerifier(opts...); err != nil {
+		return err
+	}
+	// Concurrently: a provider that hangs delays the start by one
+	// discovery timeout, not one per provider.
+	var wg sync.WaitGroup
+	for _, p := range g.discovery.providers {
+		wg.Go(func() { g.discovery.discover(ctx, p) })
+	}
+	wg.Wait()
+	return nil
 }
 
-// keysOf returns an issuer's key source: its Keys in process, or else the
-// keys at the jwks_uri of its discovery document, through the gateway's
-// jwks.Cache (made for the first such issuer).
-func (g *Gateway) keysOf(ctx context.Context, is Issuer, cfg Config) (keys.Source, error) {
-	if is.Keys != nil {
-		return is.Keys, nil
-	}
-	uri, err := discover(ctx, cfg.HTTPClient, is.Issuer)
-	if err != nil {
-		return nil, err
-	}
-	if g.cache == nil {
-		if g.cache, err = jwks.New(jwks.WithHTTPClient(cfg.HTTPClient), jwks.WithLogger(cfg.Logger)); err != nil {
-			return nil, err
+// Ready reports whether the gateway can verify every issuer's tokens: nil
+// once each OIDC provider's discovery document has been read, else an
+// error wrapping ErrNotReady that names the providers still unknown.
+// gatewayd serves it at /readyz.
+func (g *Gateway) Ready(context.Context) error {
+	var errs []error
+	for _, p := range g.discovery.providers {
+		if err := p.ready(); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return g.cache.Add(is.Issuer, uri)
+	return errors.Join(errs...)
+}
+
+// issuerGrant is what an issuer's access tokens may put in a transaction
+// token.
+type issuerGrant struct {
+	// foreign: a provider outside tokenrelay; its subjects are qualified
+	// by its issuer, and it grants admin only through scopeMap.
+	foreign  bool
+	scopeMap map[string][]string
+	scopes   []string // when not empty, the only scopes it may grant
 }
 
 // admit authenticates a request for procedure and mints its transaction
@@ -80,6 +109,7 @@ func (g *Gateway) admit(r *http.Request, procedure string) (string, token.Transa
 // and returns the claims of the transaction token to mint.
 func (g *Gateway) authenticate(r *http.Request, procedure string) (token.TransactionClaims, error) {
 	sub, scope := AnonymousSubject, ""
+	tctx := map[string]string{"tenant": g.tenant}
 	if !g.anonymous[procedure] {
 		raw, err := g.credential(r)
 		if err != nil {
@@ -89,7 +119,10 @@ func (g *Gateway) authenticate(r *http.Request, procedure string) (token.Transac
 		if err != nil {
 			return token.TransactionClaims{}, g.refuseToken(r, err)
 		}
-		sub, scope = access.Subject, g.grant(access.Issuer, access.Scope)
+		var principal string
+		sub, principal = g.subject(access)
+		scope = g.grant(access.Issuer, access.Scope)
+		tctx[ContextIssuer], tctx[ContextPrincipal] = access.Issuer, principal
 	}
 	if g.admin[procedure] && !slices.Contains(strings.Fields(scope), authn.AdminScope) {
 		return token.TransactionClaims{}, &refusal{err: connect.NewError(connect.CodePermissionDenied, errAdminOnly), header: g.challenges.insufficientScope}
@@ -97,13 +130,67 @@ func (g *Gateway) authenticate(r *http.Request, procedure string) (token.Transac
 	c := token.TransactionClaims{
 		Registered:         token.Registered{Subject: sub, Audience: []string{g.trustDomain}},
 		Scope:              scope,
-		Context:            map[string]string{"tenant": g.tenant},
+		Context:            tctx,
 		RequestingWorkload: g.name,
 	}
 	if g.lifetime != token.Transaction.DefaultLifetime() {
 		c.ExpiresAt = time.Now().Add(g.lifetime)
 	}
 	return c, nil
+}
+
+// subject returns the sub of the transaction token for a verified access
+// token, and whether it names a user or a client (PrincipalUser,
+// PrincipalClient). The identity service's users are its subjects as they
+// are; a foreign provider's are qualified by its issuer (ForeignSubject),
+// and a token a client obtained for itself (client credentials: no sub, or
+// sub equal to client_id, RFC 9068 section 2.2) names the client
+// (ForeignClient), never a user.
+func (g *Gateway) subject(access token.AccessClaims) (sub, principal string) {
+	if !g.grants[access.Issuer].foreign {
+		return access.Subject, PrincipalUser
+	}
+	if access.Subject == "" || access.Subject == access.ClientID {
+		return ForeignClient(access.Issuer, access.ClientID), PrincipalClient
+	}
+	return ForeignSubject(access.Issuer, access.Subject), PrincipalUser
+}
+
+// Keys of the transaction token's tctx that the gateway sets for an
+// authenticated request, besides "tenant".
+const (
+	// ContextIssuer is the iss of the access token: which issuer
+	// authenticated the subject.
+	ContextIssuer = "iss"
+	// ContextPrincipal is PrincipalUser or PrincipalClient.
+	ContextPrincipal = "principal"
+	// PrincipalUser: sub is an end user.
+	PrincipalUser = "user"
+	// PrincipalClient: sub is an OAuth client acting for itself (a
+	// client-credentials token), no end user.
+	PrincipalClient = "client"
+)
+
+// subjectSeparator joins a foreign issuer and its subject. An issuer URL
+// has no fragment, so the first "#" ends it.
+const subjectSeparator = "#"
+
+// clientPrefix starts the subject of a foreign client.
+const clientPrefix = "client:"
+
+// ForeignSubject is the sub of the transaction tokens of user sub of the
+// foreign provider iss: "<iss>#<sub>", such as
+// "https://login.example.com/realms/shop#f1b7c2d4-...". The services key
+// balances, payment methods and orders by sub, so two providers' users, or
+// a provider's user and a local one ("usr_..."), never share them: (iss,
+// sub) is the identity (OpenID Connect Core 1.0 section 2).
+func ForeignSubject(iss, sub string) string { return iss + subjectSeparator + sub }
+
+// ForeignClient is the sub of the transaction tokens of a client of the
+// foreign provider iss acting for itself: "client:<iss>#<client_id>",
+// which no user's sub can be.
+func ForeignClient(iss, clientID string) string {
+	return clientPrefix + iss + subjectSeparator + clientID
 }
 
 // credential returns the access token of r: the b64token of its one
@@ -199,16 +286,28 @@ func (g *Gateway) AcceptConn(remote net.Addr) bool {
 	return !spent
 }
 
-// grant returns the scopes of an access token that its issuer may grant.
+// grant returns the tokenrelay scopes that an access token of issuer with
+// scope may have: a foreign provider's scopes mapped by its ScopeMap (or,
+// without one, as they are but for admin), then limited to the issuer's
+// Scopes when it has some.
 func (g *Gateway) grant(issuer, scope string) string {
-	allowed, limited := g.scopes[issuer]
-	if !limited {
-		return strings.Join(strings.Fields(scope), " ")
-	}
+	gr := g.grants[issuer]
 	var out []string
-	for _, s := range strings.Fields(scope) {
-		if slices.Contains(allowed, s) {
+	add := func(s string) {
+		if (len(gr.scopes) == 0 || slices.Contains(gr.scopes, s)) && !slices.Contains(out, s) {
 			out = append(out, s)
+		}
+	}
+	for _, s := range strings.Fields(scope) {
+		switch {
+		case !gr.foreign:
+			add(s)
+		case len(gr.scopeMap) > 0:
+			for _, m := range gr.scopeMap[s] {
+				add(m)
+			}
+		case s != authn.AdminScope:
+			add(s)
 		}
 	}
 	return strings.Join(out, " ")

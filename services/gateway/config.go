@@ -15,6 +15,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
 
 // Defaults of Config.
@@ -53,7 +54,17 @@ const (
 	// remembered: 65,536, about 14 MiB at most (224 bytes a client,
 	// measured by TestBudgetMemory).
 	DefaultAuthFailureClients = 1 << 16
+	// DefaultDiscoveryRefresh re-reads discovery documents hourly, as the
+	// JWKS are refreshed.
+	DefaultDiscoveryRefresh = time.Hour
+	// DefaultDiscoveryRetry is the first wait before a failed discovery is
+	// tried again: 1 s, then 2 s, 4 s ... up to DiscoveryRefresh.
+	DefaultDiscoveryRetry = time.Second
 )
+
+// ForeignAlgorithms are the algorithms accepted by default from a foreign
+// provider: RS256 first, which RFC 9068 section 2.1 requires.
+var ForeignAlgorithms = []string{keys.RS256, keys.PS256, keys.ES256, keys.EdDSA}
 
 // DefaultAnonymousProcedures pass without an access token: logging in and
 // refreshing are how a client gets one.
@@ -69,22 +80,58 @@ var DefaultAdminProcedures = []string{
 	paymentsv1connect.PaymentsServiceAddPaymentMethodProcedure,
 }
 
-// Issuer is one access-token issuer the gateway trusts.
+// Issuer is one access-token issuer the gateway trusts: tokenrelay's own
+// identity service (Keys set, Profile nil), or a foreign OpenID Connect
+// provider (Keys nil, or a Profile).
+//
+// The identity service is held to the strict rules of every token
+// tokenrelay mints (header alg, kid and typ only; typ at+jwt; EdDSA or
+// ES256; 15 minutes at most), may grant every scope, admin included, and
+// its subjects ("usr_...") reach the services as they are.
+//
+// A foreign provider is verified by its Profile (token.AccessProfile: its
+// algorithms, typ values, lifetime, leeway, and where its scopes, subject
+// and client id are); it grants no "admin" unless its ScopeMap maps one
+// of its scopes to it; and its subjects reach the services qualified by
+// its issuer (see ForeignSubject), so that they never collide with a
+// local user's or another provider's.
 type Issuer struct {
 	// Issuer is the iss of its tokens; for an OIDC provider, its issuer URL.
 	Issuer string
 	// Audience is the aud its tokens must carry. Default DefaultAudience.
 	Audience string
-	// Keys is the issuer's key source in this process (a *keys.Ring). When
-	// nil, the issuer is an OpenID Connect provider and its keys are
-	// discovered from its issuer URL.
+	// Keys is the issuer's key source (a *keys.Ring in process, or a JWKS
+	// source). When nil, the issuer is an OpenID Connect provider whose
+	// keys are found through its discovery document
+	// (<Issuer>/.well-known/openid-configuration), re-read every
+	// Config.DiscoveryRefresh.
 	Keys keys.Source
-	// Algorithms accepted from it. Default keys.EdDSA and keys.ES256.
+	// Algorithms accepted from it. Default keys.EdDSA and keys.ES256 for
+	// the identity service; keys.RS256, keys.PS256, keys.ES256 and
+	// keys.EdDSA for a foreign provider. none and HMAC never are.
 	Algorithms []string
-	// Scopes, when not empty, are the only scopes the issuer may grant:
-	// others in its tokens are left out of the transaction token. Use it to
-	// keep an external provider from granting "admin".
+	// Scopes, when not empty, are the only tokenrelay scopes the issuer
+	// may grant (after ScopeMap): others are left out of the transaction
+	// token.
 	Scopes []string
+	// Profile makes the issuer a foreign provider even with Keys, and says
+	// how its tokens are read. Nil for a provider without Keys: the
+	// default Profile (RFC 9068).
+	Profile *Profile
+}
+
+// Profile is how the gateway reads a foreign provider's access tokens.
+type Profile struct {
+	// AccessProfile: typ values, lifetime, leeway, where the scopes,
+	// subject and client id are. Its zero value is RFC 9068's profile.
+	token.AccessProfile
+	// ScopeMap maps each scope (or role) of the provider to the tokenrelay
+	// scopes it grants, such as {"shop-user": ["shop"], "shop-admin":
+	// ["shop", "admin"]}; the provider's scopes that it does not name grant
+	// nothing. When empty, the provider's scopes pass as they are, except
+	// "admin": a foreign provider grants admin only through a ScopeMap
+	// that says so.
+	ScopeMap map[string][]string
 }
 
 // Route sends the RPCs of one service upstream.
@@ -179,6 +226,15 @@ type Config struct {
 	// HTTPClient fetches OIDC discovery documents and JWKS. Default a
 	// client with http.DefaultTransport.
 	HTTPClient *http.Client
+	// DiscoveryRefresh is how often Run re-reads each OIDC provider's
+	// discovery document, so that a changed jwks_uri is followed. Default
+	// DefaultDiscoveryRefresh.
+	DiscoveryRefresh time.Duration
+	// DiscoveryRetry is the first wait of Run before it tries a failed
+	// discovery again; each failure doubles it, up to DiscoveryRefresh,
+	// and a random tenth is added so that replicas spread their retries.
+	// Default DefaultDiscoveryRetry.
+	DiscoveryRetry time.Duration
 	// Transport carries proxied requests to URL routes. Default a clone of
 	// http.DefaultTransport speaking HTTP/2 only (h2c for http://).
 	Transport http.RoundTripper
@@ -216,9 +272,16 @@ func (c *Config) validate() error {
 		}
 		seen[rt.Service] = true
 	}
+	issuers := make(map[string]bool, len(c.Issuers))
 	for _, is := range c.Issuers {
-		if is.Issuer == "" {
-			return fmt.Errorf("%w: an Issuer needs its iss", ErrConfig)
+		if is.Issuer == "" || issuers[is.Issuer] {
+			return fmt.Errorf("%w: an Issuer needs its iss, once", ErrConfig)
+		}
+		issuers[is.Issuer] = true
+		if is.Profile != nil && strings.Contains(is.Issuer, subjectSeparator) {
+			// The issuer qualifies its subjects: ForeignSubject must be
+			// unambiguous.
+			return fmt.Errorf("%w: issuer %q of a foreign provider contains %q", ErrConfig, is.Issuer, subjectSeparator)
 		}
 	}
 	return nil
@@ -265,14 +328,26 @@ func (c Config) withDefaults() Config {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}
 	}
+	if c.DiscoveryRefresh <= 0 {
+		c.DiscoveryRefresh = DefaultDiscoveryRefresh
+	}
+	if c.DiscoveryRetry <= 0 {
+		c.DiscoveryRetry = DefaultDiscoveryRetry
+	}
 	if c.Transport == nil {
 		c.Transport = server.H2Transport()
 	}
 	issuers := make([]Issuer, len(c.Issuers))
 	for i, is := range c.Issuers {
 		is.Audience = or(is.Audience, DefaultAudience)
+		if is.Keys == nil && is.Profile == nil {
+			is.Profile = &Profile{}
+		}
 		if len(is.Algorithms) == 0 {
 			is.Algorithms = []string{keys.EdDSA, keys.ES256}
+			if is.Profile != nil {
+				is.Algorithms = ForeignAlgorithms
+			}
 		}
 		issuers[i] = is
 	}

@@ -35,10 +35,12 @@
 //     AddPaymentMethod) without the "admin" scope: PermissionDenied, with
 //     the challenge error="insufficient_scope", scope="admin";
 //  7. mints one transaction token (token.Transaction) with its own key
-//     ring: txn random, sub the access token's sub ("anonymous" for the
-//     anonymous procedures), scope the access token's scope, tctx
-//     {"tenant": Config.Tenant}, req_wl Config.Name, aud Config.TrustDomain,
-//     lifetime at most 5 minutes; the access token itself goes no further;
+//     ring: txn random, sub the access token's sub, qualified by its
+//     issuer for a foreign provider ("anonymous" for the anonymous
+//     procedures; see Issuers), scope the scopes its issuer may grant,
+//     tctx {"tenant": Config.Tenant, "iss": ..., "principal": "user" or
+//     "client"}, req_wl Config.Name, aud Config.TrustDomain, lifetime at
+//     most 5 minutes; the access token itself goes no further;
 //  8. passes the request on: in process to an http.Handler (the embedded
 //     default), or by URL through httputil.ReverseProxy with HTTP/2
 //     (h2c for http:// upstreams, so gRPC works), streaming responses
@@ -85,14 +87,37 @@
 //
 // # Issuers
 //
-// An Issuer with Keys (a keys.Source in process, such as the embedded
-// identity service's ring) is trusted directly. An Issuer without Keys is
-// an OpenID Connect provider: New fetches <issuer>/.well-known/openid-configuration,
-// requires its "issuer" to equal the configured one exactly, and verifies
-// tokens with the keys at its jwks_uri through a jwks.Cache (refreshed by
-// Run). The provider must issue RFC 9068 access tokens (typ at+jwt) signed
-// with EdDSA or ES256, with the configured audience, a client_id and a jti:
-// the SDK's token engine accepts nothing weaker.
+// An Issuer with Keys and no Profile is tokenrelay's own identity service
+// (its ring in process, or its JWKS): its access tokens are held to the
+// strict rules of every token tokenrelay mints (header alg, kid and typ
+// only, typ at+jwt, EdDSA or ES256, 15 minutes at most; RFC 8725
+// 3.11-3.12), it may grant every scope, admin included, and its subjects
+// reach the services as they are.
+//
+// Every other Issuer is a foreign OpenID Connect provider, verified by its
+// Profile (token.AccessProfile: algorithms, RS256 and PS256 included; typ
+// values; audience; lifetime up to 24 h; leeway up to 5 min; where the
+// scopes, subject and client id are; unknown non-critical header
+// parameters ignored, jku, x5u, jwk, x5c and crit still refused). It
+// grants "admin" only through a Profile.ScopeMap that maps one of its
+// scopes to it. Its users reach the services as ForeignSubject
+// ("<iss>#<sub>") and a client acting for itself (a client-credentials
+// token: no sub, or sub = client_id) as ForeignClient
+// ("client:<iss>#<client_id>"), so that (iss, sub) is the identity: no two
+// providers' users, and no provider's user and a local one, share a
+// balance, a card or an order. tctx carries the issuer (ContextIssuer) and
+// whether sub is a user or a client (ContextPrincipal).
+//
+// A provider without Keys is found by discovery:
+// <issuer>/.well-known/openid-configuration, whose "issuer" must equal the
+// configured one exactly; its tokens are verified with the keys at its
+// jwks_uri through a jwks.Cache. New reads each document once; a provider
+// whose document cannot be read leaves the gateway running but not ready
+// (Ready, ErrNotReady; its tokens are answered Unavailable), and Run
+// retries it with exponential backoff from Config.DiscoveryRetry, then
+// reads it again every Config.DiscoveryRefresh, following a changed
+// jwks_uri. A provider down later keeps being trusted with its last keys.
+// ParseIssuers reads providers and their profiles from a JSON file.
 //
 // # Files
 //
@@ -111,11 +136,13 @@
 //     address (an IPv6 client: its /64), bounded to
 //     Config.AuthFailureClients clients (step 4).
 //   - authenticate.go: the credential rules and RFC 6750 challenges, the
-//     access-token verifier, scope limits per issuer, the admin check and
-//     the minting of the transaction token (steps 4 to 7), and AcceptConn,
-//     the budget's refusal of connections.
-//   - oidc.go: OpenID Connect discovery of an Issuer without Keys
-//     (ErrDiscovery).
+//     access-token verifier, each issuer's scope mapping and subjects, the
+//     admin check and the minting of the transaction token (steps 4 to 7),
+//     Ready, and AcceptConn, the budget's refusal of connections.
+//   - oidc.go: the OpenID Connect discovery document (ErrDiscovery).
+//   - provider.go: the providers found by discovery, retried and
+//     refreshed by Run (ErrNotReady).
+//   - issuers.go: ParseIssuers, the -issuers-file format.
 //   - errors.go: the errors the gateway answers with, written in the
 //     request's protocol (Connect, gRPC or gRPC-Web, else plain text),
 //     with their challenge or Retry-After header.

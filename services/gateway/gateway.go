@@ -42,7 +42,8 @@ type Gateway struct {
 	issuer                    *token.Issuer
 	verifier                  *token.Verifier
 	cache                     *jwks.Cache
-	scopes                    map[string][]string // issuer -> allowed scopes
+	grants                    map[string]issuerGrant // by issuer
+	discovery                 discovery
 	routes                    map[string]http.Handler
 	anonymous, admin          map[string]bool
 	cors                      cors
@@ -57,9 +58,11 @@ type Gateway struct {
 	now                       func() time.Time
 }
 
-// New builds the gateway. It fetches the discovery document of every
-// Issuer without Keys and fails (ErrDiscovery) when one cannot be used, so
-// that a misconfigured provider is found at startup.
+// New builds the gateway. It reads the discovery document of every Issuer
+// without Keys once; a provider whose document cannot be read or used
+// (ErrDiscovery) is logged and left not ready (Ready) until Run reads it,
+// so that the gateway starts, and serves the other issuers, while a
+// provider is down.
 func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -67,11 +70,15 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	cfg = cfg.withDefaults()
 	g := &Gateway{
 		name: cfg.Name, trustDomain: cfg.TrustDomain, tenant: cfg.Tenant, lifetime: cfg.TxnLifetime,
-		keys: cfg.Keys, scopes: map[string][]string{},
+		keys: cfg.Keys, grants: map[string]issuerGrant{},
 		anonymous: set(cfg.AnonymousProcedures), admin: set(cfg.AdminProcedures),
 		cors: newCORS(cfg.AllowedOrigins), maxBody: cfg.MaxBodyBytes, maxHeader: cfg.MaxHeaderBytes,
 		fallback: cfg.Fallback, log: cfg.Logger, errs: connect.NewErrorWriter(), observe: cfg.Observe,
 		challenges: newChallenges(cfg.TrustDomain), now: cfg.Clock,
+		discovery: discovery{
+			refresh: cfg.DiscoveryRefresh, retry: cfg.DiscoveryRetry, now: time.Now, log: cfg.Logger,
+			get: func(ctx context.Context, issuer string) (string, error) { return discover(ctx, cfg.HTTPClient, issuer) },
+		},
 	}
 	if cfg.AuthFailureBurst > 0 {
 		g.budget = newBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill, cfg.AuthFailureClients)
@@ -93,14 +100,24 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	return g, nil
 }
 
-// Run refreshes the JWKS of the OIDC issuers until ctx is done (see
-// jwks.Cache.Run); without OIDC issuers it just waits. It returns ctx.Err().
+// Run keeps the OIDC providers known until ctx is done: it reads each
+// discovery document again every Config.DiscoveryRefresh (following a
+// changed jwks_uri), retries one that failed with exponential backoff from
+// Config.DiscoveryRetry, and refreshes their JWKS (see jwks.Cache.Run).
+// Without OIDC providers it just waits. It returns ctx.Err().
 func (g *Gateway) Run(ctx context.Context) error {
 	if g.cache == nil {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	return g.cache.Run(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.discovery.run(ctx)
+	}()
+	err := g.cache.Run(ctx)
+	<-done
+	return err
 }
 
 // Fetches returns the key-set fetches of the OIDC issuers' JWKS (none

@@ -3,10 +3,14 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -730,4 +734,169 @@ func (c *endConn) Read(p []byte) (int, error) {
 		c.ended()
 	}
 	return n, err
+}
+
+// TestAdversarialForeign (issue 16): what a foreign provider's access
+// token may make of a transaction token. A provider grants no admin unless
+// its ScopeMap says so; its subjects are qualified by its issuer, so that
+// its "usr_admin" is not the local admin and two providers' "alice" are
+// two users; a token a client got for itself names the client, never a
+// user; the local identity issuer is unchanged.
+func TestAdversarialForeign(t *testing.T) {
+	t.Parallel()
+	plain, mapped := newFakeProvider(t), newFakeProvider(t)
+	e := start(t, func(c *gateway.Config) {
+		c.AuthFailureBurst = -1
+		c.Issuers = append(c.Issuers,
+			gateway.Issuer{Issuer: plain.srv.URL},
+			gateway.Issuer{Issuer: mapped.srv.URL, Profile: &gateway.Profile{
+				ScopeMap: map[string][]string{"shop-user": {"shop"}, "shop-admin": {"shop", "admin"}},
+			}},
+		)
+	})
+	mint := func(p *fakeProvider, sub, client, scope string) string {
+		raw, _, err := token.Issue(t.Context(), issuer(t, p.srv.URL, p.a), token.Access, token.AccessClaims{
+			Registered: token.Registered{Subject: sub, Audience: []string{gateway.DefaultAudience}}, ClientID: client, Scope: scope,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	for _, tc := range []struct {
+		name      string
+		tok       string
+		admin     bool
+		want      connect.Code
+		sub       string
+		scope     string
+		iss       string
+		principal string
+	}{
+		{name: "foreign user", tok: mint(plain, "alice", "web", "shop"), want: codeOK,
+			sub: gateway.ForeignSubject(plain.srv.URL, "alice"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalUser},
+		{name: "foreign admin scope dropped without a map", tok: mint(plain, "alice", "web", "shop admin"), want: codeOK,
+			sub: gateway.ForeignSubject(plain.srv.URL, "alice"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalUser},
+		{name: "foreign admin scope refused at an admin RPC", tok: mint(plain, "alice", "web", "shop admin"), admin: true, want: connect.CodePermissionDenied},
+		{name: "foreign usr_admin is not the local admin", tok: mint(plain, "usr_admin", "web", "shop"), want: codeOK,
+			sub: gateway.ForeignSubject(plain.srv.URL, "usr_admin"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalUser},
+		{name: "the same sub at another provider is another user", tok: mint(mapped, "alice", "web", "shop-user"), want: codeOK,
+			sub: gateway.ForeignSubject(mapped.srv.URL, "alice"), scope: "shop", iss: mapped.srv.URL, principal: gateway.PrincipalUser},
+		{name: "mapped admin role reaches an admin RPC", tok: mint(mapped, "root", "web", "shop-admin"), admin: true, want: codeOK,
+			sub: gateway.ForeignSubject(mapped.srv.URL, "root"), scope: "shop admin", iss: mapped.srv.URL, principal: gateway.PrincipalUser},
+		{name: "unmapped admin scope of a mapped provider refused", tok: mint(mapped, "root", "web", "admin"), admin: true, want: connect.CodePermissionDenied},
+		{name: "unmapped scopes grant nothing", tok: mint(mapped, "root", "web", "admin shop openid"), want: codeOK,
+			sub: gateway.ForeignSubject(mapped.srv.URL, "root"), scope: "", iss: mapped.srv.URL, principal: gateway.PrincipalUser},
+		{name: "client credentials: sub is the client id", tok: mint(plain, "batch-job", "batch-job", "shop"), want: codeOK,
+			sub: gateway.ForeignClient(plain.srv.URL, "batch-job"), scope: "shop", iss: plain.srv.URL, principal: gateway.PrincipalClient},
+		{name: "local admin unchanged", tok: access(t, e.id, "usr_admin", "shop admin", gateway.DefaultAudience), admin: true, want: codeOK,
+			sub: "usr_admin", scope: "shop admin", iss: idIssuer, principal: gateway.PrincipalUser},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.admin {
+				_, err = e.pointsClient().GrantPoints(t.Context(), withBearer(&pointsv1.GrantPointsRequest{}, tc.tok))
+			} else {
+				_, err = e.pointsClient().GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tc.tok))
+			}
+			if (tc.want == codeOK) != (err == nil) || (err != nil && connect.CodeOf(err) != tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if err != nil {
+				return
+			}
+			c, err := token.Verify(t.Context(), e.txnVerifier, token.Transaction, e.points.seen().txn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Subject != tc.sub || c.Scope != tc.scope || c.Context[gateway.ContextIssuer] != tc.iss || c.Context[gateway.ContextPrincipal] != tc.principal {
+				t.Fatalf("transaction token sub %q scope %q tctx %v; want %q %q iss %q principal %q", c.Subject, c.Scope, c.Context, tc.sub, tc.scope, tc.iss, tc.principal)
+			}
+		})
+	}
+}
+
+// rsaSet is a static key source of RSA keys, as a foreign provider's
+// JWKS would give.
+type rsaSet map[string]*keys.PublicKey
+
+func (s rsaSet) Key(_ context.Context, kid string) (*keys.PublicKey, error) {
+	if k, ok := s[kid]; ok {
+		return k, nil
+	}
+	return nil, keys.ErrKeyNotFound
+}
+
+// TestAdversarialForeignTokens (issue 16): a foreign provider's RS256
+// tokens through the gateway, as real providers write them, and the
+// header parameters no provider may use, answered as every invalid token
+// is: unauthenticated with the one invalid_token message.
+func TestAdversarialForeignTokens(t *testing.T) {
+	t.Parallel()
+	const iss = "https://idp.example"
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := keys.NewRSAPublicKey("rsa-1", &priv.PublicKey, keys.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, func(c *gateway.Config) {
+		c.AuthFailureBurst = -1
+		c.Issuers = append(c.Issuers, gateway.Issuer{Issuer: iss, Keys: rsaSet{"rsa-1": pub},
+			Profile: &gateway.Profile{AccessProfile: token.AccessProfile{MaxLifetime: 24 * time.Hour}}})
+	})
+	sign := func(header, claims string) string {
+		b := base64.RawURLEncoding.EncodeToString
+		input := b([]byte(header)) + "." + b([]byte(claims))
+		sum := sha256.Sum256([]byte(input))
+		sig, err := rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return input + "." + b(sig)
+	}
+	now := time.Now().Unix()
+	claims := func(life int64, extra string) string {
+		return fmt.Sprintf(`{"iss":%q,"sub":"alice","aud":"tokenrelay-api","iat":%d,"exp":%d,"client_id":"web","scope":"shop admin"%s}`, iss, now, now+life, extra)
+	}
+	for _, tc := range []struct {
+		name, header, claims string
+		want                 connect.Code
+	}{
+		{"RS256 at+jwt", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt"}`, claims(600, ""), codeOK},
+		{"x5t and a private header, AT+JWT", `{"alg":"RS256","kid":"rsa-1","typ":"AT+JWT","x5t":"abc","x-ver":{"v":2}}`, claims(600, ""), codeOK},
+		{"24 h (Auth0), an EXP claim", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt"}`, claims(86400, `,"EXP":1`), codeOK},
+		{"24 h and a minute", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt"}`, claims(86460, ""), connect.CodeUnauthenticated},
+		{"typ JWT not opted in", `{"alg":"RS256","kid":"rsa-1","typ":"JWT"}`, claims(600, ""), connect.CodeUnauthenticated},
+		{"jku", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt","jku":"https://evil.example/jwks"}`, claims(600, ""), connect.CodeUnauthenticated},
+		{"embedded jwk", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt","jwk":{"kty":"RSA"}}`, claims(600, ""), connect.CodeUnauthenticated},
+		{"x5c", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt","x5c":["MIIB"]}`, claims(600, ""), connect.CodeUnauthenticated},
+		{"crit", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt","crit":["x-ver"],"x-ver":1}`, claims(600, ""), connect.CodeUnauthenticated},
+		{"sub usr_admin is not the local admin", `{"alg":"RS256","kid":"rsa-1","typ":"at+jwt"}`, strings.Replace(claims(600, ""), `"alice"`, `"usr_admin"`, 1), codeOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := sign(tc.header, tc.claims)
+			_, err := e.pointsClient().GetBalance(t.Context(), withBearer(&pointsv1.GetBalanceRequest{}, tok))
+			if tc.want == codeOK {
+				if err != nil {
+					t.Fatalf("GetBalance: %v", err)
+				}
+				c, err := token.Verify(t.Context(), e.txnVerifier, token.Transaction, e.points.seen().txn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Never admin: no ScopeMap grants it; never a local user.
+				if c.Scope != "shop" || !strings.HasPrefix(c.Subject, iss+"#") {
+					t.Fatalf("transaction token sub %q scope %q", c.Subject, c.Scope)
+				}
+				return
+			}
+			var cerr *connect.Error
+			if !errors.As(err, &cerr) || cerr.Code() != tc.want || cerr.Message() != "access token invalid or expired" {
+				t.Fatalf("err = %v, want %v with the one invalid-token message", err, tc.want)
+			}
+		})
+	}
 }

@@ -580,7 +580,8 @@ func TestSecondOIDCIssuer(t *testing.T) {
 			if connect.CodeOf(err) != tc.want && !(err == nil && tc.want == codeOK) {
 				t.Fatalf("error = %v, want %v", err, tc.want)
 			}
-			if err == nil && (e.points.seen().claims.Subject != "ext|42" || e.points.seen().claims.Scope != tc.wantScope) {
+			// A foreign provider's user is qualified by its issuer.
+			if err == nil && (e.points.seen().claims.Subject != gateway.ForeignSubject(srv.URL, "ext|42") || e.points.seen().claims.Scope != tc.wantScope) {
 				t.Fatalf("upstream saw %+v", e.points.seen().claims)
 			}
 		})
@@ -605,9 +606,14 @@ func TestSecondOIDCIssuer(t *testing.T) {
 		defer badSrv.Close()
 		cfg := config(ring(t), nil, gateway.Route{Handler: http.NotFoundHandler()})
 		cfg.Issuers = []gateway.Issuer{{Issuer: badSrv.URL}}
-		_, err := gateway.New(t.Context(), cfg)
-		if !errors.Is(err, gateway.ErrDiscovery) {
-			t.Fatalf("New = %v, want ErrDiscovery", err)
+		// The gateway starts, not ready, and says why (issue 16).
+		gw, err := gateway.New(t.Context(), cfg)
+		if err != nil {
+			t.Fatalf("New = %v, want a gateway that is not ready", err)
+		}
+		defer gw.Close()
+		if err := gw.Ready(t.Context()); !errors.Is(err, gateway.ErrNotReady) || !errors.Is(err, gateway.ErrDiscovery) {
+			t.Fatalf("Ready = %v, want ErrNotReady and ErrDiscovery", err)
 		}
 	})
 }

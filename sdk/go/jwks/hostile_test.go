@@ -106,7 +106,7 @@ func TestUnusableAnswerKeepsLastGoodSet(t *testing.T) {
 		{"empty set", `{"keys":[]}`},
 		{"only a symmetric key", `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}`},
 		{"only an encryption key", `{"keys":[` + oneJWK(t, ring, "enc") + `]}`},
-		{"only RSA keys", `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"r"},{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"s"}]}`},
+		{"only RSA keys too short to trust", `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"r"},{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"s"}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

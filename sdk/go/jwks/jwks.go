@@ -179,8 +179,8 @@ type Cache struct {
 
 type issuer struct {
 	name      string
-	urls      []*url.URL
-	preferred atomic.Int32 // index of the URL that answered last
+	urls      atomic.Pointer[[]*url.URL] // replaced by SetURLs
+	preferred atomic.Int32               // index of the URL that answered last
 
 	set atomic.Pointer[keySet] // last good set, nil before the first fetch
 
@@ -284,35 +284,71 @@ func (c *Cache) Close() { c.keys.Close() }
 // (127.0.0.0/8, ::1, localhost) unless AllowInsecureHTTP. Nothing is
 // fetched until the first lookup, Refresh or Run.
 func (c *Cache) Add(issuerName string, jwksURLs ...string) (keys.Source, error) {
-	if len(jwksURLs) == 0 {
-		return nil, fmt.Errorf("%w: issuer %q: no JWKS URL", ErrConfig, issuerName)
+	urls, err := c.parseURLs(issuerName, jwksURLs)
+	if err != nil {
+		return nil, err
 	}
 	is := &issuer{name: issuerName, pending: make(map[string]uint64)}
-	var insecure []string
-	for _, raw := range jwksURLs {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("%w: issuer %q: JWKS URL must be absolute http(s)", ErrConfig, issuerName)
-		}
-		if u.Scheme == "http" && !loopback(u.Hostname()) {
-			if !c.insecureHTTP {
-				return nil, fmt.Errorf("%w: issuer %q: JWKS URL %s: plain http only to a loopback host; use https (or allow insecure HTTP on a trusted private network)", ErrConfig, issuerName, safeURL(u))
-			}
-			insecure = append(insecure, safeURL(u))
-		}
-		is.urls = append(is.urls, u)
-	}
+	is.urls.Store(&urls)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if issuerName == "" || c.issuers[issuerName] != nil {
 		return nil, fmt.Errorf("%w: issuer %q empty or added twice", ErrConfig, issuerName)
 	}
 	c.issuers[issuerName] = is
-	for _, u := range insecure {
-		c.log.Warn("jwks: INSECURE: issuer keys fetched over plain HTTP; anyone on the network path can forge this issuer's tokens",
-			"issuer", issuerName, "url", u)
-	}
+	c.warnInsecure(issuerName, urls)
 	return source{c: c, is: is}, nil
+}
+
+// SetURLs replaces the URLs of the JWK Set of an added issuer, as when its
+// OpenID Connect discovery document names another jwks_uri, with the
+// rules of Add. The keys already fetched stay in use until a fetch from
+// the new URLs succeeds; the next lookup of an unknown kid, Refresh or Run
+// fetches from them.
+func (c *Cache) SetURLs(issuerName string, jwksURLs ...string) error {
+	urls, err := c.parseURLs(issuerName, jwksURLs)
+	if err != nil {
+		return err
+	}
+	c.mu.RLock()
+	is := c.issuers[issuerName]
+	c.mu.RUnlock()
+	if is == nil {
+		return fmt.Errorf("%w: issuer %q not added", ErrConfig, issuerName)
+	}
+	is.preferred.Store(0)
+	is.urls.Store(&urls)
+	c.warnInsecure(issuerName, urls)
+	return nil
+}
+
+// parseURLs checks the JWKS URLs of an issuer.
+func (c *Cache) parseURLs(issuerName string, jwksURLs []string) ([]*url.URL, error) {
+	if len(jwksURLs) == 0 {
+		return nil, fmt.Errorf("%w: issuer %q: no JWKS URL", ErrConfig, issuerName)
+	}
+	var urls []*url.URL
+	for _, raw := range jwksURLs {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("%w: issuer %q: JWKS URL must be absolute http(s)", ErrConfig, issuerName)
+		}
+		if u.Scheme == "http" && !loopback(u.Hostname()) && !c.insecureHTTP {
+			return nil, fmt.Errorf("%w: issuer %q: JWKS URL %s: plain http only to a loopback host; use https (or allow insecure HTTP on a trusted private network)", ErrConfig, issuerName, safeURL(u))
+		}
+		urls = append(urls, u)
+	}
+	return urls, nil
+}
+
+// warnInsecure logs every plain-http URL to a host other than loopback.
+func (c *Cache) warnInsecure(issuerName string, urls []*url.URL) {
+	for _, u := range urls {
+		if u.Scheme == "http" && !loopback(u.Hostname()) {
+			c.log.Warn("jwks: INSECURE: issuer keys fetched over plain HTTP; anyone on the network path can forge this issuer's tokens",
+				"issuer", issuerName, "url", safeURL(u))
+		}
+	}
 }
 
 // loopback reports whether host (a URL's Hostname) is a loopback address or
@@ -627,11 +663,12 @@ func (c *Cache) lookup(is *issuer, kid string) (*keys.PublicKey, bool) {
 // get fetches is's set from its URLs in turn, starting with the one that
 // answered last, and installs the first usable one as the last good set.
 func (c *Cache) get(ctx context.Context, is *issuer) error {
-	first := int(is.preferred.Load())
+	urls := *is.urls.Load()
+	first := int(is.preferred.Load()) % len(urls)
 	var errs []error
-	for i := range is.urls {
-		n := (first + i) % len(is.urls)
-		pubs, err := c.getOne(ctx, is, is.urls[n])
+	for i := range urls {
+		n := (first + i) % len(urls)
+		pubs, err := c.getOne(ctx, is, urls[n])
 		if err != nil {
 			c.failed.Add(1)
 			errs = append(errs, err)
@@ -649,7 +686,7 @@ func (c *Cache) get(ctx context.Context, is *issuer) error {
 		}
 		c.keys.Wait()
 		if len(errs) > 0 {
-			c.log.WarnContext(ctx, "jwks fetched from another URL after failures", "issuer", is.name, "url", safeURL(is.urls[n]), "err", errors.Join(errs...))
+			c.log.WarnContext(ctx, "jwks fetched from another URL after failures", "issuer", is.name, "url", safeURL(urls[n]), "err", errors.Join(errs...))
 		}
 		return nil
 	}

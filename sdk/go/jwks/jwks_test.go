@@ -406,3 +406,37 @@ func TestRunRefreshesHourly(t *testing.T) {
 		}
 	})
 }
+
+// TestSetURLs (issue 16): a provider whose discovery document names a new
+// jwks_uri is fetched from there, without a restart.
+func TestSetURLs(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	_, c, src := setup(t, clk)
+	moved, err := keys.NewRing(keys.WithRingClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(moved.Handler())
+	t.Cleanup(srv.Close)
+	kid := currentKID(t, moved)
+	ctx := context.Background()
+	if _, err := src.Key(ctx, kid); !errors.Is(err, keys.ErrKeyNotFound) {
+		t.Fatalf("key of the moved set before SetURLs: err = %v, want ErrKeyNotFound", err)
+	}
+	if err := c.SetURLs("coupons", srv.URL+keys.WellKnownPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Refresh(ctx, "coupons"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Key(ctx, kid); err != nil {
+		t.Fatalf("key of the moved set after SetURLs: %v", err)
+	}
+	if err := c.SetURLs("points", srv.URL); !errors.Is(err, jwks.ErrConfig) {
+		t.Fatalf("SetURLs of an issuer never added: err = %v, want ErrConfig", err)
+	}
+	if err := c.SetURLs("coupons", "http://192.0.2.1/jwks"); !errors.Is(err, jwks.ErrConfig) {
+		t.Fatalf("SetURLs to plain http elsewhere: err = %v, want ErrConfig", err)
+	}
+}

@@ -9,10 +9,14 @@
 // by its RFC 7638 JWK thumbprint, which is the "kid" of every token it signs.
 //
 // Ed25519 ("EdDSA") is the default algorithm; ECDSA P-256 ("ES256") is
-// supported for interoperability. HMAC and RSA keys are never produced or
-// accepted: a [PublicKey] is bound to exactly one algorithm, so a verifier
-// can never be tricked into using a key with another algorithm than the one
-// it was published for.
+// supported for interoperability. RSA keys ("RS256", "PS256") are never
+// produced, but are accepted as verification keys ([NewRSAPublicKey],
+// [ParseJWKS]) for the access tokens of foreign OpenID Connect providers,
+// which sign with RSA (RFC 9068 section 2.1 requires RS256 of every
+// resource server): 2048 to 4096 bits, verified by crypto/rsa. HMAC keys
+// are never accepted. A [PublicKey] is bound to exactly one algorithm, so a
+// verifier can never be tricked into using a key with another algorithm
+// than the one it was published for.
 //
 // A Ring persists to a directory that only its owner may read: [OpenRing]
 // creates the directory with mode 0700 and the key file with mode 0600, and

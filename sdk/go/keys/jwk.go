@@ -5,11 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -24,7 +26,7 @@ const MaxJWKSKeys = 100
 // differs from one of them only in letter case is refused: some JSON decoders
 // fold case, and two parsers must never read two different keys out of the
 // same bytes.
-var jwkMembers = []string{"kty", "crv", "x", "y", "d", "kid", "use", "alg", "key_ops"}
+var jwkMembers = []string{"kty", "crv", "x", "y", "n", "e", "d", "kid", "use", "alg", "key_ops"}
 
 // ParseJWKS parses a JWK Set (RFC 7517 section 5) strictly and returns its
 // usable verification keys, possibly none: what a set without usable keys
@@ -37,16 +39,25 @@ var jwkMembers = []string{"kty", "crv", "x", "y", "d", "kid", "use", "alg", "key
 // private key material ("d"): such a set is ambiguous (two parsers could
 // read two different keys out of it) or comes from a broken issuer.
 //
+// An RSA key ("kty":"RSA", the keys of most OpenID Connect providers) is a
+// verification key for "alg" RS256 or PS256, RS256 when its "alg" is absent
+// (Entra ID publishes none; RFC 9068 section 2.1 makes RS256 the default).
+// Its "n" and "e" must be unpadded base64url without leading zero octets
+// (RFC 7518 section 6.3.1), the modulus MinRSABits to MaxRSABits long, the
+// exponent odd and at least 3.
+//
 // A member this package cannot use is ignored and the others are used, as
 // RFC 7517 section 5 asks, so that one odd key does not take down every
 // key of its issuer: a member that is not an object; an unknown or
-// unsupported "kty" (RSA, symmetric "oct", post-quantum) or curve; a "use"
+// unsupported "kty" (symmetric "oct", post-quantum) or curve; a "use"
 // other than "sig"; "key_ops" without "verify"; an "alg" other than the
 // one this package binds to the key type (EdDSA for Ed25519, ES256 for
-// P-256), including unknown and fully-specified ones such as "Ed25519" (RFC
-// 9864); and an Ed25519 or P-256 key that is unusable as given: a member
-// of the wrong JSON type, no kid or one over 256 bytes, coordinates that
-// are not 32 bytes of unpadded base64url or not on the curve.
+// P-256, RS256 or PS256 for RSA), including unknown and fully-specified
+// ones such as "Ed25519" (RFC 9864); and a key that is unusable as given:
+// a member of the wrong JSON type, no kid or one over 256 bytes,
+// coordinates that are not 32 bytes of unpadded base64url or not on the
+// curve, an RSA key too short, too long or with a bad exponent. Members
+// this package does not interpret (x5c, x5t, issuer ...) are ignored.
 func ParseJWKS(data []byte) ([]*PublicKey, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: not UTF-8", ErrMalformedKey)
@@ -103,7 +114,7 @@ func ParseJWKS(data []byte) ([]*PublicKey, error) {
 
 // ParseJWK parses one JWK with the rules of ParseJWKS, except that what a
 // set ignores is an error here: ErrUnsupportedAlgorithm for a key that is
-// not an Ed25519 or P-256 signing key, ErrMalformedKey for one that is but
+// not an Ed25519, P-256 or RSA signing key, ErrMalformedKey for one that is but
 // cannot be used as given.
 func ParseJWK(data []byte) (*PublicKey, error) {
 	if !utf8.Valid(data) {
@@ -124,7 +135,7 @@ func ParseJWK(data []byte) (*PublicKey, error) {
 	var u unusable
 	switch {
 	case errors.As(err, &u) && u.unsupported:
-		return nil, fmt.Errorf("%w: jwk is not an Ed25519 or P-256 signing key: %s", ErrUnsupportedAlgorithm, u.reason)
+		return nil, fmt.Errorf("%w: jwk is not an Ed25519, P-256 or RSA signing key: %s", ErrUnsupportedAlgorithm, u.reason)
 	case err != nil:
 		return nil, fmt.Errorf("%w: jwk: %w", ErrMalformedKey, err)
 	}
@@ -178,7 +189,7 @@ func parseJWK(raw json.RawMessage) (*PublicKey, error) {
 		return s, true, nil
 	}
 	s := make(map[string]string, len(m))
-	for _, name := range []string{"kty", "crv", "x", "y", "kid", "use", "alg"} {
+	for _, name := range []string{"kty", "crv", "x", "y", "n", "e", "kid", "use", "alg"} {
 		v, ok, err := str(name)
 		if err != nil {
 			return nil, err
@@ -205,8 +216,10 @@ func parseJWK(raw json.RawMessage) (*PublicKey, error) {
 		alg = EdDSA
 	case s["kty"] == "EC" && s["crv"] == "P-256":
 		alg = ES256
+	case s["kty"] == "RSA":
+		return parseRSA(s)
 	default:
-		return nil, unusable{reason: "not an Ed25519 or P-256 key", unsupported: true}
+		return nil, unusable{reason: "not an Ed25519, P-256 or RSA key", unsupported: true}
 	}
 	if a, ok := s["alg"]; ok && a != alg {
 		// Binding one key to one algorithm: a key published for another
@@ -237,6 +250,54 @@ func parseJWK(raw json.RawMessage) (*PublicKey, error) {
 		return nil, unusable{reason: "point not on P-256"}
 	}
 	return NewPublicKey(kid, pub)
+}
+
+// parseRSA reads the members of an RSA JWK.
+func parseRSA(s map[string]string) (*PublicKey, error) {
+	alg, ok := s["alg"]
+	switch {
+	case !ok:
+		alg = RS256
+	case alg != RS256 && alg != PS256:
+		return nil, unusable{reason: "alg does not match the key type"}
+	}
+	if _, ok := s["crv"]; ok {
+		return nil, unusable{reason: "crv on an RSA key"}
+	}
+	kid := s["kid"]
+	if kid == "" || len(kid) > 256 {
+		return nil, unusable{reason: "missing or oversized kid"}
+	}
+	n, err := unsignedInt(s, "n", MaxRSABits/8)
+	if err != nil {
+		return nil, err
+	}
+	e, err := unsignedInt(s, "e", 4)
+	if err != nil {
+		return nil, err
+	}
+	if !e.IsInt64() || e.Int64() > 1<<31-1 {
+		return nil, unusable{reason: "RSA exponent out of range"}
+	}
+	k, err := NewRSAPublicKey(kid, &rsa.PublicKey{N: n, E: int(e.Int64())}, alg)
+	if err != nil {
+		return nil, unusable{reason: err.Error()}
+	}
+	return k, nil
+}
+
+// unsignedInt decodes a Base64urlUInt member (RFC 7518 section 2): unpadded
+// base64url of at most maxLen big-endian octets, without leading zeros.
+func unsignedInt(m map[string]string, name string, maxLen int) (*big.Int, error) {
+	s, ok := m[name]
+	if !ok {
+		return nil, unusable{reason: "missing " + name}
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) == 0 || len(b) > maxLen || b[0] == 0 || strings.ContainsAny(s, "\r\n") {
+		return nil, unusable{reason: name + " is not a minimal unpadded base64url integer"}
+	}
+	return new(big.Int).SetBytes(b), nil
 }
 
 // coordinate decodes a 32-byte base64url member (Ed25519 x, P-256 x and y).
@@ -306,6 +367,9 @@ func (k *PublicKey) AppendJWK(b []byte) []byte {
 	case ES256:
 		x, y := ecPoint(k.key.(*ecdsa.PublicKey))
 		b = fmt.Appendf(b, `{"kty":"EC","crv":"P-256","x":"%s","y":"%s"`, b64(x), b64(y))
+	case RS256, PS256:
+		n, e := rsaParams(k.key.(*rsa.PublicKey))
+		b = fmt.Appendf(b, `{"kty":"RSA","n":"%s","e":"%s"`, b64(n), b64(e))
 	}
 	kid, _ := json.Marshal(k.kid)
 	return fmt.Appendf(b, `,"kid":%s,"use":"sig","alg":"%s"}`, kid, k.alg)

@@ -51,7 +51,7 @@ func TestParseJWKSIgnoresUnusableMembers(t *testing.T) {
 		{"other curve", variant(`"crv":"Ed25519"`, `"crv":"Ed448"`)},
 		{"unknown kty", `{"kty":"ML-DSA","pub":{"a":[1,2]},"kid":"pq"}`},
 		{"symmetric key", `{"kty":"oct","k":"c2VjcmV0","kid":"h"}`},
-		{"RSA key", `{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"r","alg":"RS256"}`},
+		{"RSA key of 17 bits", `{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"r","alg":"RS256"}`},
 		{"P-256 point not on the curve", `{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","kid":"e"}`},
 		{"not an object", `"a string"`},
 		{"null", `null`},

@@ -7,10 +7,12 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -23,6 +25,23 @@ const (
 	// ES256 is ECDSA over P-256 with SHA-256 and a 64-byte r||s signature
 	// (RFC 7518 section 3.4), supported for interoperability.
 	ES256 = "ES256"
+	// RS256 is RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 section 3.3), the
+	// one algorithm RFC 9068 section 2.1 requires of every resource
+	// server. Only verified, for the access tokens of foreign OpenID
+	// Connect providers; never produced.
+	RS256 = "RS256"
+	// PS256 is RSASSA-PSS with SHA-256 and MGF1 (RFC 7518 section 3.5).
+	// Only verified, like RS256.
+	PS256 = "PS256"
+)
+
+// Bounds of the RSA modulus of a verification key, in bits. Below 2048 an
+// RSA key is too weak to trust (NIST SP 800-131A; RFC 7518 section 3.3);
+// above 4096 only the cost of a verification grows, which a hostile JWKS
+// could choose.
+const (
+	MinRSABits = 2048
+	MaxRSABits = 4096
 )
 
 // Sentinel errors. Each error returned by this package wraps one of them, so
@@ -36,7 +55,8 @@ var (
 	// are valid, for example because an issuer's JWKS has been unreachable for
 	// longer than the allowed staleness. Connect code Unavailable.
 	ErrUnavailable = errors.New("keys: keys unavailable")
-	// ErrUnsupportedAlgorithm reports an algorithm other than EdDSA and ES256.
+	// ErrUnsupportedAlgorithm reports an algorithm other than EdDSA and
+	// ES256 (and, for verification keys only, RS256 and PS256).
 	ErrUnsupportedAlgorithm = errors.New("keys: unsupported algorithm")
 	// ErrMalformedKey reports a key or key set that does not parse strictly.
 	ErrMalformedKey = errors.New("keys: malformed key")
@@ -99,19 +119,66 @@ func NewPublicKey(kid string, key crypto.PublicKey) (*PublicKey, error) {
 	return pk, nil
 }
 
+// strictPS256 verifies PS256 as RFC 7518 section 3.5 defines it: the salt
+// as long as the hash, 32 bytes. golang-jwt's SigningMethodPS256 accepts
+// any salt length on verification (for tokens of old libraries), which
+// Wycheproof's JWS vectors call invalid.
+var strictPS256 = &jwt.SigningMethodRSAPSS{
+	SigningMethodRSA: jwt.SigningMethodPS256.SigningMethodRSA,
+	Options:          &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash},
+}
+
+// NewRSAPublicKey binds an RSA key to alg, RS256 or PS256: an RSA key
+// verifies one of them, never both, as a JWK's "alg" binds it. The modulus
+// must have MinRSABits to MaxRSABits bits, must not be one of the weak
+// moduli of CVE-2017-15361 (ROCA, Infineon's key generation, whose private
+// key can be computed from it), and the exponent must be odd and at least
+// 3. Signatures are verified by crypto/rsa (through golang-jwt). An
+// empty kid is replaced by the RFC 7638 thumbprint. There is no RSA
+// private key in this package: tokenrelay never signs with RSA.
+func NewRSAPublicKey(kid string, key *rsa.PublicKey, alg string) (*PublicKey, error) {
+	if key == nil || key.N == nil {
+		return nil, fmt.Errorf("%w: nil RSA key", ErrMalformedKey)
+	}
+	if bits := key.N.BitLen(); bits < MinRSABits || bits > MaxRSABits {
+		return nil, fmt.Errorf("%w: RSA modulus of %d bits, want %d to %d", ErrMalformedKey, bits, MinRSABits, MaxRSABits)
+	}
+	if key.E < 3 || key.E%2 == 0 {
+		return nil, fmt.Errorf("%w: RSA exponent", ErrMalformedKey)
+	}
+	pk := &PublicKey{kid: kid, alg: alg, key: key, boxed: key}
+	switch alg {
+	case RS256:
+		pk.method = jwt.SigningMethodRS256
+	case PS256:
+		pk.method = strictPS256
+	default:
+		return nil, fmt.Errorf("%w: RSA key for %q", ErrUnsupportedAlgorithm, alg)
+	}
+	if roca(key.N) {
+		return nil, fmt.Errorf("%w: RSA modulus with the ROCA fingerprint (CVE-2017-15361): its private key can be computed", ErrMalformedKey)
+	}
+	if pk.kid == "" {
+		pk.kid = pk.Thumbprint()
+	}
+	return pk, nil
+}
+
 // KID returns the key id.
 func (k *PublicKey) KID() string { return k.kid }
 
-// Algorithm returns EdDSA or ES256: the only algorithm this key verifies.
+// Algorithm returns EdDSA, ES256, RS256 or PS256: the only algorithm this
+// key verifies.
 func (k *PublicKey) Algorithm() string { return k.alg }
 
-// Key returns the ed25519.PublicKey or *ecdsa.PublicKey.
+// Key returns the ed25519.PublicKey, *ecdsa.PublicKey or *rsa.PublicKey.
 func (k *PublicKey) Key() crypto.PublicKey { return k.key }
 
 // Verify checks sig over signingInput (the JWS "header.payload" string) with
 // golang-jwt's implementation of the key's algorithm. An ES256 signature must
-// be the raw 64-byte r||s form; a DER signature is refused. The error wraps
-// ErrBadSignature.
+// be the raw 64-byte r||s form; a DER signature is refused. An RS256 or
+// PS256 signature is verified by crypto/rsa and must be as long as the
+// modulus. The error wraps ErrBadSignature.
 func (k *PublicKey) Verify(signingInput string, sig []byte) error {
 	verifies.Add(1)
 	if err := k.method.Verify(signingInput, sig, k.boxed); err != nil {
@@ -130,6 +197,9 @@ func (k *PublicKey) Thumbprint() string {
 	case ES256:
 		x, y := ecPoint(k.key.(*ecdsa.PublicKey))
 		canonical = fmt.Appendf(nil, `{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, b64(x), b64(y))
+	case RS256, PS256:
+		n, e := rsaParams(k.key.(*rsa.PublicKey))
+		canonical = fmt.Appendf(nil, `{"e":"%s","kty":"RSA","n":"%s"}`, b64(e), b64(n))
 	}
 	sum := sha256.Sum256(canonical)
 	return b64(sum[:])
@@ -141,6 +211,13 @@ func ecPoint(k *ecdsa.PublicKey) (x, y []byte) {
 	// nothing else.
 	raw, _ := k.Bytes()
 	return raw[1:33], raw[33:65]
+}
+
+// rsaParams returns the big-endian modulus and exponent of an RSA key,
+// without leading zero octets (RFC 7518 section 6.3.1).
+func rsaParams(k *rsa.PublicKey) (n, e []byte) {
+	e = big.NewInt(int64(k.E)).Bytes()
+	return k.N.Bytes(), e
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

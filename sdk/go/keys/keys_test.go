@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -302,6 +303,8 @@ func FuzzParseJWKS(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(r.JWKS())
+	// An RSA set as providers publish it: no alg, x5c beside n and e.
+	f.Add([]byte(`{"keys":[` + rsaJWK(&testRSA(f).PublicKey, `,"use":"sig","x5c":["MIIB"]`) + `,` + strings.Replace(rsaJWK(&testRSA(f).PublicKey, `,"alg":"PS256"`), `"kid":"r1"`, `"kid":"r2"`, 1) + `]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := keys.ParseJWKS(data)
 		if err != nil {
@@ -315,7 +318,7 @@ func FuzzParseJWKS(f *testing.F) {
 			t.Fatalf("re-marshalled set does not parse back: %v", err)
 		}
 		for i, k := range got {
-			if k.KID() == "" || (k.Algorithm() != keys.EdDSA && k.Algorithm() != keys.ES256) || again[i].Thumbprint() != k.Thumbprint() {
+			if k.KID() == "" || !slices.Contains([]string{keys.EdDSA, keys.ES256, keys.RS256, keys.PS256}, k.Algorithm()) || again[i].Thumbprint() != k.Thumbprint() {
 				t.Fatalf("key %d unusable or changed by a round trip", i)
 			}
 		}

@@ -6,12 +6,15 @@ package keys
 // package's keys and verification.
 //
 // Divergences, all by design and counted below: a JWS the vectors call
-// valid is refused when its algorithm is not EdDSA or ES256 (RS*, PS*, HS*,
-// ES512: the allow-list of RFC 8725 section 3.1 that tokenrelay applies, and
-// HMAC never crosses a service boundary), when its header has no kid (keys
-// are found only by issuer and kid), or when a segment holds a character
-// outside the base64url alphabet (decoded strictly, RFC 7515 section 2). No vector the oracle calls invalid may
-// be accepted, and no valid EdDSA/ES256 signature may be refused.
+// valid is refused when its algorithm is not EdDSA, ES256, RS256 or PS256
+// (RS384, PS512, HS*, ES512: the allow-list of RFC 8725 section 3.1 that
+// tokenrelay applies, and HMAC never crosses a service boundary), when its
+// header has no kid (keys are found only by issuer and kid), or when a
+// segment holds a character outside the base64url alphabet (decoded
+// strictly, RFC 7515 section 2). No vector the oracle calls invalid may be
+// accepted (a PS256 salt of another length than the hash's, a ROCA
+// modulus), and no valid EdDSA, ES256, RS256 or PS256 signature may be
+// refused.
 
 import (
 	"crypto/ecdsa"
@@ -157,7 +160,7 @@ func publicSet(t *testing.T, raw json.RawMessage) []byte {
 }
 
 // verdict is what tokenrelay does with a compact JWS given an issuer's key
-// set: the header's alg must be EdDSA or ES256, its kid must name a key of
+// set: the header's alg must be EdDSA, ES256, RS256 or PS256, its kid must name a key of
 // the set of that algorithm, and the signature must verify. reason says why
 // it refused.
 func verdict(jws string, set []*PublicKey, setErr error) (accepted bool, reason string) {
@@ -173,7 +176,9 @@ func verdict(jws string, set []*PublicKey, setErr error) (accepted bool, reason 
 	if json.Unmarshal(hb, &h) != nil {
 		return false, "malformed"
 	}
-	if h.Alg != EdDSA && h.Alg != ES256 {
+	switch h.Alg {
+	case EdDSA, ES256, RS256, PS256:
+	default:
 		return false, "algorithm"
 	}
 	if setErr != nil {

@@ -92,7 +92,7 @@ type RPC struct {
 	// Telemetry traces the handlers (Process.Telemetry).
 	Telemetry *telemetry.Telemetry
 	// Metrics counts the handlers and the peers' key fetches and refused
-	// answers (Peers.Export), and is served at metrics.Path.
+	// answers (ExportJWKS), and is served at metrics.Path.
 	Metrics *metrics.Registry
 	// Peers' keys are refreshed beside the server.
 	Peers *Peers

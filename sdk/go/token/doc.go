@@ -26,18 +26,23 @@
 //
 //   - Per issuer, an allow-list: the kinds it may issue and the audience each
 //     must carry (Accept), the algorithms (Algorithms; EdDSA by default,
-//     ES256 on request; none, HMAC, RSA never), the key source, and for
+//     ES256 on request; none and HMAC never), the key source, and for
 //     confirmation tokens the one capability namespace it may grant
 //     (Namespace). A key is found only by kid in the token's own issuer's
 //     source, and must be a key of the token's alg.
-//   - The header may hold alg, kid and typ and nothing else: jku, x5u, jwk,
-//     x5c, crit, b64, cty and any other parameter are refused, so a token can
-//     never point at or carry its own key.
+//   - The header of a token of tokenrelay's own issuers may hold alg, kid
+//     and typ and nothing else: jku, x5u, jwk, x5c, crit, b64, cty and any
+//     other parameter are refused, so a token can never point at or carry
+//     its own key, and no parameter can change how a token is read (RFC
+//     8725 3.11-3.12: explicit typing, and a verifier as strict as its
+//     issuers allow; tokenrelay's issuers never write anything else).
 //   - Size is checked before any decoding. Base64url must be canonical and
 //     unpadded. JSON is parsed by a strict reader: one object, valid UTF-8,
 //     bounded depth, each name exactly once and exactly as registered
-//     ("EXP", or "\u0065xp" next to "exp", is refused), values of the right
-//     type, NumericDates as integers.
+//     ("EXP", or "exp" next to "exp", is refused), values of the right
+//     type. A NumericDate may have a fraction or an exponent (RFC 7519 2);
+//     exp is rounded down and iat and nbf up to whole seconds. typ is a
+//     media type: compared case-insensitively, "application/" optional.
 //   - exp and iat are required, iat and nbf may not lie in the future, exp -
 //     iat is bounded by the kind, and the leeway is at most 30 seconds. A
 //     token is expired on or after exp + leeway and valid on or after nbf -
@@ -55,6 +60,26 @@
 //     Only a genuine token learns which claim failed.
 //   - On error, Verify returns the zero claims: nothing of a refused token
 //     reaches the caller.
+//
+// # Foreign access tokens
+//
+// Access tokens may come from an OpenID Connect provider outside
+// tokenrelay, which follows RFC 9068 loosely or not at all. Such an issuer
+// is trusted with a [Profile] ([AccessProfile]): its typ values ("at+jwt"
+// by default, "JWT" on request), RS256 and PS256 besides ES256 and EdDSA
+// (RSA keys of 2048 to 4096 bits, verified by crypto/rsa), a lifetime of
+// up to 24 hours, a leeway of up to 5 minutes, and where its scopes
+// ("scope", "scp", "realm_access.roles"), subject and client id are. Its
+// header parameters other than alg, kid and typ are ignored (RFC 7515 4),
+// except those that carry or point at a key or need an extension (jku,
+// x5u, jwk, x5c, crit, b64, cty, enc, zip), which are refused from every
+// issuer; a claim name in another letter case than a registered one is an
+// unknown claim. Since the issuer of an access token is known only from
+// its claims, the form stage lets an access token through with what a
+// profile may accept (other parameters, another typ, RSA, "EXP"), and
+// after the signature a token of an issuer without a Profile is refused
+// for it exactly as before: tokenrelay's own identity issuer keeps the
+// strict rules.
 //
 // Tools read this policy from the package rather than copying it: [Kinds]
 // and [KindOf] name the kinds, [HeaderParameters], [SupportedAlgorithms]

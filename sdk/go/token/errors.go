@@ -29,14 +29,18 @@ var (
 	ErrMalformed = defect("token malformed", "malformed")
 	// ErrDuplicateName: a header parameter or claim appears twice (after
 	// unescaping), or a claim name is spelled in another letter case than its
-	// registered name ("EXP").
+	// registered name ("EXP"; allowed from a foreign issuer with a Profile,
+	// where it is an unknown claim).
 	ErrDuplicateName = defect("token has a duplicate or case-variant member name", "duplicate_name")
 	// ErrHeader: a header parameter other than alg, kid and typ (jku, x5u,
-	// jwk, x5c, crit, b64, cty ...), or one that is not a string.
+	// jwk, x5c, crit, b64, cty ...), or one of them that is not a string.
+	// A foreign issuer with a Profile may send other parameters, but never
+	// jku, x5u, jwk, x5c, crit, b64, cty, enc or zip.
 	ErrHeader = defect("token header parameter not allowed", "header")
-	// ErrAlgorithm: alg is not EdDSA or ES256 (none, HS*, RS*, PS* never
-	// are), or a genuine token's alg is not one its issuer's policy
-	// accepts. A key of another algorithm than alg is ErrSignature.
+	// ErrAlgorithm: alg is not EdDSA or ES256, nor for an access token
+	// RS256 or PS256 (none and HS* never are), or a genuine token's alg is
+	// not one its issuer's policy accepts. A key of another algorithm than
+	// alg is ErrSignature.
 	ErrAlgorithm = defect("token algorithm not allowed", "algorithm")
 	// ErrKeyID: kid missing, empty or longer than 256 bytes.
 	ErrKeyID = defect("token key id missing or invalid", "key_id")
@@ -66,7 +70,8 @@ var (
 	// ErrCapability: a capability outside the namespace its issuer may
 	// grant.
 	ErrCapability = defect("token capability outside the issuer's namespace", "capability")
-	// ErrSignature: the signature segment is not 64 bytes or does not
+	// ErrSignature: the signature segment is not 64 bytes (for RSA: not
+	// 2048 to 4096 bits) or does not
 	// verify with a key of the token's issuer. The caller cannot tell apart
 	// its causes: iss missing or naming no trusted issuer, a kid the issuer
 	// does not publish (the error wraps keys.ErrKeyNotFound too), a key of

@@ -26,11 +26,14 @@ type fixture struct {
 	// evil holds an attacker's keys, unknown to every issuer: "evil-ed"
 	// (EdDSA) and "evil-es" (ES256).
 	evil map[string]*keys.PrivateKey
+	// foreign are the keys of the foreign OpenID Connect providers
+	// (foreignKeys).
+	foreign *foreignKeys
 }
 
 func newFixture(tb testing.TB, opts ...token.Option) *fixture {
 	tb.Helper()
-	f := &fixture{rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}, evil: map[string]*keys.PrivateKey{}}
+	f := &fixture{rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}, evil: map[string]*keys.PrivateKey{}, foreign: sharedForeignKeys(tb)}
 	clock := func() time.Time { return epoch }
 	for name, alg := range map[string]string{"evil-ed": keys.EdDSA, "evil-es": keys.ES256} {
 		k, err := keys.GenerateKey(alg)
@@ -68,7 +71,7 @@ func newFixture(tb testing.TB, opts ...token.Option) *fixture {
 		// ledger signs with ES256 but is trusted for EdDSA only: its
 		// genuine tokens fail the algorithm policy.
 		token.Trust("ledger", f.rings["ledger"], token.Accept(token.Transaction, "tokenrelay")),
-	}, opts...)
+	}, append(f.foreign.trust(), opts...)...)
 	f.trust = all
 	f.v = f.verifier(tb)
 	return f

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"unicode/utf16"
@@ -309,6 +310,34 @@ func (d *decoder) int(lo, hi int64) (int64, error) {
 		return 0, errNotInt
 	}
 	return n, nil
+}
+
+// numericDate reads a NumericDate (RFC 7519 2): a JSON number of seconds
+// in [0, numericDateMax], with a fraction or an exponent if need be, as
+// whole seconds, rounded up when ceil is set and down otherwise. A value
+// out of range (1e400, a negative one) is errNotInt.
+func (d *decoder) numericDate(ceil bool) (int64, error) {
+	d.ws()
+	start := d.i
+	if d.i >= len(d.b) || (d.b[d.i] != '-' && (d.b[d.i] < '0' || d.b[d.i] > '9')) {
+		return 0, d.typeErr()
+	}
+	if err := d.number(); err != nil {
+		return 0, err
+	}
+	// At most 32 bytes: every date up to numericDateMax, with a fraction
+	// of up to nanoseconds, fits; longer is garbage, not a date.
+	if d.i-start > 32 {
+		return 0, errNotInt
+	}
+	f, err := strconv.ParseFloat(string(d.b[start:d.i]), 64)
+	if err != nil || math.IsNaN(f) || f < 0 || f > numericDateMax {
+		return 0, errNotInt
+	}
+	if ceil {
+		return int64(math.Ceil(f)), nil
+	}
+	return int64(math.Floor(f)), nil
 }
 
 // strings reads an array of at most limit strings.

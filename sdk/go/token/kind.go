@@ -67,7 +67,13 @@ type AnyKind interface {
 // the package variables Access, Transaction, Checkout, Confirmation and
 // Workload; a Kind's zero value is not usable.
 type Kind[C any] struct {
-	name            string // short name: "access"
+	name string // short name: "access"
+	// foreign: tokens of the kind may come from an issuer outside
+	// tokenrelay (an OpenID Connect provider), so that the form stage
+	// leaves what such an issuer may do differently (other header
+	// parameters, typ, RSA, case variants of claim names) to be judged
+	// by the issuer's policy after the signature.
+	foreign         bool
 	title           string // for people: "access token (RFC 9068)"
 	typ             string
 	maxLifetime     time.Duration
@@ -132,6 +138,7 @@ type AccessClaims struct {
 var Access = Kind[AccessClaims]{
 	name:            "access",
 	title:           "access token (RFC 9068)",
+	foreign:         true,
 	typ:             "at+jwt",
 	maxLifetime:     15 * time.Minute,
 	defaultLifetime: 15 * time.Minute,

@@ -149,6 +149,12 @@ func Trust(issuer string, source keys.Source, opts ...PolicyOption) Option {
 		if p.needsNamespace && p.namespace == "" {
 			return fmt.Errorf("%w: issuer %q: accepting capabilities needs a Namespace", ErrConfig, issuer)
 		}
+		if p.profile != nil && (len(p.accept) != 1 || p.accept[Access.typ] == "") {
+			return fmt.Errorf("%w: issuer %q: a Profile is for an issuer of access tokens only", ErrConfig, issuer)
+		}
+		if p.algs&algRSA != 0 && p.profile == nil {
+			return fmt.Errorf("%w: issuer %q: RS256 and PS256 are for a foreign issuer with a Profile only", ErrConfig, issuer)
+		}
 		s.policies[issuer] = p
 		return nil
 	}
@@ -161,6 +167,7 @@ type policy struct {
 	accept         map[string]string // typ -> required audience
 	namespace      string            // "coupons" permits "coupons:*"
 	needsNamespace bool
+	profile        *profile // a foreign issuer of access tokens; nil: tokenrelay's own
 }
 
 type algSet uint8
@@ -168,6 +175,10 @@ type algSet uint8
 const (
 	algEdDSA algSet = 1 << iota
 	algES256
+	algRS256
+	algPS256
+
+	algRSA = algRS256 | algPS256
 )
 
 // PolicyOption describes what one trusted issuer may issue.
@@ -188,21 +199,20 @@ func Accept(k AnyKind, audience string) PolicyOption {
 	}
 }
 
-// Algorithms sets the algorithms accepted from the issuer: keys.EdDSA
-// and/or keys.ES256. Default keys.EdDSA only. Anything else (none, HS*,
-// RS*, PS*) is a configuration error: those are never accepted.
+// Algorithms sets the algorithms accepted from the issuer: keys.EdDSA,
+// keys.ES256, and for a foreign issuer of access tokens (one with a
+// Profile) keys.RS256 and keys.PS256. Default keys.EdDSA only. Anything
+// else (none, HS*, RS384 ...) is a configuration error: those are never
+// accepted.
 func Algorithms(algs ...string) PolicyOption {
 	return func(p *policy) error {
 		p.algs = 0
 		for _, a := range algs {
-			switch a {
-			case keys.EdDSA:
-				p.algs |= algEdDSA
-			case keys.ES256:
-				p.algs |= algES256
-			default:
+			bit := algNamed(a)
+			if bit == 0 {
 				return fmt.Errorf("%w: algorithm %q is never accepted", ErrConfig, a)
 			}
+			p.algs |= bit
 		}
 		if p.algs == 0 {
 			return fmt.Errorf("%w: no algorithm", ErrConfig)

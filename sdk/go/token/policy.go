@@ -3,13 +3,14 @@ package token
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 )
 
-// SignatureSize is the length in bytes of every signature a Verifier
-// accepts: 64, an Ed25519 signature or an ES256 r || s.
+// SignatureSize is the length in bytes of every signature of tokenrelay's
+// own algorithms: 64, an Ed25519 signature or an ES256 r || s. An RS256 or
+// PS256 signature of a foreign access token is as long as its key's
+// modulus, 256 to 512 bytes.
 const SignatureSize = 64
 
 // typPrefix is the media-type prefix a typ header may carry (RFC 7515
@@ -23,12 +24,12 @@ func Kinds() []AnyKind {
 	return []AnyKind{Access, Transaction, Checkout, Confirmation, Workload}
 }
 
-// KindOf returns the kind whose typ header value is typ, with or without
-// the "application/" prefix, as a Verifier matches it.
+// KindOf returns the kind whose typ header value is typ, as a Verifier
+// matches it: with or without the "application/" prefix, in any letter
+// case (a media type).
 func KindOf(typ string) (AnyKind, bool) {
-	typ = strings.TrimPrefix(typ, typPrefix)
 	for _, k := range Kinds() {
-		if k.Typ() == typ {
+		if typIs(typ, k.Typ()) {
 			return k, true
 		}
 	}
@@ -36,13 +37,22 @@ func KindOf(typ string) (AnyKind, bool) {
 }
 
 // HeaderParameters returns the only JOSE header parameters a Verifier
-// accepts: alg, kid and typ. Any other (jku, x5u, jwk, x5c, crit, b64, cty
-// ...) fails with ErrHeader, so a token never names or carries its own key.
+// accepts from tokenrelay's own issuers: alg, kid and typ. Any other (jku,
+// x5u, jwk, x5c, crit, b64, cty ...) fails with ErrHeader, so a token never
+// names or carries its own key. A foreign issuer with a Profile may send
+// others, which are ignored (see AccessProfile).
 func HeaderParameters() []string { return slices.Clone(headerNames) }
 
-// SupportedAlgorithms returns every alg a Verifier can accept: keys.EdDSA
-// and keys.ES256 (Algorithms chooses among them per issuer). none, HMAC and
-// RSA never are.
+// RefusedHeaderParameters returns the header parameters refused from every
+// issuer, foreign providers included: jku, x5u, jwk, x5c (a token never
+// points at or carries its own key), crit (no extension is understood),
+// b64, cty, enc and zip.
+func RefusedHeaderParameters() []string { return slices.Clone(refusedHeaders) }
+
+// SupportedAlgorithms returns every alg a Verifier can accept from
+// tokenrelay's own issuers: keys.EdDSA and keys.ES256 (Algorithms chooses
+// among them per issuer). none and HMAC never are; RS256 and PS256 only
+// from a foreign issuer of access tokens (Profile).
 func SupportedAlgorithms() []string { return []string{keys.EdDSA, keys.ES256} }
 
 // VerifyAny is Verify for a kind chosen at run time: the claims are

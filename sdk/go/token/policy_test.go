@@ -3,6 +3,7 @@ package token_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
@@ -14,7 +15,8 @@ func TestKinds(t *testing.T) {
 	var names []string
 	for _, k := range token.Kinds() {
 		names = append(names, k.Name())
-		for _, typ := range []string{k.Typ(), "application/" + k.Typ()} {
+		// A media type: any letter case (as the verifier compares it).
+		for _, typ := range []string{k.Typ(), "application/" + k.Typ(), strings.ToUpper(k.Typ()), "Application/" + strings.ToUpper(k.Typ())} {
 			if got, ok := token.KindOf(typ); !ok || got.Name() != k.Name() {
 				t.Errorf("KindOf(%q) = %v, %v", typ, got, ok)
 			}

@@ -1,7 +1,6 @@
 package token
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -22,6 +21,10 @@ const (
 	maxHeaderSegment = 1024
 	sigSegment       = (SignatureSize*8 + 5) / 6 // 86: base64url of 64 bytes, unpadded
 	maxKIDLength     = 256
+	// An RS256 or PS256 signature is as long as the key's modulus:
+	// keys.MinRSABits to keys.MaxRSABits.
+	minRSASigSegment = (keys.MinRSABits + 5) / 6 // 342
+	maxRSASigSegment = (keys.MaxRSABits + 5) / 6 // 683
 )
 
 // Verifier checks tokens against a fixed set of trusted issuers (Trust). It
@@ -40,6 +43,7 @@ type verified struct {
 	sum    [sha256.Size]byte // the whole hash, since the cache key is 64 bits of it
 	typ    string
 	exp    time.Time
+	leeway time.Duration // of the token's issuer
 	claims any
 }
 
@@ -95,11 +99,14 @@ func (v *Verifier) Close() {
 //  1. form: size limits (ErrTooLarge), three segments of the strict
 //     base64url alphabet without padding or whitespace (ErrMalformed);
 //     header: valid JSON object (ErrMalformed) with no duplicate
-//     (ErrDuplicateName) and no parameter but alg, kid, typ (ErrHeader),
-//     alg EdDSA or ES256 (ErrAlgorithm), kid present (ErrKeyID), typ equal
-//     to k.Typ() or "application/"+k.Typ() (ErrType); claims: one strict
-//     JSON object, one exact spelling per name (ErrDuplicateName), at most
-//     64 members (ErrTooLarge); a signature of 64 bytes (ErrSignature);
+//     (ErrDuplicateName), no jku, x5u, jwk, x5c, crit, b64, cty, enc or
+//     zip and, but in an access token, no parameter besides alg, kid and
+//     typ (ErrHeader), alg EdDSA or ES256, or for an access token RS256 or
+//     PS256 (ErrAlgorithm), kid present (ErrKeyID), typ the media type
+//     k.Typ() but in an access token (ErrType); claims: one strict JSON
+//     object, each name once and, but in an access token, in one spelling
+//     (ErrDuplicateName), at most 64 members (ErrTooLarge); a signature of
+//     64 bytes, or for RSA at least 2048 bits (ErrSignature);
 //  2. signature: the key of kid in the source of the issuer named by iss,
 //     of the algorithm alg, and the signature verifies with it. Every
 //     failure here is ErrSignature, alike to the caller: iss missing or
@@ -108,13 +115,19 @@ func (v *Verifier) Close() {
 //     algorithm, a signature that does not verify. An issuer whose keys
 //     cannot be fetched is keys.ErrUnavailable (not a token defect);
 //  3. claims, of a genuine token only: alg accepted from the issuer
-//     (ErrAlgorithm); k accepted from it (ErrType); claim values of the
+//     (ErrAlgorithm); k accepted from it (ErrType); for an issuer with a
+//     Profile, typ one of its Types (ErrType), and its lifetime and
+//     leeway apply; for every other issuer, no header parameter but alg,
+//     kid and typ (ErrHeader), no case variant of a claim name
+//     (ErrDuplicateName), typ k.Typ() (ErrType); claim values of the
 //     right type and within their limits (ErrClaims, ErrTooLarge); exp and
 //     iat present (ErrClaims); now before exp + leeway (ErrExpired); nbf
 //     and iat not after now + leeway (ErrNotYetValid); 0 < exp - iat <=
 //     k.MaxLifetime() (ErrLifetime); aud contains the accepted audience
-//     (ErrAudience); sub and the kind's required claims (ErrClaims);
-//     capabilities inside the issuer's namespace (ErrCapability).
+//     (ErrAudience); sub and the kind's required claims (ErrClaims), or
+//     for a Profile its subject or client id, and its scopes
+//     (ErrClaims); capabilities inside the issuer's namespace
+//     (ErrCapability).
 //
 // So a forger learns from a refusal only what the package documents for
 // everyone: never which issuers, audiences, kinds, algorithms or
@@ -130,7 +143,7 @@ func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, 
 		return zero, err
 	}
 	if v.cache == nil {
-		c, _, err := verify(ctx, v, &k, raw, false)
+		c, _, _, err := verify(ctx, v, &k, raw, false)
 		if err != nil {
 			return zero, err
 		}
@@ -146,17 +159,17 @@ func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, 
 		if !ok {
 			return zero, fmt.Errorf("%w: typ is not %s", ErrType, k.typ)
 		}
-		if v.expired(e.exp) {
+		if v.expired(e.exp, e.leeway) {
 			return zero, fmt.Errorf("%w: exp passed", ErrExpired)
 		}
 		return k.clone(c), nil
 	}
-	c, exp, err := verify(ctx, v, &k, raw, false)
+	c, exp, leeway, err := verify(ctx, v, &k, raw, false)
 	if err != nil {
 		return zero, err
 	}
-	if ttl := exp.Add(v.leeway).Sub(v.now()); ttl > 0 {
-		v.cache.SetWithTTL(key, &verified{sum: sum, typ: k.typ, exp: exp, claims: k.clone(c)}, 1, ttl)
+	if ttl := exp.Add(leeway).Sub(v.now()); ttl > 0 {
+		v.cache.SetWithTTL(key, &verified{sum: sum, typ: k.typ, exp: exp, leeway: leeway, claims: k.clone(c)}, 1, ttl)
 		// Wait so that the next hop in this process finds the entry;
 		// ristretto applies writes asynchronously.
 		v.cache.Wait()
@@ -175,7 +188,7 @@ func VerifyAllowExpired[C any](ctx context.Context, v *Verifier, k Kind[C], raw 
 	if err := admit(v, &k, raw); err != nil {
 		return zero, err
 	}
-	c, _, err := verify(ctx, v, &k, raw, true)
+	c, _, _, err := verify(ctx, v, &k, raw, true)
 	if err != nil {
 		return zero, err
 	}
@@ -199,48 +212,63 @@ func admit[C any](v *Verifier, k *Kind[C], raw string) error {
 type header struct {
 	alg algSet
 	kid string
+	typ string
+	// other: a parameter besides alg, kid and typ that no rule refuses
+	// (x5t, a private one). Only an access token may have one; only a
+	// foreign issuer's profile accepts it (RFC 7515 4: parameters not
+	// understood are ignored).
+	other bool
 }
 
-// verify runs the checks of Verify. Its claims are meaningful only when err
-// is nil; the exported functions drop them otherwise.
-func verify[C any](ctx context.Context, v *Verifier, k *Kind[C], raw string, allowExpired bool) (C, time.Time, error) {
+// verify runs the checks of Verify and returns the claims, exp and the
+// leeway of the token's issuer. Its claims are meaningful only when err is
+// nil; the exported functions drop them otherwise.
+func verify[C any](ctx context.Context, v *Verifier, k *Kind[C], raw string, allowExpired bool) (C, time.Time, time.Duration, error) {
 	var c C
 	var never time.Time
+	fail := func(err error) (C, time.Time, time.Duration, error) { return c, never, 0, err }
 
 	// 1. Form, by this package's rules alone.
 	dot1, dot2, err := segments(raw)
 	if err != nil {
-		return c, never, err
+		return fail(err)
 	}
 	if dot1 > maxHeaderSegment {
-		return c, never, fmt.Errorf("%w: header segment", ErrTooLarge)
+		return fail(fmt.Errorf("%w: header segment", ErrTooLarge))
 	}
-	if len(raw)-dot2-1 > 2*sigSegment {
-		return c, never, fmt.Errorf("%w: signature segment", ErrTooLarge)
+	sigLen := len(raw) - dot2 - 1
+	if sigLen > maxRSASigSegment {
+		return fail(fmt.Errorf("%w: signature segment", ErrTooLarge))
 	}
 	hb, err := v.b64.DecodeString(raw[:dot1])
 	if err != nil {
-		return c, never, fmt.Errorf("%w: header is not base64url", ErrMalformed)
+		return fail(fmt.Errorf("%w: header is not base64url", ErrMalformed))
 	}
-	h, err := parseHeader(hb, k.typ)
+	h, err := parseHeader(hb, k)
 	if err != nil {
-		return c, never, err
+		return fail(err)
 	}
 	pb, err := v.b64.DecodeString(raw[dot1+1 : dot2])
 	if err != nil {
-		return c, never, fmt.Errorf("%w: claims are not base64url", ErrMalformed)
+		return fail(fmt.Errorf("%w: claims are not base64url", ErrMalformed))
 	}
 	var t times
-	invalid, err := decodeClaims(k, pb, &c, &t)
+	invalid, folded, err := decodeClaims(k, pb, &c, &t)
 	if err != nil {
-		return c, never, err
+		return fail(err)
 	}
-	if len(raw)-dot2-1 != sigSegment {
-		return c, never, fmt.Errorf("%w: signature is not 64 bytes", ErrSignature)
+	// The signature's length follows from alg: a modulus of 2048 to 4096
+	// bits for RSA, 64 bytes otherwise.
+	if h.alg&algRSA != 0 {
+		if sigLen < minRSASigSegment {
+			return fail(fmt.Errorf("%w: RSA signature shorter than %d bits", ErrSignature, keys.MinRSABits))
+		}
+	} else if sigLen != sigSegment {
+		return fail(fmt.Errorf("%w: signature is not 64 bytes", ErrSignature))
 	}
 	sig, err := v.b64.DecodeString(raw[dot2+1:])
 	if err != nil {
-		return c, never, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
+		return fail(fmt.Errorf("%w: signature is not base64url", ErrMalformed))
 	}
 
 	// 2. Signature. iss only chooses where to look for the key; an
@@ -248,66 +276,98 @@ func verify[C any](ctx context.Context, v *Verifier, k *Kind[C], raw string, all
 	r := k.reg(&c)
 	p := v.policies[r.Issuer]
 	if p == nil {
-		return c, never, errNoIssuer
+		return fail(errNoIssuer)
 	}
 	key, err := p.source.Key(ctx, h.kid)
 	if err != nil {
 		if errors.Is(err, keys.ErrKeyNotFound) {
-			return c, never, fmt.Errorf("%w: no key of this kid at the issuer: %w", ErrSignature, err)
+			return fail(fmt.Errorf("%w: no key of this kid at the issuer: %w", ErrSignature, err))
 		}
-		return c, never, lookupError{err}
+		return fail(lookupError{err})
 	}
 	if algOf(key) != h.alg {
-		return c, never, fmt.Errorf("%w: alg is not the algorithm of the key", ErrSignature)
+		return fail(fmt.Errorf("%w: alg is not the algorithm of the key", ErrSignature))
 	}
 	if err := key.Verify(raw[:dot2], sig); err != nil {
-		return c, never, ErrSignature
+		return fail(ErrSignature)
 	}
 
 	// 3. Claims of a genuine token, against its issuer's policy.
 	if p.algs&h.alg == 0 {
-		return c, never, fmt.Errorf("%w: alg not accepted from this issuer", ErrAlgorithm)
+		return fail(fmt.Errorf("%w: alg not accepted from this issuer", ErrAlgorithm))
 	}
 	aud, ok := p.accept[k.typ]
 	if !ok {
-		return c, never, fmt.Errorf("%w: issuer may not issue %s", ErrType, k.typ)
+		return fail(fmt.Errorf("%w: issuer may not issue %s", ErrType, k.typ))
+	}
+	leeway, maxLifetime := v.leeway, k.maxLifetime
+	if pr := p.profile; pr != nil {
+		if !pr.acceptsType(h.typ) {
+			return fail(fmt.Errorf("%w: typ not accepted from this issuer", ErrType))
+		}
+		leeway, maxLifetime = pr.leeway(v.leeway), pr.maxLifetime
+	} else {
+		// tokenrelay's own issuers: alg, kid and typ and nothing else,
+		// each claim name in one spelling only (RFC 8725 3.11-3.12).
+		switch {
+		case h.other:
+			return fail(fmt.Errorf("%w: only alg, kid and typ are accepted from this issuer", ErrHeader))
+		case folded:
+			return fail(fmt.Errorf("%w: case variant of a registered claim name", ErrDuplicateName))
+		case !typIs(h.typ, k.typ):
+			return fail(fmt.Errorf("%w: typ is not %s", ErrType, k.typ))
+		}
 	}
 	if invalid != nil {
-		return c, never, invalid
+		return fail(invalid)
 	}
-	if err := v.checkTimes(&t, k.maxLifetime, r, allowExpired); err != nil {
-		return c, never, err
+	if err := v.checkTimes(&t, maxLifetime, leeway, r, allowExpired); err != nil {
+		return fail(err)
 	}
 	if !contains(r.Audience, aud) {
-		return c, never, fmt.Errorf("%w: aud does not contain %s", ErrAudience, aud)
+		return fail(fmt.Errorf("%w: aud does not contain %s", ErrAudience, aud))
+	}
+	if p.profile != nil {
+		// A foreign access token: its claims where its profile says.
+		if err := p.profile.apply(pb, &c); err != nil {
+			return fail(err)
+		}
+		return c, r.ExpiresAt, leeway, nil
 	}
 	if err := checkCommon(r); err != nil {
-		return c, never, err
+		return fail(err)
 	}
 	if err := k.check(&c); err != nil {
-		return c, never, err
+		return fail(err)
 	}
 	if k.caps != nil {
 		for _, cp := range k.caps(&c) {
 			rest, ok := strings.CutPrefix(cp, p.namespace)
 			if !ok || len(rest) < 2 || rest[0] != ':' {
-				return c, never, fmt.Errorf("%w: namespace %s", ErrCapability, p.namespace)
+				return fail(fmt.Errorf("%w: namespace %s", ErrCapability, p.namespace))
 			}
 		}
 	}
-	return c, r.ExpiresAt, nil
+	return c, r.ExpiresAt, leeway, nil
 }
 
 // errNoIssuer refuses a token whose iss is missing or names no trusted
 // issuer: there is no key to verify its signature with.
 var errNoIssuer = fmt.Errorf("%w: iss names no trusted issuer", ErrSignature)
 
-func algOf(k *keys.PublicKey) algSet {
-	switch k.Algorithm() {
+func algOf(k *keys.PublicKey) algSet { return algNamed(k.Algorithm()) }
+
+// algNamed returns the algSet bit of an alg name, 0 for any other.
+func algNamed(alg string) algSet {
+	switch alg {
 	case keys.EdDSA:
 		return algEdDSA
 	case keys.ES256:
 		return algES256
+	case keys.RS256:
+		return algRS256
+	case keys.PS256:
+		return algPS256
 	}
 	return 0
 }
@@ -340,11 +400,27 @@ func segments(raw string) (dot1, dot2 int, err error) {
 	return dot1, dot2, nil
 }
 
-// headerNames are the only header parameters accepted.
+// headerNames are the only header parameters a token of tokenrelay's own
+// issuers may carry.
 var headerNames = []string{"alg", "kid", "typ"}
 
-func parseHeader(b []byte, typ string) (header, error) {
+// refusedHeaders are refused in every token, foreign ones included: a key
+// source (jku, x5u) or a key (jwk, x5c) carried by the token itself, crit
+// (this package understands no extension, so RFC 7515 4.1.11 requires
+// refusing any token that lists one), b64 (RFC 7797: an unencoded payload),
+// cty (a nested token) and JWE's enc and zip.
+var refusedHeaders = []string{"jku", "x5u", "jwk", "x5c", "crit", "b64", "cty", "enc", "zip"}
+
+// parseHeader reads the protected header of a token of kind k. For every
+// kind it refuses duplicates and case variants of alg, kid and typ, the
+// refusedHeaders, an alg outside the supported ones and a missing kid. A
+// token of tokenrelay's own kinds may have nothing but alg, kid and typ,
+// and its typ is the kind's. An access token may come from a foreign
+// provider: its other parameters and its typ are judged once its issuer
+// is known, after the signature.
+func parseHeader[C any](b []byte, k *Kind[C]) (header, error) {
 	var h header
+	foreign := k.foreign
 	d := decoder{b: b}
 	if err := d.open('{'); err != nil {
 		if errors.Is(err, errWrongType) {
@@ -354,6 +430,7 @@ func parseHeader(b []byte, typ string) (header, error) {
 	}
 	var alg, kid, gotTyp []byte
 	var seen [3]bool
+	var others names
 	for first := true; ; {
 		name, ok, err := d.member(&first)
 		if err != nil {
@@ -372,7 +449,17 @@ func parseHeader(b []byte, typ string) (header, error) {
 			if foldsTo(name, headerNames) {
 				return h, fmt.Errorf("%w: case variant of a header parameter", ErrDuplicateName)
 			}
-			return h, fmt.Errorf("%w: only alg, kid and typ are accepted", ErrHeader)
+			if !foreign || len(name) == 0 || foldsTo(name, refusedHeaders) {
+				return h, fmt.Errorf("%w: only alg, kid and typ are accepted", ErrHeader)
+			}
+			if err := others.add(name); err != nil {
+				return h, fmt.Errorf("%w: header parameter repeated", err)
+			}
+			h.other = true
+			if err := d.skip(); err != nil {
+				return h, err
+			}
+			continue
 		}
 		if seen[f] {
 			return h, fmt.Errorf("%w: header parameter %s", ErrDuplicateName, headerNames[f])
@@ -394,22 +481,29 @@ func parseHeader(b []byte, typ string) (header, error) {
 	if err := d.end(); err != nil {
 		return h, err
 	}
-	switch string(alg) {
-	case keys.EdDSA:
-		h.alg = algEdDSA
-	case keys.ES256:
-		h.alg = algES256
-	default:
-		return h, fmt.Errorf("%w: only EdDSA and ES256", ErrAlgorithm)
+	h.alg = algNamed(string(alg))
+	if h.alg == 0 || (!foreign && h.alg&algRSA != 0) {
+		return h, fmt.Errorf("%w: alg not supported", ErrAlgorithm)
 	}
 	if len(kid) == 0 || len(kid) > maxKIDLength {
 		return h, fmt.Errorf("%w: kid missing or longer than %d bytes", ErrKeyID, maxKIDLength)
 	}
-	if !bytes.Equal(gotTyp, []byte(typ)) && !(bytes.HasPrefix(gotTyp, []byte(typPrefix)) && bytes.Equal(gotTyp[len(typPrefix):], []byte(typ))) {
-		return h, fmt.Errorf("%w: typ is not %s", ErrType, typ)
+	h.typ = string(gotTyp)
+	if !foreign && !typIs(h.typ, k.typ) {
+		return h, fmt.Errorf("%w: typ is not %s", ErrType, k.typ)
 	}
 	h.kid = string(kid)
 	return h, nil
+}
+
+// typIs reports whether the typ header value got names the media type
+// want: with or without the "application/" prefix, in any letter case
+// (RFC 7515 4.1.9; media types are case-insensitive, RFC 2045 5.1).
+func typIs(got, want string) bool {
+	if len(got) > len(typPrefix) && strings.EqualFold(got[:len(typPrefix)], typPrefix) {
+		got = got[len(typPrefix):]
+	}
+	return strings.EqualFold(got, want)
 }
 
 // headerErr reports a header value of the wrong JSON type as ErrHeader.
@@ -433,33 +527,37 @@ const (
 )
 
 // decodeClaims reads the claims set into c and t. err reports a defect of
-// form: not one valid JSON object (ErrMalformed), a name twice or in
-// another letter case (ErrDuplicateName), more than maxTopMembers members
-// (ErrTooLarge). invalid reports the first claim whose value has the wrong
+// form: not one valid JSON object (ErrMalformed), a name twice or, but in
+// an access token, in another letter case than a registered one
+// (ErrDuplicateName), more than maxTopMembers members (ErrTooLarge).
+// folded reports a case variant in an access token: names are
+// case-sensitive (RFC 7519 4), so a foreign issuer's "EXP" is just an
+// unknown claim, while tokenrelay's own issuers never write one and Verify
+// refuses it from them. invalid reports the first claim whose value has the wrong
 // type or exceeds its limits (ErrClaims, ErrTooLarge); decoding goes on past
 // it, and Verify reports it only once the signature verified, like every
 // other judgement of a claim's content. A claim in error keeps its zero
 // value, so an iss of the wrong type names no issuer.
-func decodeClaims[C any](k *Kind[C], data []byte, c *C, t *times) (invalid, err error) {
+func decodeClaims[C any](k *Kind[C], data []byte, c *C, t *times) (invalid error, folded bool, err error) {
 	d := decoder{b: data, s: string(data)}
 	if err := d.open('{'); err != nil {
 		if errors.Is(err, errWrongType) {
-			return nil, fmt.Errorf("%w: claims set is not a JSON object", ErrMalformed)
+			return nil, false, fmt.Errorf("%w: claims set is not a JSON object", ErrMalformed)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	r := k.reg(c)
 	var unknown names
 	for first, n := true, 0; ; n++ {
 		name, ok, err := d.member(&first)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if !ok {
 			break
 		}
 		if n == maxTopMembers {
-			return nil, fmt.Errorf("%w: more than %d claims", ErrTooLarge, maxTopMembers)
+			return nil, false, fmt.Errorf("%w: more than %d claims", ErrTooLarge, maxTopMembers)
 		}
 		f := -1
 		for i, known := range k.all {
@@ -470,19 +568,22 @@ func decodeClaims[C any](k *Kind[C], data []byte, c *C, t *times) (invalid, err 
 		}
 		if f < 0 {
 			if foldsTo(name, k.all) {
-				return nil, fmt.Errorf("%w: case variant of a registered claim name", ErrDuplicateName)
+				if !k.foreign {
+					return nil, false, fmt.Errorf("%w: case variant of a registered claim name", ErrDuplicateName)
+				}
+				folded = true
 			}
 			if err := unknown.add(name); err != nil {
-				return nil, fmt.Errorf("%w: claim name repeated", err)
+				return nil, false, fmt.Errorf("%w: claim name repeated", err)
 			}
 			if err := d.skip(); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			continue
 		}
 		bit := uint64(1) << f
 		if t.seen&bit != 0 {
-			return nil, fmt.Errorf("%w: claim %s repeated", ErrDuplicateName, k.all[f])
+			return nil, false, fmt.Errorf("%w: claim %s repeated", ErrDuplicateName, k.all[f])
 		}
 		t.seen |= bit
 		start, depth := d.i, d.depth
@@ -495,20 +596,20 @@ func decodeClaims[C any](k *Kind[C], data []byte, c *C, t *times) (invalid, err 
 			continue
 		}
 		if errors.Is(err, ErrMalformed) || errors.Is(err, ErrDuplicateName) {
-			return nil, fmt.Errorf("claim %s: %w", k.all[f], err)
+			return nil, false, fmt.Errorf("claim %s: %w", k.all[f], err)
 		}
 		if invalid == nil {
 			invalid = fmt.Errorf("claim %s: %w", k.all[f], err)
 		}
 		d.i, d.depth = start, depth
 		if err := d.skip(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if f < len(registeredNames) {
 			clearRegistered(r, f)
 		}
 	}
-	return invalid, d.end()
+	return invalid, folded, d.end()
 }
 
 // clearRegistered resets registered claim f after a value in error.
@@ -540,14 +641,17 @@ func decodeRegistered(r *Registered, f int, d *decoder, t *times) (err error) {
 		} else {
 			r.Audience, err = d.strings(maxAudiences)
 		}
+	// A NumericDate may have a fraction (RFC 7519 2): exp is rounded
+	// down, nbf and iat up, so that rounding never lengthens a token's
+	// life.
 	case 3:
-		t.exp, err = d.int(0, numericDateMax)
+		t.exp, err = d.numericDate(false)
 		r.ExpiresAt = time.Unix(t.exp, 0)
 	case 4:
-		t.nbf, err = d.int(0, numericDateMax)
+		t.nbf, err = d.numericDate(true)
 		r.NotBefore = time.Unix(t.nbf, 0)
 	case 5:
-		t.iat, err = d.int(0, numericDateMax)
+		t.iat, err = d.numericDate(true)
 		r.IssuedAt = time.Unix(t.iat, 0)
 	case 6:
 		r.ID, err = d.string()
@@ -555,7 +659,7 @@ func decodeRegistered(r *Registered, f int, d *decoder, t *times) (err error) {
 	return err
 }
 
-func (v *Verifier) checkTimes(t *times, maxLifetime time.Duration, r *Registered, allowExpired bool) error {
+func (v *Verifier) checkTimes(t *times, maxLifetime, leeway time.Duration, r *Registered, allowExpired bool) error {
 	if t.seen&bitExp == 0 {
 		return fmt.Errorf("%w: claim exp required", ErrClaims)
 	}
@@ -563,12 +667,12 @@ func (v *Verifier) checkTimes(t *times, maxLifetime time.Duration, r *Registered
 		return fmt.Errorf("%w: claim iat required", ErrClaims)
 	}
 	now := v.now()
-	if !allowExpired && v.expired(r.ExpiresAt) {
+	if !allowExpired && v.expired(r.ExpiresAt, leeway) {
 		return fmt.Errorf("%w: exp passed", ErrExpired)
 	}
 	// Valid on or after nbf (RFC 7519 4.1.5): refused only when nbf -
 	// leeway is still ahead.
-	late := now.Add(v.leeway)
+	late := now.Add(leeway)
 	if t.seen&bitNbf != 0 && r.NotBefore.After(late) {
 		return fmt.Errorf("%w: nbf in the future", ErrNotYetValid)
 	}
@@ -583,8 +687,8 @@ func (v *Verifier) checkTimes(t *times, maxLifetime time.Duration, r *Registered
 
 // expired reports whether a token that expires at exp is expired now: on
 // or after exp plus the leeway (RFC 7519 4.1.4: "on or after").
-func (v *Verifier) expired(exp time.Time) bool {
-	return !v.now().Before(exp.Add(v.leeway))
+func (v *Verifier) expired(exp time.Time, leeway time.Duration) bool {
+	return !v.now().Before(exp.Add(leeway))
 }
 
 // checkCommon checks the registered claims every kind requires besides the

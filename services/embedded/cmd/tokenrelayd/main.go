@@ -25,6 +25,10 @@
 //	-no-seed                 do not create the demo users and data
 //	-access-token-lifetime   lifetime of access tokens, at most and by default 15m (tests shorten it)
 //	-cpuprofile              write a CPU profile of the whole run to this file (for bench/load)
+//	-issuers-file            JSON file of foreign OpenID Connect providers the gateway trusts besides the
+//	                         identity service, each with its verification profile, as gatewayd's flag of the
+//	                         same name (TOKENRELAY_GATEWAY_ISSUERS_FILE; see services/gateway/README.md);
+//	                         /readyz then waits for their discovery too
 //	-watch-per-user          WatchOrder streams one user may hold open, beyond which resource_exhausted
 //	                         (TOKENRELAY_WATCH_PER_USER, default 8; negative: no cap)
 //	-watch-total             WatchOrder streams of all users (TOKENRELAY_WATCH_TOTAL, default 1024;
@@ -57,14 +61,15 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/embedded/webui"
+	"github.com/tokenrelay/tokenrelay/services/gateway"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
 
 // options are tokenrelayd's flags that embedded.Config does not hold.
 type options struct {
-	webDir, cpuProfile string
-	tls                process.TLSConfig
+	webDir, cpuProfile, issuersFile string
+	tls                             process.TLSConfig
 }
 
 func main() {
@@ -92,6 +97,8 @@ func main() {
 		"how long an order COMPLETED or FAILED keeps its sealed confirmation tokens; 0 keeps them (env TOKENRELAY_SEALED_TOKEN_RETENTION)")
 	orderRetention := flag.Duration("order-retention", process.EnvDuration("TOKENRELAY_ORDER_RETENTION", 0),
 		"how long an order COMPLETED or FAILED is kept, with its steps and checkout; 0 keeps every order (env TOKENRELAY_ORDER_RETENTION)")
+	flag.StringVar(&opt.issuersFile, "issuers-file", process.Env("TOKENRELAY_GATEWAY_ISSUERS_FILE", ""),
+		"JSON `file` of foreign OpenID Connect providers and their verification profiles (env TOKENRELAY_GATEWAY_ISSUERS_FILE)")
 	flag.Parse()
 	cfg.Seed = !*noSeed
 	// Flags say 0 for "keep"; embedded.Config says it with a negative
@@ -108,6 +115,15 @@ func run(ctx context.Context, cfg embedded.Config, opt options) error {
 	cert, err := opt.tls.Reloader(cfg.Logger)
 	if err != nil {
 		return err
+	}
+	if opt.issuersFile != "" {
+		data, err := os.ReadFile(opt.issuersFile)
+		if err == nil {
+			cfg.Issuers, err = gateway.ParseIssuers(data)
+		}
+		if err != nil {
+			return fmt.Errorf("-issuers-file %s: %w", opt.issuersFile, err)
+		}
 	}
 	if opt.webDir != "" {
 		if cfg.Web, err = webui.Handler(os.DirFS(opt.webDir)); err != nil {

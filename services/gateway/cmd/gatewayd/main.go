@@ -2,7 +2,10 @@
 // scaled-out deployment (see the README's "Scaled out"). It verifies
 // access tokens, mints one transaction token per request and proxies each
 // service's RPCs to its upstream URLs over h2c, in turn across replicas
-// (see package gateway). Beside the RPCs it serves /healthz, its own JWKS
+// (see package gateway). Beside the RPCs it serves /livez, /readyz and
+// /healthz (not ready until every OpenID Connect provider's discovery
+// document has been read: a provider down at start is retried with
+// backoff, and the gateway serves the other issuers meanwhile), its own JWKS
 // (the transaction-token keys every service trusts) at
 // /.well-known/jwks.json, Prometheus metrics at /metrics (every RPC by
 // procedure and code, access-token refusals by reason), and gRPC
@@ -25,10 +28,17 @@
 //	                   full name (tokenrelay.points.v1.PointsService) or identity, orderprocessing,
 //	                   coupons, points, payments; repeatable (TOKENRELAY_GATEWAY_ROUTES, entries
 //	                   separated by spaces; required)
-//	-issuer            ISS=JWKS_URL[,JWKS_URL...]: trust the access tokens of ISS with the keys at JWKS_URL
-//	                   (several URLs: replicas of one set, tried in turn); or ISS alone: an OpenID Connect
-//	                   provider, discovered at ISS/.well-known/openid-configuration; repeatable
-//	                   (TOKENRELAY_GATEWAY_ISSUERS, entries separated by spaces; required)
+//	-issuer            ISS=JWKS_URL[,JWKS_URL...]: trust the access tokens of tokenrelay's identity service
+//	                   ISS with the keys at JWKS_URL (several URLs: replicas of one set, tried in turn),
+//	                   strictly, and let it grant admin; or ISS alone: a foreign OpenID Connect provider
+//	                   with the default profile (RFC 9068: typ at+jwt, scopes in "scope", never admin),
+//	                   discovered at ISS/.well-known/openid-configuration; repeatable
+//	                   (TOKENRELAY_GATEWAY_ISSUERS, entries separated by spaces)
+//	-issuers-file      a JSON file of foreign OpenID Connect providers, each with its verification
+//	                   profile (algorithms, typ values, audience, lifetime, leeway, where the scopes,
+//	                   subject and client id are, how its scopes map onto shop and admin); see
+//	                   gateway.ParseIssuers and services/gateway/README.md
+//	                   (TOKENRELAY_GATEWAY_ISSUERS_FILE). At least one issuer, by -issuer or the file.
 //	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
 //	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false: https, or
 //	                   http to 127.0.0.0/8, ::1 and localhost only)
@@ -77,6 +87,8 @@ type Config struct {
 	process.Process
 	// Routes and Issuers as given by -route and -issuer.
 	Routes, Issuers process.List
+	// IssuersFile is the -issuers-file path, "" for none.
+	IssuersFile string
 	// Audience, Name, TrustDomain, Tenant: see gateway.Config.
 	Audience, Name, TrustDomain, Tenant string
 	// AllowedOrigins get CORS answers.
@@ -112,6 +124,8 @@ func main() {
 		func(v string) error { cfg.Routes = append(cfg.Routes, v); return nil })
 	flag.Func("issuer", "`ISS=JWKS_URL[,JWKS_URL...]` trusts ISS's access tokens with the keys at JWKS_URL (several: replicas, tried in turn); ISS alone is an OpenID Connect provider; repeatable (env TOKENRELAY_GATEWAY_ISSUERS, space-separated)",
 		func(v string) error { cfg.Issuers = append(cfg.Issuers, v); return nil })
+	flag.StringVar(&cfg.IssuersFile, "issuers-file", os.Getenv("TOKENRELAY_GATEWAY_ISSUERS_FILE"),
+		"JSON `file` of foreign OpenID Connect providers and their verification profiles (env TOKENRELAY_GATEWAY_ISSUERS_FILE)")
 	cfg.JWKS.Flags(flag.CommandLine)
 	cfg.TLS.Flags(flag.CommandLine)
 	flag.StringVar(&cfg.Audience, "audience", process.Env("TOKENRELAY_AUDIENCE", gateway.DefaultAudience), "aud the access tokens must carry (env TOKENRELAY_AUDIENCE)")
@@ -176,6 +190,20 @@ func run(ctx context.Context, cfg Config) error {
 		}
 		issuers = append(issuers, is)
 	}
+	if cfg.IssuersFile != "" {
+		data, err := os.ReadFile(cfg.IssuersFile)
+		if err != nil {
+			return fmt.Errorf("-issuers-file: %w", err)
+		}
+		foreign, err := gateway.ParseIssuers(data)
+		if err != nil {
+			return fmt.Errorf("-issuers-file %s: %w", cfg.IssuersFile, err)
+		}
+		issuers = append(issuers, foreign...)
+	}
+	if len(issuers) == 0 {
+		return errors.New("no issuer: give -issuer or -issuers-file")
+	}
 	ring, err := cfg.Ring()
 	if err != nil {
 		return err
@@ -183,7 +211,6 @@ func run(ctx context.Context, cfg Config) error {
 	m := metrics.New()
 	public := m.Mux() // the non-RPC paths
 	public.Handle("GET "+keys.WellKnownPath, ring.Handler())
-	public.Handle("GET "+health.Path, health.Handler(nil))
 	g, err := gateway.New(ctx, gateway.Config{
 		Name: cfg.Name, Keys: ring, TrustDomain: cfg.TrustDomain, Tenant: cfg.Tenant,
 		Issuers: issuers, Routes: routes, AllowedOrigins: cfg.AllowedOrigins,
@@ -195,6 +222,9 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer g.Close()
 	process.ExportJWKS(m, peers, g) // keys of -issuer ISS=URL and of OIDC providers
+	// Not ready until every OIDC provider is known: a load balancer sends
+	// no traffic to a gateway that would refuse its tokens as unavailable.
+	public.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"oidc_providers": g.Ready}))
 	// Reflection is answered here for every routed service: the gateway
 	// would route only the services it has, and a token would be needed.
 	services := make([]string, len(routes))
