@@ -40,6 +40,7 @@ import (
 var (
 	floodRates   = flag.String("flood-rates", "1600,1900", "forged tokens a second BenchmarkForgedTokenFlood's flood client sends, at most: one sub-benchmark each")
 	validWorkers = flag.Int("valid-workers", 8, "concurrent requests of BenchmarkForgedTokenFlood's valid client")
+	floodConns   = flag.Int("flood-workers", 16, "concurrent forged requests of the flood client of BenchmarkForgedTokenFlood, at most")
 	floodCPU     = flag.Int("flood-cpu", -1, "BenchmarkForgedTokenFlood: run the flood client in a child process pinned to this CPU, and this process on the other CPUs, as a flood from another machine costs the gateway only its own side; -1: the flood client in this process, sharing every core")
 )
 
@@ -57,7 +58,7 @@ const (
 // embedded system runs it, logging and counting every request as gatewayd
 // does, alone and during a flood of forged access tokens from another
 // client address: up to each of -flood-rates attempts a second, from
-// floodWorkers raw HTTP/1.1 connections at once (floodClient), each token
+// -flood-workers raw HTTP/1.1 connections at once (floodClient), each token
 // with a genuine header and claims and a random signature with a canonical
 // scalar (forge), so that each costs the gateway a full signature
 // verification unless it is refused first. A flood worker whose connection
@@ -229,6 +230,7 @@ const floodChildEnv = "TOKENRELAY_FLOOD_CHILD"
 type floodOrder struct {
 	URL       string
 	PerSecond int
+	Workers   int
 	Token     string // the access token the child forges
 }
 
@@ -264,7 +266,7 @@ func startChildFlood(b *testing.B, url string, perSecond int) *childFlood {
 		_ = exec.Command("taskset", "-a", "-p", "-c", "0-"+strconv.Itoa(n-1), strconv.Itoa(os.Getpid())).Run()
 	})
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n - 1))
-	order, err := json.Marshal(floodOrder{URL: url, PerSecond: perSecond, Token: floodToken})
+	order, err := json.Marshal(floodOrder{URL: url, PerSecond: perSecond, Workers: *floodConns, Token: floodToken})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -343,7 +345,7 @@ func floodChild(order string, in io.Reader, out io.Writer) error {
 		floodForgeries[i] = forge(floodToken)
 	}
 	host := strings.TrimPrefix(o.URL, "http://")
-	f := &flood{host: host, reqs: floodRequests(host), pace: rate.NewLimiter(rate.Limit(o.PerSecond), 1)}
+	f := &flood{host: host, reqs: floodRequests(host), pace: rate.NewLimiter(rate.Limit(o.PerSecond), 1), workers: o.Workers}
 	var failed atomic.Pointer[error]
 	f.fail = func(err error) { failed.CompareAndSwap(nil, &err) }
 	stop := func() {}
@@ -417,9 +419,8 @@ func BenchmarkForgedTokenFloodCost(b *testing.B) {
 
 // Phases of BenchmarkForgedTokenFlood.
 const (
-	floodRounds  = 40 // alone and flooded phases, each
-	floodWorkers = 16 // concurrent forged requests at most
-	floodWarmup  = 50 // flood attempts before a flooded phase is timed
+	floodRounds = 40 // alone and flooded phases, each
+	floodWarmup = 50 // flood attempts before a flooded phase is timed
 )
 
 func boolInt(v bool) int {
@@ -490,7 +491,7 @@ func floodGateway(b *testing.B, burst int) string {
 	return "http://" + ln.Addr().String()
 }
 
-// flood is the flood client of the benchmarks: floodWorkers workers
+// flood is the flood client of the benchmarks: workers workers
 // (floodClient) sending forged tokens from floodClientAddr, at most rate
 // attempts a second in all.
 type flood struct {
@@ -503,6 +504,8 @@ type flood struct {
 	// fail reports a flood that cannot go on (b.Error in the benchmark's
 	// process).
 	fail func(error)
+	// workers is how many forged requests are in flight at most.
+	workers int
 }
 
 // newFlood prepares a flood of the gateway at url, perSecond attempts a
@@ -511,7 +514,7 @@ func newFlood(b *testing.B, url string, perSecond int) *flood {
 	b.Helper()
 	loopbackClient(b, floodClientAddr, 1) // skips where the address is not local
 	host := strings.TrimPrefix(url, "http://")
-	return &flood{host: host, reqs: floodRequests(host), pace: rate.NewLimiter(rate.Limit(perSecond), 1), fail: func(err error) { b.Error(err) }}
+	return &flood{host: host, reqs: floodRequests(host), pace: rate.NewLimiter(rate.Limit(perSecond), 1), fail: func(err error) { b.Error(err) }, workers: *floodConns}
 }
 
 // start starts the workers, on fresh connections, which flood until ctx
@@ -528,12 +531,12 @@ func (f *flood) start(ctx context.Context, limit, warmup int64) (wait func()) {
 		ready()
 	}
 	from := f.attempts.Load()
-	for w := range floodWorkers {
+	for w := range f.workers {
 		workers.Go(func() {
 			pprof.Do(ctx, pprof.Labels("side", "flood"), func(ctx context.Context) {
 				c := &floodClient{addr: f.host, reqs: f.reqs}
 				defer c.close()
-				for i := w; (limit <= 0 || tickets.Add(1) <= limit) && f.pace.Wait(ctx) == nil; i += floodWorkers {
+				for i := w; (limit <= 0 || tickets.Add(1) <= limit) && f.pace.Wait(ctx) == nil; i += f.workers {
 					status, err := c.send(ctx, i)
 					switch {
 					case ctx.Err() != nil:

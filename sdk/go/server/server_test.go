@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -318,4 +319,43 @@ func ExampleRun() {
 	}
 	fmt.Println("stopped")
 	// Output: stopped
+}
+
+// TestListenAddresses: a filtered listener on every address takes IPv4
+// clients too, and one on an IPv6 address serves IPv6; the filter sees
+// each client's address as net would report it.
+func TestListenAddresses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ listen, dial, peer string }{
+		{":0", "127.0.0.1", "127.0.0.1"},
+		{"[::1]:0", "::1", "::1"},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			peers := make(chan string, 1)
+			ln, err := server.Listen(tc.listen, func(remote net.Addr) bool {
+				peers <- remote.(*net.TCPAddr).IP.String()
+				return true
+			})
+			if err != nil {
+				t.Skipf("cannot listen on %s here: %v", tc.listen, err)
+			}
+			srv := server.New(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("served")) }),
+				server.WithLogger(slog.New(slog.DiscardHandler)))
+			go func() { _ = srv.Serve(ln) }()
+			t.Cleanup(func() { _ = srv.Close() })
+			port := ln.Addr().(*net.TCPAddr).Port
+			res, err := http.Get("http://" + net.JoinHostPort(tc.dial, strconv.Itoa(port)) + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if string(body) != "served" {
+				t.Fatalf("got %q", body)
+			}
+			if got := <-peers; got != tc.peer {
+				t.Fatalf("the filter saw %s, want %s", got, tc.peer)
+			}
+		})
+	}
 }
