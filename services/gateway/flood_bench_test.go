@@ -88,7 +88,8 @@ const (
 //
 // BENCHMARKS.md has the figures of
 //
-//	go test -run='^$' -bench='^BenchmarkForgedTokenFlood$' -benchtime=40000x -count=6 .
+//	go test -run='^$' -bench='^BenchmarkForgedTokenFlood$' -benchtime=40000x -count=6 -flood-cpu=1 .
+//	go test -run='^$' -bench='^BenchmarkForgedTokenFlood$/^budget' -benchtime=40000x -count=6 -flood-cpu=1 -flood-workers=64 .
 func BenchmarkForgedTokenFlood(b *testing.B) {
 	type run struct {
 		name         string
