@@ -154,9 +154,11 @@ run: web ## run the whole checkout at http://127.0.0.1:8080 (ADDR=host:port or T
 web: node_modules/.installed ## build the browser checkout (gen/ts, sdk/ts, then web/ with Vite) into web/dist
 	npm run build -w @tokenrelay/gen -w @tokenrelay/sdk -w @tokenrelay/web
 
+# The lock timeout makes two first runs on one machine (make test beside
+# make test) wait for each other's install instead of failing.
 .PHONY: browser
 browser: ## install Debian's chromium for the browser tests when it is missing (root, as on CI)
-	command -v chromium || (apt-get update && apt-get install -y chromium)
+	command -v chromium || (apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y chromium)
 
 .PHONY: e2e
 e2e: browser web ## browser tests: bin/tokenrelayd serving web/dist, driven in chromium by playwright-core
