@@ -239,9 +239,10 @@ func New(opts ...Option) (*Cache, error) {
 	c.client.CheckRedirect = sameOrigin
 	var err error
 	c.keys, err = ristretto.NewCache(&ristretto.Config[string, *entry]{
-		NumCounters: 10 * cacheEntries,
-		MaxCost:     cacheEntries,
-		BufferItems: 64,
+		NumCounters:        10 * cacheEntries,
+		MaxCost:            cacheEntries,
+		BufferItems:        64,
+		IgnoreInternalCost: true, // every key costs 1, so MaxCost counts keys
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)

@@ -70,6 +70,10 @@ func NewVerifier(opts ...Option) (*Verifier, error) {
 			NumCounters: 10 * s.cacheSize,
 			MaxCost:     s.cacheSize,
 			BufferItems: 64,
+			// Every entry costs 1, so MaxCost counts tokens. Without it
+			// ristretto adds its own per-item overhead to each cost and
+			// a cache sized for 16,384 tokens kept fewer than 300.
+			IgnoreInternalCost: true,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: verified cache: %w", ErrConfig, err)
@@ -169,10 +173,10 @@ func Verify[C any](ctx context.Context, v *Verifier, k Kind[C], raw string) (C, 
 		return zero, err
 	}
 	if ttl := exp.Add(leeway).Sub(v.now()); ttl > 0 {
+		// ristretto applies writes asynchronously; a verification does not
+		// wait for it (a second one of the same token in the meantime
+		// verifies the signature again, which is only slower).
 		v.cache.SetWithTTL(key, &verified{sum: sum, typ: k.typ, exp: exp, leeway: leeway, claims: k.clone(c)}, 1, ttl)
-		// Wait so that the next hop in this process finds the entry;
-		// ristretto applies writes asynchronously.
-		v.cache.Wait()
 	}
 	return c, nil
 }
