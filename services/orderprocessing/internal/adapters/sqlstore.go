@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
@@ -345,29 +344,27 @@ func (s *Store) Orders(ctx context.Context, userID, after string, limit int) ([]
 	return out, nil
 }
 
-// UpdateOrder implements domain.Repository.
-func (s *Store) UpdateOrder(ctx context.Context, id string, lease domain.Lease, fn func(*domain.Order) error) (domain.Order, error) {
-	var out domain.Order
+// Transition implements domain.Repository. No read: the saga holds the
+// order in memory while it holds the lease, so a transition is one
+// fenced, version-checked UPDATE of the order and one UPDATE per changed
+// step, in one transaction.
+func (s *Store) Transition(ctx context.Context, lease domain.Lease, prev, next domain.Order, release bool) (domain.Order, error) {
+	next.Version = prev.Version + 1
+	owner, until := lease.Owner, sql.NullTime{}
+	if release {
+		owner, until = "", sql.NullTime{Time: time.Unix(0, 0).UTC(), Valid: true}
+	}
 	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
 		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`+s.forUpdate(), id))
-		if err != nil {
-			return err
-		}
-		if err := loadSteps(ctx, tx, &o); err != nil {
-			return err
-		}
-		before := slices.Clone(o.Steps)
-		if err := fn(&o); err != nil {
-			return err
-		}
-		o.Version++
-		// Fenced: the lease is checked in the statement that writes, so a
-		// replica whose lease was taken over writes nothing (and the steps
-		// are not reached).
+		// Fenced: the lease and the version are checked in the statement
+		// that writes, so a replica whose lease was taken over (or an
+		// order changed behind this one's back) writes nothing, and the
+		// steps are not reached.
 		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4,
-			operator_note = $5 WHERE id = $6 AND lease_owner = $7 AND lease_epoch = $8`,
-			o.Status, o.FailureReason, o.Version, o.UpdatedAt.UTC(), o.OperatorNote, id, lease.Owner, lease.Epoch)
+			operator_note = $5, lease_owner = $6, lease_until = COALESCE($7, lease_until)
+			WHERE id = $8 AND lease_owner = $9 AND lease_epoch = $10 AND version = $11`,
+			next.Status, next.FailureReason, next.Version, next.UpdatedAt.UTC(), next.OperatorNote, owner, until,
+			next.ID, lease.Owner, lease.Epoch, prev.Version)
 		if err != nil {
 			return err
 		}
@@ -376,16 +373,12 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, lease domain.Lease, 
 		} else if n == 0 {
 			return domain.ErrLeaseLost
 		}
-		if err := writeSteps(ctx, tx, id, before, o.Steps); err != nil {
-			return err
-		}
-		out = o
-		return nil
+		return writeSteps(ctx, tx, next.ID, prev.Steps, next.Steps)
 	})
 	if err != nil {
-		return domain.Order{}, fmt.Errorf("orderprocessing: update order: %w", err)
+		return domain.Order{}, fmt.Errorf("orderprocessing: order transition: %w", err)
 	}
-	return out, nil
+	return next, nil
 }
 
 // writeSteps writes the steps of order id that differ from before: a saga

@@ -159,12 +159,27 @@ func (f *fixture) lease(id string) domain.Lease {
 	return lease
 }
 
+// transition reads order id, applies fn and writes the result as one
+// transition under lease, as the saga does with the order it holds.
+func transition(s *adapters.Store, ctx context.Context, id string, lease domain.Lease, fn func(*domain.Order) error) (domain.Order, error) {
+	prev, err := s.Order(ctx, id)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	next := prev
+	next.Steps = slices.Clone(prev.Steps)
+	if err := fn(&next); err != nil {
+		return domain.Order{}, err
+	}
+	return s.Transition(ctx, lease, prev, next, false)
+}
+
 // update applies fn to the order under a lease of the fixture's own,
 // released after, and fails on any error.
 func (f *fixture) update(id string, fn func(*domain.Order)) domain.Order {
 	f.t.Helper()
 	lease := f.lease(id)
-	o, err := f.s.UpdateOrder(f.t.Context(), id, lease, func(o *domain.Order) error { fn(o); return nil })
+	o, err := transition(f.s, f.t.Context(), id, lease, func(o *domain.Order) error { fn(o); return nil })
 	if err != nil {
 		f.t.Fatalf("UpdateOrder(%s): %v", id, err)
 	}
@@ -354,8 +369,9 @@ func contractCases() []contractCase {
 		{"place order edge cases that succeed", testPlaceOrderAccepted},
 		{"place order fails on a conflict a retry cannot resolve", testPlaceOrderPersistentConflict},
 		{"orders by owner, newest first, by cursor", testOrders},
-		{"update order saves fn's result, writing only the changed steps", testUpdateOrder},
-		{"update order with a failing fn writes nothing", testUpdateOrderError},
+		{"a transition saves the order, writing only the changed steps", testTransition},
+		{"a transition from a stale version writes nothing", testTransitionStale},
+		{"a transition to a final status releases the lease with it", testTransitionRelease},
 		{"claim and release", testClaimRelease},
 		{"updates are fenced by the lease epoch", testFencedUpdates},
 		{"claim refuses final and unknown orders", testClaimFinal},
@@ -369,7 +385,7 @@ func contractCases() []contractCase {
 		{"concurrent places of one checkout under different keys: exactly one order", testConcurrentSameCheckout},
 		{"concurrent places sharing one jti: exactly one consumes it", testConcurrentSharedJTI},
 		{"concurrent checkouts with one key: exactly one checkout", testConcurrentCheckouts},
-		{"concurrent updates lose nothing", testConcurrentUpdates},
+		{"concurrent transitions from one version: one is written", testConcurrentUpdates},
 	}
 }
 
@@ -846,7 +862,7 @@ func testOrders(t *testing.T, f *fixture) {
 	}
 }
 
-func testUpdateOrder(t *testing.T, f *fixture) {
+func testTransition(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	o := f.placed(alice, "k")
 	other := f.placed(alice, "k-other")
@@ -888,19 +904,15 @@ func testUpdateOrder(t *testing.T, f *fixture) {
 			want.Version = stored.Version + 1
 			lease := f.lease(o.ID)
 			defer f.s.Release(ctx, o.ID, lease)
-			got, err := f.s.UpdateOrder(ctx, o.ID, lease, func(in *domain.Order) error {
-				// fn sees the stored order, steps and all.
-				if d := orderDiff(*in, stored); d != "" {
-					t.Errorf("fn was handed%s", d)
-				}
-				tc.fn(in)
-				return nil
-			})
+			next := stored
+			next.Steps = slices.Clone(stored.Steps)
+			tc.fn(&next)
+			got, err := f.s.Transition(ctx, lease, stored, next, false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if d := orderDiff(got, want); d != "" {
-				t.Fatalf("UpdateOrder returned%s", d)
+				t.Fatalf("Transition returned%s", d)
 			}
 			if d := orderDiff(f.order(o.ID), want); d != "" {
 				t.Fatalf("Order read back%s", d)
@@ -914,35 +926,69 @@ func testUpdateOrder(t *testing.T, f *fixture) {
 		t.Fatalf("updates of one order changed another%s", d)
 	}
 	t.Run("unknown order", func(t *testing.T) {
-		_, err := f.s.UpdateOrder(ctx, ids.New("ord"), domain.Lease{Owner: fixtureOwner, Epoch: 1}, func(*domain.Order) error {
-			t.Error("fn called for an unknown order")
-			return nil
-		})
-		if !errors.Is(err, domain.ErrNotFound) {
-			t.Fatalf("UpdateOrder(unknown) = %v, want ErrNotFound", err)
+		unknown := o
+		unknown.ID = ids.New("ord")
+		if _, err := f.s.Transition(ctx, domain.Lease{Owner: fixtureOwner, Epoch: 1}, unknown, unknown, false); !errors.Is(err, domain.ErrLeaseLost) {
+			t.Fatalf("Transition(unknown) = %v, want ErrLeaseLost", err)
 		}
 	})
 }
 
-func testUpdateOrderError(t *testing.T, f *fixture) {
+// A transition is written only over the version it was made from: one made
+// from a state another write has moved on from is refused, and writes no
+// step either.
+func testTransitionStale(t *testing.T, f *fixture) {
+	ctx := t.Context()
 	o := f.placed(alice, "k")
-	written := f.recordStepWrites()
-	errStop := errors.New("the saga changed its mind")
-	_, err := f.s.UpdateOrder(t.Context(), o.ID, f.lease(o.ID), func(o *domain.Order) error {
-		o.Status, o.FailureReason, o.UpdatedAt = domain.OrderFailed, "no", at(time.Hour)
-		for i := range o.Steps {
-			o.Steps[i].State, o.Steps[i].Attempts = domain.StepFailed, 9
-		}
-		return fmt.Errorf("step: %w", errStop)
-	})
-	if !errors.Is(err, errStop) {
-		t.Fatalf("UpdateOrder = %v, want fn's error", err)
+	lease := f.lease(o.ID)
+	defer f.s.Release(ctx, o.ID, lease)
+	moved, err := transition(f.s, ctx, o.ID, lease, func(o *domain.Order) error { o.Status = domain.OrderInProgress; return nil })
+	if err != nil {
+		t.Fatal(err)
 	}
-	if d := orderDiff(f.order(o.ID), o); d != "" {
-		t.Fatalf("a failed update changed the order%s", d)
+	written := f.recordStepWrites()
+	stale := o // the version before moved
+	stale.Steps = slices.Clone(o.Steps)
+	stale.Status, stale.FailureReason = domain.OrderCompensating, "stale"
+	for i := range stale.Steps {
+		stale.Steps[i].State = domain.StepFailed
+	}
+	if _, err := f.s.Transition(ctx, lease, o, stale, false); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Fatalf("Transition from a stale version = %v, want ErrLeaseLost", err)
+	}
+	if d := orderDiff(f.order(o.ID), moved); d != "" {
+		t.Fatalf("a stale transition changed the order%s", d)
 	}
 	if w := written(t); len(w) != 0 {
-		t.Fatalf("a failed update wrote steps %v", w)
+		t.Fatalf("a stale transition wrote steps %v", w)
+	}
+}
+
+// The transition that ends an order gives its lease up in the same write:
+// another owner may claim nothing (the order is final), and no Release is
+// needed.
+func testTransitionRelease(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	o := f.placed(alice, "k")
+	lease := f.lease(o.ID)
+	next := o
+	next.Steps = slices.Clone(o.Steps)
+	next.Status = domain.OrderCompleted
+	for i := range next.Steps {
+		next.Steps[i].State = domain.StepApplied
+	}
+	if _, err := f.s.Transition(ctx, lease, o, next, true); err != nil {
+		t.Fatal(err)
+	}
+	var owner string
+	if err := f.db.SQL().QueryRowContext(ctx, `SELECT lease_owner FROM orders WHERE id = $1`, o.ID).Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	if owner != "" {
+		t.Fatalf("lease_owner = %q after the final transition, want none", owner)
+	}
+	if got := f.order(o.ID); got.Status != domain.OrderCompleted || got.Version != o.Version+1 {
+		t.Fatalf("order read back: status %v version %d", got.Status, got.Version)
 	}
 }
 
@@ -1005,7 +1051,7 @@ func testFencedUpdates(t *testing.T, f *fixture) {
 		return lease
 	}
 	update := func(lease domain.Lease, attempts int) error {
-		_, err := f.s.UpdateOrder(ctx, o.ID, lease, func(o *domain.Order) error {
+		_, err := transition(f.s, ctx, o.ID, lease, func(o *domain.Order) error {
 			o.Steps[0].Attempts = attempts
 			return nil
 		})
@@ -1316,28 +1362,28 @@ func testConcurrentCheckouts(t *testing.T, f *fixture) {
 func testConcurrentUpdates(t *testing.T, f *fixture) {
 	o := f.placed(alice, "k")
 	lease := f.lease(o.ID)
-	versions := make([]int64, racers)
+	// Every racer makes its transition from the same version: exactly one is
+	// written, and the others are refused rather than written over it.
+	won := make([]bool, racers)
 	concurrently(racers, func(i int) {
-		got, err := f.s.UpdateOrder(context.Background(), o.ID, lease, func(o *domain.Order) error {
-			o.Steps[0].Attempts++
-			return nil
-		})
-		if err != nil {
-			t.Errorf("update %d: %v", i, err)
+		next := o
+		next.Steps = slices.Clone(o.Steps)
+		next.Steps[0].Attempts = 100 + i
+		_, err := f.s.Transition(context.Background(), lease, o, next, false)
+		switch {
+		case err == nil:
+			won[i] = true
+		case !errors.Is(err, domain.ErrLeaseLost):
+			t.Errorf("transition %d: %v", i, err)
 		}
-		versions[i] = got.Version
 	})
-	got := f.order(o.ID)
-	if got.Version != o.Version+racers || got.Steps[0].Attempts != racers {
-		t.Fatalf("after %d updates: version %d, attempts %d; want version %d, attempts %d",
-			racers, got.Version, got.Steps[0].Attempts, o.Version+racers, racers)
+	winner := slices.Index(won, true)
+	if n := len(slices.DeleteFunc(slices.Clone(won), func(w bool) bool { return !w })); n != 1 {
+		t.Fatalf("%d of %d transitions from one version were written, want exactly 1", n, racers)
 	}
-	// Each update saw the one before it: every version from 2 up, once.
-	slices.Sort(versions)
-	for i, v := range versions {
-		if v != o.Version+int64(i)+1 {
-			t.Fatalf("versions returned %v, want %d to %d once each", versions, o.Version+1, o.Version+racers)
-		}
+	if got := f.order(o.ID); got.Version != o.Version+1 || got.Steps[0].Attempts != 100+winner {
+		t.Fatalf("after the race: version %d, attempts %d; want version %d, the winner's attempts %d",
+			got.Version, got.Steps[0].Attempts, o.Version+1, 100+winner)
 	}
 }
 
@@ -1437,7 +1483,7 @@ func testOperatorUpdate(t *testing.T, f *fixture) {
 	// before releasing it).
 	placed := f.placed(alice, "k")
 	held := f.lease(placed.ID)
-	o, err := f.s.UpdateOrder(ctx, placed.ID, held, func(o *domain.Order) error { markNeedsOperator(o); return nil })
+	o, err := transition(f.s, ctx, placed.ID, held, func(o *domain.Order) error { markNeedsOperator(o); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1468,7 +1514,7 @@ func testOperatorUpdate(t *testing.T, f *fixture) {
 		t.Fatalf("steps written: %v, want only points:spend", w)
 	}
 	// The old holder is fenced off; the lease is free for anyone, at once.
-	if _, err := f.s.UpdateOrder(ctx, o.ID, held, func(o *domain.Order) error { o.Status = domain.OrderFailed; return nil }); !errors.Is(err, domain.ErrLeaseLost) {
+	if _, err := transition(f.s, ctx, o.ID, held, func(o *domain.Order) error { o.Status = domain.OrderFailed; return nil }); !errors.Is(err, domain.ErrLeaseLost) {
 		t.Fatalf("the old holder's update = %v, want ErrLeaseLost", err)
 	}
 	if ids, err := f.s.Unfinished(ctx, t0, 10); err != nil || !slices.Equal(ids, []string{o.ID}) {

@@ -324,14 +324,16 @@ func (s *Service) Watch(ctx context.Context, c Caller, id string, send func(doma
 		return err
 	}
 	for !o.Status.Final() {
-		if err := s.cfg.Watch.Wait(ctx, changed); err != nil {
-			return err
-		}
-		next, err := s.cfg.Repo.Order(ctx, id)
+		next, pushed, err := s.cfg.Watch.Wait(ctx, changed)
 		if err != nil {
 			return err
 		}
-		if next.Version == o.Version {
+		if !pushed { // no news in this process: another replica may run it
+			if next, err = s.cfg.Repo.Order(ctx, id); err != nil {
+				return err
+			}
+		}
+		if next.Version <= o.Version {
 			continue
 		}
 		o = next

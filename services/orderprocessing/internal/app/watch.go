@@ -9,11 +9,11 @@ import (
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
 )
 
-// Watcher wakes the watchers of an order when it changes, and caps how many
-// watchers there are. Changes made in this process wake them at once;
-// changes made by another replica are seen by polling every Poll, so each
-// watcher costs a database read per Poll: PerUser and Total bound that
-// cost.
+// Watcher hands the watchers of an order each new state the saga writes,
+// and caps how many watchers there are. Changes made in this process reach
+// them at once, with the order itself (no database read); changes made by
+// another replica are seen by polling every Poll, so each watcher costs a
+// database read per Poll: PerUser and Total bound that cost.
 type Watcher struct {
 	// Poll is how often a watcher re-reads an order without a local
 	// notification. Default 500 ms.
@@ -24,7 +24,7 @@ type Watcher struct {
 	PerUser, Total int
 
 	mu     sync.Mutex
-	subs   map[string]map[chan struct{}]struct{}
+	subs   map[string]map[chan domain.Order]struct{}
 	byUser map[string]int // open watchers by user
 	open   int            // open watchers in all
 }
@@ -67,17 +67,18 @@ func (w *Watcher) Open(user string) (total, ofUser int) {
 	return w.open, w.byUser[user]
 }
 
-// Subscribe returns a channel that receives after each Publish of orderID,
-// and a function to unsubscribe.
-func (w *Watcher) Subscribe(orderID string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// Subscribe returns a channel that receives the order published by each
+// Publish of orderID (the latest one, when the subscriber has not taken the
+// previous yet), and a function to unsubscribe.
+func (w *Watcher) Subscribe(orderID string) (<-chan domain.Order, func()) {
+	ch := make(chan domain.Order, 1)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.subs == nil {
-		w.subs = map[string]map[chan struct{}]struct{}{}
+		w.subs = map[string]map[chan domain.Order]struct{}{}
 	}
 	if w.subs[orderID] == nil {
-		w.subs[orderID] = map[chan struct{}]struct{}{}
+		w.subs[orderID] = map[chan domain.Order]struct{}{}
 	}
 	w.subs[orderID][ch] = struct{}{}
 	return ch, func() {
@@ -90,21 +91,23 @@ func (w *Watcher) Subscribe(orderID string) (<-chan struct{}, func()) {
 	}
 }
 
-// Publish wakes the watchers of orderID.
-func (w *Watcher) Publish(orderID string) {
+// Publish hands o to the watchers of o.ID. A watcher that has not taken
+// the previous state yet gets o in its place: watchers want the latest.
+func (w *Watcher) Publish(o domain.Order) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for ch := range w.subs[orderID] {
+	for ch := range w.subs[o.ID] {
 		select {
-		case ch <- struct{}{}:
-		default: // a wake-up is already pending
+		case <-ch: // superseded
+		default:
 		}
+		ch <- o // cannot block: w.mu is held and the buffer is free
 	}
 }
 
-// Wait returns after a notification on changed or a poll interval, or with
-// ctx's error.
-func (w *Watcher) Wait(ctx context.Context, changed <-chan struct{}) error {
+// Wait returns the order published on changed, or ok=false after a poll
+// interval without one, or ctx's error.
+func (w *Watcher) Wait(ctx context.Context, changed <-chan domain.Order) (o domain.Order, ok bool, err error) {
 	poll := w.Poll
 	if poll <= 0 {
 		poll = 500 * time.Millisecond
@@ -113,9 +116,10 @@ func (w *Watcher) Wait(ctx context.Context, changed <-chan struct{}) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
-	case <-changed:
+		return o, false, ctx.Err()
+	case o = <-changed:
+		return o, true, nil
 	case <-t.C:
+		return o, false, nil
 	}
-	return nil
 }

@@ -3,7 +3,9 @@ package app_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
@@ -119,5 +121,57 @@ func TestWatchNoCap(t *testing.T) {
 	}
 	if total, _ := w.Open("usr_alice"); total != 0 {
 		t.Fatalf("%d open after every release", total)
+	}
+}
+
+// countingOrders is orders counting its reads.
+type countingOrders struct {
+	orders
+	reads atomic.Int64
+}
+
+func (c *countingOrders) Order(ctx context.Context, id string) (domain.Order, error) {
+	c.reads.Add(1)
+	return c.orders.Order(ctx, id)
+}
+
+// TestWatchPushed (issue 17): the states the saga publishes reach a watcher
+// as they are, with no read of the store; an older state published late is
+// not sent; the final one ends the watch. The poll is an hour, so only the
+// pushes can move it.
+func TestWatchPushed(t *testing.T) {
+	t.Parallel()
+	repo := &countingOrders{}
+	w := &app.Watcher{Poll: time.Hour}
+	s := app.New(app.Config{Repo: repo, Watch: w})
+	const user = "usr_alice"
+	sent := make(chan domain.Order)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Watch(t.Context(), app.Caller{UserID: user}, user, func(o domain.Order) error {
+			sent <- o
+			return nil
+		})
+	}()
+	if first := <-sent; first.Version != 1 {
+		t.Fatalf("first state sent: version %d", first.Version)
+	}
+	state := func(v int64, st domain.OrderStatus) domain.Order {
+		return domain.Order{ID: user, UserID: user, Status: st, Version: v}
+	}
+	w.Publish(state(2, domain.OrderInProgress))
+	if got := <-sent; got.Version != 2 {
+		t.Fatalf("pushed version 2, sent %d", got.Version)
+	}
+	w.Publish(state(2, domain.OrderInProgress)) // a state already sent
+	w.Publish(state(3, domain.OrderCompleted))
+	if got := <-sent; got.Version != 3 || got.Status != domain.OrderCompleted {
+		t.Fatalf("pushed version 3, sent %d %v", got.Version, got.Status)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Watch = %v after the final state", err)
+	}
+	if n := repo.reads.Load(); n != 1 {
+		t.Fatalf("Watch read the store %d times; want once, for the first state", n)
 	}
 }

@@ -364,11 +364,15 @@ type Repository interface {
 	// Orders lists a user's orders newest first, after the cursor (an order
 	// id; "" for the first page), at most limit.
 	Orders(ctx context.Context, userID, after string, limit int) ([]Order, error)
-	// UpdateOrder applies fn to the stored order and saves the result with
-	// its version incremented, atomically, if lease is still the order's
-	// lease; otherwise it writes nothing and returns ErrLeaseLost (fencing:
-	// checked in the statement that writes).
-	UpdateOrder(ctx context.Context, id string, lease Lease, fn func(*Order) error) (Order, error)
+	// Transition saves next, the state the holder of lease moved order
+	// prev to: next's status, failure reason, operator note and UpdatedAt,
+	// and the steps that differ from prev's, with the version
+	// prev.Version+1, atomically, if the stored order is still at
+	// prev.Version under lease; otherwise it writes nothing and returns
+	// ErrLeaseLost (fencing: checked in the statement that writes). With
+	// release the lease is given up in the same statement. It returns next
+	// with its new version.
+	Transition(ctx context.Context, lease Lease, prev, next Order, release bool) (Order, error)
 	// Claim leases an unfinished order to owner until until, if no other
 	// owner holds an unexpired lease on it; ok reports success. A claim
 	// that takes the order from another owner (or from none) starts a new

@@ -103,8 +103,9 @@ type Config struct {
 	Repo   domain.Repository
 	Sealer capability.Sealer
 	Calls  Capabilities
-	// Publish is told of every change of an order (app.Watcher.Publish).
-	Publish func(orderID string)
+	// Publish is handed every new state of an order, once written
+	// (app.Watcher.Publish).
+	Publish func(domain.Order)
 	Logger  *slog.Logger
 	// Lease is how long a claim on an order lasts; renewed every Lease/3.
 	// Default 15 s.
@@ -131,7 +132,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	running map[string]bool
-	holds   map[string]hold // the leases of the orders Drive works on
+	holds   map[string]*hold // the orders Drive works on
 
 	completed, failed atomic.Int64 // orders this Runner ended, by outcome
 	refused           sync.Map     // capability -> *atomic.Int64: compensations refused for good
@@ -195,16 +196,22 @@ func New(cfg Config) *Runner {
 		cfg.Now = time.Now
 	}
 	if cfg.Publish == nil {
-		cfg.Publish = func(string) {}
+		cfg.Publish = func(domain.Order) {}
 	}
 	return &Runner{cfg: cfg, owner: ids.New("runner"), kick: make(chan string, 1024), running: map[string]bool{},
-		holds: map[string]hold{}}
+		holds: map[string]*hold{}}
 }
 
-// hold is a Drive's lease on an order, and how to stop that Drive.
+// hold is a Drive's lease on an order, how to stop that Drive, and the
+// order as last written: while it holds the lease, the Runner is the
+// order's only writer, so it keeps the order in memory and writes each
+// transition without reading it back.
 type hold struct {
 	lease domain.Lease
 	stop  context.CancelCauseFunc
+
+	mu    sync.Mutex // serializes the order's transitions
+	order domain.Order
 }
 
 // Start implements app.Starter: the order's saga starts soon. When the
@@ -288,13 +295,17 @@ func (r *Runner) Drive(parent context.Context, id string) (err error) {
 	r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
 	ctx, cancel := context.WithCancelCause(parent)
-	r.mu.Lock()
-	r.holds[id] = hold{lease: lease, stop: cancel}
-	r.mu.Unlock()
+	h := &hold{lease: lease, stop: cancel}
 	defer func() {
 		r.mu.Lock()
 		delete(r.holds, id)
 		r.mu.Unlock()
+		h.mu.Lock()
+		ended := h.order.Status.Final() // its last transition released the lease
+		h.mu.Unlock()
+		if ended {
+			return
+		}
 		if errors.Is(context.Cause(ctx), domain.ErrLeaseLost) {
 			err = domain.ErrLeaseLost
 		}
@@ -303,21 +314,21 @@ func (r *Runner) Drive(parent context.Context, id string) (err error) {
 		defer rcancel()
 		_ = r.cfg.Repo.Release(rctx, id, lease)
 	}()
+	// The one read of the order while this Drive holds it.
+	if h.order, err = r.cfg.Repo.Order(ctx, id); err != nil {
+		cancel(nil)
+		return err
+	}
+	r.mu.Lock()
+	r.holds[id] = h
+	r.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { r.renew(ctx, cancel, id, lease) })
 	defer cancel(nil)
 
-	o, err := r.cfg.Repo.Order(ctx, id)
-	if err != nil {
-		return err
-	}
-	if o.Status == domain.OrderPending {
-		if o, err = r.update(ctx, id, func(o *domain.Order) error { o.Status = domain.OrderInProgress; return nil }); err != nil {
-			return err
-		}
-	}
-	if o.Status == domain.OrderInProgress {
+	o := h.order
+	if o.Status == domain.OrderPending || o.Status == domain.OrderInProgress {
 		if o, err = r.forward(ctx, o); err != nil {
 			return err
 		}
@@ -353,8 +364,11 @@ func (r *Runner) renew(ctx context.Context, cancel context.CancelCauseFunc, id s
 	}
 }
 
-// update writes a transition of an order this Runner's Drive holds, fenced
-// by its lease; a write refused for a lost lease stops that Drive.
+// update writes a transition of an order this Runner's Drive holds: fn
+// changes the order as last written, and the result is written fenced by
+// the lease and the version, then published. A transition to a final
+// status releases the lease in the same write. A write refused for a lost
+// lease stops that Drive.
 func (r *Runner) update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
 	r.mu.Lock()
 	h, ok := r.holds[id]
@@ -362,16 +376,19 @@ func (r *Runner) update(ctx context.Context, id string, fn func(*domain.Order) e
 	if !ok {
 		return domain.Order{}, fmt.Errorf("order %s: %w", id, domain.ErrLeaseLost)
 	}
-	o, err := r.cfg.Repo.UpdateOrder(ctx, id, h.lease, func(o *domain.Order) error {
-		if err := fn(o); err != nil {
-			return err
-		}
-		o.UpdatedAt = r.cfg.Now().UTC().Truncate(time.Microsecond)
-		return nil
-	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := h.order
+	next.Steps = slices.Clone(h.order.Steps)
+	if err := fn(&next); err != nil {
+		return domain.Order{}, err
+	}
+	next.UpdatedAt = r.cfg.Now().UTC().Truncate(time.Microsecond)
+	o, err := r.cfg.Repo.Transition(ctx, h.lease, h.order, next, next.Status.Final())
 	switch {
 	case err == nil:
-		r.cfg.Publish(id)
+		h.order = o
+		r.cfg.Publish(o)
 	case errors.Is(err, domain.ErrLeaseLost):
 		h.stop(domain.ErrLeaseLost)
 	}
@@ -389,13 +406,47 @@ func (r *Runner) updateStep(ctx context.Context, id, capability string, fn func(
 	})
 }
 
+// current returns the order as this Runner's Drive last wrote it.
+func (r *Runner) current(id string) (domain.Order, bool) {
+	r.mu.Lock()
+	h, ok := r.holds[id]
+	r.mu.Unlock()
+	if !ok {
+		return domain.Order{}, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.order, true
+}
+
 // forward exercises the stages in order and returns the order COMPLETED, or
-// COMPENSATING after a failed step.
+// COMPENSATING after a failed step. A stage's first attempts are announced
+// in one write (with the order's move to IN_PROGRESS for the first), and
+// the step whose APPLIED completes the order writes COMPLETED with it.
 func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, error) {
 	for _, stage := range stages(o.Steps) {
+		due := func(st domain.Step) bool {
+			return st.Stage == stage && (st.State == domain.StepPending || st.State == domain.StepExercising)
+		}
+		if slices.ContainsFunc(o.Steps, due) {
+			var err error
+			o, err = r.update(ctx, o.ID, func(o *domain.Order) error {
+				o.Status = domain.OrderInProgress
+				for i := range o.Steps {
+					if due(o.Steps[i]) {
+						o.Steps[i].State = domain.StepExercising
+						o.Steps[i].Attempts++
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return o, err
+			}
+		}
 		var wg sync.WaitGroup
 		for _, st := range o.Steps {
-			if st.Stage == stage && (st.State == domain.StepPending || st.State == domain.StepExercising) {
+			if st.Stage == stage && st.State == domain.StepExercising {
 				wg.Go(func() { r.exercise(ctx, o.ID, st) })
 			}
 		}
@@ -403,9 +454,14 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 		if err := ctx.Err(); err != nil {
 			return o, err
 		}
-		var err error
-		if o, err = r.cfg.Repo.Order(ctx, o.ID); err != nil {
-			return o, err
+		var ok bool
+		if o, ok = r.current(o.ID); !ok {
+			return o, domain.ErrLeaseLost
+		}
+		if o.Status == domain.OrderCompleted {
+			r.completed.Add(1)
+			r.logOrder(ctx, "order completed", o)
+			return o, nil
 		}
 		if i := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.State == domain.StepFailed }); i >= 0 {
 			failed := o.Steps[i]
@@ -425,6 +481,8 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 			}
 		}
 	}
+	// Every step was APPLIED before this Drive (a takeover after the last
+	// one was written).
 	o, err := r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderCompleted; return nil })
 	if err == nil {
 		r.completed.Add(1)
@@ -533,8 +591,9 @@ func (r *Runner) token(st domain.Step, orderID string) (string, error) {
 	return r.cfg.Sealer.Open(app.TokenRecordID(orderID, st.Capability), st.SealedToken)
 }
 
-// exercise drives one step to APPLIED or FAILED, or returns with ctx done
-// leaving it EXERCISING.
+// exercise drives one step, whose first attempt forward wrote, to APPLIED or
+// FAILED, or returns with ctx done leaving it EXERCISING. The APPLIED of the
+// order's last step also completes the order.
 func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
 	raw, err := r.token(st, orderID)
 	if err != nil {
@@ -545,8 +604,10 @@ func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
 	backoff := r.cfg.Backoff
 	key := orderID + "/" + st.Capability + "/exercise"
 	for attempt := 1; ; attempt++ {
-		if _, err := r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.State = domain.StepExercising; s.Attempts++ }); err != nil {
-			return
+		if attempt > 1 {
+			if _, err := r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) { s.State = domain.StepExercising; s.Attempts++ }); err != nil {
+				return
+			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 		ref, err := r.cfg.Calls.Exercise(cctx, st.Issuer, raw, orderID, key)
@@ -563,8 +624,13 @@ func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
 			r.countCall(CallExercise, st.Capability, OutcomeRefused)
 		}
 		if err == nil {
-			_, _ = r.updateStep(ctx, orderID, st.Capability, func(s *domain.Step) {
-				s.State, s.Reference, s.LastError = domain.StepApplied, ref, ""
+			_, _ = r.update(ctx, orderID, func(o *domain.Order) error {
+				i := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.Capability == st.Capability })
+				o.Steps[i].State, o.Steps[i].Reference, o.Steps[i].LastError = domain.StepApplied, ref, ""
+				if !slices.ContainsFunc(o.Steps, func(s domain.Step) bool { return s.State != domain.StepApplied }) {
+					o.Status = domain.OrderCompleted
+				}
+				return nil
 			})
 			return
 		}
