@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,9 +178,11 @@ type world struct {
 	rings   map[string]*keys.Ring
 	issuers map[string]*token.Issuer
 	ledgers map[string]*ledger
-	routes  []orderprocessing.Route
-	opKeys  *keys.Ring
-	vault   *vault.Keyring
+	// conns counts the connections each fake domain accepted.
+	conns  map[string]*atomic.Int64
+	routes []orderprocessing.Route
+	opKeys *keys.Ring
+	vault  *vault.Keyring
 	// callTimeout is the saga's CallTimeout for the instances started
 	// next: by default longer than any call takes on a busy machine, so
 	// that only a domain that hangs (errHang) times out.
@@ -196,7 +200,7 @@ var capabilities = map[string]string{"coupons": "coupons:redeem", "points": "poi
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	w := &world{t: t, tokens: authntest.New(t), rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}, ledgers: map[string]*ledger{},
-		callTimeout: time.Minute}
+		conns: map[string]*atomic.Int64{}, callTimeout: time.Minute}
 	w.opKeys = w.tokens.OrderProcessingKeys
 	var err error
 	if w.vault, err = vault.New(map[uint32][]byte{1: make([]byte, 32)}); err != nil {
@@ -226,7 +230,19 @@ func newWorld(t *testing.T) *world {
 			authn.NewServerInterceptor(v, authn.AllowAnonymous(capabilityv1connect.CapabilityServiceExerciseProcedure,
 				capabilityv1connect.CapabilityServiceCompensateProcedure),
 				authn.RequireWorkload(capabilityv1connect.CapabilityServiceName, v, orderprocessing.Name)))))
-		srv := httptest.NewServer(mux)
+		// Like every tokenrelay service (server.New): HTTP/1.1 and h2c.
+		srv := httptest.NewUnstartedServer(mux)
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		conns := new(atomic.Int64)
+		w.conns[name] = conns
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
+		srv.Start()
 		t.Cleanup(srv.Close)
 		stage := 1
 		if name == "payments" {

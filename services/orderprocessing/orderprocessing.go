@@ -38,6 +38,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
+	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
@@ -138,7 +139,11 @@ type Config struct {
 	// IssuerKeys gives each route issuer's key source.
 	IssuerKeys map[string]keys.Source
 	// HTTPClient calls the issuers' CapabilityService; it must speak
-	// HTTP/2 if an endpoint uses gRPC. Default http.DefaultClient.
+	// HTTP/2 if an endpoint uses gRPC. Default: HTTP/2 only
+	// (server.H2Transport, h2c for http://, as every tokenrelay service
+	// accepts), so that the saga's concurrent calls to one issuer share one
+	// multiplexed connection instead of dialling past http.DefaultClient's
+	// two idle connections a host.
 	HTTPClient connect.HTTPClient
 	// ClientOptions are added to the CapabilityService clients (tracing).
 	ClientOptions []connect.ClientOption
@@ -271,7 +276,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	httpClient := cfg.HTTPClient
 	if httpClient == nil {
-		httpClient = http.DefaultClient
+		httpClient = &http.Client{Transport: server.H2Transport()}
 	}
 	clients := saga.Clients{}
 	for _, r := range cfg.Routes {

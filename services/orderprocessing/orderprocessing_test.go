@@ -522,3 +522,60 @@ func TestConcurrentRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestSagaCallsShareAConnection (issue 17): the saga's calls to one issuer
+// share one connection, however many orders run at once. Eight Exercise
+// calls are held in the coupons domain at the same time: over HTTP/1.1
+// (http.DefaultClient, the former default) they needed eight connections.
+func TestSagaCallsShareAConnection(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		w := newWorld(t)
+		in := w.start(db)
+		const orders = 8
+		users := make([]string, orders)
+		for i := range users {
+			users[i] = fmt.Sprintf("usr_conn%d", i)
+		}
+		// One order first: its calls open the connection.
+		warm := w.checkout(in, users[0])
+		o, err := w.place(in, users[0], warm.GetId(), w.tokens3(users[0], warm.GetId()), "warm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end := final(w.await(in, users[0], o.GetId())); end.GetStatus() != completed {
+			t.Fatalf("warm-up order ended %v", end.GetStatus())
+		}
+		arrived, release := make(chan struct{}, orders), make(chan struct{})
+		w.ledgers["coupons"].setFault(func(kind string, _ int) error {
+			if kind == "exercise" {
+				arrived <- struct{}{}
+				<-release
+			}
+			return nil
+		})
+		placed := make([]string, orders)
+		for i, user := range users {
+			co := w.checkout(in, user)
+			o, err := w.place(in, user, co.GetId(), w.tokens3(user, co.GetId()), "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			placed[i] = o.GetId()
+		}
+		for range orders {
+			<-arrived // every order's coupon Exercise is in flight at once
+		}
+		close(release)
+		for i, user := range users {
+			if end := final(w.await(in, user, placed[i])); end.GetStatus() != completed {
+				t.Fatalf("order %d ended %v", i, end.GetStatus())
+			}
+		}
+		for name, n := range w.conns {
+			if got := n.Load(); got != 1 {
+				t.Errorf("%s accepted %d connections from OrderProcessing, want 1 (HTTP/2, multiplexed)", name, got)
+			}
+		}
+	})
+}
