@@ -25,7 +25,12 @@
 // BEGIN. Without it, two deferred transactions that both read and then write
 // deadlock on the lock upgrade and one fails with SQLITE_BUSY at once,
 // whatever the busy timeout. Read-only transactions (sql.TxOptions.ReadOnly)
-// still begin deferred and run concurrently with the writer. Times are written
+// still begin deferred and run concurrently with the writer. [DB.Tx] admits
+// one transaction at a time per database in Go, so writers queue on a
+// channel (and give up with their context) rather than in SQLite's busy
+// handler, which sleeps 1 to 100 ms between tries; the busy timeout remains
+// for writes outside [DB.Tx]. Reads go through mmap (mmap_size 256 MiB)
+// instead of a pread per page. Times are written
 // as UTC text in SQLite's own format ("2006-01-02 15:04:05.999999999+00:00"),
 // so comparing a stored time with a time.Time argument orders correctly.
 // In-memory SQLite databases are refused: every pooled connection would see

@@ -49,6 +49,12 @@ type DB struct {
 	dialect    Dialect
 	txAttempts int
 	stmts      stmtCache // see [DB.Stmt]
+	// writer admits one writing transaction at a time on SQLite (nil on
+	// PostgreSQL): writers queue here, in Go, instead of in SQLite's busy
+	// handler, which sleeps 1 to 100 ms between tries.
+	writer chan struct{}
+	// pgConfig opens the dedicated connections of [DB.Listen] (PostgreSQL).
+	pgConfig *pgx.ConnConfig
 }
 
 // SQL returns the underlying pool. Statements run on it directly are not
@@ -186,7 +192,7 @@ func openPostgres(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("sqldb: connect to PostgreSQL at %s: %w", pc.Host, err)
 	}
-	return &DB{sql: pool, dialect: Postgres}, nil
+	return &DB{sql: pool, dialect: Postgres, pgConfig: pc}, nil
 }
 
 // ValidSchemaName reports whether name is a schema WithSchema accepts:
@@ -218,6 +224,10 @@ func createSchema(ctx context.Context, pc *pgx.ConnConfig, schema string) error 
 	return nil
 }
 
+// sqliteMmapSize is how much of a SQLite database file is read through
+// memory mapping rather than a pread per page.
+const sqliteMmapSize = 256 << 20
+
 // sqliteDefaults are applied unless the URL sets the same key. See the
 // package documentation for why each is chosen.
 func sqliteDefaults(cfg config) url.Values {
@@ -229,6 +239,7 @@ func sqliteDefaults(cfg config) url.Values {
 		"_txlock":       {"immediate"},
 		"_time_format":  {"sqlite"},
 		"_timezone":     {"UTC"},
+		"_pragma":       {"mmap_size(" + strconv.Itoa(sqliteMmapSize) + ")"},
 	}
 }
 
@@ -293,7 +304,7 @@ func openSQLite(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("sqldb: open SQLite %q: %w", Redact(rawURL), err)
 	}
-	return &DB{sql: pool, dialect: SQLite}, nil
+	return &DB{sql: pool, dialect: SQLite, writer: make(chan struct{}, 1)}, nil
 }
 
 // Redact returns a database URL or path fit for messages and logs: without

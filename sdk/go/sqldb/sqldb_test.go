@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ func TestOpenSQLiteSettings(t *testing.T) {
 		{"foreign_keys", "1"},
 		{"synchronous", "1"}, // NORMAL
 		{"busy_timeout", "5000"},
+		{"mmap_size", "268435456"},
 	}
 	for _, p := range pragmas {
 		var got string
@@ -331,5 +333,98 @@ func exec(t *testing.T, db *sqldb.DB, query string, args ...any) {
 	t.Helper()
 	if _, err := db.SQL().ExecContext(t.Context(), query, args...); err != nil {
 		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// TestSQLiteWritersQueueInGo (issue 17): SQLite's writing transactions wait
+// for each other in Go, not in SQLite's busy handler. With no busy timeout
+// and a single attempt, concurrent writers used to fail with SQLITE_BUSY;
+// queued, every one commits.
+func TestSQLiteWritersQueueInGo(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "w.db"),
+		sqldb.WithBusyTimeout(0), sqldb.WithTxAttempts(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE n (k INTEGER NOT NULL PRIMARY KEY, v INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				errs <- db.Tx(ctx, func(tx *sql.Tx) error {
+					var v int
+					if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM n`).Scan(&v); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(ctx, `INSERT INTO n (k, v) VALUES ($1, $2)`, w*each+i, v)
+					return err
+				})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if err != nil {
+			failed++
+			if failed == 1 {
+				t.Errorf("a writer failed: %v", err)
+			}
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d transactions failed", failed, writers*each)
+	}
+}
+
+// TestListen: notifications reach fn in order; a listener whose connection
+// the server terminates reconnects, says so through ready, and receives
+// again; ctx ends it. SQLite has no notifications.
+func TestListen(t *testing.T) {
+	t.Parallel()
+	if err := sqldbtest.SQLite(t).Listen(t.Context(), "x", func() {}, func(string) {}); !errors.Is(err, sqldb.ErrNoNotifications) {
+		t.Fatalf("Listen on SQLite = %v, want ErrNoNotifications", err)
+	}
+	db := sqldbtest.Postgres(t)
+	channel := fmt.Sprintf("listen_test_%d", time.Now().UnixNano())
+	ready, got := make(chan struct{}, 4), make(chan string, 16)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Listen(ctx, channel, func() { ready <- struct{}{} }, func(p string) { got <- p })
+	}()
+	notify := func(payload string) {
+		t.Helper()
+		if _, err := db.SQL().ExecContext(t.Context(), `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-ready
+	notify("one")
+	notify("two")
+	if a, b := <-got, <-got; a != "one" || b != "two" {
+		t.Fatalf("received %q, %q", a, b)
+	}
+	var killed int
+	if err := db.SQL().QueryRowContext(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE query = $1 AND pid <> pg_backend_pid()`, `LISTEN "`+channel+`"`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminate the listener: %d backends, %v", killed, err)
+	}
+	<-ready // reconnected
+	notify("three")
+	if p := <-got; p != "three" {
+		t.Fatalf("after the reconnection received %q", p)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Listen = %v after cancel, want context.Canceled", err)
 	}
 }
