@@ -1,6 +1,7 @@
 package orderprocessing_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -190,6 +191,9 @@ type world struct {
 	// watchPerUser and watchTotal are the WatchOrder caps of the instances
 	// started next (0: the defaults).
 	watchPerUser, watchTotal int
+	// watchPoll and recoverEvery, when set, are the WatchOrder poll and the
+	// saga's recovery scan period of the instances started next.
+	watchPoll, recoverEvery time.Duration
 	// logs, when set, receives the log records of the instances started
 	// next, with their txn (authn.NewLogHandler).
 	logs slog.Handler
@@ -279,9 +283,9 @@ func (w *world) start(db *sqldb.DB, opts ...connect.HandlerOption) *instance {
 		Logger: log,
 		Saga: orderprocessing.SagaConfig{
 			Lease: 600 * time.Millisecond, CallTimeout: w.callTimeout, Backoff: 5 * time.Millisecond,
-			MaxBackoff: 20 * time.Millisecond, RecoverEvery: 50 * time.Millisecond, MaxAttempts: 3,
+			MaxBackoff: 20 * time.Millisecond, RecoverEvery: cmp.Or(w.recoverEvery, 50*time.Millisecond), MaxAttempts: 3,
 		},
-		WatchPerUser: w.watchPerUser, WatchTotal: w.watchTotal,
+		WatchPerUser: w.watchPerUser, WatchTotal: w.watchTotal, WatchPoll: w.watchPoll,
 	})
 	if err != nil {
 		w.t.Fatal(err)

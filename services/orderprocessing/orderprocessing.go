@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -159,6 +160,13 @@ type Config struct {
 	// the database every 500 ms). Zero takes DefaultWatchPerUser and
 	// DefaultWatchTotal; negative: no cap.
 	WatchPerUser, WatchTotal int
+	// WatchPoll is how often a WatchOrder stream reads its order when no
+	// change reached it: the saga of this process hands its changes to the
+	// streams, and on PostgreSQL those of other replicas arrive by
+	// LISTEN/NOTIFY, so the poll is a safety net (an operator's command, a
+	// notification lost while the listener reconnected). Default 500 ms on
+	// SQLite, 5 s on PostgreSQL.
+	WatchPoll time.Duration
 	// SealedTokenRetention is how long after an order ended COMPLETED or
 	// FAILED (its last update) its steps keep their sealed confirmation
 	// tokens, the sensitive part of an order, needed only while the saga
@@ -215,6 +223,7 @@ type Service struct {
 	keys     *keys.Ring
 	db       *sqldb.DB
 	store    *adapters.Store
+	watch    *app.Watcher
 	// sealedRetention and orderRetention are Config's, resolved: 0 keeps.
 	sealedRetention, orderRetention time.Duration
 	// capabilities are the routing table's, the bounded label values of
@@ -287,7 +296,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		}
 	}
 	sealer := capability.VaultSealer{Keyring: cfg.Vault}
-	watch := &app.Watcher{PerUser: watchCap(cfg.WatchPerUser, DefaultWatchPerUser), Total: watchCap(cfg.WatchTotal, DefaultWatchTotal)}
+	poll := cfg.WatchPoll
+	if poll <= 0 {
+		poll = 500 * time.Millisecond
+		if cfg.DB.Dialect() == sqldb.Postgres {
+			poll = 5 * time.Second
+		}
+	}
+	watch := &app.Watcher{Poll: poll, PerUser: watchCap(cfg.WatchPerUser, DefaultWatchPerUser), Total: watchCap(cfg.WatchTotal, DefaultWatchTotal)}
 	runner := saga.New(saga.Config{
 		Repo: store, Sealer: sealer, Calls: clients, Publish: watch.Publish, Logger: cfg.Logger,
 		Lease: cfg.Saga.Lease, CallTimeout: cfg.Saga.CallTimeout, MaxAttempts: cfg.Saga.MaxAttempts,
@@ -316,7 +332,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		sealedRetention = 0
 	}
 	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
-		store: store, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
+		store: store, watch: watch, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
 		capabilities: caps}, nil
 }
 
@@ -332,8 +348,17 @@ func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 }
 
 // Run runs sagas until ctx ends: new orders, and unfinished ones left by a
-// crash or by another replica whose lease expired.
-func (s *Service) Run(ctx context.Context) error { return s.runner.Run(ctx) }
+// crash or by another replica whose lease expired. On PostgreSQL it also
+// listens for the other replicas' order transitions, which wake this
+// replica's WatchOrder streams of those orders.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if s.db.Dialect() == sqldb.Postgres {
+		wg.Go(func() { _ = s.store.Changes(ctx, s.runner.Owner(), s.watch.ChangedAll, s.watch.Changed) })
+	}
+	return s.runner.Run(ctx)
+}
 
 // SagaOutcomes returns how many orders this process's saga runner ended
 // COMPLETED and FAILED, for metrics.

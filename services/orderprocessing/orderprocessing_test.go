@@ -579,3 +579,51 @@ func TestSagaCallsShareAConnection(t *testing.T) {
 		}
 	})
 }
+
+// TestWatchAcrossReplicasNotified (issue 17): a WatchOrder stream on one
+// replica follows an order whose saga another replica runs as the saga
+// moves, because the other replica's transitions arrive by PostgreSQL
+// LISTEN/NOTIFY. The watching replica polls once an hour and never recovers
+// orders, so nothing else can move its stream.
+func TestWatchAcrossReplicasNotified(t *testing.T) {
+	t.Parallel()
+	db := sqldbtest.Postgres(t)
+	w := newWorld(t)
+	a := w.start(db)
+	const user = "usr_alice"
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	w.ledgers["coupons"].setFault(func(kind string, _ int) error {
+		if kind == "exercise" {
+			arrived <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	co := w.checkout(a, user)
+	o, err := w.place(a, user, co.GetId(), w.tokens3(user, co.GetId()), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-arrived // a holds the order's lease, mid-saga
+	w.watchPoll, w.recoverEvery = time.Hour, time.Hour
+	b := w.start(db)
+	first := true
+	seen := w.watch(b, user, o.GetId(), func(*orderprocessingv1.Order) {
+		if first { // b's stream is open: let a's saga go on
+			first = false
+			close(release)
+		}
+	})
+	if end := final(seen); end.GetStatus() != completed {
+		t.Fatalf("b's stream ended with %v", end.GetStatus())
+	}
+	// Stopped, each runner has counted every order it ended.
+	a.crash()
+	b.crash()
+	if doneA, _ := a.svc.SagaOutcomes(); doneA != 1 {
+		t.Fatalf("a completed %d orders, want the one (b must only watch)", doneA)
+	}
+	if doneB, failedB := b.svc.SagaOutcomes(); doneB+failedB != 0 {
+		t.Fatalf("b ended %d orders, want none", doneB+failedB)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
@@ -344,6 +345,35 @@ func (s *Store) Orders(ctx context.Context, userID, after string, limit int) ([]
 	return out, nil
 }
 
+// NotifyChannel is the PostgreSQL channel on which each order transition
+// is announced, with the payload "<lease owner> <order id>" (Changes).
+const NotifyChannel = "tokenrelay_orders"
+
+const transitionSQL = `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4,
+	operator_note = $5, lease_owner = $6, lease_until = COALESCE($7, lease_until)
+	WHERE id = $8 AND lease_owner = $9 AND lease_epoch = $10 AND version = $11`
+
+// transitionNotifySQL is transitionSQL and its NOTIFY in one round trip; a
+// refused transition notifies nobody. The notification is delivered when
+// the transaction commits, and not at all if it rolls back.
+const transitionNotifySQL = `WITH u AS (` + transitionSQL + ` RETURNING id)
+	SELECT pg_notify($12, $9 || ' ' || id) FROM u`
+
+// Changes calls fn with the id of each order another replica's saga moved
+// on, until ctx ends (PostgreSQL LISTEN on NotifyChannel; transitions of
+// owner itself are skipped). ready is called each time the listener is in
+// place, the first time and after a reconnection: changes before it were
+// not seen. On SQLite, whose writers are all in this process, it returns
+// sqldb.ErrNoNotifications at once.
+func (s *Store) Changes(ctx context.Context, owner string, ready func(), fn func(orderID string)) error {
+	return s.db.Listen(ctx, NotifyChannel, ready, func(payload string) {
+		from, id, ok := strings.Cut(payload, " ")
+		if ok && from != owner {
+			fn(id)
+		}
+	})
+}
+
 // Transition implements domain.Repository. No read: the saga holds the
 // order in memory while it holds the lease, so a transition is one
 // fenced, version-checked UPDATE of the order and one UPDATE per changed
@@ -360,11 +390,14 @@ func (s *Store) Transition(ctx context.Context, lease domain.Lease, prev, next d
 		// that writes, so a replica whose lease was taken over (or an
 		// order changed behind this one's back) writes nothing, and the
 		// steps are not reached.
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, failure_reason = $2, version = $3, updated_at = $4,
-			operator_note = $5, lease_owner = $6, lease_until = COALESCE($7, lease_until)
-			WHERE id = $8 AND lease_owner = $9 AND lease_epoch = $10 AND version = $11`,
-			next.Status, next.FailureReason, next.Version, next.UpdatedAt.UTC(), next.OperatorNote, owner, until,
-			next.ID, lease.Owner, lease.Epoch, prev.Version)
+		args := []any{next.Status, next.FailureReason, next.Version, next.UpdatedAt.UTC(), next.OperatorNote, owner, until,
+			next.ID, lease.Owner, lease.Epoch, prev.Version}
+		q := transitionSQL
+		if s.db.Dialect() == sqldb.Postgres {
+			// The same statement tells the other replicas (Changes).
+			q, args = transitionNotifySQL, append(args, NotifyChannel)
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}

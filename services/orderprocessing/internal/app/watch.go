@@ -12,7 +12,9 @@ import (
 // Watcher hands the watchers of an order each new state the saga writes,
 // and caps how many watchers there are. Changes made in this process reach
 // them at once, with the order itself (no database read); changes made by
-// another replica are seen by polling every Poll, so each watcher costs a
+// another replica wake them through Changed (PostgreSQL LISTEN/NOTIFY), and
+// they read the order; anything else (an operator's command, a lost
+// notification) is seen by polling every Poll, so each watcher costs a
 // database read per Poll: PerUser and Total bound that cost.
 type Watcher struct {
 	// Poll is how often a watcher re-reads an order without a local
@@ -97,16 +99,45 @@ func (w *Watcher) Publish(o domain.Order) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ch := range w.subs[o.ID] {
-		select {
-		case <-ch: // superseded
-		default:
-		}
-		ch <- o // cannot block: w.mu is held and the buffer is free
+		put(ch, o)
 	}
 }
 
-// Wait returns the order published on changed, or ok=false after a poll
-// interval without one, or ctx's error.
+// Changed tells the watchers of orderID that it changed elsewhere: they
+// read it again.
+func (w *Watcher) Changed(orderID string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ch := range w.subs[orderID] {
+		put(ch, domain.Order{})
+	}
+}
+
+// ChangedAll tells every watcher to read its order again: changes may have
+// been missed (a notification listener that was not in place).
+func (w *Watcher) ChangedAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, subs := range w.subs {
+		for ch := range subs {
+			put(ch, domain.Order{})
+		}
+	}
+}
+
+// put replaces what ch holds with o. The caller holds w.mu, so the buffer
+// is free after the drain.
+func put(ch chan domain.Order, o domain.Order) {
+	select {
+	case <-ch: // superseded
+	default:
+	}
+	ch <- o
+}
+
+// Wait returns the order published on changed (ok), or ok=false when the
+// order must be read: Changed or ChangedAll said so, or a poll interval
+// passed without news; or ctx's error.
 func (w *Watcher) Wait(ctx context.Context, changed <-chan domain.Order) (o domain.Order, ok bool, err error) {
 	poll := w.Poll
 	if poll <= 0 {
@@ -118,7 +149,7 @@ func (w *Watcher) Wait(ctx context.Context, changed <-chan domain.Order) (o doma
 	case <-ctx.Done():
 		return o, false, ctx.Err()
 	case o = <-changed:
-		return o, true, nil
+		return o, o.ID != "", nil
 	case <-t.C:
 		return o, false, nil
 	}

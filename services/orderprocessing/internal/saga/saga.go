@@ -45,6 +45,15 @@
 // token has expired meanwhile, the issuer refuses and the order compensates
 // (Compensate works on expired tokens).
 //
+// While a Drive holds an order's lease it is the order's only writer, so it
+// reads the order once, when it claims it, and keeps it in memory: each
+// transition is one write of what changed, fenced by the lease's epoch and
+// the order's version (domain.Repository.Transition), never a re-read. The
+// first attempts of a stage's steps are announced in one write (with the
+// order's move to IN_PROGRESS for the first stage); the APPLIED of the last
+// step writes COMPLETED with it; a transition to a final status releases the
+// lease in the same statement. Each written state is handed to Publish.
+//
 // # Replicas
 //
 // A Runner works on an order only while it holds the order's lease (a
@@ -388,6 +397,17 @@ func (r *Runner) update(ctx context.Context, id string, fn func(*domain.Order) e
 	switch {
 	case err == nil:
 		h.order = o
+		// Counted and logged before anyone can see the order ended.
+		switch o.Status {
+		case domain.OrderCompleted:
+			r.completed.Add(1)
+			r.logOrder(ctx, "order completed", o)
+		case domain.OrderFailed:
+			r.failed.Add(1)
+			r.logOrder(ctx, "order failed", o)
+		case domain.OrderNeedsOperator:
+			r.logOrder(ctx, "order needs an operator", o)
+		}
 		r.cfg.Publish(o)
 	case errors.Is(err, domain.ErrLeaseLost):
 		h.stop(domain.ErrLeaseLost)
@@ -459,8 +479,6 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 			return o, domain.ErrLeaseLost
 		}
 		if o.Status == domain.OrderCompleted {
-			r.completed.Add(1)
-			r.logOrder(ctx, "order completed", o)
 			return o, nil
 		}
 		if i := slices.IndexFunc(o.Steps, func(s domain.Step) bool { return s.State == domain.StepFailed }); i >= 0 {
@@ -483,12 +501,7 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 	}
 	// Every step was APPLIED before this Drive (a takeover after the last
 	// one was written).
-	o, err := r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderCompleted; return nil })
-	if err == nil {
-		r.completed.Add(1)
-		r.logOrder(ctx, "order completed", o)
-	}
-	return o, err
+	return r.update(ctx, o.ID, func(o *domain.Order) error { o.Status = domain.OrderCompleted; return nil })
 }
 
 // logOrder logs a transition of order o, once it is written: its id, the
@@ -537,6 +550,9 @@ func (r *Runner) countCall(call, capability, outcome string) {
 // InFlight returns how many sagas this Runner is driving now (orders whose
 // lease it holds).
 func (r *Runner) InFlight() int64 { return r.inFlight.Load() }
+
+// Owner returns the name this Runner holds leases under.
+func (r *Runner) Owner() string { return r.owner }
 
 // Outcomes returns how many orders this Runner ended COMPLETED and FAILED.
 func (r *Runner) Outcomes() (completed, failed int64) { return r.completed.Load(), r.failed.Load() }
@@ -676,23 +692,13 @@ func (r *Runner) backward(ctx context.Context, o domain.Order) error {
 			}
 		}
 	}
-	var status domain.OrderStatus
-	end, err := r.update(ctx, o.ID, func(o *domain.Order) error {
-		status = domain.OrderFailed
+	_, err := r.update(ctx, o.ID, func(o *domain.Order) error {
+		o.Status = domain.OrderFailed
 		if refused := o.Refused(); len(refused) > 0 {
-			status, o.FailureReason = domain.OrderNeedsOperator, domain.NeedsOperatorReason(o.FailureReason, refused)
+			o.Status, o.FailureReason = domain.OrderNeedsOperator, domain.NeedsOperatorReason(o.FailureReason, refused)
 		}
-		o.Status = status
 		return nil
 	})
-	switch {
-	case err != nil:
-	case status == domain.OrderFailed:
-		r.failed.Add(1)
-		r.logOrder(ctx, "order failed", end)
-	default:
-		r.logOrder(ctx, "order needs an operator", end)
-	}
 	return err
 }
 
