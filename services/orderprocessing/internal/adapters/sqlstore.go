@@ -353,12 +353,6 @@ const transitionSQL = `UPDATE orders SET status = $1, failure_reason = $2, versi
 	operator_note = $5, lease_owner = $6, lease_until = COALESCE($7, lease_until)
 	WHERE id = $8 AND lease_owner = $9 AND lease_epoch = $10 AND version = $11`
 
-// transitionNotifySQL is transitionSQL and its NOTIFY in one round trip; a
-// refused transition notifies nobody. The notification is delivered when
-// the transaction commits, and not at all if it rolls back.
-const transitionNotifySQL = `WITH u AS (` + transitionSQL + ` RETURNING id)
-	SELECT pg_notify($12, $9 || ' ' || id) FROM u`
-
 // Changes calls fn with the id of each order another replica's saga moved
 // on, until ctx ends (PostgreSQL LISTEN on NotifyChannel; transitions of
 // owner itself are skipped). ready is called each time the listener is in
@@ -375,29 +369,22 @@ func (s *Store) Changes(ctx context.Context, owner string, ready func(), fn func
 }
 
 // Transition implements domain.Repository. No read: the saga holds the
-// order in memory while it holds the lease, so a transition is one
+// order in memory while it holds the lease. On SQLite a transition is one
 // fenced, version-checked UPDATE of the order and one UPDATE per changed
-// step, in one transaction.
+// step, in one transaction; on PostgreSQL it is all one statement, its
+// NOTIFY included (one round trip, atomic without BEGIN and COMMIT).
 func (s *Store) Transition(ctx context.Context, lease domain.Lease, prev, next domain.Order, release bool) (domain.Order, error) {
 	next.Version = prev.Version + 1
 	owner, until := lease.Owner, sql.NullTime{}
 	if release {
 		owner, until = "", sql.NullTime{Time: time.Unix(0, 0).UTC(), Valid: true}
 	}
-	err := s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
-		tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
-		// Fenced: the lease and the version are checked in the statement
-		// that writes, so a replica whose lease was taken over (or an
-		// order changed behind this one's back) writes nothing, and the
-		// steps are not reached.
-		args := []any{next.Status, next.FailureReason, next.Version, next.UpdatedAt.UTC(), next.OperatorNote, owner, until,
-			next.ID, lease.Owner, lease.Epoch, prev.Version}
-		q := transitionSQL
-		if s.db.Dialect() == sqldb.Postgres {
-			// The same statement tells the other replicas (Changes).
-			q, args = transitionNotifySQL, append(args, NotifyChannel)
-		}
-		res, err := tx.ExecContext(ctx, q, args...)
+	args := []any{next.Status, next.FailureReason, next.Version, next.UpdatedAt.UTC(), next.OperatorNote, owner, until,
+		next.ID, lease.Owner, lease.Epoch, prev.Version}
+	// Fenced: the lease and the version are checked in the statement that
+	// writes, so a replica whose lease was taken over (or an order changed
+	// behind this one's back) writes nothing, and the steps are not reached.
+	fenced := func(res sql.Result, err error) error {
 		if err != nil {
 			return err
 		}
@@ -406,12 +393,48 @@ func (s *Store) Transition(ctx context.Context, lease domain.Lease, prev, next d
 		} else if n == 0 {
 			return domain.ErrLeaseLost
 		}
-		return writeSteps(ctx, tx, next.ID, prev.Steps, next.Steps)
-	})
+		return nil
+	}
+	var err error
+	if s.db.Dialect() == sqldb.Postgres {
+		q, stepArgs := transitionStatement(prev.Steps, next.Steps, len(args)+2)
+		args = append(append(args, NotifyChannel), stepArgs...)
+		err = fenced(s.db.Cached(nil).ExecContext(ctx, q, args...))
+	} else {
+		err = s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+			tx := s.db.Cached(sqlTx) // statements prepared once, run in sqlTx
+			if err := fenced(tx.ExecContext(ctx, transitionSQL, args...)); err != nil {
+				return err
+			}
+			return writeSteps(ctx, tx, next.ID, prev.Steps, next.Steps)
+		})
+	}
 	if err != nil {
 		return domain.Order{}, fmt.Errorf("orderprocessing: order transition: %w", err)
 	}
 	return next, nil
+}
+
+// transitionStatement is the PostgreSQL statement of a transition:
+// transitionSQL, one UPDATE of each step that differs from before, applied
+// only when the order's UPDATE passed its fence, and the NOTIFY (with
+// $12 the channel), sent when the statement commits: a refused transition
+// writes and notifies nothing. The steps' parameters start at $first.
+func transitionStatement(before, after []domain.Step, first int) (string, []any) {
+	var b strings.Builder
+	b.WriteString("WITH u AS (" + transitionSQL + " RETURNING id)")
+	var args []any
+	for i, st := range after {
+		if i < len(before) && before[i] == st {
+			continue
+		}
+		n := first + len(args)
+		fmt.Fprintf(&b, `, s%d AS (UPDATE steps SET state = $%d, reference = $%d, attempts = $%d, last_error = $%d
+			WHERE order_id = (SELECT id FROM u) AND capability = $%d)`, i, n, n+1, n+2, n+3, n+4)
+		args = append(args, st.State, st.Reference, st.Attempts, st.LastError, st.Capability)
+	}
+	b.WriteString(" SELECT pg_notify($12, $9 || ' ' || id) FROM u")
+	return b.String(), args
 }
 
 // writeSteps writes the steps of order id that differ from before: a saga
