@@ -109,3 +109,48 @@ func TestSealedConstraintsAtTheHandler(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkConfirmationRoundTrip is what sealing adds to one confirmation
+// token's life at its issuer, side by side: sign it (Confirm), then verify
+// it and hand it to the domain (Exercise), plain and sealed (dir, A256KW).
+// OrderProcessing's own verification of the envelope is the same either
+// way and is not counted.
+func BenchmarkConfirmationRoundTrip(b *testing.B) {
+	ring, _ := keys.NewRing()
+	other, _ := keys.NewRing()
+	v, err := capabilityrpc.NewVerifier("payments", capability.Trust{
+		Keys: ring, Gateway: capability.Peer{Issuer: "gateway", Keys: other}, TrustDomain: "tokenrelay",
+		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: other},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	is, _ := token.NewIssuer("payments", ring)
+	vk, _ := vault.LoadDir(filepath.Join(b.TempDir(), "vault"))
+	mapErr := func(ctx context.Context, err error) *connect.Error {
+		return rpcerr.New(slog.New(slog.DiscardHandler), capabilityrpc.Codes()...).Map(ctx, err)
+	}
+	draft := capability.Draft{Subject: "usr_1", CheckoutID: "op_1", Capability: "payments:capture",
+		Constraints: map[string]string{"authorization_id": "auth_0123456789abcdef0123456789", "amount_sha256": capability.Hash("x")},
+		Settlement:  money.Money{AmountMinor: 100, Currency: "EUR"}}
+	for _, alg := range []string{"plain", sealed.Dir, sealed.A256KW} {
+		b.Run(alg, func(b *testing.B) {
+			var sl *sealed.Sealer
+			if alg != "plain" {
+				sl, _ = sealed.New(vk, "payments", alg)
+			}
+			ti := capabilityrpc.TokenIssuer{Issuer: is, Sealer: sl}
+			h := capabilityrpc.NewHandler(v, &seen{}, mapErr).OpenSealed(sl)
+			for b.Loop() {
+				iss, err := ti.IssueConfirmation(b.Context(), draft)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := h.Exercise(b.Context(), connect.NewRequest(&capabilityv1.ExerciseRequest{ConfirmationToken: iss.Token, OrderId: "ord_1"})); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
