@@ -1,11 +1,14 @@
 package embedded_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -13,8 +16,10 @@ import (
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
 	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
+	"github.com/tokenrelay/tokenrelay/services/embedded"
 )
 
 // payWhole starts a checkout and has Payments confirm its whole total on
@@ -158,4 +163,60 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestSealConstraintsPerDomain: sealing is per domain. With Coupons and
+// Points opting in and Payments opting out, a whole checkout (coupon,
+// points, card) completes, and each token carries its constraints as its
+// domain is configured.
+func TestSealConstraintsPerDomain(t *testing.T) {
+	t.Parallel()
+	sys, err := embedded.Start(t.Context(), embedded.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), Seed: true,
+		Logger:          slog.New(authn.NewLogHandler(slog.DiscardHandler)),
+		SealConstraints: map[string]bool{"coupons": true, "points": true, "payments": false},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(t, sys)
+	var mu sync.Mutex
+	tokens := map[string]string{} // procedure -> confirmation token
+	capture := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			if m, ok := res.(interface{ Any() any }); ok && err == nil {
+				if c, ok := m.Any().(interface{ GetConfirmationToken() string }); ok {
+					mu.Lock()
+					tokens[req.Spec().Procedure] = c.GetConfirmationToken()
+					mu.Unlock()
+				}
+			}
+			return res, err
+		}
+	})
+	s := login(t, sys.URL(), connect.WithInterceptors(capture))
+	if o := s.checkout(t, "WELCOME5", 300, s.card(t, "4242")); o.GetStatus() != orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED {
+		t.Fatalf("order ended %v", o)
+	}
+	want := map[string]bool{ // procedure suffix -> sealed
+		"/ConfirmCoupon": true, "/ConfirmPoints": true, "/ConfirmPayment": false,
+	}
+	for suffix, wantSealed := range want {
+		var tok string
+		for proc, tk := range tokens {
+			if strings.HasSuffix(proc, suffix) {
+				tok = tk
+			}
+		}
+		if tok == "" {
+			t.Fatalf("no token captured for %s (%d captured)", suffix, len(tokens))
+		}
+		_, c := claimsOf(t, tok)
+		cons, _ := c["constraints"].(map[string]any)
+		_, isSealed := cons[sealed.Member]
+		if isSealed != wantSealed || len(cons) == 0 || (isSealed && len(cons) != 1) {
+			t.Errorf("%s: constraints %v, want sealed %v", suffix, cons, wantSealed)
+		}
+	}
 }
