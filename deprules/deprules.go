@@ -9,14 +9,16 @@
 //     services/*/internal/app) import no Connect, no generated code and no
 //     database driver: only ports (Connect handlers), adapters (stores) and
 //     a service's public face do.
-//   - The pure SDK (the token engine, keys, money, ids, vault and the
-//     capability interfaces) imports no Connect, no generated code and no
+//   - The pure SDK (the token engine, keys, money, ids, vault, the
+//     capability interfaces and the constraints sealer) imports no Connect, no generated code and no
 //     driver, so a domain's use cases can depend on it freely.
 //   - The SDK never imports the server plumbing (sdk/go/server, metrics,
 //     process, capabilityd): libraries are usable outside a tokenrelay
 //     process; only the plumbing and the binaries assemble processes.
 //   - OrderProcessing imports no domain service and no domain's API, tests
-//     included: it knows the capability protocol only.
+//     included: it knows the capability protocol only. Nor the sealer of
+//     constraints (sdk/go/capability/sealed) or any JOSE library: it never
+//     opens the constraints a domain sealed for itself.
 //   - No service imports another service, except the composition roots that
 //     assemble them (services/embedded, services/scaleout) and the operator
 //     command (cmd/tokenrelay), which re-encrypts every service's tables.
@@ -136,6 +138,7 @@ func Rules() []Rule {
 			From: []string{
 				Module + "/sdk/go/token/...", Module + "/sdk/go/keys/...", Module + "/sdk/go/money",
 				Module + "/sdk/go/ids/...", Module + "/sdk/go/vault", Module + "/sdk/go/capability",
+				Module + "/sdk/go/capability/sealed",
 			},
 			Forbid: impure(),
 		},
@@ -150,7 +153,12 @@ func Rules() []Rule {
 	for _, d := range domains {
 		op.Forbid = append(op.Forbid, Module+"/services/"+d+"/...", Module+"/gen/go/tokenrelay/"+d+"/...")
 	}
-	rules = append(rules, op)
+	rules = append(rules, op, Rule{
+		Name:   "OrderProcessing never opens sealed constraints",
+		From:   []string{Module + "/services/orderprocessing/..."},
+		Forbid: []string{Module + "/sdk/go/capability/sealed", "github.com/go-jose/go-jose/v4/..."},
+		Tests:  true,
+	})
 	for _, s := range services {
 		r := Rule{
 			Name:   "no service imports another",

@@ -92,6 +92,9 @@ func TestCheckFindsViolations(t *testing.T) {
 		{"process imports server", deprules.Package{ImportPath: m + "/sdk/go/process", Deps: []string{m + "/sdk/go/server"}}, ""},
 		{"OrderProcessing test imports a domain", deprules.Package{ImportPath: m + "/services/orderprocessing", Test: true, Deps: []string{m + "/services/points"}}, "OrderProcessing imports no domain"},
 		{"OrderProcessing imports a domain API", deprules.Package{ImportPath: m + "/services/orderprocessing/internal/saga", Deps: []string{m + "/gen/go/tokenrelay/payments/v1/paymentsv1connect"}}, "OrderProcessing imports no domain"},
+		{"OrderProcessing imports the sealer", deprules.Package{ImportPath: m + "/services/orderprocessing/internal/app", Deps: []string{m + "/sdk/go/capability/sealed"}}, "OrderProcessing never opens sealed constraints"},
+		{"OrderProcessing test imports go-jose", deprules.Package{ImportPath: m + "/services/orderprocessing", Test: true, Deps: []string{"github.com/go-jose/go-jose/v4"}}, "OrderProcessing never opens sealed constraints"},
+		{"the sealer imports connect", deprules.Package{ImportPath: m + "/sdk/go/capability/sealed", Deps: []string{"connectrpc.com/connect"}}, "the pure SDK imports no transport, generated code or driver"},
 		{"a domain imports another", deprules.Package{ImportPath: m + "/services/coupons/internal/ports", Deps: []string{m + "/services/identity"}}, "no service imports another"},
 		{"the composition root imports services", deprules.Package{ImportPath: m + "/services/embedded", Deps: []string{m + "/services/coupons", m + "/services/identity"}}, ""},
 	}

@@ -18,6 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/jwks"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -54,7 +55,9 @@ func tokenInspectCommand() command {
 argument is "-" or absent (a leading "Bearer " is dropped). Prints the header
 and the claims as indented JSON, then a summary: the kind (by typ), issuer,
 subject, audience, times relative to now, jti or txn, capabilities and
-settlement, and warnings for what a tokenrelay verifier would refuse.
+settlement, constraints (sealed ones only as "SEALED for <issuer>" with their
+JWE algorithms and key version: they are never opened), and warnings for what
+a tokenrelay verifier would refuse.
 
 Nothing is checked: not the signature, not the issuer, not the expiry. The
 output says NOT VERIFIED; use "tokenrelay token verify" to trust a token.`,
@@ -442,7 +445,7 @@ func (d *decoded) print(w io.Writer, now time.Time) {
 	if _, ok := c["amount_minor"]; ok {
 		row("total", fmt.Sprintf("%s %s (minor units)", d.text("amount_minor"), d.text("currency")))
 	}
-	row("constraints", d.text("constraints"))
+	row("constraints", d.constraints())
 	row("scope", d.text("scope"))
 	row("client (client_id)", d.text("client_id"))
 	row("context (tctx)", d.text("tctx"))
@@ -459,6 +462,30 @@ func (d *decoded) print(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "  - %s\n", msg)
 		}
 	}
+}
+
+// constraints renders the constraints claim for the summary: sealed ones
+// (package sealed) by their JWE header alone, never opened; others as
+// text.
+func (d *decoded) constraints() string {
+	m, ok := d.claimsMap["constraints"].(map[string]any)
+	if !ok || len(m) != 1 {
+		return d.text("constraints")
+	}
+	v, ok := m[sealed.Member].(string)
+	if !ok {
+		return d.text("constraints")
+	}
+	h, err := sealed.Describe(map[string]string{sealed.Member: v})
+	if err != nil {
+		d.warn("constraints look sealed but no issuer opens them: %s", printable(err.Error()))
+		return "sealed, malformed (" + printable(fmt.Sprint(len(v))) + " bytes)"
+	}
+	iss := d.text("iss")
+	if iss == "" {
+		iss = "its issuer"
+	}
+	return fmt.Sprintf("SEALED for %s alone (JWE %s + %s, key version %d, %d bytes; not opened)", iss, h.Alg, h.Enc, h.Version, h.Size)
 }
 
 // text renders a claim for the summary: strings as they are, lists joined

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
+	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 )
 
 // runCmd runs the command in process.
@@ -25,6 +27,11 @@ func runCmd(t *testing.T, stdin string, args ...string) (stdout, stderr string, 
 // confirmation issues a coupons confirmation token with ring.
 func confirmation(t *testing.T, ring keys.Signer, aud string, iat, exp time.Time) string {
 	t.Helper()
+	return confirmationWith(t, ring, aud, iat, exp, map[string]string{"coupon": "cpn_1"})
+}
+
+func confirmationWith(t *testing.T, ring keys.Signer, aud string, iat, exp time.Time, constraints map[string]string) string {
+	t.Helper()
 	is, err := token.NewIssuer("coupons", ring)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +40,7 @@ func confirmation(t *testing.T, ring keys.Signer, aud string, iat, exp time.Time
 		Registered:        token.Registered{Subject: "usr_shopper", Audience: []string{aud}, IssuedAt: iat, ExpiresAt: exp},
 		OrderProcessingID: "op_42",
 		Capabilities:      []string{"coupons:redeem"},
-		Constraints:       map[string]string{"coupon": "cpn_1"},
+		Constraints:       constraints,
 		Settlement:        token.Settlement{AmountMinor: 500, Currency: "EUR"},
 	})
 	if err != nil {
@@ -64,6 +71,20 @@ func TestTokenInspect(t *testing.T) {
 	valid := confirmation(t, ring, "order-processing", now, now.Add(2*time.Minute))
 	expired := confirmation(t, ring, "order-processing", now.Add(-5*time.Minute), now.Add(-3*time.Minute))
 	kid, _ := ring.SigningKey()
+	vk, err := vault.LoadDir(filepath.Join(t.TempDir(), "vault"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := sealed.New(vk, "coupons", sealed.A256KW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sl.Seal(map[string]string{"coupon": "cpn_secret_1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedTok := confirmationWith(t, ring, "order-processing", now, now.Add(2*time.Minute), sc)
+	badSealed := confirmationWith(t, ring, "order-processing", now, now.Add(2*time.Minute), map[string]string{sealed.Member: "x.y"})
 
 	tests := []struct {
 		name  string
@@ -78,6 +99,12 @@ func TestTokenInspect(t *testing.T) {
 		}},
 		{"stdin dash", valid + "\n", []string{"-"}, []string{"NOT VERIFIED", "confirmation token"}},
 		{"stdin bearer", "Bearer " + valid, nil, []string{"NOT VERIFIED", "confirmation token"}},
+		{"sealed constraints", "", []string{sealedTok}, []string{
+			"SEALED for coupons alone (JWE A256KW + A256GCM, key version 1", "not opened)",
+		}},
+		{"malformed sealed constraints", "", []string{badSealed}, []string{
+			"sealed, malformed", "constraints look sealed but no issuer opens them",
+		}},
 		{"expired", "", []string{expired}, []string{"(expired 3m", "Warnings:", "expired: no verifier accepts it"}},
 	}
 	for _, tt := range tests {
@@ -91,6 +118,9 @@ func TestTokenInspect(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
+			}
+			if strings.Contains(out, "cpn_secret_1") {
+				t.Fatal("output shows a sealed constraint")
 			}
 			if strings.Contains(out, signature(valid)) || strings.Contains(out, signature(expired)) {
 				t.Fatal("output contains the signature")

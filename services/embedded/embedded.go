@@ -121,6 +121,12 @@ type Config struct {
 	// streams (orderprocessing.Config); zero takes the defaults, negative
 	// is no cap.
 	WatchPerUser, WatchTotal int
+	// SealConstraints says, by domain name (coupons, points, payments),
+	// whether the domain seals the constraints of its confirmation tokens
+	// for itself alone (capabilityrpc.Config.SealConstraints, package
+	// sealed). A domain it does not name takes its default: Payments
+	// seals, Coupons and Points do not.
+	SealConstraints map[string]bool
 
 	// beforeSeed, when set, is called with the public URL before the demo
 	// data is seeded (tests hold the seeding with it).
@@ -505,11 +511,13 @@ func buildIdentity(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
 }
 
 func buildCoupons(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
-	return coupons.New(ctx, coupons.Config{DB: db, Vault: w.vault, Logger: w.logger(coupons.Name), Trust: w.trust(coupons.Name)})
+	return coupons.New(ctx, coupons.Config{DB: db, Vault: w.vault, Logger: w.logger(coupons.Name), Trust: w.trust(coupons.Name),
+		SealConstraints: w.cfg.SealConstraints[coupons.Name]})
 }
 
 func buildPoints(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
-	return points.New(ctx, points.Config{DB: db, Vault: w.vault, Logger: w.logger(points.Name), Trust: w.trust(points.Name)})
+	return points.New(ctx, points.Config{DB: db, Vault: w.vault, Logger: w.logger(points.Name), Trust: w.trust(points.Name),
+		SealConstraints: w.cfg.SealConstraints[points.Name]})
 }
 
 func buildPayments(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
@@ -518,7 +526,13 @@ func buildPayments(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {
 		return nil, err
 	}
 	return payments.New(ctx, payments.Config{DB: db, ProcessorDB: procDB, Vault: w.vault,
-		Logger: w.logger(payments.Name), Trust: w.trust(payments.Name)})
+		Logger: w.logger(payments.Name), Trust: w.trust(payments.Name), PlainConstraints: !sealPayments(w.cfg.SealConstraints)})
+}
+
+// sealPayments is Payments' setting in seal: sealed unless it says false.
+func sealPayments(seal map[string]bool) bool {
+	v, ok := seal[payments.Name]
+	return v || !ok
 }
 
 func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, error) {

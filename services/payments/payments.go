@@ -93,6 +93,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Trust is the service's own key ring and the issuers it trusts.
 	capability.Trust
+	// PlainConstraints turns off the sealing of constraints, which is on
+	// by default for Payments: the authorization id of a hold and the hash
+	// of its amount travel sealed for Payments alone (package sealed,
+	// capabilityrpc.Config.SealConstraints). Optional.
+	PlainConstraints bool
+	// SealAlgorithm is capabilityrpc.Config.SealAlgorithm. Optional.
+	SealAlgorithm string
 }
 
 // Service is a running Payments service. It offers what a process needs of
@@ -114,7 +121,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ProcessorDB == cfg.DB {
 		return nil, errors.New("payments: ProcessorDB must not be the same handle as DB")
 	}
-	own := capabilityrpc.Config{DB: cfg.DB, Vault: cfg.Vault, Logger: cfg.Logger, Trust: cfg.Trust}
+	own := capabilityrpc.Config{DB: cfg.DB, Vault: cfg.Vault, Logger: cfg.Logger, Trust: cfg.Trust,
+		SealConstraints: !cfg.PlainConstraints, SealAlgorithm: cfg.SealAlgorithm}
 	var store *adapters.Store
 	f, err := capabilityrpc.NewFace(ctx, Name, own, func(ctx context.Context, w capabilityrpc.Wiring) (*ports.Server, error) {
 		var err error

@@ -100,7 +100,7 @@ func (k *Keyring) reload() error {
 			return fmt.Errorf("%w: key version %d disappeared from %s", ErrInvalidKeys, ver, k.dir)
 		}
 	}
-	k.aeads, k.current = fresh.aeads, fresh.current
+	k.aeads, k.prks, k.current = fresh.aeads, fresh.prks, fresh.current
 	return nil
 }
 

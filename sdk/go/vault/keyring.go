@@ -3,7 +3,9 @@ package vault
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -68,6 +70,7 @@ type Keyring struct {
 
 	mu      sync.RWMutex
 	aeads   map[uint32]cipher.AEAD
+	prks    map[uint32][]byte // HKDF-Extract of each version's key, for DeriveKey
 	current uint32
 }
 
@@ -169,6 +172,14 @@ func (k *Keyring) add(ver uint32, key []byte) error {
 		return fmt.Errorf("%w: version %d: %w", ErrInvalidKeys, ver, err)
 	}
 	k.aeads[ver] = aead
+	if k.prks == nil {
+		k.prks = map[uint32][]byte{}
+	}
+	prk, err := hkdf.Extract(sha256.New, key, []byte(deriveSalt))
+	if err != nil {
+		return fmt.Errorf("%w: version %d: %w", ErrInvalidKeys, ver, err)
+	}
+	k.prks[ver] = prk
 	k.current = max(k.current, ver)
 	return nil
 }

@@ -25,6 +25,10 @@
 //	-retention              how long a token's confirmation and exercise records are kept after the token
 //	                        expired and its exercise last changed (TOKENRELAY_RETENTION, default 720h; 0 keeps them)
 //	-purge-every            how often this process purges them (TOKENRELAY_PURGE_EVERY, default 10m)
+//	-seal-constraints       seal the constraints of the confirmation tokens it issues, for itself alone
+//	                        (TOKENRELAY_SEAL_CONSTRAINTS; default the domain's: true for payments, else false)
+//	-seal-alg               dir or A256KW, the JWE key management of sealed constraints
+//	                        (TOKENRELAY_SEAL_ALG, default dir)
 //
 // A domain whose Service has a Purge method (every domain's face has:
 // capabilitysql.Purge) gets it run every -purge-every beside the server
@@ -71,6 +75,10 @@ type Deps struct {
 	Vault  *vault.Keyring
 	Logger *slog.Logger
 	Trust  capability.Trust
+	// SealConstraints and SealAlgorithm are -seal-constraints and -seal-alg
+	// (capabilityrpc.Config).
+	SealConstraints bool
+	SealAlgorithm   string
 	// Process opens more databases if the domain needs them.
 	Process *process.Process
 }
@@ -84,6 +92,9 @@ type Domain struct {
 	// Service is the domain's own service name, for reflection (next to
 	// CapabilityService).
 	Service string
+	// SealConstraints is the default of -seal-constraints: whether the
+	// domain seals its tokens' constraints (package sealed).
+	SealConstraints bool
 	// Flags, when set, adds the domain's own flags.
 	Flags func(*flag.FlagSet)
 	// Build constructs the service; Main closes it.
@@ -103,6 +114,9 @@ type Config struct {
 	// Retention is how long the domain keeps its tokens' records, and how
 	// often it purges them (-retention, -purge-every).
 	Retention process.Retention
+	// SealConstraints and SealAlgorithm are -seal-constraints and -seal-alg.
+	SealConstraints bool
+	SealAlgorithm   string
 }
 
 // Main parses the command line into a Config, runs the domain until
@@ -115,6 +129,10 @@ func Main(d Domain) {
 	cfg.Gateway.Flags(fs)
 	fs.StringVar(&cfg.OrderProcessingJWKS, "order-processing-jwks", process.Env("TOKENRELAY_ORDER_PROCESSING_JWKS", ""), "`URL[,URL...]` of OrderProcessing's JWKS, every replica, tried in turn (env TOKENRELAY_ORDER_PROCESSING_JWKS; required)")
 	cfg.Retention.Flags(fs)
+	fs.BoolVar(&cfg.SealConstraints, "seal-constraints", process.EnvBool("TOKENRELAY_SEAL_CONSTRAINTS", d.SealConstraints),
+		"seal the constraints of the confirmation tokens this domain issues, for itself alone (env TOKENRELAY_SEAL_CONSTRAINTS)")
+	fs.StringVar(&cfg.SealAlgorithm, "seal-alg", process.Env("TOKENRELAY_SEAL_ALG", "dir"),
+		"`dir or A256KW`: the JWE key management of sealed constraints (env TOKENRELAY_SEAL_ALG)")
 	if d.Flags != nil {
 		d.Flags(fs)
 	}
@@ -143,10 +161,11 @@ func Run(ctx context.Context, d Domain, cfg Config) error {
 	}
 	defer st.DB.Close()
 	ring, vk, db := st.Ring, st.Vault, st.DB
-	svc, err := d.Build(ctx, Deps{DB: db, Vault: vk, Logger: log, Process: &cfg.Process, Trust: capability.Trust{
-		Keys: ring, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
-		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: op},
-	}})
+	svc, err := d.Build(ctx, Deps{DB: db, Vault: vk, Logger: log, Process: &cfg.Process,
+		SealConstraints: cfg.SealConstraints, SealAlgorithm: cfg.SealAlgorithm, Trust: capability.Trust{
+			Keys: ring, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
+			OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: op},
+		}})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -42,6 +43,7 @@ type Server struct {
 	issuer   TokenIssuer
 	trust    capability.Trust
 	ping     func(context.Context) error
+	opener   *sealed.Sealer // opens sealed constraints at Exercise and Compensate; nil: none
 }
 
 // ErrIncompleteConfig reports a Server without a health check.
@@ -65,6 +67,17 @@ func New(name string, trust capability.Trust, ping func(context.Context) error) 
 	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping}, nil
 }
 
+// Seal makes the server open sealed constraints with s, the domain's own
+// sealer (see package sealed), and, when seal is true, seal the constraints
+// of every confirmation token it issues. Call it before Register and before
+// handing out Issuer.
+func (s *Server) Seal(sl *sealed.Sealer, seal bool) {
+	s.opener = sl
+	if seal {
+		s.issuer.Sealer = sl
+	}
+}
+
 // Verifier returns the domain's one verifier, for its ports (VerifyCheckout).
 func (s *Server) Verifier() *token.Verifier { return s.verifier }
 
@@ -81,7 +94,7 @@ func (s *Server) Register(mux *http.ServeMux, own func(...connect.HandlerOption)
 	d capability.Domain, errs func(context.Context, error) *connect.Error, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(Interceptor(s.trust, s.verifier))}, opts...)
 	mux.Handle(own(opts...))
-	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs), opts...))
+	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs).OpenSealed(s.opener), opts...))
 	mux.Handle("GET "+keys.WellKnownPath, s.trust.Keys.Handler())
 	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.ping}))
 }

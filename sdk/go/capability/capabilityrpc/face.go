@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -27,6 +28,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Trust is the service's own key ring and the issuers it trusts.
 	capability.Trust
+	// SealConstraints seals the constraints of the confirmation tokens the
+	// domain issues, for the domain alone (package sealed), with keys
+	// derived from Vault for the domain's name. Whatever it says, the
+	// domain opens sealed constraints it meets at Exercise and Compensate,
+	// so that turning it on or off leaves no issued token unusable.
+	// Optional; default false (Payments turns it on by default).
+	SealConstraints bool
+	// SealAlgorithm is the JWE key management of sealed constraints:
+	// sealed.Dir ("dir", the default when empty) or sealed.A256KW.
+	SealAlgorithm string
 }
 
 // Wiring is what a domain's use cases and handlers are built from: the
@@ -66,10 +77,15 @@ func NewFace[H Handlers](ctx context.Context, name string, cfg Config,
 	if cfg.DB == nil || cfg.Vault == nil || cfg.Logger == nil {
 		return Face{}, fmt.Errorf("%s: incomplete Config", name)
 	}
+	sl, err := sealed.New(cfg.Vault, name, cfg.SealAlgorithm)
+	if err != nil {
+		return Face{}, fmt.Errorf("%s: %w", name, err)
+	}
 	rpc, err := New(name, cfg.Trust, cfg.DB.SQL().PingContext)
 	if err != nil {
 		return Face{}, err
 	}
+	rpc.Seal(sl, cfg.SealConstraints)
 	h, err := build(ctx, Wiring{
 		Issuer: rpc.Issuer(), Sealer: capability.VaultSealer{Keyring: cfg.Vault},
 		Verifier: rpc.Verifier(), Logger: cfg.Logger,

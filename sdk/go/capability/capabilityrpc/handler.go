@@ -11,6 +11,7 @@ import (
 	capabilityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
@@ -27,10 +28,18 @@ const MaxTokenBytes = token.DefaultMaxTokenSize
 // verifier, typ, aud "order-processing", the domain's namespace; expiry for
 // Exercise only) and hands it to the capability.Domain. Callers are
 // authenticated by the server interceptors (authn.RequireWorkload), not here.
+//
+// Sealed constraints (package sealed) are opened before the domain sees the
+// token, with the opener of [Handler.OpenSealed]: the domain checks them in
+// the clear against its record. A token whose constraints cannot be opened
+// (a key version no longer held, a value that does not authenticate) is
+// refused as capability.ErrMismatch: the domain cannot tell it is one it
+// issued so.
 type Handler struct {
 	verifier *token.Verifier
 	domain   capability.Domain
 	errs     func(context.Context, error) *connect.Error
+	opener   *sealed.Sealer
 }
 
 var _ capabilityv1connect.CapabilityServiceHandler = (*Handler)(nil)
@@ -40,6 +49,14 @@ var _ capabilityv1connect.CapabilityServiceHandler = (*Handler)(nil)
 // into Connect errors (the domain's single error mapping).
 func NewHandler(v *token.Verifier, d capability.Domain, mapErr func(context.Context, error) *connect.Error) *Handler {
 	return &Handler{verifier: v, domain: d, errs: mapErr}
+}
+
+// OpenSealed makes h open sealed constraints with s, the domain's own
+// sealer; it returns h. Without it, a token with sealed constraints is
+// refused as capability.ErrMismatch.
+func (h *Handler) OpenSealed(s *sealed.Sealer) *Handler {
+	h.opener = s
+	return h
 }
 
 func (h *Handler) token(ctx context.Context, raw string, allowExpired bool) (capability.Token, error) {
@@ -54,7 +71,16 @@ func (h *Handler) token(ctx context.Context, raw string, allowExpired bool) (cap
 	if err != nil {
 		return capability.Token{}, rpcerr.Token(fmt.Errorf("confirmation token: %w", err), rpcerr.AsArgument())
 	}
-	return FromClaims(c), nil
+	t := FromClaims(c)
+	if sealed.IsSealed(t.Constraints) {
+		if h.opener == nil {
+			return capability.Token{}, h.errs(ctx, fmt.Errorf("%w: sealed constraints and no key to open them", capability.ErrMismatch))
+		}
+		if t.Constraints, err = h.opener.Open(t.Constraints); err != nil {
+			return capability.Token{}, h.errs(ctx, fmt.Errorf("%w: %w", capability.ErrMismatch, err))
+		}
+	}
+	return t, nil
 }
 
 // FromClaims converts verified confirmation claims to a capability.Token.

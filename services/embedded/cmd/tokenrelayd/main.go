@@ -44,6 +44,12 @@
 //	-order-retention         how long an order COMPLETED or FAILED is kept (TOKENRELAY_ORDER_RETENTION,
 //	                         default 0: every order is kept)
 //	-purge-every             how often the purge runs (TOKENRELAY_PURGE_EVERY, default 10m)
+//
+// Sealed constraints (package sealed):
+//
+//	-seal-constraints        the domains, comma-separated, whose confirmation tokens carry their constraints
+//	                         sealed for their issuer alone; "none" for none (TOKENRELAY_SEAL_CONSTRAINTS,
+//	                         default payments)
 package main
 
 import (
@@ -54,16 +60,20 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/process"
+	"github.com/tokenrelay/tokenrelay/services/coupons"
 	"github.com/tokenrelay/tokenrelay/services/embedded"
 	"github.com/tokenrelay/tokenrelay/services/embedded/webui"
 	"github.com/tokenrelay/tokenrelay/services/gateway"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
+	"github.com/tokenrelay/tokenrelay/services/payments"
+	"github.com/tokenrelay/tokenrelay/services/points"
 )
 
 // options are tokenrelayd's flags that embedded.Config does not hold.
@@ -99,8 +109,16 @@ func main() {
 		"how long an order COMPLETED or FAILED is kept, with its steps and checkout; 0 keeps every order (env TOKENRELAY_ORDER_RETENTION)")
 	flag.StringVar(&opt.issuersFile, "issuers-file", process.Env("TOKENRELAY_GATEWAY_ISSUERS_FILE", ""),
 		"JSON `file` of foreign OpenID Connect providers and their verification profiles (env TOKENRELAY_GATEWAY_ISSUERS_FILE)")
+	sealList := flag.String("seal-constraints", process.Env("TOKENRELAY_SEAL_CONSTRAINTS", "payments"),
+		"`domains`, comma-separated, that seal their tokens' constraints for themselves: coupons, points, payments, or none (env TOKENRELAY_SEAL_CONSTRAINTS)")
 	flag.Parse()
 	cfg.Seed = !*noSeed
+	seal, err := sealConstraints(*sealList)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tokenrelayd: -seal-constraints:", err)
+		os.Exit(2)
+	}
+	cfg.SealConstraints = seal
 	// Flags say 0 for "keep"; embedded.Config says it with a negative
 	// duration (its 0 is the default).
 	cfg.Retention, cfg.SealedTokenRetention = keepAsNegative(retention.Keep), keepAsNegative(*sealedRetention)
@@ -109,6 +127,26 @@ func main() {
 	// Main refuses an invalid environment (status 2), runs until SIGINT or
 	// SIGTERM, and logs a failure (status 1).
 	process.Process{Name: "tokenrelayd"}.Main("tokenrelayd", func(ctx context.Context) error { return run(ctx, cfg, opt) })
+}
+
+// sealConstraints reads -seal-constraints: every domain named seals, every
+// other does not.
+func sealConstraints(list string) (map[string]bool, error) {
+	seal := map[string]bool{coupons.Name: false, points.Name: false, payments.Name: false}
+	if strings.TrimSpace(list) == "none" {
+		return seal, nil
+	}
+	for _, d := range strings.Split(list, ",") {
+		d = strings.TrimSpace(d)
+		if d == "" {
+			continue
+		}
+		if _, ok := seal[d]; !ok {
+			return nil, fmt.Errorf("unknown domain %q (want coupons, points, payments or none)", d)
+		}
+		seal[d] = true
+	}
+	return seal, nil
 }
 
 func run(ctx context.Context, cfg embedded.Config, opt options) error {

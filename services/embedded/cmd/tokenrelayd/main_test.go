@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"strings"
@@ -37,6 +38,8 @@ func TestRefusesToStart(t *testing.T) {
 			[]string{"tokenrelayd not started", `TOKENRELAY_IDLE_TIMEOUT=\"banana\"`, "want a duration"}},
 		{"invalid retention", []string{"TOKENRELAY_SEALED_TOKEN_RETENTION=1 day"}, 2,
 			[]string{"tokenrelayd not started", "TOKENRELAY_SEALED_TOKEN_RETENTION"}},
+		{"unknown domain to seal", []string{"TOKENRELAY_SEAL_CONSTRAINTS=payments,orders"}, 2,
+			[]string{"-seal-constraints", `unknown domain "orders"`}},
 		{"certificate without key", []string{"TOKENRELAY_TLS_CERT=tls.crt"}, 1,
 			[]string{"tokenrelayd stopped", "-tls-key (TOKENRELAY_TLS_KEY) is required with -tls-cert"}},
 	} {
@@ -63,5 +66,28 @@ func TestRefusesToStart(t *testing.T) {
 				t.Errorf("data directory: %v, %v; want it untouched", entries, err)
 			}
 		})
+	}
+}
+
+func TestSealConstraintsList(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		list string
+		want map[string]bool
+	}{
+		{"payments", map[string]bool{"coupons": false, "points": false, "payments": true}},
+		{" coupons , points,", map[string]bool{"coupons": true, "points": true, "payments": false}},
+		{"none", map[string]bool{"coupons": false, "points": false, "payments": false}},
+		{"", map[string]bool{"coupons": false, "points": false, "payments": false}},
+	} {
+		got, err := sealConstraints(tc.list)
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("%q: %v, %v; want %v", tc.list, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"Payments", "none,payments", "order-processing"} {
+		if _, err := sealConstraints(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

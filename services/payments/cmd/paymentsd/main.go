@@ -29,6 +29,9 @@
 //	-retention         how long a token's confirmation and exercise records are kept after the token expired
 //	                   and its exercise last changed (TOKENRELAY_RETENTION, default 720h, 30 days; 0 keeps them)
 //	-purge-every       how often this process purges what is past the retention (TOKENRELAY_PURGE_EVERY, default 10m)
+//	-seal-constraints  seal the constraints of its confirmation tokens for Payments alone (TOKENRELAY_SEAL_CONSTRAINTS,
+//	                   default true)
+//	-seal-alg          dir or A256KW, the JWE key management of sealed constraints (TOKENRELAY_SEAL_ALG, default dir)
 package main
 
 import (
@@ -53,6 +56,7 @@ func main() {
 	var processorDB string
 	capabilityd.Main(capabilityd.Domain{
 		Name: payments.Name, Addr: "127.0.0.1:8083", Service: paymentsv1connect.PaymentsServiceName,
+		SealConstraints: true,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&processorDB, "processor-db", process.Env("TOKENRELAY_PROCESSOR_DB", ""),
 				"the simulated processor's database (env TOKENRELAY_PROCESSOR_DB; default: on PostgreSQL the -db URL with schema <schema>_processor, else sqlite:<data>/payments-processor.db)")
@@ -62,7 +66,8 @@ func main() {
 			if err != nil {
 				return nil, err
 			}
-			svc, err := payments.New(ctx, payments.Config{DB: d.DB, ProcessorDB: proc, Vault: d.Vault, Logger: d.Logger, Trust: d.Trust})
+			svc, err := payments.New(ctx, payments.Config{DB: d.DB, ProcessorDB: proc, Vault: d.Vault, Logger: d.Logger, Trust: d.Trust,
+				PlainConstraints: !d.SealConstraints, SealAlgorithm: d.SealAlgorithm})
 			if err != nil {
 				_ = proc.Close()
 				return nil, err

@@ -27,6 +27,9 @@
 //	-retention         how long a token's confirmation and exercise records are kept after the token expired
 //	                   and its exercise last changed (TOKENRELAY_RETENTION, default 720h, 30 days; 0 keeps them)
 //	-purge-every       how often this process purges what is past the retention (TOKENRELAY_PURGE_EVERY, default 10m)
+//	-seal-constraints  seal the constraints of its confirmation tokens for itself alone (TOKENRELAY_SEAL_CONSTRAINTS,
+//	                   default false)
+//	-seal-alg          dir or A256KW, the JWE key management of sealed constraints (TOKENRELAY_SEAL_ALG, default dir)
 package main
 
 import (
@@ -44,7 +47,8 @@ func main() {
 	capabilityd.Main(capabilityd.Domain{
 		Name: points.Name, Addr: "127.0.0.1:8082", Service: pointsv1connect.PointsServiceName,
 		Build: func(ctx context.Context, d capabilityd.Deps) (capabilityd.Service, error) {
-			return points.New(ctx, points.Config{DB: d.DB, Vault: d.Vault, Logger: d.Logger, Trust: d.Trust})
+			return points.New(ctx, points.Config{DB: d.DB, Vault: d.Vault, Logger: d.Logger, Trust: d.Trust,
+				SealConstraints: d.SealConstraints, SealAlgorithm: d.SealAlgorithm})
 		},
 	})
 }

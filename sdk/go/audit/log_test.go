@@ -1,0 +1,252 @@
+package audit_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
+)
+
+var t0 = time.Date(2026, 12, 3, 10, 0, 0, 123_456_789, time.UTC)
+
+func open(t *testing.T, db *sqldb.DB) *audit.Log {
+	t.Helper()
+	if err := audit.Migrate(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.Migrate(t.Context(), db); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	return audit.New(db)
+}
+
+// lifecycle is one confirmation token's events at its issuer, and a
+// refused replay of it.
+func lifecycle(service, jti string) []audit.Event {
+	tok := audit.Event{Service: service, Issuer: "payments", JTI: jti, Kind: "confirmation", Subject: "usr_1",
+		CheckoutID: "op_" + jti, ExpiresAt: t0.Add(2 * time.Minute)}
+	at := func(e audit.Event, a audit.Action, d time.Duration, order, txn, check string) audit.Event {
+		e.Action, e.At, e.OrderID, e.Txn, e.Check = a, t0.Add(d), order, txn, check
+		return e
+	}
+	return []audit.Event{
+		at(tok, audit.Issued, 0, "", "txn_confirm_"+jti, ""),
+		at(tok, audit.Exercised, time.Second, "ord_"+jti, "", ""),
+		at(tok, audit.Refused, 2*time.Second, "ord_other", "txn_replay_"+jti, "replay"),
+		at(tok, audit.Compensated, 3*time.Second, "ord_"+jti, "", ""),
+	}
+}
+
+func appendAll(t *testing.T, db *sqldb.DB, l *audit.Log, events []audit.Event) []audit.Event {
+	t.Helper()
+	out := make([]audit.Event, len(events))
+	for i, e := range events {
+		err := db.Tx(t.Context(), func(tx *sql.Tx) error {
+			var err error
+			out[i], err = l.Append(t.Context(), db.Cached(tx), e)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func TestLog(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := t.Context()
+		l := open(t, db)
+
+		t.Run("append and read", func(t *testing.T) {
+			got := appendAll(t, db, l, append(lifecycle("payments", "j1"), lifecycle("payments", "j2")...))
+			for i, e := range got {
+				if e.Seq != int64(i+1) || e.Hash == "" || (i > 0 && e.PrevHash != got[i-1].Hash) || (i == 0 && e.PrevHash != "") {
+					t.Fatalf("event %d: seq %d prev %q hash %q", i, e.Seq, e.PrevHash, e.Hash)
+				}
+			}
+			byJTI, err := l.ByJTI(ctx, "payments", "j1")
+			if err != nil || len(byJTI) != 4 {
+				t.Fatalf("ByJTI: %d events, %v", len(byJTI), err)
+			}
+			for i, want := range []audit.Action{audit.Issued, audit.Exercised, audit.Refused, audit.Compensated} {
+				if byJTI[i].Action != want {
+					t.Fatalf("ByJTI[%d] = %s, want %s", i, byJTI[i].Action, want)
+				}
+			}
+			if e := byJTI[0]; e != got[0] || !e.At.Equal(t0.Truncate(time.Millisecond)) || !e.ExpiresAt.Equal(t0.Add(2*time.Minute).Truncate(time.Millisecond)) {
+				t.Fatalf("read back %+v, appended %+v", e, got[0])
+			}
+			if r := byJTI[2]; r.Check != "replay" || r.Txn != "txn_replay_j1" || r.OrderID != "ord_other" {
+				t.Fatalf("refusal %+v", r)
+			}
+			for name, f := range map[string]func() ([]audit.Event, error){
+				"ByOrder ord_j1":    func() ([]audit.Event, error) { return l.ByOrder(ctx, "ord_j1") },
+				"ByCheckout op_j2":  func() ([]audit.Event, error) { return l.ByCheckout(ctx, "op_j2") },
+				"ByTxn txn_replay":  func() ([]audit.Event, error) { return l.ByTxn(ctx, "txn_replay_j2") },
+				"ByJTI other iss":   func() ([]audit.Event, error) { return l.ByJTI(ctx, "coupons", "j1") },
+				"ByOrder empty id":  func() ([]audit.Event, error) { return l.ByOrder(ctx, "") },
+				"ByTxn empty id":    func() ([]audit.Event, error) { return l.ByTxn(ctx, "") },
+				"ByJTI unknown jti": func() ([]audit.Event, error) { return l.ByJTI(ctx, "payments", "nope") },
+			} {
+				want := map[string]int{"ByOrder ord_j1": 2, "ByCheckout op_j2": 4, "ByTxn txn_replay": 1}[name]
+				if evs, err := f(); err != nil || len(evs) != want {
+					t.Errorf("%s: %d events, %v; want %d", name, len(evs), err, want)
+				}
+			}
+			h, err := l.Verify(ctx, "payments")
+			if err != nil || h.Seq != 8 || h.Hash != got[7].Hash {
+				t.Fatalf("Verify: %+v, %v", h, err)
+			}
+		})
+
+		t.Run("in the caller's transaction", func(t *testing.T) {
+			boom := errors.New("the effect failed")
+			err := db.Tx(ctx, func(tx *sql.Tx) error {
+				if _, err := l.Append(ctx, tx, lifecycle("rollback", "j1")[0]); err != nil {
+					return err
+				}
+				return boom
+			})
+			if !errors.Is(err, boom) {
+				t.Fatal(err)
+			}
+			if evs, _ := l.ByJTI(ctx, "payments", "j1"); len(evs) != 4 {
+				t.Fatalf("a rolled-back append left %d events", len(evs)-4)
+			}
+			e, err := l.Record(ctx, lifecycle("rollback", "j1")[0])
+			if err != nil || e.Seq != 1 {
+				t.Fatalf("after a rollback the chain starts at %d: %v", e.Seq, err)
+			}
+		})
+
+		t.Run("invalid events", func(t *testing.T) {
+			for _, e := range []audit.Event{
+				{Action: audit.Issued, At: t0},
+				{Service: "x", Action: "stolen", At: t0},
+				{Service: "x", Action: audit.Issued},
+			} {
+				if _, err := l.Record(ctx, e); !errors.Is(err, audit.ErrInvalidEvent) {
+					t.Errorf("%+v: %v", e, err)
+				}
+			}
+		})
+
+		t.Run("replicas extend one chain", func(t *testing.T) {
+			replicas := []*audit.Log{l, audit.New(db)}
+			const n = 24
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for i := range n {
+				wg.Go(func() {
+					e := lifecycle("replicas", fmt.Sprintf("c%d", i))[0]
+					_, err := replicas[i%2].Record(context.WithoutCancel(ctx), e)
+					errs <- err
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if h, err := l.Verify(ctx, "replicas"); err != nil || h.Seq != n {
+				t.Fatalf("Verify after concurrent appends: %+v, %v", h, err)
+			}
+		})
+
+		t.Run("tampering", func(t *testing.T) {
+			for i, tc := range []struct {
+				name string
+				sql  func(evs []audit.Event) string // $1 is the service
+				bad  string                         // what Verify names
+			}{
+				{"an event edited", func([]audit.Event) string {
+					return `UPDATE audit_events SET subject = 'usr_2' WHERE service = $1 AND seq = 2`
+				}, "event 2"},
+				{"an event's time edited", func([]audit.Event) string {
+					return `UPDATE audit_events SET at_ms = at_ms + 1 WHERE service = $1 AND seq = 3`
+				}, "event 3"},
+				{"an event deleted from the middle", func([]audit.Event) string {
+					return `DELETE FROM audit_events WHERE service = $1 AND seq = 2`
+				}, "event 2"},
+				{"the last event deleted", func([]audit.Event) string {
+					return `DELETE FROM audit_events WHERE service = $1 AND seq = 4`
+				}, "the events after event 3 are missing"},
+				{"an event appended past the head, its hash chained", func(evs []audit.Event) string {
+					forged := evs[3]
+					forged.Seq = 5
+					return `INSERT INTO audit_events SELECT service, 5, at_ms, action, iss, jti, kind, subject, checkout_id, order_id,
+						txn, refused_check, exp_ms, hash, '` + forged.Digest(evs[3].Hash) + `' FROM audit_events WHERE service = $1 AND seq = 4`
+				}, "the head (4) does not match the last event (5)"},
+				{"an event forged with a consistent hash of its own", func(evs []audit.Event) string {
+					forged := evs[0]
+					forged.Subject = "usr_forged"
+					return `UPDATE audit_events SET subject = 'usr_forged', hash = '` + forged.Digest("") + `' WHERE service = $1 AND seq = 1`
+				}, "event 2"}, // the next event's prev_hash no longer matches
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					svc := fmt.Sprintf("tamper-%d", i)
+					evs := appendAll(t, db, l, lifecycle(svc, "j1"))
+					if _, err := l.Verify(ctx, svc); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := db.SQL().ExecContext(ctx, tc.sql(evs), svc); err != nil {
+						t.Fatal(err)
+					}
+					_, err := l.Verify(ctx, svc)
+					if !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), tc.bad) {
+						t.Fatalf("Verify: %v, want ErrTampered naming %q", err, tc.bad)
+					}
+				})
+			}
+		})
+
+		t.Run("retention", func(t *testing.T) {
+			evs := appendAll(t, db, l, append(lifecycle("purge", "p1"), lifecycle("purge", "p2")...))
+			// Events at t0+0..3s twice over: a cutoff of t0+1.5s keeps
+			// everything from the first event at or after it, a prefix
+			// going.
+			n, err := l.Purge(ctx, "purge", t0.Add(1500*time.Millisecond))
+			if err != nil || n != 2 {
+				t.Fatalf("Purge: %d, %v", n, err)
+			}
+			h, err := l.Verify(ctx, "purge")
+			if err != nil || h.AnchorSeq != 2 || h.AnchorHash != evs[1].Hash || h.Seq != 8 {
+				t.Fatalf("after a purge: %+v, %v", h, err)
+			}
+			if got, _ := l.ByJTI(ctx, "payments", "p1"); len(got) != 2 {
+				t.Fatalf("p1 has %d events after the purge, want 2", len(got))
+			}
+			if n, err := l.Purge(ctx, "purge", t0.Add(1500*time.Millisecond)); err != nil || n != 0 {
+				t.Fatalf("Purge again: %d, %v", n, err)
+			}
+			if n, err := l.Purge(ctx, "purge", t0.Add(time.Hour)); err != nil || n != 6 {
+				t.Fatalf("Purge all: %d, %v", n, err)
+			}
+			if h, err := l.Verify(ctx, "purge"); err != nil || h.AnchorSeq != 8 || h.Seq != 8 {
+				t.Fatalf("after purging all: %+v, %v", h, err)
+			}
+			e, err := l.Record(ctx, lifecycle("purge", "p3")[0])
+			if err != nil || e.Seq != 9 || e.PrevHash != evs[7].Hash {
+				t.Fatalf("append after purging all: %+v, %v", e, err)
+			}
+			if _, err := l.Verify(ctx, "purge"); err != nil {
+				t.Fatal(err)
+			}
+			if h, err := l.Verify(ctx, "never-written"); err != nil || h != (audit.Head{}) {
+				t.Fatalf("Verify of an empty chain: %+v, %v", h, err)
+			}
+		})
+	})
+}
