@@ -224,10 +224,6 @@ func createSchema(ctx context.Context, pc *pgx.ConnConfig, schema string) error 
 	return nil
 }
 
-// sqliteMmapSize is how much of a SQLite database file is read through
-// memory mapping rather than a pread per page.
-const sqliteMmapSize = 256 << 20
-
 // sqliteDefaults are applied unless the URL sets the same key. See the
 // package documentation for why each is chosen.
 func sqliteDefaults(cfg config) url.Values {
@@ -239,7 +235,6 @@ func sqliteDefaults(cfg config) url.Values {
 		"_txlock":       {"immediate"},
 		"_time_format":  {"sqlite"},
 		"_timezone":     {"UTC"},
-		"_pragma":       {"mmap_size(" + strconv.Itoa(sqliteMmapSize) + ")"},
 	}
 }
 

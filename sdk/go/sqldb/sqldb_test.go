@@ -37,7 +37,6 @@ func TestOpenSQLiteSettings(t *testing.T) {
 		{"foreign_keys", "1"},
 		{"synchronous", "1"}, // NORMAL
 		{"busy_timeout", "5000"},
-		{"mmap_size", "268435456"},
 	}
 	for _, p := range pragmas {
 		var got string
