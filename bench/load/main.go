@@ -61,6 +61,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -98,6 +99,7 @@ type Config struct {
 	Pids       []int         // with URL: the processes of the deployment
 	Metrics    []string      // with URL: base URLs whose /metrics count signatures
 	Postgres   bool          // also measure every PostgreSQL process's CPU
+	Sample     time.Duration // sample the processes' memory and goroutines this often during the run
 	Idle       time.Duration // measure the processes' CPU while idle this long first
 }
 
@@ -131,6 +133,7 @@ func main() {
 		return nil
 	})
 	flag.DurationVar(&cfg.Idle, "idle", 0, "before the run, measure the CPU time the processes (and PostgreSQL) spend this long without load: their background work (pollers, timers)")
+	flag.DurationVar(&cfg.Sample, "sample", 0, "during the run, sample this often the resident memory of the processes and their goroutines (go_goroutines of the /metrics endpoints): a soak shows whether they stay flat")
 	flag.BoolVar(&cfg.Postgres, "postgres", false, "also report the CPU time of every PostgreSQL process on this machine (the database of a scaled-out deployment)")
 	flag.Parse()
 	if cfg.Label == "" {
@@ -695,6 +698,56 @@ type Report struct {
 	ForgedRefused    int64         // of which refused Unauthenticated
 	// Sizes is the server's data directory after the run (with -server).
 	Sizes *Sizes `json:",omitempty"`
+	// Samples are the processes' state during the run (with -sample).
+	Samples []Sample `json:",omitempty"`
+}
+
+// Sample is the measured processes' state at one moment of the run.
+type Sample struct {
+	At         time.Duration
+	Checkouts  int64 // completed so far
+	RSSKiB     int64 // resident memory, summed over the processes
+	Goroutines int64 // go_goroutines, summed over the /metrics endpoints
+}
+
+var goroutinesLine = regexp.MustCompile(`(?m)^go_goroutines (\S+)$`)
+
+// sample reads the resident memory of pids and the goroutines the metrics
+// endpoints report.
+func sample(pids []int, metrics []string) (rssKiB, goroutines int64, err error) {
+	for _, pid := range pids {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kib, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+				rssKiB += kib
+			}
+		}
+	}
+	for _, base := range metrics {
+		res, err := http.Get(base + "/metrics")
+		if err != nil {
+			return 0, 0, err
+		}
+		body, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+		res.Body.Close()
+		if err != nil {
+			return 0, 0, err
+		}
+		m := goroutinesLine.FindSubmatch(body)
+		if m == nil {
+			return 0, 0, fmt.Errorf("%s/metrics has no go_goroutines", base)
+		}
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		goroutines += int64(v)
+	}
+	return rssKiB, goroutines, nil
 }
 
 // Percentiles of one latency series.
@@ -802,17 +855,53 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		codes <- code
 	}
 	close(codes)
+	var completed atomic.Int64
 	for _, c := range sessions {
 		wg.Go(func() {
 			for range cfg.Checkouts {
 				t0 := time.Now()
 				err := checkout(ctx, c, <-codes, card)
 				rec.add("checkout", time.Since(t0), err)
+				completed.Add(1)
+			}
+		})
+	}
+	var samples []Sample
+	sampleErr := make(chan error, 1)
+	stopSampling := make(chan struct{})
+	var sampling sync.WaitGroup
+	if cfg.Sample > 0 {
+		metricsURLs := cfg.Metrics
+		if len(metricsURLs) == 0 {
+			metricsURLs = []string{url}
+		}
+		sampling.Go(func() {
+			t := time.NewTicker(cfg.Sample)
+			defer t.Stop()
+			for {
+				rss, g, err := sample(pids, metricsURLs)
+				if err != nil {
+					sampleErr <- err
+					return
+				}
+				samples = append(samples, Sample{At: time.Since(start), Checkouts: completed.Load(), RSSKiB: rss, Goroutines: g})
+				select {
+				case <-stopSampling:
+					return
+				case <-t.C:
+				}
 			}
 		})
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	close(stopSampling)
+	sampling.Wait()
+	select {
+	case err := <-sampleErr:
+		return nil, fmt.Errorf("sample: %w", err)
+	default:
+	}
 	stopFlood()
 	flood.Wait()
 	machine1, err := machineCPU()
@@ -825,7 +914,8 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Label: cfg.Label, Users: cfg.Users, Checkouts: total, Wall: wall, ErrorsByCode: rec.errors, Latency: map[string]Percentiles{},
 		SignCost: signCost, VerifyCost: verifyCost, Flood: cfg.Flood, Forged: forged, ForgedRefused: refused,
-		DriverCPU: self1 - self0, MachineCPU: machine1 - machine0, MachineCapacity: wall * time.Duration(runtime.NumCPU())}
+		DriverCPU: self1 - self0, MachineCPU: machine1 - machine0, MachineCapacity: wall * time.Duration(runtime.NumCPU()),
+		Samples: samples}
 	failed := 0
 	for name, n := range rec.errors {
 		rep.Errors += n
@@ -980,6 +1070,10 @@ func (r *Report) print(w io.Writer) {
 	if r.Flood > 0 {
 		fmt.Fprintf(w, "flood: %d workers sent %d forged tokens (%.0f/s), %d refused Unauthenticated\n",
 			r.Flood, r.Forged, float64(r.Forged)/r.Wall.Seconds(), r.ForgedRefused)
+	}
+	for _, smp := range r.Samples {
+		fmt.Fprintf(w, "sample: at %v, %d checkouts, resident %.1f MiB, %d goroutines\n",
+			smp.At.Round(time.Second), smp.Checkouts, float64(smp.RSSKiB)/1024, smp.Goroutines)
 	}
 	if r.Sizes != nil {
 		r.Sizes.print(w, r.Label, r.Checkouts)
