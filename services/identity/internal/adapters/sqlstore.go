@@ -58,7 +58,7 @@ func scanUser(row scanner) (domain.User, error) {
 
 // CreateUser implements domain.Repository.
 func (s *Store) CreateUser(ctx context.Context, u domain.User) (domain.User, bool, error) {
-	res, err := s.db.SQL().ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (username) DO NOTHING`,
 		u.ID, u.Username, u.DisplayName, u.PasswordHash, strings.Join(u.Scopes, " "), u.CreatedAt.UTC())
 	if err != nil {
@@ -74,12 +74,12 @@ func (s *Store) CreateUser(ctx context.Context, u domain.User) (domain.User, boo
 
 // UserByName implements domain.Repository.
 func (s *Store) UserByName(ctx context.Context, username string) (domain.User, error) {
-	return scanUser(s.db.SQL().QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	return scanUser(s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
 }
 
 // UserByID implements domain.Repository.
 func (s *Store) UserByID(ctx context.Context, id string) (domain.User, error) {
-	return scanUser(s.db.SQL().QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return scanUser(s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 }
 
 const sessionColumns = `s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at, s.revoke_reason, s.login_key, s.sealed_login`
@@ -163,7 +163,7 @@ func (s *Store) CreateSession(ctx context.Context, ses domain.Session, first dom
 func (s *Store) SessionByLoginKey(ctx context.Context, userID, key string, since time.Time) (domain.Session, error) {
 	var ses domain.Session
 	var revoked sql.NullTime
-	err := s.db.SQL().QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s
+	err := s.db.Cached(nil).QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s
 		WHERE s.user_id = $1 AND s.login_key = $2 AND s.created_at >= $3 ORDER BY s.created_at DESC LIMIT 1`,
 		userID, key, since.UTC()).Scan(scanSession(&ses, &revoked)...)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -270,7 +270,7 @@ func (s *Store) PurgeSealed(ctx context.Context, before time.Time) error {
 // LoginFailures implements domain.Repository.
 func (s *Store) LoginFailures(ctx context.Context, username string, since time.Time) (int, error) {
 	var n int
-	err := s.db.SQL().QueryRowContext(ctx, `SELECT failures FROM login_failures WHERE username = $1 AND window_start > $2`,
+	err := s.db.Cached(nil).QueryRowContext(ctx, `SELECT failures FROM login_failures WHERE username = $1 AND window_start > $2`,
 		username, since.UTC()).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
@@ -300,7 +300,7 @@ func (s *Store) RecordLoginFailure(ctx context.Context, username string, now, si
 
 // ResetLoginFailures implements domain.Repository.
 func (s *Store) ResetLoginFailures(ctx context.Context, username string) error {
-	if _, err := s.db.SQL().ExecContext(ctx, `DELETE FROM login_failures WHERE username = $1`, username); err != nil {
+	if _, err := s.db.Cached(nil).ExecContext(ctx, `DELETE FROM login_failures WHERE username = $1`, username); err != nil {
 		return fmt.Errorf("identity: reset login failures: %w", err)
 	}
 	return nil

@@ -95,7 +95,7 @@ func (p *SimProcessor) Tokenize(ctx context.Context, card domain.Card, key strin
 		b = behaviourApprove
 	}
 	ref := ids.New("card")
-	res, err := p.db.SQL().ExecContext(ctx, `INSERT INTO sim_cards (ref, behaviour, idempotency_key, brand, last4, created_at)
+	res, err := p.db.Cached(nil).ExecContext(ctx, `INSERT INTO sim_cards (ref, behaviour, idempotency_key, brand, last4, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
 		ref, b, key, card.Brand, card.Last4, time.Now().UTC())
 	if err != nil {
@@ -108,7 +108,7 @@ func (p *SimProcessor) Tokenize(ctx context.Context, card domain.Card, key strin
 		behaviour    behaviour
 		brand, last4 string
 	}
-	err = p.db.SQL().QueryRowContext(ctx, `SELECT ref, behaviour, brand, last4 FROM sim_cards WHERE idempotency_key = $1`, key).
+	err = p.db.Cached(nil).QueryRowContext(ctx, `SELECT ref, behaviour, brand, last4 FROM sim_cards WHERE idempotency_key = $1`, key).
 		Scan(&ref, &prev.behaviour, &prev.brand, &prev.last4)
 	if err != nil {
 		return "", unavailable("tokenize", err)
@@ -122,7 +122,7 @@ func (p *SimProcessor) Tokenize(ctx context.Context, card domain.Card, key strin
 // Authorize implements domain.Processor.
 func (p *SimProcessor) Authorize(ctx context.Context, cardRef string, amount money.Money, key string) (string, error) {
 	var b behaviour
-	err := p.db.SQL().QueryRowContext(ctx, `SELECT behaviour FROM sim_cards WHERE ref = $1`, cardRef).Scan(&b)
+	err := p.db.Cached(nil).QueryRowContext(ctx, `SELECT behaviour FROM sim_cards WHERE ref = $1`, cardRef).Scan(&b)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", fmt.Errorf("simprocessor: unknown card reference %q", cardRef)
@@ -137,7 +137,7 @@ func (p *SimProcessor) Authorize(ctx context.Context, cardRef string, amount mon
 		return "", fmt.Errorf("%w: no answer (simulated): %w", domain.ErrProcessorUnavailable, ctx.Err())
 	}
 	id := ids.New("auth")
-	res, err := p.db.SQL().ExecContext(ctx, `INSERT INTO sim_holds
+	res, err := p.db.Cached(nil).ExecContext(ctx, `INSERT INTO sim_holds
 		(id, idempotency_key, card_ref, behaviour, amount_minor, currency, state, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING`,
 		id, key, cardRef, b, amount.AmountMinor, amount.Currency, holdAuthorized, time.Now().UTC())
@@ -149,7 +149,7 @@ func (p *SimProcessor) Authorize(ctx context.Context, cardRef string, amount mon
 	}
 	var prevRef string
 	var prevAmount money.Money
-	err = p.db.SQL().QueryRowContext(ctx, `SELECT id, card_ref, amount_minor, currency FROM sim_holds WHERE idempotency_key = $1`, key).
+	err = p.db.Cached(nil).QueryRowContext(ctx, `SELECT id, card_ref, amount_minor, currency FROM sim_holds WHERE idempotency_key = $1`, key).
 		Scan(&id, &prevRef, &prevAmount.AmountMinor, &prevAmount.Currency)
 	if err != nil {
 		return "", unavailable("authorize", err)
@@ -170,7 +170,7 @@ type simHold struct {
 
 func (p *SimProcessor) hold(ctx context.Context, op, id string) (simHold, error) {
 	var h simHold
-	err := p.db.SQL().QueryRowContext(ctx, `SELECT state, behaviour, capture_id, refund_id FROM sim_holds WHERE id = $1`, id).
+	err := p.db.Cached(nil).QueryRowContext(ctx, `SELECT state, behaviour, capture_id, refund_id FROM sim_holds WHERE id = $1`, id).
 		Scan(&h.state, &h.behaviour, &h.captureID, &h.refundID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, fmt.Errorf("simprocessor: %s: unknown authorization %q", op, id)
@@ -185,7 +185,7 @@ func (p *SimProcessor) hold(ctx context.Context, op, id string) (simHold, error)
 // matched. States only move forward, so of concurrent calls exactly one
 // moves a hold out of a state, and the others re-read where it went.
 func (p *SimProcessor) move(ctx context.Context, op, query string, args ...any) (bool, error) {
-	res, err := p.db.SQL().ExecContext(ctx, query, args...)
+	res, err := p.db.Cached(nil).ExecContext(ctx, query, args...)
 	if err != nil {
 		return false, unavailable(op, err)
 	}
