@@ -1,0 +1,410 @@
+package gateway_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
+	txntokenv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/txntoken/v1"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
+	"github.com/tokenrelay/tokenrelay/sdk/go/txntoken"
+	"github.com/tokenrelay/tokenrelay/services/gateway"
+)
+
+// tts is a Txn-Token Service under test with its workloads' rings and a
+// clock the test moves.
+type tts struct {
+	gwRing *keys.Ring
+	rings  map[string]*keys.Ring
+	srv    *httptest.Server
+	logs   *syncBuffer
+	mu     sync.Mutex
+	now    time.Time
+}
+
+func (e *tts) clock() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
+func (e *tts) advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = e.now.Add(d)
+}
+
+// startTTS serves a Txn-Token Service that knows three workloads:
+// "nightly" (a batch job that may act for usr_1 and itself, scopes shop and
+// report), "order-processing" (any subject, may continue transactions,
+// scope payments:capture and coupons:redeem) and "stranger" (its
+// own subject only, scope report).
+func startTTS(t *testing.T) *tts {
+	t.Helper()
+	e := &tts{gwRing: ring(t), rings: map[string]*keys.Ring{}, logs: &syncBuffer{}, now: time.Now().Truncate(time.Second)} // the upstream of the batch test verifies with the real clock
+	for _, n := range []string{"nightly", "order-processing", "stranger", "unknown"} {
+		e.rings[n] = ring(t)
+	}
+	s, err := gateway.NewTxnTokenService(gateway.TxnTokenConfig{
+		Keys: e.gwRing, Logger: slog.New(authn.NewLogHandler(slog.NewJSONHandler(e.logs, nil))), Clock: e.clock,
+		Workloads: []gateway.Workload{
+			{Name: "nightly", Keys: e.rings["nightly"], Subjects: []string{"usr_1", "nightly"}, Scopes: []string{"shop", "report"}},
+			{Name: "order-processing", Keys: e.rings["order-processing"], Subjects: []string{gateway.AnySubject},
+				Scopes: []string{"payments:capture", "coupons:redeem", "shop"}, Continue: true},
+			{Name: "stranger", Keys: e.rings["stranger"], Subjects: []string{"stranger"}, Scopes: []string{"report"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	mux := http.NewServeMux()
+	for _, p := range s.Paths() {
+		mux.Handle(p, s.Handler())
+	}
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// client is workload's Connect client of the service.
+func (e *tts) client(t *testing.T, workload string) *txntoken.Client {
+	return txntoken.NewClient(e.srv.Client(), e.srv.URL, gateway.DefaultName, gateway.DefaultTrustDomain,
+		issuer(t, workload, e.rings[workload], token.WithClock(e.clock)))
+}
+
+// verify checks a token as every service does.
+func (e *tts) verify(t *testing.T, raw string) (token.TransactionClaims, error) {
+	t.Helper()
+	v, err := token.NewVerifier(token.WithClock(e.clock),
+		token.Trust(gateway.DefaultName, e.gwRing, token.Accept(token.Transaction, gateway.DefaultTrustDomain)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	return token.Verify(t.Context(), v, token.Transaction, raw)
+}
+
+// gatewayToken mints a transaction token as the gateway does for a request.
+func (e *tts) gatewayToken(t *testing.T, sub, scope string) (string, token.TransactionClaims) {
+	t.Helper()
+	raw, c, err := token.Issue(t.Context(), issuer(t, gateway.DefaultName, e.gwRing, token.WithClock(e.clock)), token.Transaction, token.TransactionClaims{
+		Registered: token.Registered{Subject: sub, Audience: []string{gateway.DefaultTrustDomain}},
+		Scope:      scope, Context: map[string]string{"tenant": "default"}, RequestingWorkload: gateway.DefaultName,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, c
+}
+
+// form posts an exchange as workload, with its workload token as
+// client_assertion bound to the request, and returns the status and JSON.
+func (e *tts) form(t *testing.T, workload string, v url.Values) (int, map[string]any) {
+	t.Helper()
+	req := &txntokenv1.ExchangeRequest{
+		Audience: v.Get("audience"), Scope: v.Get("scope"), SubjectToken: v.Get("subject_token"),
+		SubjectTokenType: v.Get("subject_token_type"), RequestContext: v.Get("request_context"), RequestDetails: v.Get("request_details"),
+	}
+	digest, err := authn.RequestDigest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl, _, err := token.Issue(t.Context(), issuer(t, workload, e.rings[workload], token.WithClock(e.clock)), token.Workload, token.WorkloadClaims{
+		Registered: token.Registered{Audience: []string{gateway.DefaultName}}, Procedure: gateway.TokenPath, RequestDigest: digest,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Has("client_assertion") {
+		v.Set("client_assertion_type", gateway.ClientAssertionJWT)
+		v.Set("client_assertion", wl)
+	}
+	return e.post(t, v.Encode())
+}
+
+func (e *tts) post(t *testing.T, body string) (int, map[string]any) {
+	t.Helper()
+	res, err := e.srv.Client().Post(e.srv.URL+gateway.TokenPath, "application/x-www-form-urlencoded", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("status %d, body %q: %v", res.StatusCode, b, err)
+	}
+	if res.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q", res.Header.Get("Cache-Control"))
+	}
+	return res.StatusCode, out
+}
+
+// assertion is workload's subject assertion for sub, continuing txn if set.
+func (e *tts) assertion(t *testing.T, workload, sub, txn string) string {
+	t.Helper()
+	raw, _, err := token.Issue(t.Context(), issuer(t, workload, e.rings[workload], token.WithClock(e.clock)), token.Assertion, token.AssertionClaims{
+		Registered: token.Registered{Subject: sub, Audience: []string{gateway.DefaultName}}, Txn: txn,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func exchangeForm(scope, subject, typ string) url.Values {
+	return url.Values{
+		"grant_type": {gateway.GrantTokenExchange}, "requested_token_type": {gateway.TokenTypeTxn},
+		"audience": {gateway.DefaultTrustDomain}, "scope": {scope},
+		"subject_token": {subject}, "subject_token_type": {typ},
+	}
+}
+
+// A batch job, with no inbound request, gets a transaction token by token
+// exchange as an allowed workload, over the form post and over Connect,
+// and calls a service with it: the service verifies it as any transaction
+// token and sees the job's subject and txn.
+func TestTxnTokenServiceBatchJob(t *testing.T) {
+	t.Parallel()
+	e := startTTS(t)
+
+	v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+	v.Set("request_context", `{"job":"nightly-report"}`)
+	v.Set("request_details", `{"batch":"2026-12-03"}`)
+	status, out := e.form(t, "nightly", v)
+	if status != http.StatusOK || out["token_type"] != "N_A" || out["issued_token_type"] != gateway.TokenTypeTxn || out["expires_in"] != float64(300) {
+		t.Fatalf("form exchange: %d %v", status, out)
+	}
+	if _, ok := out["refresh_token"]; ok {
+		t.Fatal("a refresh token was issued")
+	}
+	raw := out["access_token"].(string)
+	c, err := e.verify(t, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "usr_1" || c.Scope != "shop" || c.Txn == "" || c.RequestingWorkload != "nightly" ||
+		c.Context["tenant"] != gateway.DefaultTenant || c.Context["batch"] != "2026-12-03" || c.RequestContext["job"] != "nightly-report" {
+		t.Fatalf("claims = %+v", c)
+	}
+	if strings.Contains(e.logs.String(), raw) || !strings.Contains(e.logs.String(), `"txn":"`+c.Txn+`"`) {
+		t.Fatalf("the issuance is not logged with its txn, or the token is logged: %s", e.logs)
+	}
+
+	// Over Connect, for itself, and on to a service.
+	rawRPC, err := e.client(t, "nightly").Exchange(t.Context(), txntoken.Request{Subject: "nightly", Scopes: []string{"report"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &points{}
+	up := startUpstream(t, p, e.gwRing)
+	ctx := t.Context()
+	rpcClaims, err := e.verify(t, rawRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = authn.ContextWithTransaction(ctx, rawRPC, rpcClaims)
+	pc := pointsClient(up, connect.WithInterceptors(authn.NewClientInterceptor()))
+	if _, err := pc.GetBalance(ctx, connect.NewRequest(&pointsv1.GetBalanceRequest{})); err != nil {
+		t.Fatalf("calling a service with the exchanged token: %v", err)
+	}
+	if got := p.seen(); got.claims.Subject != "nightly" || got.claims.Txn != rpcClaims.Txn || got.claims.Txn == c.Txn {
+		t.Fatalf("the service saw %+v", got.claims)
+	}
+}
+
+// A replacement keeps txn, sub, aud and tctx, narrows the scope, and adds
+// the workload to the call chain; OrderProcessing continues a transaction it
+// recorded (same txn, same subject) long after its token expired.
+func TestTxnTokenServiceReplaceAndContinue(t *testing.T) {
+	t.Parallel()
+	e := startTTS(t)
+	orig, oc := e.gatewayToken(t, "usr_1", "shop payments:capture")
+	op := e.client(t, "order-processing")
+	raw, err := op.Replace(t.Context(), orig, []string{"payments:capture"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.verify(t, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Txn != oc.Txn || c.Subject != "usr_1" || c.Scope != "payments:capture" || c.RequestingWorkload != "gateway,order-processing" ||
+		c.Audience[0] != gateway.DefaultTrustDomain || c.Context["tenant"] != "default" {
+		t.Fatalf("replacement = %+v", c)
+	}
+
+	e.advance(6 * time.Hour) // the saga resumes on another replica, hours later
+	raw, err = op.Exchange(t.Context(), txntoken.Request{Subject: "usr_1", Txn: oc.Txn, Scopes: []string{"coupons:redeem"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = e.verify(t, raw); err != nil || c.Txn != oc.Txn || c.Subject != "usr_1" || c.Scope != "coupons:redeem" {
+		t.Fatalf("continued = %+v, %v", c, err)
+	}
+}
+
+// Every refusal the draft and the allow-list call for, over the form post
+// (RFC 6749 section 5.2 errors) and Connect (codes).
+func TestTxnTokenServiceRefusals(t *testing.T) {
+	t.Parallel()
+	e := startTTS(t)
+	expired, _ := e.gatewayToken(t, "usr_1", "shop")
+	expiredAssertion := e.assertion(t, "nightly", "usr_1", "")
+	e.advance(10 * time.Minute)
+	orig, oc := e.gatewayToken(t, "usr_1", "shop")
+
+	// A replaced token whose txn was changed: the payload edited, the
+	// signature kept.
+	replaced, err := e.client(t, "order-processing").Replace(t.Context(), orig, []string{"shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changedTxn := editClaim(t, replaced, "txn", "txn-of-another-order")
+
+	tests := []struct {
+		name     string
+		workload string
+		form     url.Values
+		status   int
+		oauth    string
+	}{
+		{"disallowed workload: subject", "stranger", exchangeForm("report", e.assertion(t, "stranger", "usr_1", ""), gateway.TokenTypeJWT), 400, "unauthorized_client"},
+		{"disallowed workload: scope", "stranger", exchangeForm("shop", e.assertion(t, "stranger", "stranger", ""), gateway.TokenTypeJWT), 400, "invalid_scope"},
+		{"unknown workload", "unknown", exchangeForm("shop", e.assertion(t, "unknown", "usr_1", ""), gateway.TokenTypeJWT), 401, "invalid_client"},
+		{"widened scope", "order-processing", exchangeForm("shop payments:capture", orig, gateway.TokenTypeTxn), 400, "invalid_scope"},
+		{"expired subject token", "order-processing", exchangeForm("shop", expired, gateway.TokenTypeTxn), 400, "invalid_grant"},
+		{"expired subject assertion", "nightly", exchangeForm("shop", expiredAssertion, gateway.TokenTypeJWT), 400, "invalid_grant"},
+		{"replaced token with a changed txn", "order-processing", exchangeForm("shop", changedTxn, gateway.TokenTypeTxn), 400, "invalid_grant"},
+		{"continuing without leave", "nightly", exchangeForm("shop", e.assertion(t, "nightly", "usr_1", oc.Txn), gateway.TokenTypeJWT), 400, "unauthorized_client"},
+		{"another workload's assertion", "nightly", exchangeForm("shop", e.assertion(t, "order-processing", "usr_1", ""), gateway.TokenTypeJWT), 400, "invalid_grant"},
+		{"another audience", "nightly", func() url.Values {
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v.Set("audience", "elsewhere")
+			return v
+		}(), 400, "invalid_target"},
+		{"no scope", "nightly", exchangeForm("", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT), 400, "invalid_request"},
+		{"malformed scope", "nightly", exchangeForm("shop  report", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT), 400, "invalid_scope"},
+		{"unknown subject token type", "nightly", exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), "urn:ietf:params:oauth:token-type:access_token"), 400, "invalid_request"},
+		{"request_details on a replacement", "order-processing", func() url.Values {
+			v := exchangeForm("shop", orig, gateway.TokenTypeTxn)
+			v.Set("request_details", `{"tenant":"other"}`)
+			return v
+		}(), 400, "invalid_request"},
+		{"request_details setting the tenant", "nightly", func() url.Values {
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v.Set("request_details", `{"tenant":"other"}`)
+			return v
+		}(), 400, "invalid_request"},
+		{"request_context not an object of strings", "nightly", func() url.Values {
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v.Set("request_context", `{"n":1}`)
+			return v
+		}(), 400, "invalid_request"},
+		{"another grant type", "nightly", func() url.Values {
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v.Set("grant_type", "client_credentials")
+			return v
+		}(), 400, "unsupported_grant_type"},
+		{"another requested token type", "nightly", func() url.Values {
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v.Set("requested_token_type", "urn:ietf:params:oauth:token-type:access_token")
+			return v
+		}(), 400, "invalid_request"},
+		{"no client assertion", "nightly", func() url.Values {
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v.Set("client_assertion", "")
+			return v
+		}(), 401, "invalid_client"},
+		{"repeated parameter", "nightly", func() url.Values {
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v.Add("scope", "report")
+			return v
+		}(), 400, "invalid_request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := e.form(t, tc.workload, tc.form)
+			if status != tc.status || out["error"] != tc.oauth || out["access_token"] != nil {
+				t.Fatalf("got %d %v, want %d %s", status, out, tc.status, tc.oauth)
+			}
+		})
+	}
+
+	t.Run("client assertion bound to another request", func(t *testing.T) {
+		v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+		status, _ := e.form(t, "nightly", v) // binds to scope shop
+		if status != http.StatusOK {
+			t.Fatalf("status %d", status)
+		}
+		v.Set("scope", "report") // the same client assertion, another request
+		if status, out := e.post(t, v.Encode()); status != 401 || out["error"] != "invalid_client" {
+			t.Fatalf("got %d %v", status, out)
+		}
+	})
+	t.Run("GET", func(t *testing.T) {
+		res, err := e.srv.Client().Get(e.srv.URL + gateway.TokenPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+	})
+	t.Run("connect codes", func(t *testing.T) {
+		op := e.client(t, "order-processing")
+		if _, err := op.Replace(t.Context(), orig, []string{"shop", "payments:capture"}); connect.CodeOf(err) != connect.CodePermissionDenied {
+			t.Fatalf("widened scope: %v", err)
+		}
+		if _, err := op.Replace(t.Context(), expired, []string{"shop"}); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+			t.Fatalf("expired: %v", err)
+		}
+		if _, err := op.Replace(t.Context(), changedTxn, []string{"shop"}); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+			t.Fatalf("changed txn: %v", err)
+		}
+		if _, err := e.client(t, "stranger").Exchange(t.Context(), txntoken.Request{Subject: "usr_1", Scopes: []string{"report"}}); connect.CodeOf(err) != connect.CodePermissionDenied {
+			t.Fatalf("disallowed workload: %v", err)
+		}
+		if _, err := e.client(t, "unknown").Exchange(t.Context(), txntoken.Request{Subject: "usr_1", Scopes: []string{"shop"}}); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("unknown workload: %v", err)
+		}
+	})
+	// The services refuse the edited token too.
+	if _, err := e.verify(t, changedTxn); err == nil {
+		t.Fatal("a token with a changed txn verified")
+	}
+	if strings.Contains(e.logs.String(), orig) || strings.Contains(e.logs.String(), expired) {
+		t.Fatal("a subject token was logged")
+	}
+}
+
+// editClaim returns raw with the claim name set to value in its payload and
+// its signature unchanged.
+func editClaim(t *testing.T, raw, name, value string) string {
+	t.Helper()
+	parts := strings.Split(raw, ".")
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(b, &claims); err != nil {
+		t.Fatal(err)
+	}
+	claims[name] = value
+	if b, err = json.Marshal(claims); err != nil {
+		t.Fatal(err)
+	}
+	parts[1] = base64.RawURLEncoding.EncodeToString(b)
+	return strings.Join(parts, ".")
+}
