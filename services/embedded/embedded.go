@@ -121,6 +121,11 @@ type Config struct {
 	// streams (orderprocessing.Config); zero takes the defaults, negative
 	// is no cap.
 	WatchPerUser, WatchTotal int
+	// Workloads are further workloads the gateway's Txn-Token Service
+	// issues transaction tokens to (batch jobs, queue consumers), besides
+	// OrderProcessing, which it lets continue its orders' transactions
+	// with the routing table's capabilities as scopes. Default none.
+	Workloads []gateway.Workload
 
 	// beforeSeed, when set, is called with the public URL before the demo
 	// data is seeded (tests hold the seeding with it).
@@ -530,6 +535,9 @@ func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, e
 		},
 		Logger:        w.logger(orderprocessing.Name),
 		ClientOptions: []connect.ClientOption{w.tel.ClientOption()},
+		// The gateway serves the Txn-Token Service; the internal listener
+		// reaches it under /gateway/ (see Start).
+		TxnTokenURL: w.internalURL + "/" + gateway.DefaultName, TracerProvider: w.tel.TracerProvider(),
 		WatchPerUser:  w.cfg.WatchPerUser, WatchTotal: w.cfg.WatchTotal,
 		SealedTokenRetention: w.cfg.SealedTokenRetention, OrderRetention: w.cfg.OrderRetention,
 	})
@@ -578,6 +586,21 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 	}
 	w.sys.closers = append(w.sys.closers, g.Close)
 	w.tasks = append(w.tasks, g.Run)
+	var scopes []string
+	for _, r := range DefaultRoutes(w.internalURL) {
+		scopes = append(scopes, r.Capability)
+	}
+	tts, err := gateway.NewTxnTokenService(gateway.TxnTokenConfig{
+		Keys: w.rings[gateway.DefaultName], Logger: w.logger("gateway"),
+		Workloads: append([]gateway.Workload{{
+			Name: orderprocessing.Name, Keys: w.rings[orderprocessing.Name],
+			Subjects: []string{gateway.AnySubject}, Scopes: scopes, Continue: true,
+		}}, w.cfg.Workloads...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.sys.closers = append(w.sys.closers, tts.Close)
 	// Every key is in process here: the JWKS counters stay 0, exported so
 	// that dashboards and alerts on them work on both deployments.
 	process.ExportJWKS(w.metrics, g)
@@ -588,6 +611,9 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 		services = append(services, r.Service)
 	}
 	server.MountReflection(root, services)
+	for _, p := range tts.Paths() {
+		root.Handle(p, tts.Handler())
+	}
 	root.Handle("/", g)
 	return root, nil
 }

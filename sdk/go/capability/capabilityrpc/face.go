@@ -66,7 +66,7 @@ func NewFace[H Handlers](ctx context.Context, name string, cfg Config,
 	if cfg.DB == nil || cfg.Vault == nil || cfg.Logger == nil {
 		return Face{}, fmt.Errorf("%s: incomplete Config", name)
 	}
-	rpc, err := New(name, cfg.Trust, cfg.DB.SQL().PingContext)
+	rpc, err := New(name, cfg.Trust, cfg.DB.SQL().PingContext, cfg.Logger)
 	if err != nil {
 		return Face{}, err
 	}
