@@ -538,7 +538,7 @@ func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, e
 		// The gateway serves the Txn-Token Service; the internal listener
 		// reaches it under /gateway/ (see Start).
 		TxnTokenURL: w.internalURL + "/" + gateway.DefaultName, TracerProvider: w.tel.TracerProvider(),
-		WatchPerUser:  w.cfg.WatchPerUser, WatchTotal: w.cfg.WatchTotal,
+		WatchPerUser: w.cfg.WatchPerUser, WatchTotal: w.cfg.WatchTotal,
 		SealedTokenRetention: w.cfg.SealedTokenRetention, OrderRetention: w.cfg.OrderRetention,
 	})
 	if err != nil {
