@@ -55,6 +55,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/coupons"
 	"github.com/tokenrelay/tokenrelay/services/gateway"
+	"github.com/tokenrelay/tokenrelay/services/gateway/tts"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 	"github.com/tokenrelay/tokenrelay/services/payments"
@@ -125,7 +126,7 @@ type Config struct {
 	// issues transaction tokens to (batch jobs, queue consumers), besides
 	// OrderProcessing, which it lets continue its orders' transactions
 	// with the routing table's capabilities as scopes. Default none.
-	Workloads []gateway.Workload
+	Workloads []tts.Workload
 
 	// beforeSeed, when set, is called with the public URL before the demo
 	// data is seeded (tests hold the seeding with it).
@@ -590,17 +591,17 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 	for _, r := range DefaultRoutes(w.internalURL) {
 		scopes = append(scopes, r.Capability)
 	}
-	tts, err := gateway.NewTxnTokenService(gateway.TxnTokenConfig{
+	txnTokens, err := tts.New(tts.Config{
 		Keys: w.rings[gateway.DefaultName], Logger: w.logger("gateway"),
-		Workloads: append([]gateway.Workload{{
+		Workloads: append([]tts.Workload{{
 			Name: orderprocessing.Name, Keys: w.rings[orderprocessing.Name],
-			Subjects: []string{gateway.AnySubject}, Scopes: scopes, Continue: true,
+			Subjects: []string{tts.AnySubject}, Scopes: scopes, Continue: true,
 		}}, w.cfg.Workloads...),
 	})
 	if err != nil {
 		return nil, err
 	}
-	w.sys.closers = append(w.sys.closers, tts.Close)
+	w.sys.closers = append(w.sys.closers, txnTokens.Close)
 	// Every key is in process here: the JWKS counters stay 0, exported so
 	// that dashboards and alerts on them work on both deployments.
 	process.ExportJWKS(w.metrics, g)
@@ -611,8 +612,8 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 		services = append(services, r.Service)
 	}
 	server.MountReflection(root, services)
-	for _, p := range tts.Paths() {
-		root.Handle(p, tts.Handler())
+	for _, p := range txnTokens.Paths() {
+		root.Handle(p, txnTokens.Handler())
 	}
 	root.Handle("/", g)
 	return root, nil

@@ -30,7 +30,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
-	"github.com/tokenrelay/tokenrelay/services/gateway"
+	"github.com/tokenrelay/tokenrelay/services/gateway/tts"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
 
@@ -223,16 +223,16 @@ func newWorld(t *testing.T) *world {
 	// The gateway's Txn-Token Service, as the deployments configure it:
 	// OrderProcessing may continue its orders' transactions, for any user,
 	// with the routes' capabilities as scopes.
-	tts, err := gateway.NewTxnTokenService(gateway.TxnTokenConfig{
+	txnTokens, err := tts.New(tts.Config{
 		Name: authntest.GatewayName, Keys: w.tokens.GatewayKeys, TrustDomain: authntest.TrustDomain, Logger: logger(),
-		Workloads: []gateway.Workload{{Name: orderprocessing.Name, Keys: w.opKeys, Subjects: []string{gateway.AnySubject},
+		Workloads: []tts.Workload{{Name: orderprocessing.Name, Keys: w.opKeys, Subjects: []string{tts.AnySubject},
 			Scopes: slices.Collect(maps.Values(capabilities)), Continue: true}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(tts.Close)
-	ttsSrv := httptest.NewServer(tts.Handler())
+	t.Cleanup(txnTokens.Close)
+	ttsSrv := httptest.NewServer(txnTokens.Handler())
 	t.Cleanup(ttsSrv.Close)
 	w.tts = ttsSrv.URL
 	if w.vault, err = vault.New(map[uint32][]byte{1: make([]byte, 32)}); err != nil {

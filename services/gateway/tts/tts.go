@@ -1,6 +1,17 @@
-package gateway
+// Package tts is the gateway's Txn-Token Service (IETF OAuth Transaction
+// Tokens draft): it issues transaction tokens, signed with the gateway's
+// key ring as the gateway, to authenticated workloads that have no inbound
+// request for the gateway to mint one from (batch jobs, queue consumers,
+// OrderProcessing's saga), by the RFC 8693 token exchange over form posts
+// (TokenPath) and the Connect RPC tokenrelay.txntoken.v1.TxnTokenService. See
+// services/gateway/README.md, "Txn-Token Service".
+//
+// It is its own package, apart from package gateway, so that it depends on
+// no domain's API: OrderProcessing's tests run the real service.
+package tts
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +31,21 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 )
+
+// Defaults of Config: the gateway's (gateway.DefaultName,
+// gateway.DefaultTrustDomain, gateway.DefaultTenant,
+// gateway.DefaultTxnLifetime).
+const (
+	DefaultName        = "gateway"
+	DefaultTrustDomain = "tokenrelay"
+	DefaultTenant      = "default"
+	// MaxLifetime is the longest lifetime of the tokens it mints, the
+	// most token.Transaction allows, and the default.
+	MaxLifetime = 5 * time.Minute
+)
+
+// ErrConfig reports an incomplete or invalid Config.
+var ErrConfig = errors.New("tts: invalid Config")
 
 // The token-exchange profile of the Transaction Tokens draft (RFC 8693).
 const (
@@ -70,9 +96,9 @@ type Workload struct {
 	Continue bool
 }
 
-// TxnTokenConfig configures the Txn-Token Service. Keys, Logger and at least
+// Config configures the Txn-Token Service. Keys, Logger and at least
 // one Workload are required.
-type TxnTokenConfig struct {
+type Config struct {
 	// Name is the iss of the tokens it mints and the aud of the workload
 	// tokens and subject assertions it accepts: the gateway's, so that
 	// every service verifies its tokens as the gateway's. Default
@@ -87,7 +113,7 @@ type TxnTokenConfig struct {
 	// DefaultTenant.
 	Tenant string
 	// Lifetime of the tokens minted, at most (and by default)
-	// DefaultTxnLifetime.
+	// MaxLifetime.
 	Lifetime time.Duration
 	// Workloads is the allow-list. Names must be unique and differ from
 	// Name.
@@ -99,12 +125,11 @@ type TxnTokenConfig struct {
 	Clock func() time.Time
 }
 
-// TxnTokenService is the Txn-Token Service of the IETF Transaction Tokens
-// draft: it issues transaction tokens to authenticated workloads, by the
-// RFC 8693 token exchange, over form posts at TokenPath and the Connect RPC
-// TxnTokenService/Exchange. See services/gateway/README.md, "Txn-Token
-// Service". It is safe for concurrent use.
-type TxnTokenService struct {
+// Service is the Txn-Token Service of the IETF Transaction Tokens draft: it
+// issues transaction tokens to authenticated workloads, by the RFC 8693
+// token exchange, over form posts at TokenPath and the Connect RPC
+// TxnTokenService/Exchange. It is safe for concurrent use.
+type Service struct {
 	name, trustDomain, tenant string
 	lifetime                  time.Duration
 	workloads                 map[string]Workload
@@ -115,13 +140,13 @@ type TxnTokenService struct {
 	handler                   http.Handler
 }
 
-// NewTxnTokenService builds the Txn-Token Service. Close releases it.
-func NewTxnTokenService(cfg TxnTokenConfig) (*TxnTokenService, error) {
-	cfg.Name = or(cfg.Name, DefaultName)
-	cfg.TrustDomain = or(cfg.TrustDomain, DefaultTrustDomain)
-	cfg.Tenant = or(cfg.Tenant, DefaultTenant)
-	if cfg.Lifetime <= 0 || cfg.Lifetime > DefaultTxnLifetime {
-		cfg.Lifetime = DefaultTxnLifetime
+// New builds the Txn-Token Service. Close releases it.
+func New(cfg Config) (*Service, error) {
+	cfg.Name = cmp.Or(cfg.Name, DefaultName)
+	cfg.TrustDomain = cmp.Or(cfg.TrustDomain, DefaultTrustDomain)
+	cfg.Tenant = cmp.Or(cfg.Tenant, DefaultTenant)
+	if cfg.Lifetime <= 0 || cfg.Lifetime > MaxLifetime {
+		cfg.Lifetime = MaxLifetime
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -129,7 +154,7 @@ func NewTxnTokenService(cfg TxnTokenConfig) (*TxnTokenService, error) {
 	if cfg.Keys == nil || cfg.Logger == nil || len(cfg.Workloads) == 0 {
 		return nil, fmt.Errorf("%w: the Txn-Token Service needs Keys, Logger and Workloads", ErrConfig)
 	}
-	s := &TxnTokenService{
+	s := &Service{
 		name: cfg.Name, trustDomain: cfg.TrustDomain, tenant: cfg.Tenant, lifetime: cfg.Lifetime,
 		workloads: map[string]Workload{}, log: cfg.Logger, now: cfg.Clock,
 	}
@@ -163,15 +188,15 @@ func NewTxnTokenService(cfg TxnTokenConfig) (*TxnTokenService, error) {
 }
 
 // Close releases the verifier's caches.
-func (s *TxnTokenService) Close() { s.verifier.Close() }
+func (s *Service) Close() { s.verifier.Close() }
 
 // Paths are the request paths Handler serves: mount it at each.
-func (s *TxnTokenService) Paths() []string {
+func (s *Service) Paths() []string {
 	return []string{TokenPath, "/" + txntokenv1connect.TxnTokenServiceName + "/"}
 }
 
 // Handler serves the form posts at TokenPath and the Connect RPC.
-func (s *TxnTokenService) Handler() http.Handler { return s.handler }
+func (s *Service) Handler() http.Handler { return s.handler }
 
 // exchangeError is a refusal of an exchange: its RFC 6749 section 5.2 error
 // code, HTTP status and Connect code, and a message that echoes no input.
@@ -218,7 +243,7 @@ func tokenRefusal(err error) *exchangeError {
 
 // exchange runs one token exchange for the authenticated workload and
 // returns the token and its claims as signed.
-func (s *TxnTokenService) exchange(ctx context.Context, workload string, req *txntokenv1.ExchangeRequest) (string, token.TransactionClaims, *exchangeError) {
+func (s *Service) exchange(ctx context.Context, workload string, req *txntokenv1.ExchangeRequest) (string, token.TransactionClaims, *exchangeError) {
 	var zero token.TransactionClaims
 	w := s.workloads[workload]
 	if req.GetAudience() != s.trustDomain {
@@ -277,7 +302,7 @@ func (s *TxnTokenService) exchange(ctx context.Context, workload string, req *tx
 // replace returns the claims of a replacement for the transaction token
 // raw: the same txn, sub, aud and tctx, a scope within its scope, and the
 // call chain extended by workload. An expired token is never replaced.
-func (s *TxnTokenService) replace(ctx context.Context, workload, raw string, scopes []string, details map[string]string) (token.TransactionClaims, *exchangeError) {
+func (s *Service) replace(ctx context.Context, workload, raw string, scopes []string, details map[string]string) (token.TransactionClaims, *exchangeError) {
 	old, err := token.Verify(ctx, s.verifier, token.Transaction, raw)
 	if err != nil {
 		return old, tokenRefusal(err)
@@ -310,7 +335,7 @@ func (s *TxnTokenService) replace(ctx context.Context, workload, raw string, sco
 // assert returns the claims of a token for the subject of workload w's own
 // subject assertion raw: a new transaction, or the one it names when w may
 // continue transactions.
-func (s *TxnTokenService) assert(ctx context.Context, w Workload, raw string, details map[string]string) (token.TransactionClaims, *exchangeError) {
+func (s *Service) assert(ctx context.Context, w Workload, raw string, details map[string]string) (token.TransactionClaims, *exchangeError) {
 	a, err := token.Verify(ctx, s.verifier, token.Assertion, raw)
 	if err != nil {
 		return token.TransactionClaims{}, tokenRefusal(err)
@@ -376,19 +401,19 @@ func parseObject(field, v string) (map[string]string, *exchangeError) {
 }
 
 // issued logs an exchange that issued a token, with the token's txn.
-func (s *TxnTokenService) issued(ctx context.Context, raw string, c token.TransactionClaims, workload, via, subjectType string) {
+func (s *Service) issued(ctx context.Context, raw string, c token.TransactionClaims, workload, via, subjectType string) {
 	ctx = authn.ContextWithTransaction(ctx, raw, c)
 	s.log.InfoContext(ctx, "transaction token issued", "workload", workload, "via", via, "sub", c.Subject,
 		"scope", c.Scope, "subject_token_type", subjectType, "req_wl", c.RequestingWorkload)
 }
 
 // refused logs a refused exchange (never its tokens).
-func (s *TxnTokenService) refused(ctx context.Context, workload, via string, e *exchangeError) {
+func (s *Service) refused(ctx context.Context, workload, via string, e *exchangeError) {
 	s.log.InfoContext(ctx, "transaction token refused", "workload", workload, "via", via, "error", e.oauth, "reason", e.msg)
 }
 
 // rpcExchange serves the Connect RPC.
-type rpcExchange struct{ s *TxnTokenService }
+type rpcExchange struct{ s *Service }
 
 // Exchange implements txntokenv1connect.TxnTokenServiceHandler. The
 // interceptor authenticated the workload.
@@ -403,7 +428,7 @@ func (h rpcExchange) Exchange(ctx context.Context, req *connect.Request[txntoken
 	return connect.NewResponse(h.s.response(raw, c)), nil
 }
 
-func (s *TxnTokenService) response(raw string, c token.TransactionClaims) *txntokenv1.ExchangeResponse {
+func (s *Service) response(raw string, c token.TransactionClaims) *txntokenv1.ExchangeResponse {
 	return &txntokenv1.ExchangeResponse{
 		AccessToken: raw, IssuedTokenType: TokenTypeTxn, TokenType: "N_A",
 		ExpiresIn: int64(c.ExpiresAt.Sub(c.IssuedAt) / time.Second),
@@ -415,7 +440,7 @@ func (s *TxnTokenService) response(raw string, c token.TransactionClaims) *txnto
 // (RFC 7523), bound to TokenPath and to the request: its req is
 // authn.RequestDigest of the ExchangeRequest the form's other parameters
 // make. Errors are RFC 6749 section 5.2 JSON.
-func (s *TxnTokenService) serveForm(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveForm(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	workload, req, e := s.readForm(w, r)
 	if e == nil {
@@ -440,7 +465,7 @@ func (s *TxnTokenService) serveForm(w http.ResponseWriter, r *http.Request) {
 
 // readForm parses and authenticates a form post: the workload and the
 // exchange it asks for.
-func (s *TxnTokenService) readForm(w http.ResponseWriter, r *http.Request) (string, *txntokenv1.ExchangeRequest, *exchangeError) {
+func (s *Service) readForm(w http.ResponseWriter, r *http.Request) (string, *txntokenv1.ExchangeRequest, *exchangeError) {
 	if r.Method != http.MethodPost {
 		return "", nil, refuse("invalid_request", "POST only")
 	}

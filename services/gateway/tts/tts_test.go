@@ -1,6 +1,7 @@
-package gateway_test
+package tts_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -16,17 +17,18 @@ import (
 	"connectrpc.com/connect"
 
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
+	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	txntokenv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/txntoken/v1"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/txntoken"
-	"github.com/tokenrelay/tokenrelay/services/gateway"
+	"github.com/tokenrelay/tokenrelay/services/gateway/tts"
 )
 
-// tts is a Txn-Token Service under test with its workloads' rings and a
+// service is a Txn-Token Service under test with its workloads' rings and a
 // clock the test moves.
-type tts struct {
+type service struct {
 	gwRing *keys.Ring
 	rings  map[string]*keys.Ring
 	srv    *httptest.Server
@@ -35,8 +37,8 @@ type tts struct {
 	now    time.Time
 }
 
-func (e *tts) clock() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
-func (e *tts) advance(d time.Duration) {
+func (e *service) clock() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
+func (e *service) advance(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.now = e.now.Add(d)
@@ -47,17 +49,17 @@ func (e *tts) advance(d time.Duration) {
 // report), "order-processing" (any subject, may continue transactions,
 // scope payments:capture and coupons:redeem) and "stranger" (its
 // own subject only, scope report).
-func startTTS(t *testing.T) *tts {
+func startTTS(t *testing.T) *service {
 	t.Helper()
-	e := &tts{gwRing: ring(t), rings: map[string]*keys.Ring{}, logs: &syncBuffer{}, now: time.Now().Truncate(time.Second)} // the upstream of the batch test verifies with the real clock
+	e := &service{gwRing: ring(t), rings: map[string]*keys.Ring{}, logs: &syncBuffer{}, now: time.Now().Truncate(time.Second)} // the upstream of the batch test verifies with the real clock
 	for _, n := range []string{"nightly", "order-processing", "stranger", "unknown"} {
 		e.rings[n] = ring(t)
 	}
-	s, err := gateway.NewTxnTokenService(gateway.TxnTokenConfig{
+	s, err := tts.New(tts.Config{
 		Keys: e.gwRing, Logger: slog.New(authn.NewLogHandler(slog.NewJSONHandler(e.logs, nil))), Clock: e.clock,
-		Workloads: []gateway.Workload{
+		Workloads: []tts.Workload{
 			{Name: "nightly", Keys: e.rings["nightly"], Subjects: []string{"usr_1", "nightly"}, Scopes: []string{"shop", "report"}},
-			{Name: "order-processing", Keys: e.rings["order-processing"], Subjects: []string{gateway.AnySubject},
+			{Name: "order-processing", Keys: e.rings["order-processing"], Subjects: []string{tts.AnySubject},
 				Scopes: []string{"payments:capture", "coupons:redeem", "shop"}, Continue: true},
 			{Name: "stranger", Keys: e.rings["stranger"], Subjects: []string{"stranger"}, Scopes: []string{"report"}},
 		},
@@ -76,16 +78,16 @@ func startTTS(t *testing.T) *tts {
 }
 
 // client is workload's Connect client of the service.
-func (e *tts) client(t *testing.T, workload string) *txntoken.Client {
-	return txntoken.NewClient(e.srv.Client(), e.srv.URL, gateway.DefaultName, gateway.DefaultTrustDomain,
+func (e *service) client(t *testing.T, workload string) *txntoken.Client {
+	return txntoken.NewClient(e.srv.Client(), e.srv.URL, tts.DefaultName, tts.DefaultTrustDomain,
 		issuer(t, workload, e.rings[workload], token.WithClock(e.clock)))
 }
 
 // verify checks a token as every service does.
-func (e *tts) verify(t *testing.T, raw string) (token.TransactionClaims, error) {
+func (e *service) verify(t *testing.T, raw string) (token.TransactionClaims, error) {
 	t.Helper()
 	v, err := token.NewVerifier(token.WithClock(e.clock),
-		token.Trust(gateway.DefaultName, e.gwRing, token.Accept(token.Transaction, gateway.DefaultTrustDomain)))
+		token.Trust(tts.DefaultName, e.gwRing, token.Accept(token.Transaction, tts.DefaultTrustDomain)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +96,11 @@ func (e *tts) verify(t *testing.T, raw string) (token.TransactionClaims, error) 
 }
 
 // gatewayToken mints a transaction token as the gateway does for a request.
-func (e *tts) gatewayToken(t *testing.T, sub, scope string) (string, token.TransactionClaims) {
+func (e *service) gatewayToken(t *testing.T, sub, scope string) (string, token.TransactionClaims) {
 	t.Helper()
-	raw, c, err := token.Issue(t.Context(), issuer(t, gateway.DefaultName, e.gwRing, token.WithClock(e.clock)), token.Transaction, token.TransactionClaims{
-		Registered: token.Registered{Subject: sub, Audience: []string{gateway.DefaultTrustDomain}},
-		Scope:      scope, Context: map[string]string{"tenant": "default"}, RequestingWorkload: gateway.DefaultName,
+	raw, c, err := token.Issue(t.Context(), issuer(t, tts.DefaultName, e.gwRing, token.WithClock(e.clock)), token.Transaction, token.TransactionClaims{
+		Registered: token.Registered{Subject: sub, Audience: []string{tts.DefaultTrustDomain}},
+		Scope:      scope, Context: map[string]string{"tenant": "default"}, RequestingWorkload: tts.DefaultName,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +110,7 @@ func (e *tts) gatewayToken(t *testing.T, sub, scope string) (string, token.Trans
 
 // form posts an exchange as workload, with its workload token as
 // client_assertion bound to the request, and returns the status and JSON.
-func (e *tts) form(t *testing.T, workload string, v url.Values) (int, map[string]any) {
+func (e *service) form(t *testing.T, workload string, v url.Values) (int, map[string]any) {
 	t.Helper()
 	req := &txntokenv1.ExchangeRequest{
 		Audience: v.Get("audience"), Scope: v.Get("scope"), SubjectToken: v.Get("subject_token"),
@@ -119,21 +121,21 @@ func (e *tts) form(t *testing.T, workload string, v url.Values) (int, map[string
 		t.Fatal(err)
 	}
 	wl, _, err := token.Issue(t.Context(), issuer(t, workload, e.rings[workload], token.WithClock(e.clock)), token.Workload, token.WorkloadClaims{
-		Registered: token.Registered{Audience: []string{gateway.DefaultName}}, Procedure: gateway.TokenPath, RequestDigest: digest,
+		Registered: token.Registered{Audience: []string{tts.DefaultName}}, Procedure: tts.TokenPath, RequestDigest: digest,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !v.Has("client_assertion") {
-		v.Set("client_assertion_type", gateway.ClientAssertionJWT)
+		v.Set("client_assertion_type", tts.ClientAssertionJWT)
 		v.Set("client_assertion", wl)
 	}
 	return e.post(t, v.Encode())
 }
 
-func (e *tts) post(t *testing.T, body string) (int, map[string]any) {
+func (e *service) post(t *testing.T, body string) (int, map[string]any) {
 	t.Helper()
-	res, err := e.srv.Client().Post(e.srv.URL+gateway.TokenPath, "application/x-www-form-urlencoded", strings.NewReader(body))
+	res, err := e.srv.Client().Post(e.srv.URL+tts.TokenPath, "application/x-www-form-urlencoded", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +152,10 @@ func (e *tts) post(t *testing.T, body string) (int, map[string]any) {
 }
 
 // assertion is workload's subject assertion for sub, continuing txn if set.
-func (e *tts) assertion(t *testing.T, workload, sub, txn string) string {
+func (e *service) assertion(t *testing.T, workload, sub, txn string) string {
 	t.Helper()
 	raw, _, err := token.Issue(t.Context(), issuer(t, workload, e.rings[workload], token.WithClock(e.clock)), token.Assertion, token.AssertionClaims{
-		Registered: token.Registered{Subject: sub, Audience: []string{gateway.DefaultName}}, Txn: txn,
+		Registered: token.Registered{Subject: sub, Audience: []string{tts.DefaultName}}, Txn: txn,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -163,8 +165,8 @@ func (e *tts) assertion(t *testing.T, workload, sub, txn string) string {
 
 func exchangeForm(scope, subject, typ string) url.Values {
 	return url.Values{
-		"grant_type": {gateway.GrantTokenExchange}, "requested_token_type": {gateway.TokenTypeTxn},
-		"audience": {gateway.DefaultTrustDomain}, "scope": {scope},
+		"grant_type": {tts.GrantTokenExchange}, "requested_token_type": {tts.TokenTypeTxn},
+		"audience": {tts.DefaultTrustDomain}, "scope": {scope},
 		"subject_token": {subject}, "subject_token_type": {typ},
 	}
 }
@@ -177,11 +179,11 @@ func TestTxnTokenServiceBatchJob(t *testing.T) {
 	t.Parallel()
 	e := startTTS(t)
 
-	v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+	v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 	v.Set("request_context", `{"job":"nightly-report"}`)
 	v.Set("request_details", `{"batch":"2026-12-03"}`)
 	status, out := e.form(t, "nightly", v)
-	if status != http.StatusOK || out["token_type"] != "N_A" || out["issued_token_type"] != gateway.TokenTypeTxn || out["expires_in"] != float64(300) {
+	if status != http.StatusOK || out["token_type"] != "N_A" || out["issued_token_type"] != tts.TokenTypeTxn || out["expires_in"] != float64(300) {
 		t.Fatalf("form exchange: %d %v", status, out)
 	}
 	if _, ok := out["refresh_token"]; ok {
@@ -193,7 +195,7 @@ func TestTxnTokenServiceBatchJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Subject != "usr_1" || c.Scope != "shop" || c.Txn == "" || c.RequestingWorkload != "nightly" ||
-		c.Context["tenant"] != gateway.DefaultTenant || c.Context["batch"] != "2026-12-03" || c.RequestContext["job"] != "nightly-report" {
+		c.Context["tenant"] != tts.DefaultTenant || c.Context["batch"] != "2026-12-03" || c.RequestContext["job"] != "nightly-report" {
 		t.Fatalf("claims = %+v", c)
 	}
 	if strings.Contains(e.logs.String(), raw) || !strings.Contains(e.logs.String(), `"txn":"`+c.Txn+`"`) {
@@ -206,19 +208,18 @@ func TestTxnTokenServiceBatchJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &points{}
-	up := startUpstream(t, p, e.gwRing)
+	pc := startPoints(t, p, e.gwRing)
 	ctx := t.Context()
 	rpcClaims, err := e.verify(t, rawRPC)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx = authn.ContextWithTransaction(ctx, rawRPC, rpcClaims)
-	pc := pointsClient(up, connect.WithInterceptors(authn.NewClientInterceptor()))
 	if _, err := pc.GetBalance(ctx, connect.NewRequest(&pointsv1.GetBalanceRequest{})); err != nil {
 		t.Fatalf("calling a service with the exchanged token: %v", err)
 	}
-	if got := p.seen(); got.claims.Subject != "nightly" || got.claims.Txn != rpcClaims.Txn || got.claims.Txn == c.Txn {
-		t.Fatalf("the service saw %+v", got.claims)
+	if got := p.seen(); got.Subject != "nightly" || got.Txn != rpcClaims.Txn || got.Txn == c.Txn || !got.HasScope("report") {
+		t.Fatalf("the service saw %+v", got)
 	}
 }
 
@@ -239,7 +240,7 @@ func TestTxnTokenServiceReplaceAndContinue(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Txn != oc.Txn || c.Subject != "usr_1" || c.Scope != "payments:capture" || c.RequestingWorkload != "gateway,order-processing" ||
-		c.Audience[0] != gateway.DefaultTrustDomain || c.Context["tenant"] != "default" {
+		c.Audience[0] != tts.DefaultTrustDomain || c.Context["tenant"] != "default" {
 		t.Fatalf("replacement = %+v", c)
 	}
 
@@ -278,55 +279,55 @@ func TestTxnTokenServiceRefusals(t *testing.T) {
 		status   int
 		oauth    string
 	}{
-		{"disallowed workload: subject", "stranger", exchangeForm("report", e.assertion(t, "stranger", "usr_1", ""), gateway.TokenTypeJWT), 400, "unauthorized_client"},
-		{"disallowed workload: scope", "stranger", exchangeForm("shop", e.assertion(t, "stranger", "stranger", ""), gateway.TokenTypeJWT), 400, "invalid_scope"},
-		{"unknown workload", "unknown", exchangeForm("shop", e.assertion(t, "unknown", "usr_1", ""), gateway.TokenTypeJWT), 401, "invalid_client"},
-		{"widened scope", "order-processing", exchangeForm("shop payments:capture", orig, gateway.TokenTypeTxn), 400, "invalid_scope"},
-		{"expired subject token", "order-processing", exchangeForm("shop", expired, gateway.TokenTypeTxn), 400, "invalid_grant"},
-		{"expired subject assertion", "nightly", exchangeForm("shop", expiredAssertion, gateway.TokenTypeJWT), 400, "invalid_grant"},
-		{"replaced token with a changed txn", "order-processing", exchangeForm("shop", changedTxn, gateway.TokenTypeTxn), 400, "invalid_grant"},
-		{"continuing without leave", "nightly", exchangeForm("shop", e.assertion(t, "nightly", "usr_1", oc.Txn), gateway.TokenTypeJWT), 400, "unauthorized_client"},
-		{"another workload's assertion", "nightly", exchangeForm("shop", e.assertion(t, "order-processing", "usr_1", ""), gateway.TokenTypeJWT), 400, "invalid_grant"},
+		{"disallowed workload: subject", "stranger", exchangeForm("report", e.assertion(t, "stranger", "usr_1", ""), tts.TokenTypeJWT), 400, "unauthorized_client"},
+		{"disallowed workload: scope", "stranger", exchangeForm("shop", e.assertion(t, "stranger", "stranger", ""), tts.TokenTypeJWT), 400, "invalid_scope"},
+		{"unknown workload", "unknown", exchangeForm("shop", e.assertion(t, "unknown", "usr_1", ""), tts.TokenTypeJWT), 401, "invalid_client"},
+		{"widened scope", "order-processing", exchangeForm("shop payments:capture", orig, tts.TokenTypeTxn), 400, "invalid_scope"},
+		{"expired subject token", "order-processing", exchangeForm("shop", expired, tts.TokenTypeTxn), 400, "invalid_grant"},
+		{"expired subject assertion", "nightly", exchangeForm("shop", expiredAssertion, tts.TokenTypeJWT), 400, "invalid_grant"},
+		{"replaced token with a changed txn", "order-processing", exchangeForm("shop", changedTxn, tts.TokenTypeTxn), 400, "invalid_grant"},
+		{"continuing without leave", "nightly", exchangeForm("shop", e.assertion(t, "nightly", "usr_1", oc.Txn), tts.TokenTypeJWT), 400, "unauthorized_client"},
+		{"another workload's assertion", "nightly", exchangeForm("shop", e.assertion(t, "order-processing", "usr_1", ""), tts.TokenTypeJWT), 400, "invalid_grant"},
 		{"another audience", "nightly", func() url.Values {
-			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 			v.Set("audience", "elsewhere")
 			return v
 		}(), 400, "invalid_target"},
-		{"no scope", "nightly", exchangeForm("", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT), 400, "invalid_request"},
-		{"malformed scope", "nightly", exchangeForm("shop  report", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT), 400, "invalid_scope"},
+		{"no scope", "nightly", exchangeForm("", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT), 400, "invalid_request"},
+		{"malformed scope", "nightly", exchangeForm("shop  report", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT), 400, "invalid_scope"},
 		{"unknown subject token type", "nightly", exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), "urn:ietf:params:oauth:token-type:access_token"), 400, "invalid_request"},
 		{"request_details on a replacement", "order-processing", func() url.Values {
-			v := exchangeForm("shop", orig, gateway.TokenTypeTxn)
+			v := exchangeForm("shop", orig, tts.TokenTypeTxn)
 			v.Set("request_details", `{"tenant":"other"}`)
 			return v
 		}(), 400, "invalid_request"},
 		{"request_details setting the tenant", "nightly", func() url.Values {
-			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 			v.Set("request_details", `{"tenant":"other"}`)
 			return v
 		}(), 400, "invalid_request"},
 		{"request_context not an object of strings", "nightly", func() url.Values {
-			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 			v.Set("request_context", `{"n":1}`)
 			return v
 		}(), 400, "invalid_request"},
 		{"another grant type", "nightly", func() url.Values {
-			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 			v.Set("grant_type", "client_credentials")
 			return v
 		}(), 400, "unsupported_grant_type"},
 		{"another requested token type", "nightly", func() url.Values {
-			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 			v.Set("requested_token_type", "urn:ietf:params:oauth:token-type:access_token")
 			return v
 		}(), 400, "invalid_request"},
 		{"no client assertion", "nightly", func() url.Values {
-			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 			v.Set("client_assertion", "")
 			return v
 		}(), 401, "invalid_client"},
 		{"repeated parameter", "nightly", func() url.Values {
-			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+			v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 			v.Add("scope", "report")
 			return v
 		}(), 400, "invalid_request"},
@@ -341,7 +342,7 @@ func TestTxnTokenServiceRefusals(t *testing.T) {
 	}
 
 	t.Run("client assertion bound to another request", func(t *testing.T) {
-		v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), gateway.TokenTypeJWT)
+		v := exchangeForm("shop", e.assertion(t, "nightly", "usr_1", ""), tts.TokenTypeJWT)
 		status, _ := e.form(t, "nightly", v) // binds to scope shop
 		if status != http.StatusOK {
 			t.Fatalf("status %d", status)
@@ -352,7 +353,7 @@ func TestTxnTokenServiceRefusals(t *testing.T) {
 		}
 	})
 	t.Run("GET", func(t *testing.T) {
-		res, err := e.srv.Client().Get(e.srv.URL + gateway.TokenPath)
+		res, err := e.srv.Client().Get(e.srv.URL + tts.TokenPath)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,4 +408,72 @@ func editClaim(t *testing.T, raw, name, value string) string {
 	}
 	parts[1] = base64.RawURLEncoding.EncodeToString(b)
 	return strings.Join(parts, ".")
+}
+
+// syncBuffer is a log sink safe for concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func ring(t testing.TB) *keys.Ring {
+	t.Helper()
+	r, err := keys.NewRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func issuer(t testing.TB, name string, r *keys.Ring, opts ...token.Option) *token.Issuer {
+	t.Helper()
+	is, err := token.NewIssuer(name, r, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is
+}
+
+// points is a service a batch job calls: it sees the caller of its
+// verified transaction token.
+type points struct {
+	pointsv1connect.UnimplementedPointsServiceHandler
+	mu     sync.Mutex
+	caller authn.Caller
+}
+
+func (p *points) GetBalance(ctx context.Context, _ *connect.Request[pointsv1.GetBalanceRequest]) (*connect.Response[pointsv1.GetBalanceResponse], error) {
+	c, err := authn.RequireCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.caller = c
+	p.mu.Unlock()
+	return connect.NewResponse(&pointsv1.GetBalanceResponse{}), nil
+}
+
+func (p *points) seen() authn.Caller { p.mu.Lock(); defer p.mu.Unlock(); return p.caller }
+
+// startPoints serves p behind the interceptor every service installs,
+// trusting the gateway's transaction tokens.
+func startPoints(t *testing.T, p *points, gwRing *keys.Ring) pointsv1connect.PointsServiceClient {
+	t.Helper()
+	v, err := token.NewVerifier(token.Trust(tts.DefaultName, gwRing, token.Accept(token.Transaction, tts.DefaultTrustDomain)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	mux := http.NewServeMux()
+	mux.Handle(pointsv1connect.NewPointsServiceHandler(p, connect.WithInterceptors(authn.NewServerInterceptor(v))))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, connect.WithInterceptors(authn.NewClientInterceptor()))
 }
