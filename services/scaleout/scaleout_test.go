@@ -263,6 +263,13 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 	if err := os.WriteFile(routes, []byte(table), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The gateway's Txn-Token Service lets OrderProcessing (either
+	// replica: one key set) continue its orders' transactions.
+	workloads := filepath.Join(c.data, "workloads.json")
+	if err := os.WriteFile(workloads, []byte(fmt.Sprintf(`{"workloads": [{"name": "order-processing", "jwks": %q,
+		"subjects": ["*"], "scopes": ["coupons:redeem", "points:spend", "payments:capture"], "continue": true}]}`, opJWKS)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	store := func(svc string) []string {
 		return []string{"-db", pg, "-schema", c.prefix + "_" + svc, "-db-max-conns", "4"}
 	}
@@ -275,11 +282,11 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 	// them. A short lease lets the survivor take over a killed replica's
 	// sagas quickly.
 	shared := append(store("orderprocessing"), "-keys", filepath.Join(c.data, "op-keys"), "-vault", filepath.Join(c.data, "op-vault"),
-		"-routes", routes, "-gateway-jwks", gwJWKS, "-saga-lease", "3s", "-saga-recover-every", "500ms", "-saga-call-timeout", "3s")
+		"-routes", routes, "-gateway-jwks", gwJWKS, "-txn-token-url", url(gw), "-saga-lease", "3s", "-saga-recover-every", "500ms", "-saga-call-timeout", "3s")
 	c.replicas[0] = c.start("order-processing-1", op1, "orderprocessingd", shared...)
 	c.healthy(c.replicas[0])
 	c.replicas[1] = c.start("order-processing-2", op2, "orderprocessingd", shared...)
-	c.gateway = c.start("gateway", gw, "gatewayd",
+	c.gateway = c.start("gateway", gw, "gatewayd", "-workloads-file", workloads,
 		"-issuer", url(id)+"="+url(id)+"/.well-known/jwks.json",
 		"-route", "identity="+url(id), "-route", "coupons="+url(co), "-route", "points="+url(pt),
 		"-route", "payments="+url(pay), "-route", "orderprocessing="+url(op1)+","+url(op2))

@@ -527,3 +527,48 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// maxWorkloadsFile bounds a workloads file: 1 MiB.
+const maxWorkloadsFile = 1 << 20
+
+// ParseWorkloads reads the allow-list of a deployment whose workloads'
+// keys are found by JWKS URL (gatewayd's -workloads-file), in JSON:
+//
+//	{"workloads": [{"name": "order-processing",
+//	  "jwks": "http://127.0.0.1:8084/.well-known/jwks.json",
+//	  "subjects": ["*"], "scopes": ["coupons:redeem", "points:spend", "payments:capture"],
+//	  "continue": true}]}
+//
+// jwks is a URL, or several of one key set separated by commas; source
+// makes its key source. Unknown members are refused.
+func ParseWorkloads(data []byte, source func(name, jwks string) (keys.Source, error)) ([]Workload, error) {
+	var doc struct {
+		Workloads []struct {
+			Name     string   `json:"name"`
+			JWKS     string   `json:"jwks"`
+			Subjects []string `json:"subjects"`
+			Scopes   []string `json:"scopes"`
+			Continue bool     `json:"continue"`
+		} `json:"workloads"`
+	}
+	if len(data) > maxWorkloadsFile {
+		return nil, fmt.Errorf("%w: workloads file larger than 1 MiB", ErrConfig)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("%w: workloads file: %w", ErrConfig, err)
+	}
+	if len(doc.Workloads) == 0 {
+		return nil, fmt.Errorf("%w: workloads file lists no workload", ErrConfig)
+	}
+	out := make([]Workload, 0, len(doc.Workloads))
+	for _, w := range doc.Workloads {
+		src, err := source(w.Name, w.JWKS)
+		if err != nil {
+			return nil, fmt.Errorf("%w: workload %q: %w", ErrConfig, w.Name, err)
+		}
+		out = append(out, Workload{Name: w.Name, Keys: src, Subjects: w.Subjects, Scopes: w.Scopes, Continue: w.Continue})
+	}
+	return out, nil
+}

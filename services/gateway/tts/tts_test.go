@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -476,4 +477,33 @@ func startPoints(t *testing.T, p *points, gwRing *keys.Ring) pointsv1connect.Poi
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return pointsv1connect.NewPointsServiceClient(srv.Client(), srv.URL, connect.WithInterceptors(authn.NewClientInterceptor()))
+}
+
+func TestParseWorkloads(t *testing.T) {
+	t.Parallel()
+	r := ring(t)
+	var asked []string
+	keysOf := func(name, jwks string) (keys.Source, error) {
+		if jwks == "" {
+			return nil, errors.New("no JWKS URL")
+		}
+		asked = append(asked, name+"="+jwks)
+		return r, nil
+	}
+	ws, err := tts.ParseWorkloads([]byte(`{"workloads": [{"name": "order-processing", "jwks": "http://127.0.0.1:8084/.well-known/jwks.json",
+		"subjects": ["*"], "scopes": ["payments:capture"], "continue": true}]}`), keysOf)
+	if err != nil || len(ws) != 1 || ws[0].Name != "order-processing" || !ws[0].Continue || ws[0].Scopes[0] != "payments:capture" ||
+		ws[0].Keys != keys.Source(r) || asked[0] != "order-processing=http://127.0.0.1:8084/.well-known/jwks.json" {
+		t.Fatalf("ParseWorkloads = %+v, %v (asked %v)", ws, err, asked)
+	}
+	for name, doc := range map[string]string{
+		"not JSON":       `{`,
+		"unknown member": `{"workloads": [{"name": "a", "jwks": "http://x", "scopes": ["s"], "subjects": ["*"], "admin": true}]}`,
+		"no workload":    `{"workloads": []}`,
+		"no JWKS":        `{"workloads": [{"name": "a", "scopes": ["s"], "subjects": ["*"]}]}`,
+	} {
+		if _, err := tts.ParseWorkloads([]byte(doc), keysOf); !errors.Is(err, tts.ErrConfig) {
+			t.Errorf("%s: err = %v, want ErrConfig", name, err)
+		}
+	}
 }
