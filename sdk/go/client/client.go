@@ -19,7 +19,8 @@
 //     PlaceOrder or CancelCheckout of that checkout forgets it.
 //  3. Retries: a call that may safely be repeated (no side effects, or
 //     carrying an idempotency key) is retried on Unavailable, up to
-//     WithRetries more times with doubling delays from WithRetryDelay.
+//     WithRetries more times with delays doubling from WithRetryDelay up
+//     to WithMaxRetryDelay.
 //  4. Session: the access token is sent as Authorization: Bearer; it is
 //     refreshed before it expires (WithRefreshAhead), and once more when the
 //     gateway refuses it with a Bearer challenge. However many calls need a
@@ -64,8 +65,9 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 
 // Defaults of the options.
 const (
-	DefaultRetries      = 2
-	DefaultRetryDelay   = 250 * time.Millisecond
+	DefaultRetries       = 2
+	DefaultRetryDelay    = 250 * time.Millisecond
+	DefaultMaxRetryDelay = 5 * time.Second
 	DefaultRefreshAhead = 30 * time.Second
 	// refreshTimeout bounds one Refresh call, made for every caller
 	// waiting on it whatever their own contexts.
@@ -99,8 +101,9 @@ type Option func(*options)
 type options struct {
 	http         connect.HTTPClient
 	connect      []connect.ClientOption
-	retries      int
+	retries      int // negative: until the call's context ends
 	retryDelay   time.Duration
+	maxDelay     time.Duration
 	refreshAhead time.Duration
 	now          func() time.Time
 }
@@ -116,12 +119,17 @@ func WithClientOptions(opts ...connect.ClientOption) Option {
 }
 
 // WithRetries sets how many more times a retry-safe call is tried on
-// Unavailable. Default DefaultRetries; 0: none.
-func WithRetries(n int) Option { return func(o *options) { o.retries = max(n, 0) } }
+// Unavailable. Default DefaultRetries; 0: none; negative: until the call's
+// context ends (a tool talking to a deployment that is still starting).
+func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
 
 // WithRetryDelay sets the first retry's delay, doubled after each. Default
 // DefaultRetryDelay.
 func WithRetryDelay(d time.Duration) Option { return func(o *options) { o.retryDelay = max(d, 0) } }
+
+// WithMaxRetryDelay caps the delay between retries. Default
+// DefaultMaxRetryDelay.
+func WithMaxRetryDelay(d time.Duration) Option { return func(o *options) { o.maxDelay = max(d, 0) } }
 
 // WithRefreshAhead sets how long before the access token expires it is
 // refreshed, at most half its lifetime. Default DefaultRefreshAhead.
@@ -167,7 +175,7 @@ type checkout struct{ id, token string }
 // New returns a client of the gateway at baseURL, not logged in.
 func New(baseURL string, opts ...Option) *Client {
 	o := options{http: http.DefaultClient, retries: DefaultRetries, retryDelay: DefaultRetryDelay,
-		refreshAhead: DefaultRefreshAhead, now: time.Now}
+		maxDelay: DefaultMaxRetryDelay, refreshAhead: DefaultRefreshAhead, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -406,7 +414,7 @@ func (i interceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 				i.c.sawCheckout(spec.Procedure, req.Any(), res.Any())
 				return res, nil
 			}
-			if !repeatable || attempt >= i.c.opts.retries || !transient(err) || ctx.Err() != nil {
+			if !repeatable || (i.c.opts.retries >= 0 && attempt >= i.c.opts.retries) || !transient(err) || ctx.Err() != nil {
 				return nil, err
 			}
 			t := time.NewTimer(delay)
@@ -416,7 +424,7 @@ func (i interceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 				return nil, err
 			case <-t.C:
 			}
-			delay *= 2
+			delay = min(2*delay, i.c.opts.maxDelay)
 		}
 	}
 }

@@ -429,3 +429,40 @@ func TestKinds(t *testing.T) {
 		t.Errorf("wrapped: %+v", e)
 	}
 }
+
+// Without a bound, a retry-safe call is retried until it succeeds or its
+// context ends.
+func TestRetriesWithoutBound(t *testing.T) {
+	t.Parallel()
+	g := newGateway()
+	unavailable := connect.NewError(connect.CodeUnavailable, errors.New("starting"))
+	g.failPlace = []error{unavailable, unavailable, unavailable, unavailable, unavailable}
+	mux := http.NewServeMux()
+	mux.Handle(identityv1connect.NewIdentityServiceHandler(g))
+	mux.Handle(orderprocessingv1connect.NewOrderProcessingServiceHandler(g))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c := client.New(srv.URL, client.WithHTTPClient(srv.Client()), client.WithRetries(-1),
+		client.WithRetryDelay(time.Microsecond), client.WithMaxRetryDelay(time.Microsecond))
+	if _, err := c.Login(t.Context(), "shopper", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	place := func(ctx context.Context) error {
+		_, err := c.Orders.PlaceOrder(ctx, connect.NewRequest(&orderprocessingv1.PlaceOrderRequest{CheckoutId: "op_1", IdempotencyKey: "k"}))
+		return err
+	}
+	if err := place(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, keys := g.counts(); len(keys) != 6 {
+		t.Fatalf("%d calls, want 6", len(keys))
+	}
+	g.mu.Lock()
+	g.failPlace = []error{unavailable}
+	g.mu.Unlock()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := place(ctx); err == nil {
+		t.Fatal("a call with an ended context succeeded")
+	}
+}
