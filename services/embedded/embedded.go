@@ -139,6 +139,9 @@ type Config struct {
 // System is the running embedded system.
 type System struct {
 	url     string
+	// internal is the internal listener's base URL: each service under
+	// /<name>/ (tests call the services directly there).
+	internal string
 	ready   atomic.Bool // serving, and seeded when Config.Seed
 	closers []func()    // in the order opened; Close runs them in reverse
 	cancel  context.CancelFunc
@@ -233,7 +236,8 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		publicLn, scheme = tls.NewListener(publicLn, cfg.TLS), "https://"
 	}
 	s.url = scheme + publicLn.Addr().String()
-	w, err := s.wire(ctx, cfg, "http://"+internalLn.Addr().String())
+	s.internal = "http://" + internalLn.Addr().String()
+	w, err := s.wire(ctx, cfg, s.internal)
 	if err != nil {
 		return nil, err
 	}
