@@ -33,7 +33,7 @@ func TestBatchJobTxnToken(t *testing.T) {
 	}
 	sys, err := embedded.Start(t.Context(), embedded.Config{
 		Addr: "127.0.0.1:0", DataDir: t.TempDir(), Seed: true,
-		Logger: slog.New(authn.NewLogHandler(slog.DiscardHandler)),
+		Logger:    slog.New(authn.NewLogHandler(slog.DiscardHandler)),
 		Workloads: []tts.Workload{{Name: "nightly-report", Keys: ring, Subjects: []string{tts.AnySubject}, Scopes: []string{"shop"}}},
 	})
 	if err != nil {
