@@ -138,20 +138,20 @@ type Config struct {
 
 // System is the running embedded system.
 type System struct {
-	url string
-	// internal is the internal listener's base URL: each service under
-	// /<name>/ (tests call the services directly there).
-	internal string
-	ready    atomic.Bool // serving, and seeded when Config.Seed
-	closers  []func()    // in the order opened; Close runs them in reverse
-	cancel   context.CancelFunc
-	group    *errgroup.Group // the listeners and background tasks
-	errc     chan error
-	once     sync.Once
-	err      error
+	url     string
+	ready   atomic.Bool // serving, and seeded when Config.Seed
+	closers []func()    // in the order opened; Close runs them in reverse
+	cancel  context.CancelFunc
+	group   *errgroup.Group // the listeners and background tasks
+	errc    chan error
+	once    sync.Once
+	err     error
 	// accept filters the public listener's connections: the gateway's
 	// Gateway.AcceptConn, set by run before the listener serves.
 	accept func(net.Addr) bool
+	// internal is the internal listener's base URL: each service under
+	// /<name>/ (tests call the services directly there).
+	internal string
 }
 
 // URL is the public base URL, such as "http://127.0.0.1:8080".
