@@ -68,7 +68,7 @@ const (
 	DefaultRetries       = 2
 	DefaultRetryDelay    = 250 * time.Millisecond
 	DefaultMaxRetryDelay = 5 * time.Second
-	DefaultRefreshAhead = 30 * time.Second
+	DefaultRefreshAhead  = 30 * time.Second
 	// refreshTimeout bounds one Refresh call, made for every caller
 	// waiting on it whatever their own contexts.
 	refreshTimeout = 30 * time.Second
