@@ -82,7 +82,7 @@ test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go 
 # Every fuzz target, for FUZZTIME each (override: make fuzz FUZZTIME=10m).
 # New crashers land in the package's testdata/fuzz and fail the run.
 FUZZTIME ?= 15s
-FUZZ_TARGETS := sdk/go/token:FuzzVerify sdk/go/keys:FuzzParseJWKS sdk/go/vault:FuzzParseRecord services/gateway:FuzzParseIssuers
+FUZZ_TARGETS := sdk/go/token:FuzzVerify sdk/go/keys:FuzzParseJWKS sdk/go/vault:FuzzParseRecord services/gateway:FuzzParseIssuers services/gateway/tts:FuzzTokenEndpoint
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 15s)

@@ -507,3 +507,42 @@ func TestParseWorkloads(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTokenEndpoint: whatever body reaches the form endpoint, the answer is
+// RFC 6749 JSON (an error, or a token for a genuine request), never a panic
+// or another status.
+func FuzzTokenEndpoint(f *testing.F) {
+	gwRing, wlRing := ring(f), ring(f)
+	s, err := tts.New(tts.Config{Keys: gwRing, Logger: slog.New(slog.DiscardHandler),
+		Workloads: []tts.Workload{{Name: "nightly", Keys: wlRing, Subjects: []string{tts.AnySubject}, Scopes: []string{"shop"}}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(s.Close)
+	f.Add(exchangeForm("shop", "x.y.z", tts.TokenTypeJWT).Encode())
+	f.Add("grant_type=" + url.QueryEscape(tts.GrantTokenExchange) + "&scope=shop&scope=shop")
+	f.Add("request_context=%7B%22a%22%3A1%7D&audience=tokenrelay")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest(http.MethodPost, tts.TokenPath, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("status %d, body %q is not JSON", rec.Code, rec.Body.String())
+		}
+		switch rec.Code {
+		case http.StatusOK:
+			if out["token_type"] != "N_A" {
+				t.Fatalf("200 without N_A: %v", out)
+			}
+		case http.StatusBadRequest, http.StatusUnauthorized, http.StatusServiceUnavailable:
+			if e, _ := out["error"].(string); e == "" {
+				t.Fatalf("status %d without an error code: %v", rec.Code, out)
+			}
+		default:
+			t.Fatalf("status %d", rec.Code)
+		}
+	})
+}
