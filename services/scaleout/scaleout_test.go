@@ -2,6 +2,7 @@ package scaleout_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -389,6 +390,51 @@ func TestScaleOut(t *testing.T) {
 		}
 	})
 
+	t.Run("the saga's calls carry the order's txn", func(t *testing.T) {
+		// The card alone, so that the balances the subtests below count
+		// on stay as they are: one saga call, the capture.
+		o, err := shopper.Checkout(ctx, "", 0, scaleout.CardOK)
+		if err != nil || o.GetStatus() != orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED {
+			t.Fatalf("checkout: %v, %v", o.GetStatus(), err)
+		}
+		// Each line below is written before the answer the order's
+		// completion waited for.
+		txn := ""
+		for _, r := range c.replicas {
+			for _, l := range logLines(t, r) {
+				if l["msg"] == "order placed" && l["order"] == o.GetId() {
+					txn, _ = l["txn"].(string)
+				}
+			}
+		}
+		if txn == "" {
+			t.Fatal(`no "order placed" line with a txn`)
+		}
+		for _, d := range []*proc{c.payments} {
+			n := 0
+			for _, l := range logLines(t, d) {
+				if l["msg"] == "exercise" && l["order"] == o.GetId() {
+					n++
+					if l["txn"] != txn {
+						t.Errorf("%s: exercise of %s with txn %v, want %s", d.name, o.GetId(), l["txn"], txn)
+					}
+				}
+			}
+			if n == 0 {
+				t.Errorf("%s logged no exercise of %s", d.name, o.GetId())
+			}
+		}
+		issued := 0
+		for _, l := range logLines(t, c.gateway) {
+			if l["msg"] == "transaction token issued" && l["txn"] == txn && l["workload"] == "order-processing" {
+				issued++
+			}
+		}
+		if issued < 1 {
+			t.Errorf("the gateway's Txn-Token Service issued no token of txn %s", txn)
+		}
+	})
+
 	t.Run("concurrent replays through both replicas make one order", func(t *testing.T) {
 		p, err := shopper.Prepare(ctx, "", 10, scaleout.CardOK)
 		if err != nil {
@@ -531,4 +577,21 @@ func h2c() *http.Client {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: tr}
+}
+
+// logLines returns p's JSON log lines so far.
+func logLines(t *testing.T, p *proc) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for line := range strings.SplitSeq(string(b), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }
