@@ -4,8 +4,9 @@
 // Two tokens travel on internal calls:
 //
 //   - The transaction token (header Txn-Token, token.Transaction), minted by
-//     the gateway once per inbound request and passed on unchanged by every
-//     service. [NewServerInterceptor] verifies it on every RPC (through the
+//     the gateway once per inbound request (or by its Txn-Token Service for
+//     a workload without one, such as the saga continuing an order's
+//     transaction) and passed on unchanged by every service. [NewServerInterceptor] verifies it on every RPC (through the
 //     verifier's verified-token cache, so the hops after the first cost a
 //     hash and a map lookup), refuses the call with Unauthenticated when it
 //     is missing or bad, and puts it in the context; [NewClientInterceptor]
