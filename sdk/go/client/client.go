@@ -314,8 +314,9 @@ func (c *Client) refreshFrom(ctx context.Context, stale string) (Session, error)
 }
 
 // doRefresh makes the Refresh call of f with refresh token rt. A refusal
-// ends the session (unless it changed meanwhile); an unavailable identity
-// service keeps it.
+// ends the session, an unavailable identity service keeps it; a session
+// that changed while the call was out (a Logout, another Login) holds,
+// whatever the answer.
 func (c *Client) doRefresh(ctx context.Context, f *flight, rt string) {
 	defer close(f.done)
 	res, err := c.Identity.Refresh(ctx, connect.NewRequest(&identityv1.RefreshRequest{RefreshToken: rt}))
@@ -327,15 +328,20 @@ func (c *Client) doRefresh(ctx context.Context, f *flight, rt string) {
 	defer c.mu.Unlock()
 	c.inflight = nil
 	switch {
+	case c.session == nil:
+		// Logged out while the call was out.
+		f.err = sessionEnded(nil)
+	case c.session.s.RefreshToken != rt:
+		// Logged in again while the call was out: that session holds,
+		// whatever this call's answer.
+		f.s = c.session.s
 	case err == nil:
 		c.session = &st
 		f.s = st.s
 	case transient(err):
 		f.err = err
 	default:
-		if c.session != nil && c.session.s.RefreshToken == rt {
-			c.session, c.checkout = nil, checkout{}
-		}
+		c.session, c.checkout = nil, checkout{}
 		f.err = sessionEnded(err)
 	}
 }

@@ -466,3 +466,28 @@ func TestRetriesWithoutBound(t *testing.T) {
 		t.Fatal("a call with an ended context succeeded")
 	}
 }
+
+// A Login while a refresh is out is not undone by the refresh's answer:
+// the calls waiting on the refresh get the new login's session.
+func TestLoginDuringRefresh(t *testing.T) {
+	t.Parallel()
+	g, clk := newGateway(), &clock{now: time.Unix(1_000_000, 0)}
+	c := start(t, g, clk)
+	clk.Add(15 * time.Minute)
+	entered, release := make(chan struct{}), make(chan struct{})
+	g.onRefresh = func() error { close(entered); <-release; return nil }
+	done := make(chan error, 1)
+	go func() { done <- balance(t.Context(), c) }()
+	<-entered
+	login, err := c.Login(t.Context(), "shopper", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the call waiting on the refresh: %v", err)
+	}
+	if s, _ := c.Session(); s.RefreshToken != login.RefreshToken {
+		t.Fatal("the refresh's answer replaced the newer login's session")
+	}
+}
