@@ -27,8 +27,8 @@
 //     refresh at once, one Refresh call is made (single flight), and they
 //     all get its outcome: a refused refresh ends the session for every one
 //     of them (ErrSessionEnded), while an unavailable identity service keeps
-//     it. A stream gets the refresh ahead of expiry, not the retry on a
-//     challenge.
+//     it. A server stream (WatchOrder) refused before its first message is
+//     opened again once, as a unary call is sent again.
 //
 // Errors stay the generated clients' *connect.Error; AsError gives the Kind
 // to switch on, as the TypeScript SDK's RpcError.kind. A Client is safe for
@@ -468,8 +468,69 @@ func (i interceptor) WrapStreamingClient(next connect.StreamingClientFunc) conne
 			return failedConn{StreamingClientConn: conn, err: err}
 		}
 		conn.RequestHeader().Set("Authorization", "Bearer "+s.AccessToken)
-		return conn
+		if spec.StreamType != connect.StreamTypeServer {
+			return conn
+		}
+		return &serverStream{StreamingClientConn: conn, c: i.c, ctx: ctx, spec: spec, next: next, token: s.AccessToken}
 	}
+}
+
+// serverStream is a server stream that, when the gateway refuses its access
+// token with a Bearer challenge before anything arrived, refreshes once and
+// opens the stream again with the same request: the refusal comes with the
+// first Receive, after the request was sent.
+type serverStream struct {
+	connect.StreamingClientConn
+	c        *Client
+	ctx      context.Context
+	spec     connect.Spec
+	next     connect.StreamingClientFunc
+	token    string
+	sent     []any
+	closed   bool
+	answered bool // something was received, or the stream was opened again
+}
+
+func (s *serverStream) Send(msg any) error {
+	s.sent = append(s.sent, msg)
+	return s.StreamingClientConn.Send(msg)
+}
+
+func (s *serverStream) CloseRequest() error {
+	s.closed = true
+	return s.StreamingClientConn.CloseRequest()
+}
+
+func (s *serverStream) Receive(msg any) error {
+	err := s.StreamingClientConn.Receive(msg)
+	if s.answered || !(challenged(err) || connect.CodeOf(err) == connect.CodeUnauthenticated &&
+		!errors.Is(err, ErrSessionEnded) && bearerChallenge(s.StreamingClientConn.ResponseHeader().Get("WWW-Authenticate"))) {
+		s.answered = true
+		return err
+	}
+	s.answered = true
+	fresh, rerr := s.c.refreshFrom(s.ctx, s.token)
+	if rerr != nil {
+		return rerr
+	}
+	_ = s.StreamingClientConn.CloseResponse()
+	conn := s.next(s.ctx, s.spec)
+	for k, v := range s.StreamingClientConn.RequestHeader() {
+		conn.RequestHeader()[k] = v
+	}
+	conn.RequestHeader().Set("Authorization", "Bearer "+fresh.AccessToken)
+	s.StreamingClientConn = conn
+	for _, m := range s.sent {
+		if err := conn.Send(m); err != nil {
+			return err
+		}
+	}
+	if s.closed {
+		if err := conn.CloseRequest(); err != nil {
+			return err
+		}
+	}
+	return conn.Receive(msg)
 }
 
 func (i interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
@@ -545,8 +606,13 @@ func challenged(err error) bool {
 	if connect.CodeOf(err) != connect.CodeUnauthenticated || !errors.As(err, &ce) || errors.Is(err, ErrSessionEnded) {
 		return false
 	}
-	ch := strings.TrimSpace(ce.Meta().Get("WWW-Authenticate"))
-	return len(ch) >= 6 && strings.EqualFold(ch[:6], "bearer")
+	return bearerChallenge(ce.Meta().Get("WWW-Authenticate"))
+}
+
+// bearerChallenge reports a WWW-Authenticate value of the Bearer scheme.
+func bearerChallenge(v string) bool {
+	v = strings.TrimSpace(v)
+	return len(v) >= 6 && strings.EqualFold(v[:6], "bearer")
 }
 
 // transient reports an error worth retrying: the server or network

@@ -176,6 +176,21 @@ func (g *gateway) PlaceOrder(_ context.Context, req *connect.Request[orderproces
 	return connect.NewResponse(&orderprocessingv1.PlaceOrderResponse{Order: &orderprocessingv1.Order{Id: "ord_1"}}), nil
 }
 
+func (g *gateway) WatchOrder(_ context.Context, req *connect.Request[orderprocessingv1.WatchOrderRequest], stream *connect.ServerStream[orderprocessingv1.WatchOrderResponse]) error {
+	if err := g.authorize(req.Header()); err != nil {
+		// As the gateway does for every protocol: the challenge is a
+		// response header, never a trailer.
+		stream.ResponseHeader().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("access token invalid or expired"))
+	}
+	for _, st := range []orderprocessingv1.OrderStatus{orderprocessingv1.OrderStatus_ORDER_STATUS_IN_PROGRESS, orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED} {
+		if err := stream.Send(&orderprocessingv1.WatchOrderResponse{Order: &orderprocessingv1.Order{Id: req.Msg.GetOrderId(), Status: st}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (g *gateway) counts() (refreshs int, keys []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -185,14 +200,23 @@ func (g *gateway) counts() (refreshs int, keys []string) {
 // start serves g and returns a client of it, logged in, on clk.
 func start(t *testing.T, g *gateway, clk *clock) *client.Client {
 	t.Helper()
+	return startWith(t, g, clk)
+}
+
+// startWith is start with further client options (the protocol).
+func startWith(t *testing.T, g *gateway, clk *clock, opts ...connect.ClientOption) *client.Client {
+	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(identityv1connect.NewIdentityServiceHandler(g))
 	mux.Handle(pointsv1connect.NewPointsServiceHandler(g))
 	mux.Handle(couponsv1connect.NewCouponsServiceHandler(g))
 	mux.Handle(orderprocessingv1connect.NewOrderProcessingServiceHandler(g))
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	c := client.New(srv.URL, client.WithHTTPClient(srv.Client()), client.WithClock(clk.Now), client.WithRetryDelay(time.Microsecond))
+	c := client.New(srv.URL, client.WithHTTPClient(srv.Client()), client.WithClock(clk.Now), client.WithRetryDelay(time.Microsecond),
+		client.WithClientOptions(opts...))
 	if _, err := c.Login(t.Context(), "shopper", "pw"); err != nil {
 		t.Fatal(err)
 	}
@@ -489,5 +513,30 @@ func TestLoginDuringRefresh(t *testing.T) {
 	}
 	if s, _ := c.Session(); s.RefreshToken != login.RefreshToken {
 		t.Fatal("the refresh's answer replaced the newer login's session")
+	}
+}
+
+// A server stream refused with a Bearer challenge before its first message
+// is opened again once after a refresh, with the same request.
+func TestStreamRefreshOnChallenge(t *testing.T) {
+	t.Parallel()
+	for _, opts := range [][]connect.ClientOption{nil, {connect.WithGRPC()}} {
+		g, clk := newGateway(), &clock{now: time.Unix(1_000_000, 0)}
+		c := startWith(t, g, clk, opts...)
+		g.revoke()
+		stream, err := c.Orders.WatchOrder(t.Context(), connect.NewRequest(&orderprocessingv1.WatchOrderRequest{OrderId: "ord_1"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for stream.Receive() {
+			seen = append(seen, stream.Msg().GetOrder().GetId()+" "+stream.Msg().GetOrder().GetStatus().String())
+		}
+		if err := stream.Err(); err != nil || len(seen) != 2 || seen[1] != "ord_1 ORDER_STATUS_COMPLETED" {
+			t.Fatalf("stream %v, %v", seen, err)
+		}
+		if n, _ := g.counts(); n != 1 {
+			t.Fatalf("%d Refresh calls, want 1", n)
+		}
 	}
 }
