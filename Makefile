@@ -83,7 +83,7 @@ test: install lint checkgenerate ## everything CI runs: lint, checkgenerate, Go 
 # New crashers land in the package's testdata/fuzz and fail the run.
 FUZZTIME ?= 15s
 FUZZ_TARGETS := sdk/go/token:FuzzVerify sdk/go/keys:FuzzParseJWKS sdk/go/vault:FuzzParseRecord services/gateway:FuzzParseIssuers \
-	sdk/go/capability/sealed:FuzzOpen
+	sdk/go/capability/sealed:FuzzOpen services/gateway/tts:FuzzTokenEndpoint
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 15s)

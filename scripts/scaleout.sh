@@ -103,6 +103,13 @@ cat >"$WORK/routes.json" <<JSON
 ]}
 JSON
 
+# The gateway's Txn-Token Service lets OrderProcessing (either replica: one
+# key set) continue its orders' transactions on every saga call.
+cat >"$WORK/workloads.json" <<JSON
+{"workloads": [{"name": "order-processing", "jwks": "$OP_JWKS", "subjects": ["*"],
+  "scopes": ["coupons:redeem", "points:spend", "payments:capture"], "continue": true}]}
+JSON
+
 # start NAME PORT BINARY ARGS...: one process, logging to $LOGS/NAME.log.
 start() {
   local name=$1 port=$2 bin=$3
@@ -132,11 +139,11 @@ done
 # The replicas share one key ring and one set of vault keys: the first
 # creates them, so the second starts once the first is up.
 OP_SHARED=(-keys "$DATA/order-processing/keys" -vault "$DATA/order-processing/vault"
-  -routes "$WORK/routes.json" -gateway-jwks "$GW_JWKS")
+  -routes "$WORK/routes.json" -gateway-jwks "$GW_JWKS" -txn-token-url "$(url "$GW")")
 start order-processing-1 "$OP1" orderprocessingd "${S_OP[@]}" "${OP_SHARED[@]}"
 healthy "$OP1"
 start order-processing-2 "$OP2" orderprocessingd "${S_OP[@]}" "${OP_SHARED[@]}"
-start gateway "$GW" gatewayd \
+start gateway "$GW" gatewayd -workloads-file "$WORK/workloads.json" \
   -issuer "$(url "$ID")=$(url "$ID")/.well-known/jwks.json" \
   -route "identity=$(url "$ID")" -route "coupons=$(url "$CO")" -route "points=$(url "$PT")" \
   -route "payments=$(url "$PAY")" -route "orderprocessing=$(url "$OP1"),$(url "$OP2")"

@@ -69,17 +69,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
-	identityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
 	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/client"
 )
 
 // Config is the command line.
@@ -542,51 +538,33 @@ func ms(d time.Duration) string {
 
 func procName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
-type clients struct {
-	identity identityv1connect.IdentityServiceClient
-	orders   orderprocessingv1connect.OrderProcessingServiceClient
-	coupons  couponsv1connect.CouponsServiceClient
-	points   pointsv1connect.PointsServiceClient
-	payments paymentsv1connect.PaymentsServiceClient
-}
-
-func newClients(url string, hc *http.Client, opts ...connect.ClientOption) clients {
-	return clients{
-		identity: identityv1connect.NewIdentityServiceClient(hc, url, opts...),
-		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(hc, url, opts...),
-		coupons:  couponsv1connect.NewCouponsServiceClient(hc, url, opts...),
-		points:   pointsv1connect.NewPointsServiceClient(hc, url, opts...),
-		payments: paymentsv1connect.NewPaymentsServiceClient(hc, url, opts...),
-	}
-}
-
-func login(ctx context.Context, c clients, user, password string) (*identityv1.Session, error) {
-	res, err := c.identity.Login(ctx, connect.NewRequest(&identityv1.LoginRequest{Username: user, Password: password}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg.GetSession(), nil
+// session logs user in with the Go client SDK: the access token refreshed
+// as needed during a long run, an idempotency key on every mutating call.
+// Without its retries: the driver reports every failure. opts are added to
+// the generated clients (the latency recorder).
+func session(ctx context.Context, url string, hc *http.Client, user, password string, opts ...connect.ClientOption) (*client.Client, client.Session, error) {
+	c := client.New(url, client.WithHTTPClient(hc), client.WithRetries(0), client.WithClientOptions(opts...))
+	s, err := c.Login(ctx, user, password)
+	return c, s, err
 }
 
 // prepare grants the shopper, as the demo admin, one coupon per checkout of
 // the run and enough points, and returns the id of the card ending 4242.
 func prepare(ctx context.Context, url string, hc *http.Client, total int) (codes []string, card string, err error) {
-	anon := newClients(url, hc)
-	admin, err := login(ctx, anon, "admin", "admin-demo")
+	ac, _, err := session(ctx, url, hc, "admin", "admin-demo")
 	if err != nil {
 		return nil, "", fmt.Errorf("admin login: %w", err)
 	}
-	shopper, err := login(ctx, anon, "shopper", "shopper-demo")
+	sc, shopper, err := session(ctx, url, hc, "shopper", "shopper-demo")
 	if err != nil {
 		return nil, "", fmt.Errorf("shopper login: %w", err)
 	}
-	ac := newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(admin.GetAccessToken())))
-	id := shopper.GetUser().GetId()
+	id := shopper.User.ID
 	now := time.Now()
 	for i := range total {
 		code := fmt.Sprintf("LOAD-%d-%d", now.UnixNano(), i)
 		codes = append(codes, code)
-		if _, err := ac.coupons.GrantCoupon(ctx, connect.NewRequest(&couponsv1.GrantCouponRequest{UserId: id, Campaign: &couponsv1.Campaign{
+		if _, err := ac.Coupons.GrantCoupon(ctx, connect.NewRequest(&couponsv1.GrantCouponRequest{UserId: id, Campaign: &couponsv1.Campaign{
 			Code: code, Description: "load test", Kind: couponsv1.DiscountKind_DISCOUNT_KIND_FIXED,
 			AmountOff: &typev1.Money{AmountMinor: 100, Currency: "EUR"}, MinimumSpend: &typev1.Money{Currency: "EUR"},
 			ValidFrom: timestamppb.New(now.Add(-time.Hour)), ValidUntil: timestamppb.New(now.Add(24 * time.Hour)),
@@ -594,11 +572,10 @@ func prepare(ctx context.Context, url string, hc *http.Client, total int) (codes
 			return nil, "", fmt.Errorf("grant coupon: %w", err)
 		}
 	}
-	if _, err := ac.points.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{UserId: id, Points: int64(total) * 100, Reason: "load test"})); err != nil {
+	if _, err := ac.Points.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{UserId: id, Points: int64(total) * 100, Reason: "load test"})); err != nil {
 		return nil, "", fmt.Errorf("grant points: %w", err)
 	}
-	sc := newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(shopper.GetAccessToken())))
-	pms, err := sc.payments.ListPaymentMethods(ctx, connect.NewRequest(&paymentsv1.ListPaymentMethodsRequest{}))
+	pms, err := sc.Payments.ListPaymentMethods(ctx, connect.NewRequest(&paymentsv1.ListPaymentMethodsRequest{}))
 	if err != nil {
 		return nil, "", err
 	}
@@ -612,37 +589,37 @@ func prepare(ctx context.Context, url string, hc *http.Client, total int) (codes
 
 // checkout runs one complete checkout and returns an error naming the step
 // that failed.
-func checkout(ctx context.Context, c clients, coupon, card string) error {
-	started, err := c.orders.StartCheckout(ctx, connect.NewRequest(&orderprocessingv1.StartCheckoutRequest{
+func checkout(ctx context.Context, c *client.Client, coupon, card string) error {
+	started, err := c.Orders.StartCheckout(ctx, connect.NewRequest(&orderprocessingv1.StartCheckoutRequest{
 		Items: []*orderprocessingv1.CartItem{{Sku: "TEA-GREEN-100G", Quantity: 2}, {Sku: "INFUSER-STEEL", Quantity: 1}},
 	}))
 	if err != nil {
 		return fmt.Errorf("start checkout: %w", err)
 	}
 	cot, total := started.Msg.GetCheckoutToken(), started.Msg.GetCheckout().GetTotal().GetAmountMinor()
-	cp, err := c.coupons.ConfirmCoupon(ctx, connect.NewRequest(&couponsv1.ConfirmCouponRequest{CheckoutToken: cot, Code: coupon}))
+	cp, err := c.Coupons.ConfirmCoupon(ctx, connect.NewRequest(&couponsv1.ConfirmCouponRequest{CheckoutToken: cot, Code: coupon}))
 	if err != nil {
 		return fmt.Errorf("confirm coupon: %w", err)
 	}
-	pt, err := c.points.ConfirmPoints(ctx, connect.NewRequest(&pointsv1.ConfirmPointsRequest{CheckoutToken: cot, Points: 100}))
+	pt, err := c.Points.ConfirmPoints(ctx, connect.NewRequest(&pointsv1.ConfirmPointsRequest{CheckoutToken: cot, Points: 100}))
 	if err != nil {
 		return fmt.Errorf("confirm points: %w", err)
 	}
 	rest := total - cp.Msg.GetDiscount().GetAmountMinor() - pt.Msg.GetValue().GetAmountMinor()
-	py, err := c.payments.ConfirmPayment(ctx, connect.NewRequest(&paymentsv1.ConfirmPaymentRequest{
+	py, err := c.Payments.ConfirmPayment(ctx, connect.NewRequest(&paymentsv1.ConfirmPaymentRequest{
 		CheckoutToken: cot, PaymentMethodId: card, Amount: &typev1.Money{AmountMinor: rest, Currency: "EUR"},
 	}))
 	if err != nil {
 		return fmt.Errorf("confirm payment: %w", err)
 	}
-	placed, err := c.orders.PlaceOrder(ctx, connect.NewRequest(&orderprocessingv1.PlaceOrderRequest{
+	placed, err := c.Orders.PlaceOrder(ctx, connect.NewRequest(&orderprocessingv1.PlaceOrderRequest{
 		CheckoutId: started.Msg.GetCheckout().GetId(), IdempotencyKey: started.Msg.GetCheckout().GetId(),
 		ConfirmationTokens: []string{cp.Msg.GetConfirmationToken(), pt.Msg.GetConfirmationToken(), py.Msg.GetConfirmationToken()},
 	}))
 	if err != nil {
 		return fmt.Errorf("place order: %w", err)
 	}
-	stream, err := c.orders.WatchOrder(ctx, connect.NewRequest(&orderprocessingv1.WatchOrderRequest{OrderId: placed.Msg.GetOrder().GetId()}))
+	stream, err := c.Orders.WatchOrder(ctx, connect.NewRequest(&orderprocessingv1.WatchOrderRequest{OrderId: placed.Msg.GetOrder().GetId()}))
 	if err != nil {
 		return fmt.Errorf("watch order: %w", err)
 	}
@@ -789,14 +766,11 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	// Every user logs in first; the measured phase starts when all have,
 	// so that the password hashing of the logins (argon2id, deliberately
 	// expensive, once per session) is reported apart from the checkouts.
-	sessions := make([]clients, cfg.Users)
+	sessions := make([]*client.Client, cfg.Users)
 	for i := range sessions {
-		anon := newClients(url, hc, connect.WithInterceptors(rec))
-		s, err := login(ctx, anon, "shopper", "shopper-demo")
-		if err != nil {
+		if sessions[i], _, err = session(ctx, url, hc, "shopper", "shopper-demo", connect.WithInterceptors(rec)); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
-		sessions[i] = newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(s.GetAccessToken()), rec))
 	}
 	pids := cfg.Pids
 	if srv != nil {
@@ -994,18 +968,19 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 // flipped, so that the gateway pays a full signature verification for each.
 // It returns how many it sent and how many were refused as Unauthenticated.
 func floodForged(ctx context.Context, url string, hc *http.Client) (sent, refused int64) {
-	s, err := login(ctx, newClients(url, hc), "shopper", "shopper-demo")
+	_, s, err := session(ctx, url, hc, "shopper", "shopper-demo")
 	if err != nil {
 		return 0, 0
 	}
-	tok := []byte(s.GetAccessToken())
+	tok := []byte(s.AccessToken)
 	tok[len(tok)-5] ^= 0x01 // still base64url, a different signature
 	if tok[len(tok)-5] == '.' || tok[len(tok)-5] > 'z' {
 		tok[len(tok)-5] = 'A'
 	}
-	c := newClients(url, hc, connect.WithInterceptors(authn.NewBearerInterceptor(string(tok))))
+	// A forged token sent as it is: no session would keep it.
+	points := pointsv1connect.NewPointsServiceClient(hc, url, connect.WithInterceptors(authn.NewBearerInterceptor(string(tok))))
 	for ctx.Err() == nil {
-		_, err := c.points.GetBalance(ctx, connect.NewRequest(&pointsv1.GetBalanceRequest{}))
+		_, err := points.GetBalance(ctx, connect.NewRequest(&pointsv1.GetBalanceRequest{}))
 		if ctx.Err() != nil {
 			break
 		}

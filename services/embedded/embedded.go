@@ -55,6 +55,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/coupons"
 	"github.com/tokenrelay/tokenrelay/services/gateway"
+	"github.com/tokenrelay/tokenrelay/services/gateway/tts"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 	"github.com/tokenrelay/tokenrelay/services/payments"
@@ -127,6 +128,11 @@ type Config struct {
 	// sealed). A domain it does not name takes its default: Payments
 	// seals, Coupons and Points do not.
 	SealConstraints map[string]bool
+	// Workloads are further workloads the gateway's Txn-Token Service
+	// issues transaction tokens to (batch jobs, queue consumers), besides
+	// OrderProcessing, which it lets continue its orders' transactions
+	// with the routing table's capabilities as scopes. Default none.
+	Workloads []tts.Workload
 
 	// beforeSeed, when set, is called with the public URL before the demo
 	// data is seeded (tests hold the seeding with it).
@@ -149,6 +155,9 @@ type System struct {
 	// accept filters the public listener's connections: the gateway's
 	// Gateway.AcceptConn, set by run before the listener serves.
 	accept func(net.Addr) bool
+	// internal is the internal listener's base URL: each service under
+	// /<name>/ (tests call the services directly there).
+	internal string
 }
 
 // URL is the public base URL, such as "http://127.0.0.1:8080".
@@ -233,7 +242,8 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		publicLn, scheme = tls.NewListener(publicLn, cfg.TLS), "https://"
 	}
 	s.url = scheme + publicLn.Addr().String()
-	w, err := s.wire(ctx, cfg, "http://"+internalLn.Addr().String())
+	s.internal = "http://" + internalLn.Addr().String()
+	w, err := s.wire(ctx, cfg, s.internal)
 	if err != nil {
 		return nil, err
 	}
@@ -544,7 +554,10 @@ func buildOrderProcessing(ctx context.Context, w *wiring, db *sqldb.DB) (face, e
 		},
 		Logger:        w.logger(orderprocessing.Name),
 		ClientOptions: []connect.ClientOption{w.tel.ClientOption()},
-		WatchPerUser:  w.cfg.WatchPerUser, WatchTotal: w.cfg.WatchTotal,
+		// The gateway serves the Txn-Token Service; the internal listener
+		// reaches it under /gateway/ (see Start).
+		TxnTokenURL: w.internalURL + "/" + gateway.DefaultName, TracerProvider: w.tel.TracerProvider(),
+		WatchPerUser: w.cfg.WatchPerUser, WatchTotal: w.cfg.WatchTotal,
 		SealedTokenRetention: w.cfg.SealedTokenRetention, OrderRetention: w.cfg.OrderRetention,
 	})
 	if err != nil {
@@ -592,6 +605,21 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 	}
 	w.sys.closers = append(w.sys.closers, g.Close)
 	w.tasks = append(w.tasks, g.Run)
+	var scopes []string
+	for _, r := range DefaultRoutes(w.internalURL) {
+		scopes = append(scopes, r.Capability)
+	}
+	txnTokens, err := tts.New(tts.Config{
+		Keys: w.rings[gateway.DefaultName], Logger: w.logger("gateway"),
+		Workloads: append([]tts.Workload{{
+			Name: orderprocessing.Name, Keys: w.rings[orderprocessing.Name],
+			Subjects: []string{tts.AnySubject}, Scopes: scopes, Continue: true,
+		}}, w.cfg.Workloads...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.sys.closers = append(w.sys.closers, txnTokens.Close)
 	// Every key is in process here: the JWKS counters stay 0, exported so
 	// that dashboards and alerts on them work on both deployments.
 	process.ExportJWKS(w.metrics, g)
@@ -602,6 +630,9 @@ func (w *wiring) gateway(ctx context.Context) (http.Handler, error) {
 		services = append(services, r.Service)
 	}
 	server.MountReflection(root, services)
+	for _, p := range txnTokens.Paths() {
+		root.Handle(p, txnTokens.Handler())
+	}
 	root.Handle("/", g)
 	return root, nil
 }

@@ -13,6 +13,11 @@ func WithSeedGate(cfg Config, gate func(url string)) Config {
 	return cfg
 }
 
+// InternalURL is the internal listener's base URL: service name is served
+// under /<name>/, as OrderProcessing calls the domains, without the
+// gateway.
+func InternalURL(s *System) string { return s.internal }
+
 // WithDatabases returns cfg whose services open their databases with open
 // (by service name, "payments-processor" included) instead of SQLite files.
 func WithDatabases(cfg Config, open func(ctx context.Context, name string) (*sqldb.DB, error)) Config {

@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
@@ -11,15 +10,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
-	identityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
 	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1/paymentsv1connect"
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
-	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/client"
 	"github.com/tokenrelay/tokenrelay/services/identity"
 )
 
@@ -36,60 +30,47 @@ const (
 // cards (one that works, one that fails at capture, one that is declined).
 // It runs once per data directory: marker is written when it succeeds, and
 // its presence skips it. Calls answered unavailable are retried until ctx
-// ends (see retryUnavailable): every call is idempotent.
+// ends (see seedClient): every call is idempotent.
 func Seed(ctx context.Context, baseURL, marker string) error {
 	if _, err := os.Stat(marker); err == nil {
 		return nil
 	}
-	retry := connect.WithInterceptors(retryUnavailable())
-	login := identityv1connect.NewIdentityServiceClient(http.DefaultClient, baseURL, retry)
-	session := func(user, password string) (*identityv1.Session, error) {
-		res, err := login.Login(ctx, connect.NewRequest(&identityv1.LoginRequest{Username: user, Password: password}))
-		if err != nil {
-			return nil, fmt.Errorf("login %s: %w", user, err)
-		}
-		return res.Msg.GetSession(), nil
+	admin, shopper := seedClient(baseURL), seedClient(baseURL)
+	if _, err := admin.Login(ctx, "admin", identity.DemoAdminPassword); err != nil {
+		return fmt.Errorf("login admin: %w", err)
 	}
-	admin, err := session("admin", identity.DemoAdminPassword)
+	s, err := shopper.Login(ctx, "shopper", identity.DemoShopperPassword)
 	if err != nil {
-		return err
+		return fmt.Errorf("login shopper: %w", err)
 	}
-	shopper, err := session("shopper", identity.DemoShopperPassword)
-	if err != nil {
-		return err
-	}
-	auth := connect.WithInterceptors(retryUnavailable(), authn.NewBearerInterceptor(admin.GetAccessToken()))
-	user := shopper.GetUser().GetId()
+	user := s.User.ID
 	now := time.Now().UTC().Truncate(time.Second)
 	from, until := timestamppb.New(now.Add(-24*time.Hour)), timestamppb.New(now.Add(365*24*time.Hour))
 	eur := func(n int64) *typev1.Money { return &typev1.Money{AmountMinor: n, Currency: "EUR"} }
 
-	cs := couponsv1connect.NewCouponsServiceClient(http.DefaultClient, baseURL, auth)
 	for _, c := range []*couponsv1.Campaign{
 		{Code: "WELCOME5", Description: "5.00 EUR off any order of 20.00 EUR or more", Kind: couponsv1.DiscountKind_DISCOUNT_KIND_FIXED,
 			AmountOff: eur(500), MinimumSpend: eur(2000), ValidFrom: from, ValidUntil: until},
 		{Code: "TEA10", Description: "10% off", Kind: couponsv1.DiscountKind_DISCOUNT_KIND_PERCENT,
 			PercentOffBps: 1000, MinimumSpend: eur(0), ValidFrom: from, ValidUntil: until},
 	} {
-		if _, err := cs.GrantCoupon(ctx, connect.NewRequest(&couponsv1.GrantCouponRequest{
+		if _, err := admin.Coupons.GrantCoupon(ctx, connect.NewRequest(&couponsv1.GrantCouponRequest{
 			UserId: user, Campaign: c, IdempotencyKey: "seed-coupon-" + c.GetCode(),
 		})); err != nil && connect.CodeOf(err) != connect.CodeAlreadyExists {
 			return fmt.Errorf("grant coupon %s: %w", c.GetCode(), err)
 		}
 	}
-	ps := pointsv1connect.NewPointsServiceClient(http.DefaultClient, baseURL, auth)
-	if _, err := ps.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{
+	if _, err := admin.Points.GrantPoints(ctx, connect.NewRequest(&pointsv1.GrantPointsRequest{
 		UserId: user, Points: 1000, Reason: "welcome", IdempotencyKey: "seed-points",
 	})); err != nil {
 		return fmt.Errorf("grant points: %w", err)
 	}
-	pay := paymentsv1connect.NewPaymentsServiceClient(http.DefaultClient, baseURL, auth)
 	for _, card := range []struct{ number, label string }{
 		{DemoCard, "Everyday card"},
 		{DemoCardFailCapture, "Fails at capture (test)"},
 		{DemoCardDeclined, "Declined (test)"},
 	} {
-		if _, err := pay.AddPaymentMethod(ctx, connect.NewRequest(&paymentsv1.AddPaymentMethodRequest{
+		if _, err := admin.Payments.AddPaymentMethod(ctx, connect.NewRequest(&paymentsv1.AddPaymentMethodRequest{
 			UserId: user, CardNumber: card.number, ExpiryMonth: 12, ExpiryYear: int32(now.Year() + 3),
 			Label: card.label, IdempotencyKey: "seed-card-" + card.number[len(card.number)-4:],
 		})); err != nil {
@@ -99,30 +80,13 @@ func Seed(ctx context.Context, baseURL, marker string) error {
 	return os.WriteFile(marker, []byte(now.Format(time.RFC3339)+"\n"), 0o600)
 }
 
-// retryUnavailable retries a unary call answered unavailable, waiting 50 ms
-// doubling to 2 s, until ctx ends: a deployment that has just started may
-// answer so while a service still fetches a peer's keys (its first fetch,
-// made before that peer listened, failed), which is what unavailable tells
-// a client to retry. It must be the outermost interceptor, so that the
-// inner ones run again on every attempt.
-func retryUnavailable() connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			wait := 50 * time.Millisecond
-			for {
-				res, err := next(ctx, req)
-				if connect.CodeOf(err) != connect.CodeUnavailable {
-					return res, err
-				}
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return nil, err
-				case <-t.C:
-				}
-				wait = min(2*wait, 2*time.Second)
-			}
-		}
-	}
+// seedClient is the seeder's client of the gateway at baseURL: calls
+// answered unavailable are retried, waiting 50 ms doubling to 2 s, until
+// ctx ends: a deployment that has just started may answer so while a
+// service still fetches a peer's keys (its first fetch, made before that
+// peer listened, failed), which is what unavailable tells a client to
+// retry. Every call is idempotent (an idempotency key each).
+func seedClient(baseURL string) *client.Client {
+	return client.New(baseURL, client.WithRetries(-1), client.WithRetryDelay(50*time.Millisecond),
+		client.WithMaxRetryDelay(2*time.Second))
 }

@@ -148,4 +148,8 @@
 //     with their challenge or Retry-After header.
 //   - observe.go: what the upstream answered, for the log line and
 //     Config.Observe.
+//
+// Transaction tokens for work without an inbound request (batch jobs, the
+// saga continuing an order's transaction) come from the Txn-Token Service,
+// package tts below this one, served beside the gateway with its key ring.
 package gateway

@@ -5,6 +5,7 @@ go 1.26.8
 replace (
 	github.com/tokenrelay/tokenrelay/gen => ../../gen
 	github.com/tokenrelay/tokenrelay/sdk/go => ../../sdk/go
+	github.com/tokenrelay/tokenrelay/services/gateway => ../gateway
 )
 
 require (
@@ -12,6 +13,10 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/tokenrelay/tokenrelay/gen v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/sdk/go v0.0.0-00010101000000-000000000000
+	github.com/tokenrelay/tokenrelay/services/gateway v0.0.0-00010101000000-000000000000
+	go.opentelemetry.io/otel v1.46.0
+	go.opentelemetry.io/otel/sdk v1.46.0
+	go.opentelemetry.io/otel/trace v1.46.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -40,12 +45,9 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
-	go.opentelemetry.io/otel v1.46.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.46.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.46.0 // indirect
 	go.opentelemetry.io/otel/metric v1.46.0 // indirect
-	go.opentelemetry.io/otel/sdk v1.46.0 // indirect
-	go.opentelemetry.io/otel/trace v1.46.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
 	golang.org/x/net v0.59.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
+	"github.com/tokenrelay/tokenrelay/services/gateway/tts"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing"
 )
 
@@ -52,6 +55,17 @@ type ledger struct {
 	// after, when set, runs after an effect is applied or undone and before
 	// the answer (a crash here leaves the caller not knowing).
 	after func(kind string)
+	// log gets a line per call, as a real domain's: "exercise" or
+	// "compensate", with the order and the call's transaction (its txn by
+	// authn.NewLogHandler, its subject and scope).
+	log *slog.Logger
+}
+
+// logCall logs a call as a real domain does, with the transaction token the
+// saga's call carried (none: no txn, subject or scope).
+func (l *ledger) logCall(ctx context.Context, kind, order string) {
+	c, _ := authn.CallerFrom(ctx)
+	l.log.InfoContext(ctx, kind, "domain", l.name, "order", order, "sub", c.Subject, "scope", strings.Join(c.Scopes, " "))
 }
 
 // errHang, returned by a fault, makes the ledger never answer the call: it
@@ -69,8 +83,8 @@ func faultAnswer(ctx context.Context, err error) error {
 	return err
 }
 
-func newLedger(name string) *ledger {
-	return &ledger{name: name, applied: map[string]string{}, compensated: map[string]bool{}, effects: map[string]int{}}
+func newLedger(name string, log *slog.Logger) *ledger {
+	return &ledger{name: name, applied: map[string]string{}, compensated: map[string]bool{}, effects: map[string]int{}, log: log}
 }
 
 func jtiOf(raw string) string {
@@ -90,6 +104,7 @@ func (l *ledger) Exercise(ctx context.Context, req *connect.Request[capabilityv1
 	if w, ok := authn.WorkloadFrom(ctx); !ok || w != orderprocessing.Name {
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("not order-processing"))
 	}
+	l.logCall(ctx, "exercise", req.Msg.GetOrderId())
 	l.mu.Lock()
 	l.calls++
 	call, fault := l.calls, l.fault
@@ -121,6 +136,7 @@ func (l *ledger) Exercise(ctx context.Context, req *connect.Request[capabilityv1
 }
 
 func (l *ledger) Compensate(ctx context.Context, req *connect.Request[capabilityv1.CompensateRequest]) (*connect.Response[capabilityv1.CompensateResponse], error) {
+	l.logCall(ctx, "compensate", req.Msg.GetOrderId())
 	l.mu.Lock()
 	l.calls++
 	call, fault := l.calls, l.fault
@@ -197,6 +213,11 @@ type world struct {
 	// logs, when set, receives the log records of the instances started
 	// next, with their txn (authn.NewLogHandler).
 	logs slog.Handler
+	// domainLogs receives the fake domains' lines (JSON, with their txn).
+	domainLogs *syncBuffer
+	// tts is the URL of the gateway's Txn-Token Service, which gives the
+	// saga's calls their transaction tokens.
+	tts string
 }
 
 var capabilities = map[string]string{"coupons": "coupons:redeem", "points": "points:spend", "payments": "payments:capture"}
@@ -204,9 +225,24 @@ var capabilities = map[string]string{"coupons": "coupons:redeem", "points": "poi
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	w := &world{t: t, tokens: authntest.New(t), rings: map[string]*keys.Ring{}, issuers: map[string]*token.Issuer{}, ledgers: map[string]*ledger{},
-		conns: map[string]*atomic.Int64{}, callTimeout: time.Minute}
+		conns: map[string]*atomic.Int64{}, callTimeout: time.Minute, domainLogs: &syncBuffer{}}
 	w.opKeys = w.tokens.OrderProcessingKeys
-	var err error
+	domainLog := slog.New(authn.NewLogHandler(slog.NewJSONHandler(w.domainLogs, nil)))
+	// The gateway's Txn-Token Service, as the deployments configure it:
+	// OrderProcessing may continue its orders' transactions, for any user,
+	// with the routes' capabilities as scopes.
+	txnTokens, err := tts.New(tts.Config{
+		Name: authntest.GatewayName, Keys: w.tokens.GatewayKeys, TrustDomain: authntest.TrustDomain, Logger: logger(),
+		Workloads: []tts.Workload{{Name: orderprocessing.Name, Keys: w.opKeys, Subjects: []string{tts.AnySubject},
+			Scopes: slices.Collect(maps.Values(capabilities)), Continue: true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(txnTokens.Close)
+	ttsSrv := httptest.NewServer(txnTokens.Handler())
+	t.Cleanup(ttsSrv.Close)
+	w.tts = ttsSrv.URL
 	if w.vault, err = vault.New(map[uint32][]byte{1: make([]byte, 32)}); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +255,7 @@ func newWorld(t *testing.T) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.rings[name], w.issuers[name], w.ledgers[name] = ring, is, newLedger(name)
+		w.rings[name], w.issuers[name], w.ledgers[name] = ring, is, newLedger(name, domainLog)
 		// The fake domain authenticates OrderProcessing's workload token
 		// like a real one.
 		v, err := token.NewVerifier(
@@ -279,7 +315,7 @@ func (w *world) start(db *sqldb.DB, opts ...connect.HandlerOption) *instance {
 	svc, err := orderprocessing.New(w.t.Context(), orderprocessing.Config{
 		DB: db, Keys: w.opKeys, Vault: w.vault,
 		Gateway:     capability.Peer{Issuer: authntest.GatewayName, Keys: w.tokens.GatewayKeys},
-		TrustDomain: authntest.TrustDomain, Routes: w.routes, IssuerKeys: issuerKeys,
+		TrustDomain: authntest.TrustDomain, Routes: w.routes, IssuerKeys: issuerKeys, TxnTokenURL: w.tts,
 		Logger: log,
 		Saga: orderprocessing.SagaConfig{
 			Lease: 600 * time.Millisecond, CallTimeout: w.callTimeout, Backoff: 5 * time.Millisecond,

@@ -30,6 +30,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
@@ -39,9 +40,11 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
+	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
+	"github.com/tokenrelay/tokenrelay/sdk/go/txntoken"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/adapters"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/app"
@@ -146,9 +149,22 @@ type Config struct {
 	// multiplexed connection instead of dialling past http.DefaultClient's
 	// two idle connections a host.
 	HTTPClient connect.HTTPClient
-	// ClientOptions are added to the CapabilityService clients (tracing).
+	// ClientOptions are added to the CapabilityService and Txn-Token
+	// Service clients (tracing).
 	ClientOptions []connect.ClientOption
-	Logger        *slog.Logger
+	// TxnTokenURL is the base URL of the gateway's Txn-Token Service
+	// (named Gateway.Issuer), where the saga asks, for every Exercise and
+	// Compensate, for a transaction token continuing the order's
+	// transaction: its txn and user, scope the step's capability. The
+	// service must let OrderProcessing (Name) continue transactions for
+	// any subject with the routing table's capabilities as scopes. Empty:
+	// the saga's calls carry no transaction token, only the workload
+	// token, and the domains' lines of them no txn.
+	TxnTokenURL string
+	// TracerProvider traces the saga: one span per order it drives,
+	// linked to the request that placed it. Default no-op.
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
 	// CheckoutTTL is how long a checkout stays open. Default 30 minutes, at
 	// most 1 hour.
 	CheckoutTTL time.Duration
@@ -304,8 +320,19 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		}
 	}
 	watch := &app.Watcher{Poll: poll, PerUser: watchCap(cfg.WatchPerUser, DefaultWatchPerUser), Total: watchCap(cfg.WatchTotal, DefaultWatchTotal)}
+	var txns saga.Transactions
+	if cfg.TxnTokenURL != "" {
+		txns = transactions{
+			client: txntoken.NewClient(httpClient, cfg.TxnTokenURL, cfg.Gateway.Issuer, cfg.TrustDomain, issuer, cfg.ClientOptions...),
+			v:      v,
+		}
+	}
+	var tracer trace.Tracer
+	if cfg.TracerProvider != nil {
+		tracer = cfg.TracerProvider.Tracer("github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/saga")
+	}
 	runner := saga.New(saga.Config{
-		Repo: store, Sealer: sealer, Calls: clients, Publish: watch.Publish, Logger: cfg.Logger,
+		Repo: store, Sealer: sealer, Calls: clients, Transactions: txns, Tracer: tracer, Publish: watch.Publish, Logger: cfg.Logger,
 		Lease: cfg.Saga.Lease, CallTimeout: cfg.Saga.CallTimeout, MaxAttempts: cfg.Saga.MaxAttempts,
 		Backoff: cfg.Saga.Backoff, MaxBackoff: cfg.Saga.MaxBackoff, RecoverEvery: cfg.Saga.RecoverEvery,
 	})
@@ -467,4 +494,27 @@ func (s *Service) JWKS() http.Handler { return s.keys.Handler() }
 func (s *Service) Close() {
 	s.verifier.Close()
 	s.guard.Close()
+}
+
+// transactions asks the Txn-Token Service for the saga's transaction tokens
+// and verifies each as the domains will.
+type transactions struct {
+	client *txntoken.Client
+	v      *token.Verifier
+}
+
+// Carry implements saga.Transactions.
+func (t transactions) Carry(ctx context.Context, txn, subject, scope string) (context.Context, error) {
+	raw, err := t.client.Exchange(ctx, txntoken.Request{Subject: subject, Txn: txn, Scopes: []string{scope}})
+	if err != nil {
+		return ctx, err
+	}
+	claims, err := token.Verify(ctx, t.v, token.Transaction, raw)
+	if err != nil {
+		return ctx, rpcerr.Token(fmt.Errorf("transaction token from the Txn-Token Service: %w", err))
+	}
+	if claims.Txn != txn || claims.Subject != subject {
+		return ctx, connect.NewError(connect.CodeInternal, errors.New("the Txn-Token Service answered for another transaction"))
+	}
+	return authn.ContextWithTransaction(ctx, raw, claims), nil
 }

@@ -30,8 +30,6 @@ import (
 
 	couponsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
-	identityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1"
-	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
 	paymentsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/payments/v1"
@@ -39,7 +37,7 @@ import (
 	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1/pointsv1connect"
 	typev1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
-	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/client"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 )
 
@@ -61,23 +59,19 @@ type Shopper struct {
 	cards    map[string]string // last4 -> payment method id
 }
 
-// Login logs user in through the gateway at base and returns its Shopper.
-// opts choose the protocol (connect.WithGRPC()).
+// Login logs user in through the gateway at base and returns its Shopper,
+// a session of sdk/go/client (refreshed as needed) without its retries:
+// the tests count failures and retry by themselves. opts choose the
+// protocol (connect.WithGRPC()).
 func Login(ctx context.Context, base, user, password string, opts ...connect.ClientOption) (*Shopper, error) {
-	c := h2cClient()
-	res, err := identityv1connect.NewIdentityServiceClient(c, base, opts...).Login(ctx,
-		connect.NewRequest(&identityv1.LoginRequest{Username: user, Password: password}))
+	c := client.New(base, client.WithHTTPClient(h2cClient()), client.WithClientOptions(opts...), client.WithRetries(0))
+	session, err := c.Login(ctx, user, password)
 	if err != nil {
 		return nil, fmt.Errorf("login %s: %w", user, err)
 	}
-	opts = append(opts, connect.WithInterceptors(authn.NewBearerInterceptor(res.Msg.GetSession().GetAccessToken())))
 	s := &Shopper{
-		UserID:   res.Msg.GetSession().GetUser().GetId(),
-		orders:   orderprocessingv1connect.NewOrderProcessingServiceClient(c, base, opts...),
-		coupons:  couponsv1connect.NewCouponsServiceClient(c, base, opts...),
-		points:   pointsv1connect.NewPointsServiceClient(c, base, opts...),
-		payments: paymentsv1connect.NewPaymentsServiceClient(c, base, opts...),
-		cards:    map[string]string{},
+		UserID: session.User.ID, orders: c.Orders, coupons: c.Coupons, points: c.Points, payments: c.Payments,
+		cards: map[string]string{},
 	}
 	pms, err := s.payments.ListPaymentMethods(ctx, connect.NewRequest(&paymentsv1.ListPaymentMethodsRequest{}))
 	if err != nil {

@@ -2,6 +2,7 @@ package scaleout_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -263,6 +264,13 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 	if err := os.WriteFile(routes, []byte(table), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The gateway's Txn-Token Service lets OrderProcessing (either
+	// replica: one key set) continue its orders' transactions.
+	workloads := filepath.Join(c.data, "workloads.json")
+	if err := os.WriteFile(workloads, []byte(fmt.Sprintf(`{"workloads": [{"name": "order-processing", "jwks": %q,
+		"subjects": ["*"], "scopes": ["coupons:redeem", "points:spend", "payments:capture"], "continue": true}]}`, opJWKS)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	store := func(svc string) []string {
 		return []string{"-db", pg, "-schema", c.prefix + "_" + svc, "-db-max-conns", "4"}
 	}
@@ -275,11 +283,11 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 	// them. A short lease lets the survivor take over a killed replica's
 	// sagas quickly.
 	shared := append(store("orderprocessing"), "-keys", filepath.Join(c.data, "op-keys"), "-vault", filepath.Join(c.data, "op-vault"),
-		"-routes", routes, "-gateway-jwks", gwJWKS, "-saga-lease", "3s", "-saga-recover-every", "500ms", "-saga-call-timeout", "3s")
+		"-routes", routes, "-gateway-jwks", gwJWKS, "-txn-token-url", url(gw), "-saga-lease", "3s", "-saga-recover-every", "500ms", "-saga-call-timeout", "3s")
 	c.replicas[0] = c.start("order-processing-1", op1, "orderprocessingd", shared...)
 	c.healthy(c.replicas[0])
 	c.replicas[1] = c.start("order-processing-2", op2, "orderprocessingd", shared...)
-	c.gateway = c.start("gateway", gw, "gatewayd",
+	c.gateway = c.start("gateway", gw, "gatewayd", "-workloads-file", workloads,
 		"-issuer", url(id)+"="+url(id)+"/.well-known/jwks.json",
 		"-route", "identity="+url(id), "-route", "coupons="+url(co), "-route", "points="+url(pt),
 		"-route", "payments="+url(pay), "-route", "orderprocessing="+url(op1)+","+url(op2))
@@ -379,6 +387,51 @@ func TestScaleOut(t *testing.T) {
 		one, two := placed(t, c.replicas[0])["ok"], placed(t, c.replicas[1])["ok"]
 		if one+two != 5 || one == 0 || two == 0 {
 			t.Fatalf("orders placed per replica: %d and %d, want 5 spread over both", one, two)
+		}
+	})
+
+	t.Run("the saga's calls carry the order's txn", func(t *testing.T) {
+		// The card alone, so that the balances the subtests below count
+		// on stay as they are: one saga call, the capture.
+		o, err := shopper.Checkout(ctx, "", 0, scaleout.CardOK)
+		if err != nil || o.GetStatus() != orderprocessingv1.OrderStatus_ORDER_STATUS_COMPLETED {
+			t.Fatalf("checkout: %v, %v", o.GetStatus(), err)
+		}
+		// Each line below is written before the answer the order's
+		// completion waited for.
+		txn := ""
+		for _, r := range c.replicas {
+			for _, l := range logLines(t, r) {
+				if l["msg"] == "order placed" && l["order"] == o.GetId() {
+					txn, _ = l["txn"].(string)
+				}
+			}
+		}
+		if txn == "" {
+			t.Fatal(`no "order placed" line with a txn`)
+		}
+		for _, d := range []*proc{c.payments} {
+			n := 0
+			for _, l := range logLines(t, d) {
+				if l["msg"] == "exercise" && l["order"] == o.GetId() {
+					n++
+					if l["txn"] != txn {
+						t.Errorf("%s: exercise of %s with txn %v, want %s", d.name, o.GetId(), l["txn"], txn)
+					}
+				}
+			}
+			if n == 0 {
+				t.Errorf("%s logged no exercise of %s", d.name, o.GetId())
+			}
+		}
+		issued := 0
+		for _, l := range logLines(t, c.gateway) {
+			if l["msg"] == "transaction token issued" && l["txn"] == txn && l["workload"] == "order-processing" {
+				issued++
+			}
+		}
+		if issued < 1 {
+			t.Errorf("the gateway's Txn-Token Service issued no token of txn %s", txn)
 		}
 	})
 
@@ -524,4 +577,21 @@ func h2c() *http.Client {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: tr}
+}
+
+// logLines returns p's JSON log lines so far.
+func logLines(t *testing.T, p *proc) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for line := range strings.SplitSeq(string(b), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }

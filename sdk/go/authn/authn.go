@@ -4,8 +4,9 @@
 // Two tokens travel on internal calls:
 //
 //   - The transaction token (header Txn-Token, token.Transaction), minted by
-//     the gateway once per inbound request and passed on unchanged by every
-//     service. [NewServerInterceptor] verifies it on every RPC (through the
+//     the gateway once per inbound request (or by its Txn-Token Service for
+//     a workload without one, such as the saga continuing an order's
+//     transaction) and passed on unchanged by every service. [NewServerInterceptor] verifies it on every RPC (through the
 //     verifier's verified-token cache, so the hops after the first cost a
 //     hash and a map lookup), refuses the call with Unauthenticated when it
 //     is missing or bad, and puts it in the context; [NewClientInterceptor]
@@ -135,10 +136,25 @@ func RequireCaller(ctx context.Context) (Caller, error) {
 	return c, nil
 }
 
-// TxnFrom returns the transaction id in ctx, or "".
+type txnIDKey struct{}
+
+// ContextWithTxn returns ctx labelled with the transaction id txn for its
+// log lines and spans only: it holds no token, so no caller is found in it
+// and clients send none. Work that continues a transaction without a token
+// in hand (the saga resuming an order) labels its context with it; a
+// transaction token put in the context later wins.
+func ContextWithTxn(ctx context.Context, txn string) context.Context {
+	return context.WithValue(ctx, txnIDKey{}, txn)
+}
+
+// TxnFrom returns the transaction id in ctx, or "": that of its
+// transaction token, else the label of ContextWithTxn.
 func TxnFrom(ctx context.Context) string {
-	t, _ := ctx.Value(txnKey{}).(transaction)
-	return t.claims.Txn
+	if t, ok := ctx.Value(txnKey{}).(transaction); ok {
+		return t.claims.Txn
+	}
+	txn, _ := ctx.Value(txnIDKey{}).(string)
+	return txn
 }
 
 // rawTransaction returns the raw transaction token in ctx, or "".

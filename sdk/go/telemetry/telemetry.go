@@ -171,6 +171,29 @@ func (t *Telemetry) ClientOption() connect.ClientOption {
 // Shutdown flushes and stops the exporter; a no-op without one.
 func (t *Telemetry) Shutdown(ctx context.Context) error { return t.shutdown(ctx) }
 
+// TraceParent returns the span context of ctx as a W3C traceparent, or ""
+// when it holds no valid one: for work that outlives its request, to link
+// its spans to the request's later (Link).
+func TraceParent(ctx context.Context) string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ""
+	}
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	return c.Get("traceparent")
+}
+
+// Link returns a span link to the span a TraceParent names, and false when
+// traceparent is empty or malformed.
+func Link(traceparent string) (trace.Link, bool) {
+	if traceparent == "" {
+		return trace.Link{}, false
+	}
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceparent})
+	sc := trace.SpanContextFromContext(ctx)
+	return trace.Link{SpanContext: sc}, sc.IsValid()
+}
+
 // TxnInterceptor returns an interceptor that sets the attribute "txn" on
 // the current span from the transaction in the context. Place it after the
 // authentication interceptor and the tracing interceptor.

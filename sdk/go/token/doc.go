@@ -4,7 +4,9 @@
 // A [Kind] is a typ header, a claims type, the claims it requires and a
 // maximum lifetime: [Access] (at+jwt, RFC 9068), [Transaction]
 // (txntoken+jwt), [Checkout] (checkout+jwt), [Confirmation]
-// (confirmation+jwt) and [Workload] (wl+jwt). An [Issuer] signs any kind with
+// (confirmation+jwt), [Workload] (wl+jwt) and [Assertion]
+// (txn-assertion+jwt, a workload's subject token at the Txn-Token Service).
+// An [Issuer] signs any kind with
 // the current key of a keys.Ring; a [Verifier] checks any kind against the
 // issuers it trusts:
 //

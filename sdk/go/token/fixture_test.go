@@ -67,7 +67,8 @@ func newFixture(tb testing.TB, opts ...token.Option) *fixture {
 			token.Algorithms(keys.EdDSA, keys.ES256)),
 		token.Trust("gateway", f.rings["gateway"], token.Accept(token.Transaction, "tokenrelay")),
 		token.Trust("identity", f.rings["identity"], token.Accept(token.Access, "tokenrelay-api")),
-		token.Trust("order-processing", f.rings["order-processing"], token.Accept(token.Checkout, "coupons"), token.Accept(token.Workload, "coupons")),
+		token.Trust("order-processing", f.rings["order-processing"], token.Accept(token.Checkout, "coupons"), token.Accept(token.Workload, "coupons"),
+			token.Accept(token.Assertion, "gateway")),
 		// ledger signs with ES256 but is trusted for EdDSA only: its
 		// genuine tokens fail the algorithm policy.
 		token.Trust("ledger", f.rings["ledger"], token.Accept(token.Transaction, "tokenrelay")),

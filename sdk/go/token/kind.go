@@ -179,8 +179,14 @@ type TransactionClaims struct {
 	// tenant. String values only.
 	Context map[string]string
 	// RequestingWorkload (req_wl) names the workload that requested the
-	// token, normally the gateway.
+	// token, normally the gateway. A token replaced at the Txn-Token Service
+	// keeps the call chain: the workloads that asked, in order, separated
+	// by commas ("gateway,order-processing").
 	RequestingWorkload string
+	// RequestContext (rctx) is the context of the request that asked for
+	// the token (the draft's request_context), such as where a batch job
+	// runs. String values only; never authorization.
+	RequestContext map[string]string
 }
 
 // Transaction is the transaction token, typ "txntoken+jwt": at most 5
@@ -192,8 +198,8 @@ var Transaction = Kind[TransactionClaims]{
 	typ:             "txntoken+jwt",
 	maxLifetime:     5 * time.Minute,
 	defaultLifetime: 5 * time.Minute,
-	names:           []string{"txn", "scope", "tctx", "req_wl"},
-	all:             withRegistered("txn", "scope", "tctx", "req_wl"),
+	names:           []string{"txn", "scope", "tctx", "req_wl", "rctx"},
+	all:             withRegistered("txn", "scope", "tctx", "req_wl", "rctx"),
 	reg:             func(c *TransactionClaims) *Registered { return &c.Registered },
 	decode: func(c *TransactionClaims, f int, d *decoder) (err error) {
 		switch f {
@@ -205,6 +211,8 @@ var Transaction = Kind[TransactionClaims]{
 			c.Context, err = d.stringMap(maxMapMembers)
 		case 3:
 			c.RequestingWorkload, err = d.string()
+		case 4:
+			c.RequestContext, err = d.stringMap(maxMapMembers)
 		}
 		return err
 	},
@@ -213,12 +221,14 @@ var Transaction = Kind[TransactionClaims]{
 		e.str("scope", c.Scope)
 		e.strMap("tctx", c.Context)
 		e.str("req_wl", c.RequestingWorkload)
+		e.strMap("rctx", c.RequestContext)
 	},
 	check: func(c *TransactionClaims) error { return required(c.Txn != "", "txn") },
 	fill:  func(c *TransactionClaims, id string) { c.Txn = orDefault(c.Txn, id) },
 	clone: func(c TransactionClaims) TransactionClaims {
 		c.Audience = slices.Clone(c.Audience)
 		c.Context = maps.Clone(c.Context)
+		c.RequestContext = maps.Clone(c.RequestContext)
 		return c
 	},
 }
@@ -459,6 +469,46 @@ var Workload = Kind[WorkloadClaims]{
 		c.Subject = orDefault(c.Subject, c.Issuer)
 	},
 	clone: func(c WorkloadClaims) WorkloadClaims { c.Audience = slices.Clone(c.Audience); return c },
+}
+
+// AssertionClaims are the claims of a subject assertion: a workload's
+// signed statement, presented as the subject_token of a token exchange at
+// the Txn-Token Service (typ "txn-assertion+jwt", subject_token_type
+// urn:ietf:params:oauth:token-type:jwt), of the subject it acts for. iss is
+// the workload, aud the Txn-Token Service. The service issues a transaction
+// token for sub only when its allow-list lets that workload act for that
+// subject.
+type AssertionClaims struct {
+	Registered
+	// Txn (txn), when set, is the transaction the workload continues: one
+	// whose token it held and recorded (OrderProcessing continuing an order's
+	// saga). Only a workload the Txn-Token Service lets continue
+	// transactions may set it; otherwise the service starts a new one.
+	Txn string
+}
+
+// Assertion is the subject assertion, typ "txn-assertion+jwt": at most 2
+// minutes, default 1 minute. Requires sub, aud and jti. It is presented once,
+// to the Txn-Token Service, and authorizes nothing anywhere else.
+var Assertion = Kind[AssertionClaims]{
+	name:            "assertion",
+	title:           "subject assertion",
+	typ:             "txn-assertion+jwt",
+	maxLifetime:     2 * time.Minute,
+	defaultLifetime: time.Minute,
+	names:           []string{"txn"},
+	all:             withRegistered("txn"),
+	reg:             func(c *AssertionClaims) *Registered { return &c.Registered },
+	decode: func(c *AssertionClaims, f int, d *decoder) (err error) {
+		if f == 0 {
+			c.Txn, err = d.string()
+		}
+		return err
+	},
+	encode: func(c *AssertionClaims, e *encoder) { e.str("txn", c.Txn) },
+	check:  func(c *AssertionClaims) error { return required(c.ID != "", "jti") },
+	fill:   func(c *AssertionClaims, id string) { c.ID = orDefault(c.ID, id) },
+	clone:  func(c AssertionClaims) AssertionClaims { c.Audience = slices.Clone(c.Audience); return c },
 }
 
 // required takes (present, name) pairs and reports the first missing claim.

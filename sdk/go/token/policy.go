@@ -18,10 +18,10 @@ const SignatureSize = 64
 const typPrefix = "application/"
 
 // Kinds returns every kind of token, in the order Access, Transaction,
-// Checkout, Confirmation, Workload: for tools that choose a kind by name or
+// Checkout, Confirmation, Workload, Assertion: for tools that choose a kind by name or
 // typ at run time (the operator command). Services name their kinds.
 func Kinds() []AnyKind {
-	return []AnyKind{Access, Transaction, Checkout, Confirmation, Workload}
+	return []AnyKind{Access, Transaction, Checkout, Confirmation, Workload, Assertion}
 }
 
 // KindOf returns the kind whose typ header value is typ, as a Verifier

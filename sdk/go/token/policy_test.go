@@ -25,7 +25,7 @@ func TestKinds(t *testing.T) {
 			t.Errorf("kind %s: %q, capabilities %v", k.Name(), k.String(), k.CarriesCapabilities())
 		}
 	}
-	if !slices.Equal(names, []string{"access", "transaction", "checkout", "confirmation", "workload"}) {
+	if !slices.Equal(names, []string{"access", "transaction", "checkout", "confirmation", "workload", "assertion"}) {
 		t.Fatalf("Kinds = %v", names)
 	}
 	if _, ok := token.KindOf("JWT"); ok {

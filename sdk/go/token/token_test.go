@@ -83,6 +83,33 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 				}
 			}
 		}},
+		{"transaction with request context and call chain", func(t *testing.T) {
+			raw, _, err := token.Issue(ctx, f.issuers["gateway"], token.Transaction, token.TransactionClaims{
+				Registered: reg("tokenrelay"), RequestingWorkload: "gateway,order-processing",
+				RequestContext: map[string]string{"job": "nightly"},
+			})
+			mustOK(t, err)
+			got, err := token.Verify(ctx, f.v, token.Transaction, raw)
+			mustOK(t, err)
+			if got.RequestContext["job"] != "nightly" || got.RequestingWorkload != "gateway,order-processing" {
+				t.Fatalf("claims = %+v", got)
+			}
+		}},
+		{"assertion", func(t *testing.T) {
+			raw, _, err := token.Issue(ctx, f.issuers["order-processing"], token.Assertion, token.AssertionClaims{
+				Registered: reg("gateway"), Txn: "txn-1",
+			})
+			mustOK(t, err)
+			got, err := token.Verify(ctx, f.v, token.Assertion, raw)
+			mustOK(t, err)
+			if got.Subject != "user-1" || got.Txn != "txn-1" || got.ID == "" || !got.ExpiresAt.Equal(epoch.Add(time.Minute)) {
+				t.Fatalf("claims = %+v", got)
+			}
+			// An assertion is no transaction token, whoever signed it.
+			if _, err := token.Verify(ctx, f.v, token.Transaction, raw); err == nil {
+				t.Fatal("an assertion verified as a transaction token")
+			}
+		}},
 		{"escapes survive", func(t *testing.T) {
 			raw, _, err := token.Issue(ctx, f.issuers["gateway"], token.Transaction, token.TransactionClaims{
 				Registered: token.Registered{Subject: "\"quoted\"\\\n\u00e9\U0001F600", Audience: []string{"tokenrelay"}},

@@ -22,6 +22,7 @@ package capabilityrpc
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"connectrpc.com/connect"
@@ -44,15 +45,17 @@ type Server struct {
 	trust    capability.Trust
 	ping     func(context.Context) error
 	opener   *sealed.Sealer // opens sealed constraints at Exercise and Compensate; nil: none
+	log      *slog.Logger
 }
 
-// ErrIncompleteConfig reports a Server without a health check.
-var ErrIncompleteConfig = errors.New("capabilityrpc: a domain needs a health check (its database ping)")
+// ErrIncompleteConfig reports a Server without a health check or logger.
+var ErrIncompleteConfig = errors.New("capabilityrpc: a domain needs a health check (its database ping) and a logger")
 
 // New builds the verifier (see NewVerifier) and the confirmation-token
-// issuer of domain name. ping checks the domain's database for /healthz.
-func New(name string, trust capability.Trust, ping func(context.Context) error) (*Server, error) {
-	if ping == nil {
+// issuer of domain name. ping checks the domain's database for /healthz;
+// log gets CapabilityService's line per call.
+func New(name string, trust capability.Trust, ping func(context.Context) error, log *slog.Logger) (*Server, error) {
+	if ping == nil || log == nil {
 		return nil, ErrIncompleteConfig
 	}
 	v, err := NewVerifier(name, trust)
@@ -64,7 +67,7 @@ func New(name string, trust capability.Trust, ping func(context.Context) error) 
 		v.Close()
 		return nil, err
 	}
-	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping}, nil
+	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping, log: log}, nil
 }
 
 // Seal makes the server open sealed constraints with s, the domain's own
@@ -94,7 +97,7 @@ func (s *Server) Register(mux *http.ServeMux, own func(...connect.HandlerOption)
 	d capability.Domain, errs func(context.Context, error) *connect.Error, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(Interceptor(s.trust, s.verifier))}, opts...)
 	mux.Handle(own(opts...))
-	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs).OpenSealed(s.opener), opts...))
+	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs, s.log).OpenSealed(s.opener), opts...))
 	mux.Handle("GET "+keys.WellKnownPath, s.trust.Keys.Handler())
 	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.ping}))
 }

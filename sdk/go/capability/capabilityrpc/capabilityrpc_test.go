@@ -3,6 +3,7 @@ package capabilityrpc_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func TestExerciseProto(t *testing.T) {
 // characters, not bytes.
 func TestCompensateReason(t *testing.T) {
 	t.Parallel()
-	h := capabilityrpc.NewHandler(nil, nil, func(context.Context, error) *connect.Error { return nil })
+	h := capabilityrpc.NewHandler(nil, nil, func(context.Context, error) *connect.Error { return nil }, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
 		name, reason, wantMsg string
 	}{

@@ -81,7 +81,7 @@ func NewFace[H Handlers](ctx context.Context, name string, cfg Config,
 	if err != nil {
 		return Face{}, fmt.Errorf("%s: %w", name, err)
 	}
-	rpc, err := New(name, cfg.Trust, cfg.DB.SQL().PingContext)
+	rpc, err := New(name, cfg.Trust, cfg.DB.SQL().PingContext, cfg.Logger)
 	if err != nil {
 		return Face{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,20 +36,36 @@ const MaxTokenBytes = token.DefaultMaxTokenSize
 // (a key version no longer held, a value that does not authenticate) is
 // refused as capability.ErrMismatch: the domain cannot tell it is one it
 // issued so.
+//
+// Every call that reaches the domain is logged with its context ("exercise",
+// "compensate": order, jti, code), and so with the txn of the transaction
+// token the saga's call carries: the order's transaction reaches the
+// domains' logs.
 type Handler struct {
 	verifier *token.Verifier
 	domain   capability.Domain
 	errs     func(context.Context, error) *connect.Error
 	opener   *sealed.Sealer
+	log      *slog.Logger
 }
 
 var _ capabilityv1connect.CapabilityServiceHandler = (*Handler)(nil)
 
 // NewHandler returns the handler. v must trust only this domain as issuer of
 // token.Confirmation (with its namespace); mapErr turns the domain's errors
-// into Connect errors (the domain's single error mapping).
-func NewHandler(v *token.Verifier, d capability.Domain, mapErr func(context.Context, error) *connect.Error) *Handler {
-	return &Handler{verifier: v, domain: d, errs: mapErr}
+// into Connect errors (the domain's single error mapping); log gets a line
+// per call (wrap its handler with authn.NewLogHandler).
+func NewHandler(v *token.Verifier, d capability.Domain, mapErr func(context.Context, error) *connect.Error, log *slog.Logger) *Handler {
+	return &Handler{verifier: v, domain: d, errs: mapErr, log: log}
+}
+
+// logCall logs a call of procedure for order with token jti, and its code.
+func (h *Handler) logCall(ctx context.Context, procedure, order, jti string, err error) {
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+	}
+	h.log.InfoContext(ctx, procedure, "order", order, "jti", jti, "code", code)
 }
 
 // OpenSealed makes h open sealed constraints with s, the domain's own
@@ -115,8 +132,11 @@ func (h *Handler) Exercise(ctx context.Context, req *connect.Request[capabilityv
 	}
 	rec, err := h.domain.Exercise(ctx, t, req.Msg.GetOrderId())
 	if err != nil {
-		return nil, h.errs(ctx, err)
+		cerr := h.errs(ctx, err)
+		h.logCall(ctx, "exercise", req.Msg.GetOrderId(), t.JTI, cerr)
+		return nil, cerr
 	}
+	h.logCall(ctx, "exercise", req.Msg.GetOrderId(), t.JTI, nil)
 	return connect.NewResponse(&capabilityv1.ExerciseResponse{Exercise: ExerciseProto(rec)}), nil
 }
 
@@ -134,8 +154,11 @@ func (h *Handler) Compensate(ctx context.Context, req *connect.Request[capabilit
 	}
 	rec, err := h.domain.Compensate(ctx, t, req.Msg.GetOrderId(), req.Msg.GetReason())
 	if err != nil {
-		return nil, h.errs(ctx, err)
+		cerr := h.errs(ctx, err)
+		h.logCall(ctx, "compensate", req.Msg.GetOrderId(), t.JTI, cerr)
+		return nil, cerr
 	}
+	h.logCall(ctx, "compensate", req.Msg.GetOrderId(), t.JTI, nil)
 	return connect.NewResponse(&capabilityv1.CompensateResponse{Exercise: ExerciseProto(rec)}), nil
 }
 

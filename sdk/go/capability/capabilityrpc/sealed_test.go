@@ -89,7 +89,7 @@ func TestSealedConstraintsAtTheHandler(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &seen{}
-			h := capabilityrpc.NewHandler(v, d, mapErr).OpenSealed(tc.opener)
+			h := capabilityrpc.NewHandler(v, d, mapErr, slog.New(slog.DiscardHandler)).OpenSealed(tc.opener)
 			_, errX := h.Exercise(t.Context(), connect.NewRequest(&capabilityv1.ExerciseRequest{ConfirmationToken: tc.tok, OrderId: "ord_1"}))
 			gotX := d.got
 			d.got = capability.Token{}
@@ -141,7 +141,7 @@ func BenchmarkConfirmationRoundTrip(b *testing.B) {
 				sl, _ = sealed.New(vk, "payments", alg)
 			}
 			ti := capabilityrpc.TokenIssuer{Issuer: is, Sealer: sl}
-			h := capabilityrpc.NewHandler(v, &seen{}, mapErr).OpenSealed(sl)
+			h := capabilityrpc.NewHandler(v, &seen{}, mapErr, slog.New(slog.DiscardHandler)).OpenSealed(sl)
 			for b.Loop() {
 				iss, err := ti.IssueConfirmation(b.Context(), draft)
 				if err != nil {

@@ -29,11 +29,12 @@ func NewVerifier(name string, t capability.Trust) (*token.Verifier, error) {
 
 // Interceptor returns the authentication interceptor of a domain's handlers:
 // every RPC of the domain's own service needs a transaction token;
-// CapabilityService needs a workload token signed by OrderProcessing, and a
-// transaction token only when there is one to pass on. The saga runs
-// after the request that placed the order has returned (and resumes after
-// a restart), so its calls carry no user's transaction: the workload token
-// authenticates them, and the order id correlates their logs.
+// CapabilityService needs a workload token signed by OrderProcessing, which
+// authenticates the caller, and verifies the transaction token that comes
+// with it as any other. The saga's calls carry one continuing the order's
+// transaction (its txn and user, scope the step), from the Txn-Token
+// Service; it is not required, so that orders placed before their txn was
+// recorded, and a deployment without the service, still complete.
 func Interceptor(t capability.Trust, v *token.Verifier) connect.Interceptor {
 	return authn.NewServerInterceptor(v,
 		authn.AllowAnonymous(capabilityv1connect.CapabilityServiceExerciseProcedure, capabilityv1connect.CapabilityServiceCompensateProcedure),

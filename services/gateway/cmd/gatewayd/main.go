@@ -39,6 +39,12 @@
 //	                   subject and client id are, how its scopes map onto shop and admin); see
 //	                   gateway.ParseIssuers and services/gateway/README.md
 //	                   (TOKENRELAY_GATEWAY_ISSUERS_FILE). At least one issuer, by -issuer or the file.
+//	-workloads-file    a JSON file of the workloads the Txn-Token Service issues transaction tokens to
+//	                   (its allow-list: each workload's JWKS, the subjects and scopes it may ask for,
+//	                   whether it may continue a transaction), see tts.ParseWorkloads
+//	                   (TOKENRELAY_GATEWAY_WORKLOADS_FILE, default none: no Txn-Token Service). The
+//	                   service answers form posts at /txn-token and the Connect RPC
+//	                   tokenrelay.txntoken.v1.TxnTokenService on this origin.
 //	-jwks-allow-insecure-http  INSECURE: JWKS over plain http:// to hosts other than loopback, on a trusted
 //	                   private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false: https, or
 //	                   http to 127.0.0.0/8, ::1 and localhost only)
@@ -63,6 +69,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -80,6 +87,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/process"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
 	"github.com/tokenrelay/tokenrelay/services/gateway"
+	"github.com/tokenrelay/tokenrelay/services/gateway/tts"
 )
 
 // Config is gatewayd's configuration.
@@ -89,6 +97,8 @@ type Config struct {
 	Routes, Issuers process.List
 	// IssuersFile is the -issuers-file path, "" for none.
 	IssuersFile string
+	// WorkloadsFile is the Txn-Token Service's allow-list, "" for none.
+	WorkloadsFile string
 	// Audience, Name, TrustDomain, Tenant: see gateway.Config.
 	Audience, Name, TrustDomain, Tenant string
 	// AllowedOrigins get CORS answers.
@@ -126,6 +136,8 @@ func main() {
 		func(v string) error { cfg.Issuers = append(cfg.Issuers, v); return nil })
 	flag.StringVar(&cfg.IssuersFile, "issuers-file", os.Getenv("TOKENRELAY_GATEWAY_ISSUERS_FILE"),
 		"JSON `file` of foreign OpenID Connect providers and their verification profiles (env TOKENRELAY_GATEWAY_ISSUERS_FILE)")
+	flag.StringVar(&cfg.WorkloadsFile, "workloads-file", os.Getenv("TOKENRELAY_GATEWAY_WORKLOADS_FILE"),
+		"a JSON `file` of the workloads the Txn-Token Service serves (env TOKENRELAY_GATEWAY_WORKLOADS_FILE; default none: no Txn-Token Service)")
 	cfg.JWKS.Flags(flag.CommandLine)
 	cfg.TLS.Flags(flag.CommandLine)
 	flag.StringVar(&cfg.Audience, "audience", process.Env("TOKENRELAY_AUDIENCE", gateway.DefaultAudience), "aud the access tokens must carry (env TOKENRELAY_AUDIENCE)")
@@ -233,8 +245,35 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	root := http.NewServeMux()
 	server.MountReflection(root, services, m.HandlerOption())
+	if cfg.WorkloadsFile != "" {
+		svc, err := txnTokenService(cfg, ring, peers, log)
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		// Beside the gateway, not through it: a workload authenticates
+		// with its own workload token, which the gateway would drop.
+		for _, p := range svc.Paths() {
+			root.Handle(p, svc.Handler())
+		}
+	}
 	root.Handle("/", g)
 	// A client that has spent its budget of failed authentications has its
 	// connections closed as they are accepted, before any HTTP is read.
 	return cfg.ServeEdge(ctx, log, root, process.Edge{Cert: cert, Accept: g.AcceptConn}, peers.Run, g.Run)
+}
+
+// txnTokenService builds the Txn-Token Service of -workloads-file, signing
+// with the gateway's ring and finding each workload's keys by its JWKS.
+func txnTokenService(cfg Config, ring *keys.Ring, peers *process.Peers, log *slog.Logger) (*tts.Service, error) {
+	data, err := os.ReadFile(cfg.WorkloadsFile)
+	if err != nil {
+		return nil, fmt.Errorf("-workloads-file: %w", err)
+	}
+	workloads, err := tts.ParseWorkloads(data, peers.Add)
+	if err != nil {
+		return nil, fmt.Errorf("-workloads-file %s: %w", cfg.WorkloadsFile, err)
+	}
+	return tts.New(tts.Config{Name: cfg.Name, Keys: ring, TrustDomain: cfg.TrustDomain, Tenant: cfg.Tenant,
+		Workloads: workloads, Logger: log})
 }

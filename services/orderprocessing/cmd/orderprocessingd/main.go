@@ -32,6 +32,10 @@
 //	                     private network only (TOKENRELAY_JWKS_ALLOW_INSECURE_HTTP, default false)
 //	-gateway-issuer      iss of the transaction tokens (TOKENRELAY_GATEWAY_ISSUER, default gateway)
 //	-trust-domain        aud of the transaction tokens (TOKENRELAY_TRUST_DOMAIN, default tokenrelay)
+//	-txn-token-url       base URL of the gateway's Txn-Token Service (the gateway's own URL), where the saga
+//	                     asks, for each Exercise and Compensate, for a transaction token continuing the
+//	                     order's transaction (TOKENRELAY_TXN_TOKEN_URL, default none: the saga's calls carry
+//	                     no transaction token, and the domains log them without the order's txn)
 //	-checkout-ttl        how long a checkout stays open (TOKENRELAY_CHECKOUT_TTL, default 30m, at most 1h)
 //	-saga-lease          how long a replica's claim on an order lasts (TOKENRELAY_SAGA_LEASE, default 15s)
 //	-saga-call-timeout   bound of one Exercise or Compensate call (TOKENRELAY_SAGA_CALL_TIMEOUT, default 5s)
@@ -85,6 +89,8 @@ type Config struct {
 	// Gateway: who signs the transaction tokens, where its keys are, and
 	// their aud.
 	Gateway process.GatewayTrust
+	// TxnTokenURL is the Txn-Token Service's base URL ("": none).
+	TxnTokenURL string
 	// CheckoutTTL is how long a checkout stays open.
 	CheckoutTTL time.Duration
 	// Saga tunes the saga runner.
@@ -105,6 +111,8 @@ func main() {
 	cfg.StoreFlags(flag.CommandLine, "orderprocessing")
 	flag.StringVar(&cfg.RoutesFile, "routes", process.Env("TOKENRELAY_ROUTES", ""), "routing table, a JSON `file` (env TOKENRELAY_ROUTES; required)")
 	cfg.Gateway.Flags(flag.CommandLine)
+	flag.StringVar(&cfg.TxnTokenURL, "txn-token-url", process.Env("TOKENRELAY_TXN_TOKEN_URL", ""),
+		"base `URL` of the gateway's Txn-Token Service, for the saga's transaction tokens (env TOKENRELAY_TXN_TOKEN_URL; default none)")
 	flag.DurationVar(&cfg.CheckoutTTL, "checkout-ttl", process.EnvDuration("TOKENRELAY_CHECKOUT_TTL", 30*time.Minute), "how long a checkout stays open, at most 1h (env TOKENRELAY_CHECKOUT_TTL)")
 	flag.DurationVar(&cfg.Saga.Lease, "saga-lease", process.EnvDuration("TOKENRELAY_SAGA_LEASE", 15*time.Second), "how long a replica's claim on an order lasts (env TOKENRELAY_SAGA_LEASE)")
 	flag.DurationVar(&cfg.Saga.CallTimeout, "saga-call-timeout", process.EnvDuration("TOKENRELAY_SAGA_CALL_TIMEOUT", 5*time.Second), "bound of one Exercise or Compensate call (env TOKENRELAY_SAGA_CALL_TIMEOUT)")
@@ -160,6 +168,7 @@ func run(ctx context.Context, cfg Config) error {
 	svc, err := orderprocessing.New(ctx, orderprocessing.Config{
 		DB: db, Keys: ring, Vault: vk, Gateway: gw, TrustDomain: cfg.Gateway.TrustDomain,
 		Routes: routes, IssuerKeys: issuerKeys, HTTPClient: &http.Client{Transport: server.H2Transport()}, ClientOptions: []connect.ClientOption{tel.ClientOption()},
+		TxnTokenURL: cfg.TxnTokenURL, TracerProvider: tel.TracerProvider(),
 		Logger: log, CheckoutTTL: cfg.CheckoutTTL, Saga: cfg.Saga, WatchPerUser: cfg.WatchPerUser, WatchTotal: cfg.WatchTotal,
 		SealedTokenRetention: keepAsNegative(cfg.SealedTokenRetention), OrderRetention: cfg.OrderRetention,
 	})

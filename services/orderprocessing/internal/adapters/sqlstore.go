@@ -148,13 +148,13 @@ func (s *Store) forUpdate() string {
 	return ""
 }
 
-const orderColumns = `id, checkout_id, user_id, lines, total_minor, currency, status, failure_reason, idempotency_key, version, created_at, updated_at, operator_note`
+const orderColumns = `id, checkout_id, user_id, lines, total_minor, currency, status, failure_reason, idempotency_key, version, created_at, updated_at, operator_note, txn, trace_parent`
 
 func scanOrder(row scanner) (domain.Order, error) {
 	var o domain.Order
 	var lines string
 	err := row.Scan(&o.ID, &o.CheckoutID, &o.UserID, &lines, &o.Total.AmountMinor, &o.Total.Currency, &o.Status,
-		&o.FailureReason, &o.IdempotencyKey, &o.Version, &o.CreatedAt, &o.UpdatedAt, &o.OperatorNote)
+		&o.FailureReason, &o.IdempotencyKey, &o.Version, &o.CreatedAt, &o.UpdatedAt, &o.OperatorNote, &o.Txn, &o.TraceParent)
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, domain.ErrNotFound
 	}
@@ -267,9 +267,9 @@ func (s *Store) placeOrder(ctx context.Context, o domain.Order, now time.Time) (
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`, lease_until)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 			o.ID, o.CheckoutID, o.UserID, string(lines), o.Total.AmountMinor, o.Total.Currency, o.Status, o.FailureReason,
-			o.IdempotencyKey, o.Version, o.CreatedAt.UTC(), o.UpdatedAt.UTC(), o.OperatorNote, time.Unix(0, 0).UTC()); err != nil {
+			o.IdempotencyKey, o.Version, o.CreatedAt.UTC(), o.UpdatedAt.UTC(), o.OperatorNote, o.Txn, o.TraceParent, time.Unix(0, 0).UTC()); err != nil {
 			return err
 		}
 		for _, st := range o.Steps {

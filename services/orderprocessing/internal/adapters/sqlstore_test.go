@@ -65,10 +65,12 @@ func freshSteps() []domain.Step {
 }
 
 // newOrder builds a pending order for co under key, as the app does: a new
-// id on every call, so that two calls are two distinct requests.
+// id on every call, so that two calls are two distinct requests, each with
+// its transaction and trace context (read back by every round trip).
 func newOrder(co domain.Checkout, key string, steps []domain.Step) domain.Order {
 	return domain.Order{ID: ids.New("ord"), CheckoutID: co.ID, UserID: co.UserID, Lines: co.Lines, Total: co.Total,
-		Status: domain.OrderPending, Steps: steps, IdempotencyKey: key, Version: 1, CreatedAt: t0, UpdatedAt: t0}
+		Status: domain.OrderPending, Steps: steps, IdempotencyKey: key, Version: 1, CreatedAt: t0, UpdatedAt: t0,
+		Txn: ids.New("txn"), TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 }
 
 // newStore builds a store on db with a replay guard of its own (its own

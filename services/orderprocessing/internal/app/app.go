@@ -22,6 +22,9 @@ import (
 type Caller struct {
 	UserID string
 	Admin  bool
+	// Txn is the request's transaction id, and TraceParent its W3C trace
+	// context ("" when none): PlaceOrder records both with the order.
+	Txn, TraceParent string
 }
 
 // Envelope verifies one confirmation token's envelope (signature through its
@@ -157,8 +160,8 @@ func (s *Service) CancelCheckout(ctx context.Context, c Caller, id string) (doma
 // and stores the order with its sealed tokens and consumed jtis in one
 // transaction; then the saga starts. The same key returns the same order.
 // A new order is logged ("order placed": order, checkout, user, total and
-// steps, never a token) with ctx, whose txn the saga's lines lack: the
-// order's id joins them.
+// steps, never a token) with ctx, and so with its txn, which the order
+// keeps for the saga's calls and log lines.
 func (s *Service) PlaceOrder(ctx context.Context, c Caller, checkoutID string, raws []string, key string) (domain.Order, error) {
 	o, err := s.placeOrder(ctx, c, checkoutID, raws, key)
 	if errors.Is(err, token.ErrReplayed) || errors.Is(err, domain.ErrCheckoutClosed) {
@@ -215,6 +218,7 @@ func (s *Service) placeOrder(ctx context.Context, c Caller, checkoutID string, r
 	o := domain.Order{
 		ID: ids.New("ord"), CheckoutID: co.ID, UserID: c.UserID, Lines: co.Lines, Total: co.Total,
 		Status: domain.OrderPending, IdempotencyKey: key, Version: 1, CreatedAt: now, UpdatedAt: now,
+		Txn: c.Txn, TraceParent: c.TraceParent,
 	}
 	for i := range steps {
 		raw := confs[indexOf(confs, steps[i].JTI)].Raw

@@ -257,6 +257,15 @@ type Order struct {
 	Version        int64
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+	// Txn is the transaction id of the request that placed the order: the
+	// saga continues that transaction on every Exercise and Compensate
+	// (its subject is UserID). Empty for orders placed before it was
+	// recorded. An id, not a token: nothing to seal.
+	Txn string
+	// TraceParent is the W3C traceparent of the request that placed the
+	// order, so that the saga's spans link to it; empty when there was no
+	// valid trace context.
+	TraceParent string
 }
 
 // Confirmation is what PlaceOrder learns from one verified confirmation

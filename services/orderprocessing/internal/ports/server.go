@@ -21,6 +21,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
+	"github.com/tokenrelay/tokenrelay/sdk/go/telemetry"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
@@ -84,7 +85,7 @@ func (s *Server) error(ctx context.Context, err error) error {
 // caller is the request's verified user; see authn.RequireCaller.
 func caller(ctx context.Context) (app.Caller, error) {
 	c, err := authn.RequireCaller(ctx)
-	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin()}, err
+	return app.Caller{UserID: c.Subject, Admin: c.IsAdmin(), Txn: c.Txn, TraceParent: telemetry.TraceParent(ctx)}, err
 }
 
 // ListProducts implements the handler interface.

@@ -25,9 +25,22 @@
 // is written: "order compensating", then "order completed", "order failed"
 // or "order needs an operator", each with the order's id, its outcome and
 // the time since it was placed (duration_ms), and the failure reason when
-// there is one. The saga runs after the request that placed the order, so
-// its lines carry no txn: the order's id joins them to PlaceOrder's "order
-// placed" line, which has it. Runner.Calls counts every Exercise and
+// there is one.
+//
+// # The transaction continues
+//
+// The saga runs after the request that placed the order has returned, and
+// resumes hours later on any replica; yet it is the same transaction. The
+// order keeps the request's txn (its subject is the order's user) and
+// trace context. Every line the saga logs for an order carries that txn;
+// its work on an order is one span ("saga"), linked to the request's span;
+// and every Exercise and Compensate carries a transaction token of that
+// txn and subject with the scope narrowed to the step's capability, asked
+// of the Txn-Token Service for each call (Config.Transactions), so that
+// the domains verify it as any transaction token and log the same txn. A
+// token the service does not give (it is down, or refuses) counts as a
+// transient failure of the call: retried as the call would be, its error
+// shown on the step. Runner.Calls counts every Exercise and
 // Compensate call by capability and outcome, Runner.InFlight the sagas
 // running; Runner.Outcomes the orders ended. An operator
 // moves the order on outside the saga (domain.Order.RetryRefused puts it
@@ -93,12 +106,25 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
+	"github.com/tokenrelay/tokenrelay/sdk/go/telemetry"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
 )
+
+// Transactions gives the saga's calls their transaction tokens.
+type Transactions interface {
+	// Carry returns ctx carrying a verified transaction token of txn for
+	// subject, with scope only, for the outgoing call to pass on. Errors
+	// carry Connect codes.
+	Carry(ctx context.Context, txn, subject, scope string) (context.Context, error)
+}
 
 // Capabilities calls an issuer's CapabilityService. Errors carry Connect
 // codes.
@@ -112,6 +138,12 @@ type Config struct {
 	Repo   domain.Repository
 	Sealer capability.Sealer
 	Calls  Capabilities
+	// Transactions, when set, gives every Exercise and Compensate of an
+	// order that recorded its txn a transaction token of that txn.
+	Transactions Transactions
+	// Tracer starts the span of a Drive, linked to the span of the request
+	// that placed the order. Default a no-op tracer.
+	Tracer trace.Tracer
 	// Publish is handed every new state of an order, once written
 	// (app.Watcher.Publish).
 	Publish func(domain.Order)
@@ -206,6 +238,9 @@ func New(cfg Config) *Runner {
 	}
 	if cfg.Publish == nil {
 		cfg.Publish = func(domain.Order) {}
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	return &Runner{cfg: cfg, owner: ids.New("runner"), kick: make(chan string, 1024), running: map[string]bool{},
 		holds: map[string]*hold{}}
@@ -337,16 +372,53 @@ func (r *Runner) Drive(parent context.Context, id string) (err error) {
 	defer cancel(nil)
 
 	o := h.order
+	// The renewal above reads ctx: the rest works in its own.
+	sctx, end := r.follow(ctx, o)
+	defer end()
 	if o.Status == domain.OrderPending || o.Status == domain.OrderInProgress {
-		if o, err = r.forward(ctx, o); err != nil {
+		if o, err = r.forward(sctx, o); err != nil {
 			return err
 		}
 	}
 	if o.Status == domain.OrderCompensating {
-		return r.backward(ctx, o)
+		return r.backward(sctx, o)
 	}
 	return nil
 }
+
+// follow returns ctx labelled with the order's transaction, for every log
+// line, in a new span linked to the request that placed the order.
+func (r *Runner) follow(ctx context.Context, o domain.Order) (context.Context, func()) {
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithAttributes(attribute.String("order", o.ID))}
+	if o.Txn != "" {
+		ctx = authn.ContextWithTxn(ctx, o.Txn)
+		opts = append(opts, trace.WithAttributes(attribute.String(telemetry.TxnAttribute, o.Txn)))
+	}
+	if link, ok := telemetry.Link(o.TraceParent); ok {
+		opts = append(opts, trace.WithLinks(link))
+	}
+	ctx, span := r.cfg.Tracer.Start(ctx, "saga", opts...)
+	return ctx, func() { span.End() }
+}
+
+// carry returns ctx carrying the transaction token of a call for step
+// capability of order o (see Transactions); ctx as it is when the order
+// recorded no txn or no Transactions is configured.
+func (r *Runner) carry(ctx context.Context, o txnOf, capability string) (context.Context, error) {
+	if r.cfg.Transactions == nil || o.txn == "" {
+		return ctx, nil
+	}
+	out, err := r.cfg.Transactions.Carry(ctx, o.txn, o.subject, capability)
+	if err != nil {
+		return ctx, connect.NewError(connect.CodeUnavailable, fmt.Errorf("transaction token: %s", describe(err)))
+	}
+	return out, nil
+}
+
+// txnOf is the transaction an order continues: its txn and subject.
+type txnOf struct{ txn, subject string }
+
+func transactionOf(o domain.Order) txnOf { return txnOf{txn: o.Txn, subject: o.UserID} }
 
 // renew extends the lease every Lease/3 and stops the saga when it cannot,
 // or when the claim started a new epoch (another replica held the order in
@@ -467,7 +539,7 @@ func (r *Runner) forward(ctx context.Context, o domain.Order) (domain.Order, err
 		var wg sync.WaitGroup
 		for _, st := range o.Steps {
 			if st.Stage == stage && st.State == domain.StepExercising {
-				wg.Go(func() { r.exercise(ctx, o.ID, st) })
+				wg.Go(func() { r.exercise(ctx, o.ID, transactionOf(o), st) })
 			}
 		}
 		wg.Wait()
@@ -610,7 +682,7 @@ func (r *Runner) token(st domain.Step, orderID string) (string, error) {
 // exercise drives one step, whose first attempt forward wrote, to APPLIED or
 // FAILED, or returns with ctx done leaving it EXERCISING. The APPLIED of the
 // order's last step also completes the order.
-func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
+func (r *Runner) exercise(ctx context.Context, orderID string, txn txnOf, st domain.Step) {
 	raw, err := r.token(st, orderID)
 	if err != nil {
 		r.cfg.Logger.ErrorContext(ctx, "saga: open sealed token", "order", orderID, "step", st.Capability, "err", err)
@@ -626,7 +698,11 @@ func (r *Runner) exercise(ctx context.Context, orderID string, st domain.Step) {
 			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-		ref, err := r.cfg.Calls.Exercise(cctx, st.Issuer, raw, orderID, key)
+		var ref string
+		cctx, err := r.carry(cctx, txn, st.Capability)
+		if err == nil {
+			ref, err = r.cfg.Calls.Exercise(cctx, st.Issuer, raw, orderID, key)
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return // stopping: the step stays EXERCISING and is resumed
@@ -687,7 +763,7 @@ func (r *Runner) backward(ctx context.Context, o domain.Order) error {
 		switch st := o.Steps[i]; st.State {
 		case domain.StepCompensated, domain.StepCompensationRefused, domain.StepResolved:
 		default:
-			if !r.compensate(ctx, o.ID, st, o.FailureReason) {
+			if !r.compensate(ctx, o.ID, transactionOf(o), st, o.FailureReason) {
 				return ctx.Err() // nil after a failed write: recovery resumes the order
 			}
 		}
@@ -705,7 +781,7 @@ func (r *Runner) backward(ctx context.Context, o domain.Order) error {
 // compensate retries until the issuer confirms or refuses for good (the step
 // ends COMPENSATED or COMPENSATION_REFUSED); false when ctx ended first or
 // that last transition could not be written.
-func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step, reason string) bool {
+func (r *Runner) compensate(ctx context.Context, orderID string, txn txnOf, st domain.Step, reason string) bool {
 	raw, err := r.token(st, orderID)
 	if err != nil {
 		// Without the token the issuer cannot be asked: keep trying to read
@@ -726,7 +802,9 @@ func (r *Runner) compensate(ctx context.Context, orderID string, st domain.Step,
 		called := err == nil
 		if called {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-			err = r.cfg.Calls.Compensate(cctx, st.Issuer, raw, orderID, reason, key)
+			if cctx, err = r.carry(cctx, txn, st.Capability); err == nil {
+				err = r.cfg.Calls.Compensate(cctx, st.Issuer, raw, orderID, reason, key)
+			}
 			cancel()
 		}
 		if ctx.Err() != nil {

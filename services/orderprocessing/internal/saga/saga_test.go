@@ -93,6 +93,10 @@ func (f frozen) Claim(ctx context.Context, id, owner string, now, until time.Tim
 	}
 }
 
+// requestTraceParent is the trace context of the request that placed the
+// orders of placed.
+const requestTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
 // placed stores an open checkout and a pending order of two steps (coupons
 // in stage 1, payments in stage 2), as PlaceOrder would.
 func placed(t *testing.T, store *adapters.Store) domain.Order {
@@ -107,7 +111,8 @@ func placed(t *testing.T, store *adapters.Store) domain.Order {
 		t.Fatal(err)
 	}
 	o := domain.Order{ID: ids.New("ord"), CheckoutID: co.ID, UserID: co.UserID, Lines: co.Lines, Total: co.Total,
-		Status: domain.OrderPending, IdempotencyKey: key, Version: 1, CreatedAt: now, UpdatedAt: now}
+		Status: domain.OrderPending, IdempotencyKey: key, Version: 1, CreatedAt: now, UpdatedAt: now,
+		Txn: ids.New("txn"), TraceParent: requestTraceParent}
 	for _, s := range []struct {
 		capability, issuer string
 		stage              int

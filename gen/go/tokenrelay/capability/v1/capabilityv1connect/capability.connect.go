@@ -12,9 +12,12 @@
 // it. The service is internal: the gateway never routes it, and the domain
 // accepts a call only with a workload token signed by OrderProcessing in the
 // `Workload-Token` header, bound to the call (its procedure and a digest of
-// its request). The saga calls after the user's request has ended, so no
-// transaction token comes with them: the order id joins their log lines to
-// the request that placed the order.
+// its request). The saga calls after the user's request has ended, often
+// much later, yet each call continues the order's transaction: it carries a
+// transaction token (`Txn-Token`) with the txn and user of the request that
+// placed the order and a scope narrowed to the step's capability, obtained
+// from the gateway's Txn-Token Service (tokenrelay.txntoken.v1). The domain
+// verifies it as any transaction token and logs the call with its txn.
 package capabilityv1connect
 
 import (
