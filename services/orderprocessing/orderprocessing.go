@@ -147,7 +147,8 @@ type Config struct {
 	// (server.H2Transport, h2c for http://, as every tokenrelay service
 	// accepts), so that the saga's concurrent calls to one issuer share one
 	// multiplexed connection instead of dialling past http.DefaultClient's
-	// two idle connections a host.
+	// two idle connections a host. When set, it also calls the Txn-Token
+	// Service (TxnTokenURL), whose default client speaks HTTP/1.1 too.
 	HTTPClient connect.HTTPClient
 	// ClientOptions are added to the CapabilityService and Txn-Token
 	// Service clients (tracing).
@@ -322,8 +323,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	watch := &app.Watcher{Poll: poll, PerUser: watchCap(cfg.WatchPerUser, DefaultWatchPerUser), Total: watchCap(cfg.WatchTotal, DefaultWatchTotal)}
 	var txns saga.Transactions
 	if cfg.TxnTokenURL != "" {
+		// The Txn-Token Service is at the gateway's origin, which may sit
+		// behind a proxy that speaks only HTTP/1.1: unless the caller gave
+		// a client, ALPN picks HTTP/2 over TLS, and plain HTTP is HTTP/1.1
+		// with enough idle connections for the saga's concurrent calls.
+		ttsClient := cfg.HTTPClient
+		if ttsClient == nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.MaxIdleConnsPerHost = 64
+			ttsClient = &http.Client{Transport: t}
+		}
 		txns = transactions{
-			client: txntoken.NewClient(httpClient, cfg.TxnTokenURL, cfg.Gateway.Issuer, cfg.TrustDomain, issuer, cfg.ClientOptions...),
+			client: txntoken.NewClient(ttsClient, cfg.TxnTokenURL, cfg.Gateway.Issuer, cfg.TrustDomain, issuer, cfg.ClientOptions...),
 			v:      v,
 		}
 	}
