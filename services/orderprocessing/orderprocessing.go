@@ -311,7 +311,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	})
 	a := app.New(app.Config{
 		Repo: store, Envelope: app.EnvelopeVerifier(v), Sealer: sealer, Guard: guard, Routes: routes,
-		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL, Logger: cfg.Logger,
+		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL, Logger: cfg.Logger, Refusals: store,
 		Sign: func(ctx context.Context, c domain.Checkout) (string, error) {
 			raw, _, err := token.Issue(ctx, issuer, token.Checkout, token.CheckoutClaims{
 				Registered:        token.Registered{Subject: c.UserID, Audience: audiences, ExpiresAt: c.ExpiresAt},
@@ -331,7 +331,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	case sealedRetention < 0:
 		sealedRetention = 0
 	}
-	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
+	return &Service{server: ports.NewServer(a, adapters.TokenAudit{Log: store.Audit(), Issuers: clients}, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
 		store: store, watch: watch, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
 		capabilities: caps}, nil
 }

@@ -27,6 +27,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
@@ -44,15 +45,18 @@ type Server struct {
 	trust    capability.Trust
 	ping     func(context.Context) error
 	opener   *sealed.Sealer // opens sealed constraints at Exercise and Compensate; nil: none
+	name     string         // the domain's name, the iss of its tokens
+	audit    *audit.Log     // the domain's audit trail, for AuditTrail
 }
 
 // ErrIncompleteConfig reports a Server without a health check.
-var ErrIncompleteConfig = errors.New("capabilityrpc: a domain needs a health check (its database ping)")
+var ErrIncompleteConfig = errors.New("capabilityrpc: a domain needs a health check (its database ping) and an audit trail")
 
 // New builds the verifier (see NewVerifier) and the confirmation-token
-// issuer of domain name. ping checks the domain's database for /healthz.
-func New(name string, trust capability.Trust, ping func(context.Context) error) (*Server, error) {
-	if ping == nil {
+// issuer of domain name. ping checks the domain's database for /healthz;
+// log is the domain's audit trail, which AuditTrail reads.
+func New(name string, trust capability.Trust, ping func(context.Context) error, log *audit.Log) (*Server, error) {
+	if ping == nil || log == nil {
 		return nil, ErrIncompleteConfig
 	}
 	v, err := NewVerifier(name, trust)
@@ -64,7 +68,7 @@ func New(name string, trust capability.Trust, ping func(context.Context) error) 
 		v.Close()
 		return nil, err
 	}
-	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping}, nil
+	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping, name: name, audit: log}, nil
 }
 
 // Seal makes the server open sealed constraints with s, the domain's own
@@ -94,7 +98,7 @@ func (s *Server) Register(mux *http.ServeMux, own func(...connect.HandlerOption)
 	d capability.Domain, errs func(context.Context, error) *connect.Error, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(Interceptor(s.trust, s.verifier))}, opts...)
 	mux.Handle(own(opts...))
-	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs).OpenSealed(s.opener), opts...))
+	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs).OpenSealed(s.opener).Audit(s.audit, s.name), opts...))
 	mux.Handle("GET "+keys.WellKnownPath, s.trust.Keys.Handler())
 	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.ping}))
 }

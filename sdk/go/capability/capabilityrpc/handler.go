@@ -10,6 +10,7 @@ import (
 
 	capabilityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
@@ -40,6 +41,8 @@ type Handler struct {
 	domain   capability.Domain
 	errs     func(context.Context, error) *connect.Error
 	opener   *sealed.Sealer
+	audit    *audit.Log // answers AuditTrail; nil: Unimplemented
+	issuer   string     // the domain's name, the iss of its tokens
 }
 
 var _ capabilityv1connect.CapabilityServiceHandler = (*Handler)(nil)
