@@ -33,6 +33,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
@@ -432,7 +433,10 @@ func (s *Service) Export(m *metrics.Registry) {
 //     Config.OrderRetention ago, with their steps and checkout (default:
 //     kept for ever);
 //   - checkouts: checkouts no order was placed for (expired or cancelled)
-//     that expired more than retention ago; a retention of 0 keeps them.
+//     that expired more than retention ago; a retention of 0 keeps them;
+//   - audit_events: the events of OrderProcessing's token audit trail that
+//     happened more than audit.RetentionFactor times retention ago (the
+//     chain left verifiable); a retention of 0 keeps them.
 //
 // Orders NEEDS_OPERATOR or unfinished are never touched. The purge task of
 // the process runs it every -purge-every; replicas may run it at once, each
@@ -455,6 +459,9 @@ func (s *Service) Purge(ctx context.Context, now time.Time, retention time.Durat
 	if retention > 0 {
 		n, err := s.store.PurgeCheckouts(ctx, now.Add(-retention))
 		rows["checkouts"] += n
+		errs = append(errs, err)
+		n, err = s.store.Audit().Purge(ctx, adapters.AuditService, now.Add(-audit.RetentionFactor*retention))
+		rows["audit_events"] = n
 		errs = append(errs, err)
 	}
 	return rows, errors.Join(errs...)

@@ -46,3 +46,11 @@ func (t Trail) Record(ctx context.Context, e Event) error {
 	_, err := t.Log.Record(ctx, t.stamp(ctx, e))
 	return err
 }
+
+// RetentionFactor is how many times the retention of a service's records
+// (-retention) its audit events are kept, counted from each event: a
+// token's records go once the retention has passed since its last change,
+// so its events, from issued to purged, outlive them by about a retention
+// more, long enough to answer what happened to a token after its records
+// are gone.
+const RetentionFactor = 2
