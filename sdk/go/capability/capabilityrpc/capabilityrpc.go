@@ -13,7 +13,8 @@
 // Its rule: this is where the transport meets the relay. It may import
 // Connect, the generated capability service, the token engine, authn and
 // rpcerr; it runs no SQL (a [Config]'s database goes to the domain's own
-// store, and its ping to /healthz) and never imports the process plumbing
+// store, its ping to /healthz, and AuditTrail's reads to the audit
+// trail's own store, package audit) and never imports the process plumbing
 // (server, process, metrics, capabilityd). Domain code (a service's internal/app and
 // internal/domain) never imports it: that depends on package capability
 // alone, and only a domain's ports and public face import this package.
