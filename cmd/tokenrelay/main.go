@@ -10,6 +10,8 @@
 //	tokenrelay orders stuck  --data DIR         orders whose compensation an issuer refused for good
 //	tokenrelay orders retry  ORDER_ID           let the saga compensate their refused steps again
 //	tokenrelay orders resolve ORDER_ID --note T record that they were settled by hand
+//	tokenrelay audit jti JTI                    a token's history across the services (admin)
+//	tokenrelay audit order ORDER_ID             an order's token timeline (admin)
 //
 // Run "tokenrelay help COMMAND" for a command's flags. Exit status: 0 on
 // success, 1 when the command failed (an invalid token, an unreadable key
@@ -80,7 +82,7 @@ type command struct {
 func commands() []command {
 	return []command{tokenInspectCommand(), tokenVerifyCommand(), keysListCommand(), keysRotateCommand(),
 		vaultStatusCommand(), vaultRotateCommand(), vaultReencryptCommand(),
-		ordersStuckCommand(), ordersRetryCommand(), ordersResolveCommand()}
+		ordersStuckCommand(), ordersRetryCommand(), ordersResolveCommand(), auditJTICommand(), auditOrderCommand()}
 }
 
 // usageError is a mistake in the command line: exit status 2 with the

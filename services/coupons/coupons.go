@@ -23,12 +23,14 @@ package coupons
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/coupons/v1/couponsv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilityrpc"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/services/coupons/internal/adapters"
@@ -81,7 +83,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 }
 
 // Purge deletes the confirmations and exercise records of the tokens past
-// retention at now (see capabilitysql.Purge); a retention of 0 keeps them.
+// retention at now (see capabilitysql.Purge), each recorded as purged in the
+// audit trail, and the audit events older than audit.RetentionFactor times
+// the retention; a retention of 0 keeps them all.
 // It returns the rows deleted by table, also when it fails part way. The
 // purge task of the process runs it every -purge-every; replicas may run
 // it at once.
@@ -90,5 +94,8 @@ func (s *Service) Purge(ctx context.Context, now time.Time, retention time.Durat
 		return nil, nil
 	}
 	p, err := s.store.Purge(ctx, now.Add(-retention))
-	return p.Rows(), err
+	rows := p.Rows()
+	n, aerr := s.store.PurgeAudit(ctx, now.Add(-audit.RetentionFactor*retention))
+	rows["audit_events"] = n
+	return rows, errors.Join(err, aerr)
 }

@@ -53,6 +53,8 @@ type shopper struct {
 	coupons  couponsv1connect.CouponsServiceClient
 	points   pointsv1connect.PointsServiceClient
 	payments paymentsv1connect.PaymentsServiceClient
+	// placed are the confirmation tokens of the last order checkout placed.
+	placed []string
 }
 
 func login(t *testing.T, url string, opts ...connect.ClientOption) *shopper {
@@ -146,6 +148,7 @@ func (s *shopper) checkout(t *testing.T, coupon string, points int64, card strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.placed = toks
 	// The stream ends when the order is final; a saga that never ends is
 	// caught by the test binary's -timeout, not by a guess here.
 	stream, err := s.orders.WatchOrder(ctx, connect.NewRequest(&orderprocessingv1.WatchOrderRequest{OrderId: placed.Msg.GetOrder().GetId()}))

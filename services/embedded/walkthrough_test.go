@@ -36,6 +36,15 @@ func TestREADMEWalkthrough(t *testing.T) {
 			t.Skipf("skipping: %s is missing (run make install): %v", tool, err)
 		}
 	}
+	// The audit block runs after the walkthrough, with its variables.
+	_, audit, ok := strings.Cut(string(readme), "<!-- audit:start -->\n```sh\n")
+	if ok {
+		audit, _, ok = strings.Cut(audit, "```\n<!-- audit:end -->")
+	}
+	if !ok {
+		t.Fatal("README.md has no audit block")
+	}
+	block += audit
 	sys := start(t, t.TempDir())
 	defer stop(t, sys)
 	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", block)
@@ -55,6 +64,26 @@ func TestREADMEWalkthrough(t *testing.T) {
 			Capability string `json:"capability"`
 			State      string `json:"state"`
 		} `json:"steps"`
+	}
+	// The last nine lines are the order's token timeline: three tokens,
+	// each issued, consumed and exercised, in that order per token.
+	if len(lines) < 11 {
+		t.Fatalf("unexpected output:\n%s", out)
+	}
+	timeline := lines[len(lines)-9:]
+	lines = lines[:len(lines)-9]
+	seen := map[string][]string{}
+	for _, l := range timeline {
+		var e struct{ Service, Action string }
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("timeline line %q: %v\n%s", l, err, out)
+		}
+		seen[e.Action] = append(seen[e.Action], e.Service)
+	}
+	for action, want := range map[string]int{"issued": 3, "consumed": 3, "exercised": 3} {
+		if len(seen[action]) != want {
+			t.Errorf("timeline has %d %s events, want %d:\n%s", len(seen[action]), action, want, out)
+		}
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
 		t.Fatalf("last line is not the order: %v\n%s", err, out)

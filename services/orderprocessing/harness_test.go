@@ -41,6 +41,8 @@ import (
 // order applied a token and whether that was undone, like a real domain's
 // exercise table, and can be told to misbehave.
 type ledger struct {
+	// AuditTrail is Unimplemented: this fake issuer keeps no audit trail.
+	capabilityv1connect.UnimplementedCapabilityServiceHandler
 	name string
 	mu   sync.Mutex
 	// applied maps jti -> order; effects counts applications (a second

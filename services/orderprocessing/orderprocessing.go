@@ -34,6 +34,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
@@ -349,7 +350,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	})
 	a := app.New(app.Config{
 		Repo: store, Envelope: app.EnvelopeVerifier(v), Sealer: sealer, Guard: guard, Routes: routes,
-		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL, Logger: cfg.Logger,
+		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL, Logger: cfg.Logger, Refusals: store,
 		Sign: func(ctx context.Context, c domain.Checkout) (string, error) {
 			raw, _, err := token.Issue(ctx, issuer, token.Checkout, token.CheckoutClaims{
 				Registered:        token.Registered{Subject: c.UserID, Audience: audiences, ExpiresAt: c.ExpiresAt},
@@ -369,7 +370,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	case sealedRetention < 0:
 		sealedRetention = 0
 	}
-	return &Service{server: ports.NewServer(a, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
+	return &Service{server: ports.NewServer(a, adapters.TokenAudit{Log: store.Audit(), Issuers: clients}, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
 		store: store, watch: watch, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
 		capabilities: caps}, nil
 }
@@ -470,7 +471,10 @@ func (s *Service) Export(m *metrics.Registry) {
 //     Config.OrderRetention ago, with their steps and checkout (default:
 //     kept for ever);
 //   - checkouts: checkouts no order was placed for (expired or cancelled)
-//     that expired more than retention ago; a retention of 0 keeps them.
+//     that expired more than retention ago; a retention of 0 keeps them;
+//   - audit_events: the events of OrderProcessing's token audit trail that
+//     happened more than audit.RetentionFactor times retention ago (the
+//     chain left verifiable); a retention of 0 keeps them.
 //
 // Orders NEEDS_OPERATOR or unfinished are never touched. The purge task of
 // the process runs it every -purge-every; replicas may run it at once, each
@@ -493,6 +497,9 @@ func (s *Service) Purge(ctx context.Context, now time.Time, retention time.Durat
 	if retention > 0 {
 		n, err := s.store.PurgeCheckouts(ctx, now.Add(-retention))
 		rows["checkouts"] += n
+		errs = append(errs, err)
+		n, err = s.store.Audit().Purge(ctx, adapters.AuditService, now.Add(-audit.RetentionFactor*retention))
+		rows["audit_events"] = n
 		errs = append(errs, err)
 	}
 	return rows, errors.Join(errs...)

@@ -138,6 +138,23 @@ export class Actions implements Handlers {
     this.ui.render();
   }
 
+  setAuditInput(raw: string): void {
+    st.setAuditInput(this.state, raw);
+  }
+
+  async showTokenAudit(orderId: string): Promise<void> {
+    const id = orderId.trim();
+    if (id === "") {
+      st.setError(this.state, "audit", "Enter an order id such as ord_….");
+      this.ui.render();
+      return;
+    }
+    const res = await this.run("audit", () => this.tr.orders.getTokenAudit({ by: { case: "orderId", value: id } }));
+    if (res) st.auditLoaded(this.state, id, res.events, res.unreachableIssuers);
+    this.ui.render();
+    if (res) this.ui.focus("audit-events-h");
+  }
+
   addToCart(sku: string, delta: number): void {
     st.addToCart(this.state, sku, delta);
     storage.saveCart(this.store, this.state.cart);

@@ -24,7 +24,8 @@ export type Step =
   | "place"
   | "watch"
   | "orders"
-  | "cancel";
+  | "cancel"
+  | "audit";
 
 export const SESSION_ENDED = "Your session has ended. Please log in again.";
 export const CHECKOUT_EXPIRED = "This checkout has expired. Start a new checkout from your cart.";
@@ -92,6 +93,10 @@ export function explain(step: Step, f: Failure): string {
       break;
     case "start":
       if (f.kind === "invalid") return `The cart cannot be checked out: ${f.message}`;
+      break;
+    case "audit":
+      if (f.kind === "forbidden") return "Only admins may read the token audit trail.";
+      if (f.kind === "invalid") return "Enter an order id such as ord_…, at most 64 characters.";
       break;
   }
   if (f.kind === "forbidden") return "This is not yours to see or change.";

@@ -28,6 +28,10 @@ export interface Handlers {
   cancelCheckout(): Promise<void>;
   continueShopping(): void;
   loadOrders(): Promise<void>;
+  /** setAuditInput keeps the admin's order id field's text (no re-render). */
+  setAuditInput(raw: string): void;
+  /** showTokenAudit shows an order's token timeline (admins only). */
+  showTokenAudit(orderId: string): Promise<void>;
 }
 
 /** Ui: what the calls may ask of the page. */

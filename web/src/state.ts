@@ -9,6 +9,7 @@
 // May import: messages.ts, and message types/enums of @tokenrelay/gen and
 // types of @tokenrelay/sdk. Unit-tested under node (web/test/state.test.ts).
 import type { Session } from "@tokenrelay/sdk";
+import type { AuditEvent } from "@tokenrelay/gen/tokenrelay/capability/v1/capability_pb";
 import type { Coupon } from "@tokenrelay/gen/tokenrelay/coupons/v1/coupons_pb";
 import { OrderStatus, type Checkout, type Order, type Product } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
 import type { PaymentMethod } from "@tokenrelay/gen/tokenrelay/payments/v1/payments_pb";
@@ -55,6 +56,14 @@ export interface SavedCheckout {
   selectedMethod: string;
 }
 
+/** The token timeline of one order, as an admin asked for it (GetTokenAudit). */
+export interface AuditView {
+  orderId: string;
+  events: AuditEvent[];
+  /** The issuers that could not be asked: their events are missing. */
+  unreachable: string[];
+}
+
 export interface AppState {
   session: Session | null;
   products: Product[];
@@ -76,6 +85,9 @@ export interface AppState {
   order: Order | null;
   orders: Order[];
   loginName: string;
+  /** The admin's order id field of the token audit, and the timeline shown. */
+  auditInput: string;
+  audit: AuditView | null;
 }
 
 export function initialState(session: Session | null, cart: Map<string, number>): AppState {
@@ -97,6 +109,8 @@ export function initialState(session: Session | null, cart: Map<string, number>)
     order: null,
     orders: [],
     loginName: "shopper",
+    auditInput: "",
+    audit: null,
   };
 }
 
@@ -151,12 +165,29 @@ export function sessionEnded(s: AppState): void {
   s.session = null;
   s.checkout = null;
   s.order = null;
+  s.audit = null;
 }
 
 /** loggedOut forgets everything of the shopper but the cart (a deliberate logout). */
 export function loggedOut(s: AppState): void {
   Object.assign(s, { checkout: null, order: null, orders: [], products: [], options: null, coupon: null, points: null, payment: null });
+  Object.assign(s, { audit: null, auditInput: "" });
 }
+
+// ---------------------------------------------------------------- transitions: the admin's token audit
+
+export function setAuditInput(s: AppState, raw: string): void {
+  s.auditInput = raw;
+}
+
+/** auditLoaded shows the token timeline of orderId. */
+export function auditLoaded(s: AppState, orderId: string, events: AuditEvent[], unreachable: string[]): void {
+  s.auditInput = orderId;
+  s.audit = { orderId, events, unreachable };
+}
+
+/** isAdmin says whether the logged-in user may read the token audit trail (scope admin). */
+export const isAdmin = (s: AppState): boolean => s.session?.user.scopes.includes("admin") ?? false;
 
 export function productsLoaded(s: AppState, products: Product[]): void {
   s.products = products;

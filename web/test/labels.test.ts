@@ -3,7 +3,9 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { CampaignSchema, DiscountKind, UnusableReason } from "@tokenrelay/gen/tokenrelay/coupons/v1/coupons_pb";
 import { OrderSchema, OrderStatus, StepSchema, StepState } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
+import { AuditEventSchema } from "@tokenrelay/gen/tokenrelay/capability/v1/capability_pb";
 import {
+  auditEventText,
   couponTerms,
   itemsText,
   orderOutcome,
@@ -166,4 +168,17 @@ test("an order left to support says so, per step, without internals", () => {
   assert.equal(statusClass(OrderStatus.NEEDS_OPERATOR), "FAILED");
   assert.equal(stateName(StepState.RESOLVED), "Settled by support");
   assert.equal(stepFate(step("coupons:redeem", StepState.RESOLVED, 500n, "red_1")), "Your coupon was settled by our support team.");
+});
+
+test("auditEventText says who did what to which token, for which order, and which check refused it", () => {
+  const ev = (action: string, more: Record<string, string> = {}) =>
+    auditEventText(create(AuditEventSchema, { service: "coupons", issuer: "coupons", action, orderId: "ord_1", checkoutId: "op_1", ...more }));
+  assert.equal(ev("issued"), "Coupons issued the Coupons token for checkout op_1");
+  assert.equal(ev("consumed", { service: "order-processing" }), "OrderProcessing accepted and consumed the Coupons token for order ord_1");
+  assert.equal(ev("refused", { service: "order-processing", check: "replayed" }), "OrderProcessing refused the Coupons token (replayed)");
+  assert.equal(ev("refused", { service: "order-processing", issuer: "", check: "signature" }), "OrderProcessing refused a token (signature)");
+  assert.equal(ev("exercised"), "Coupons exercised the Coupons token for order ord_1");
+  assert.equal(ev("compensated", { service: "payments", issuer: "payments" }), "Payments compensated the Payments token for order ord_1");
+  assert.equal(ev("purged"), "Coupons purged its records of the Coupons token");
+  assert.equal(ev("rewound", { service: "ledger" }), "ledger: rewound the Coupons token");
 });

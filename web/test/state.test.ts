@@ -9,6 +9,7 @@ import {
   ProductSchema,
   type Checkout,
 } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
+import { AuditEventSchema } from "@tokenrelay/gen/tokenrelay/capability/v1/capability_pb";
 import { PaymentMethodSchema } from "@tokenrelay/gen/tokenrelay/payments/v1/payments_pb";
 import type { Session } from "@tokenrelay/sdk";
 import { CHECKOUT_EXPIRED } from "../src/messages.js";
@@ -338,4 +339,23 @@ test("logging out forgets the shopper's data but not the cart", () => {
   assert.equal(s.cart.get("MUG-STONE"), 1);
   st.setLoginName(s, "someone");
   assert.equal(s.loginName, "someone");
+});
+
+test("the token audit: admins only, a loaded timeline shown, forgotten at logout", () => {
+  const s = st.initialState(session, new Map());
+  assert.equal(st.isAdmin(s), false);
+  const admin = st.initialState({ ...session, user: { ...session.user, scopes: ["shop", "admin"] } }, new Map());
+  assert.equal(st.isAdmin(admin), true);
+  assert.equal(st.isAdmin(st.initialState(null, new Map())), false);
+  st.setAuditInput(admin, " ord_1 ");
+  const ev = create(AuditEventSchema, { service: "coupons", action: "issued", jti: "j1" });
+  st.auditLoaded(admin, "ord_1", [ev], ["payments"]);
+  assert.equal(admin.auditInput, "ord_1");
+  assert.deepEqual(admin.audit, { orderId: "ord_1", events: [ev], unreachable: ["payments"] });
+  st.loggedOut(admin);
+  assert.equal(admin.audit, null);
+  assert.equal(admin.auditInput, "");
+  st.auditLoaded(admin, "ord_2", [], []);
+  st.sessionEnded(admin);
+  assert.equal(admin.audit, null);
 });

@@ -50,11 +50,13 @@
 //
 // # Status
 //
-// This is the storage layer of the token audit trail (issue 19), tested
-// on SQLite and PostgreSQL by one contract suite. No service appends to it
-// yet: the hooks (the domains' Ledger and confirmations, OrderProcessing's
-// placement and saga), the admin read API through the capability protocol,
-// the operator's `tokenrelay audit` and the web view are still to come.
+// The domains append through capabilitysql.Ledger (issued, exercised,
+// compensated, purged) and OrderProcessing in PlaceOrder (consumed,
+// refused), each with a [Trail] that stamps the service, the time and the
+// request's txn. Admins read it through OrderProcessingService
+// GetTokenAudit, which asks each issuer's CapabilityService AuditTrail;
+// see ARCHITECTURE.md, "The token audit trail". Services purge their
+// events after [RetentionFactor] times their records' retention.
 package audit
 
 import (

@@ -60,15 +60,26 @@ func (l *Log) Append(ctx context.Context, q Tx, e Event) (Event, error) {
 	if e.Service == "" || !e.Action.Valid() || e.At.IsZero() {
 		return Event{}, fmt.Errorf("%w: service %q, action %q, at %v", ErrInvalidEvent, e.Service, e.Action, e.At)
 	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO audit_heads (service, seq, hash, anchor_seq, anchor_hash)
-		VALUES ($1, 0, '', 0, '') ON CONFLICT (service) DO NOTHING`, e.Service); err != nil {
-		return Event{}, fmt.Errorf("audit: head: %w", err)
-	}
 	// Taking the sequence number locks the head row until tx ends (on
 	// SQLite the transaction holds the write lock already); the hash it
-	// returns is still the previous event's.
-	if err := q.QueryRowContext(ctx, `UPDATE audit_heads SET seq = seq + 1 WHERE service = $1 RETURNING seq, hash`,
-		e.Service).Scan(&e.Seq, &e.PrevHash); err != nil {
+	// returns is still the previous event's. The head row is created by a
+	// service's first append only, saving a statement on every other one
+	// (the audit trail's cost per checkout, BENCHMARKS.md).
+	next := func() error {
+		return q.QueryRowContext(ctx, `UPDATE audit_heads SET seq = seq + 1 WHERE service = $1 RETURNING seq, hash`,
+			e.Service).Scan(&e.Seq, &e.PrevHash)
+	}
+	err := next()
+	if errors.Is(err, sql.ErrNoRows) {
+		// A concurrent first append waits here for the other to commit
+		// (PostgreSQL), then finds its row.
+		if _, err := q.ExecContext(ctx, `INSERT INTO audit_heads (service, seq, hash, anchor_seq, anchor_hash)
+			VALUES ($1, 0, '', 0, '') ON CONFLICT (service) DO NOTHING`, e.Service); err != nil {
+			return Event{}, fmt.Errorf("audit: head: %w", err)
+		}
+		err = next()
+	}
+	if err != nil {
 		return Event{}, fmt.Errorf("audit: head: %w", err)
 	}
 	e.At = fromMillis(millis(e.At))

@@ -8,6 +8,7 @@
 // Rules: pure text, no DOM, no network; unit-tested under node
 // (web/test/labels.test.ts). May import: enums and types of @tokenrelay/gen,
 // format.ts, state.ts (amountOf).
+import type { AuditEvent } from "@tokenrelay/gen/tokenrelay/capability/v1/capability_pb";
 import { DiscountKind, UnusableReason, type Campaign } from "@tokenrelay/gen/tokenrelay/coupons/v1/coupons_pb";
 import { OrderStatus, StepState, type Line, type Order, type Step } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
 import { money, percentOfBps } from "../format.js";
@@ -241,4 +242,42 @@ export function orderOutcome(o: Pick<Order, "status" | "steps" | "failureReason"
     default:
       return { tone: "busy", headline: "Processing your order…", fates: [] };
   }
+}
+
+/** The services' names as the audit timeline shows them. */
+const SERVICE_NAMES: Record<string, string> = {
+  "order-processing": "OrderProcessing",
+  coupons: "Coupons",
+  points: "Points",
+  payments: "Payments",
+};
+
+/** serviceName is a service of the audit trail for people; an unknown one as it is. */
+export const serviceName = (service: string): string => SERVICE_NAMES[service] ?? service;
+
+/**
+ * auditEventText says what happened to a token in one sentence, for the
+ * admin's timeline: who did what, for which order, and for a refusal the
+ * check that failed. It never shows a token, only its claims.
+ */
+export function auditEventText(e: Pick<AuditEvent, "service" | "action" | "issuer" | "orderId" | "checkoutId" | "check">): string {
+  const who = serviceName(e.service);
+  const token = e.issuer ? `the ${serviceName(e.issuer)} token` : "a token";
+  switch (e.action) {
+    case "issued":
+      return `${who} issued ${token}${e.checkoutId ? ` for checkout ${e.checkoutId}` : ""}`;
+    case "consumed":
+      return `${who} accepted and consumed ${token} for order ${e.orderId}`;
+    case "accepted":
+      return `${who} accepted ${token}`;
+    case "refused":
+      return `${who} refused ${token} (${e.check || "unknown check"})`;
+    case "exercised":
+      return `${who} exercised ${token} for order ${e.orderId}`;
+    case "compensated":
+      return `${who} compensated ${token} for order ${e.orderId}`;
+    case "purged":
+      return `${who} purged its records of ${token}`;
+  }
+  return `${who}: ${e.action} ${token}`;
 }

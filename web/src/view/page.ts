@@ -9,7 +9,8 @@
 // state.ts (types), ports.ts (types), @tokenrelay/gen (types), view/*.
 import type { Order } from "@tokenrelay/gen/tokenrelay/orderprocessing/v1/orderprocessing_pb";
 import type { Handlers, Ui } from "../ports.js";
-import type { AppState } from "../state.js";
+import { isAdmin, type AppState } from "../state.js";
+import { renderAudit } from "./audit.js";
 import { renderCheckout } from "./checkout.js";
 import { h } from "./dom.js";
 import { progressText } from "./labels.js";
@@ -78,7 +79,7 @@ export class Page implements Ui {
   }
 }
 
-/** shop is what a logged-in shopper sees: the order or the checkout, else catalog and cart; then the history. */
+/** shop is what a logged-in shopper sees: the order or the checkout, else catalog and cart; then the history; an admin, the token audit too. */
 function shop(s: AppState, on: Handlers): HTMLElement[] {
   const shopping = !s.checkout && !s.order;
   return [
@@ -87,5 +88,6 @@ function shop(s: AppState, on: Handlers): HTMLElement[] {
     shopping ? renderCatalog(s, on) : null,
     shopping ? renderCart(s, on) : null,
     renderHistory(s, on),
+    isAdmin(s) ? renderAudit(s, on) : null,
   ].filter((x): x is HTMLElement => x !== null);
 }

@@ -13,7 +13,8 @@
 // Its rule: this is where the transport meets the relay. It may import
 // Connect, the generated capability service, the token engine, authn and
 // rpcerr; it runs no SQL (a [Config]'s database goes to the domain's own
-// store, and its ping to /healthz) and never imports the process plumbing
+// store, its ping to /healthz, and AuditTrail's reads to the audit
+// trail's own store, package audit) and never imports the process plumbing
 // (server, process, metrics, capabilityd). Domain code (a service's internal/app and
 // internal/domain) never imports it: that depends on package capability
 // alone, and only a domain's ports and public face import this package.
@@ -28,6 +29,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
@@ -46,16 +48,20 @@ type Server struct {
 	ping     func(context.Context) error
 	opener   *sealed.Sealer // opens sealed constraints at Exercise and Compensate; nil: none
 	log      *slog.Logger
+	name     string     // the domain's name, the iss of its tokens
+	audit    *audit.Log // the domain's audit trail, for AuditTrail
 }
 
-// ErrIncompleteConfig reports a Server without a health check or logger.
-var ErrIncompleteConfig = errors.New("capabilityrpc: a domain needs a health check (its database ping) and a logger")
+// ErrIncompleteConfig reports a Server without a health check, logger or
+// audit trail.
+var ErrIncompleteConfig = errors.New("capabilityrpc: a domain needs a health check (its database ping), a logger and an audit trail")
 
 // New builds the verifier (see NewVerifier) and the confirmation-token
 // issuer of domain name. ping checks the domain's database for /healthz;
-// log gets CapabilityService's line per call.
-func New(name string, trust capability.Trust, ping func(context.Context) error, log *slog.Logger) (*Server, error) {
-	if ping == nil || log == nil {
+// log gets CapabilityService's line per call; trail is the domain's audit
+// trail, which AuditTrail reads.
+func New(name string, trust capability.Trust, ping func(context.Context) error, log *slog.Logger, trail *audit.Log) (*Server, error) {
+	if ping == nil || log == nil || trail == nil {
 		return nil, ErrIncompleteConfig
 	}
 	v, err := NewVerifier(name, trust)
@@ -67,7 +73,7 @@ func New(name string, trust capability.Trust, ping func(context.Context) error, 
 		v.Close()
 		return nil, err
 	}
-	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping, log: log}, nil
+	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping, log: log, name: name, audit: trail}, nil
 }
 
 // Seal makes the server open sealed constraints with s, the domain's own
@@ -97,7 +103,7 @@ func (s *Server) Register(mux *http.ServeMux, own func(...connect.HandlerOption)
 	d capability.Domain, errs func(context.Context, error) *connect.Error, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(Interceptor(s.trust, s.verifier))}, opts...)
 	mux.Handle(own(opts...))
-	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs, s.log).OpenSealed(s.opener), opts...))
+	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs, s.log).OpenSealed(s.opener).Audit(s.audit, s.name), opts...))
 	mux.Handle("GET "+keys.WellKnownPath, s.trust.Keys.Handler())
 	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.ping}))
 }

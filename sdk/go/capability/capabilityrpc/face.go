@@ -8,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
@@ -81,7 +82,9 @@ func NewFace[H Handlers](ctx context.Context, name string, cfg Config,
 	if err != nil {
 		return Face{}, fmt.Errorf("%s: %w", name, err)
 	}
-	rpc, err := New(name, cfg.Trust, cfg.DB.SQL().PingContext, cfg.Logger)
+	// The audit tables are migrated by the domain's store (build), which
+	// appends to them; the Server only reads them.
+	rpc, err := New(name, cfg.Trust, cfg.DB.SQL().PingContext, cfg.Logger, audit.New(cfg.DB))
 	if err != nil {
 		return Face{}, err
 	}

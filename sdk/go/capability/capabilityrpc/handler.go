@@ -11,6 +11,7 @@ import (
 
 	capabilityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
@@ -47,6 +48,8 @@ type Handler struct {
 	errs     func(context.Context, error) *connect.Error
 	opener   *sealed.Sealer
 	log      *slog.Logger
+	audit    *audit.Log // answers AuditTrail; nil: Unimplemented
+	issuer   string     // the domain's name, the iss of its tokens
 }
 
 var _ capabilityv1connect.CapabilityServiceHandler = (*Handler)(nil)

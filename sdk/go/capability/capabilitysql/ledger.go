@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 )
@@ -29,6 +31,42 @@ type Ledger[C, X any] struct {
 	// HasReason is set when the exercises table keeps the compensation's
 	// reason in a column reason.
 	HasReason bool
+	// Trail, when set, records the tokens' lifecycle in the domain's audit
+	// trail, each event in the transaction of its effect: issued
+	// ([Ledger.SaveConfirmation] of a new record), exercised (the claim
+	// that applied the effect), compensated (the flip that undid it, or
+	// the void of a token never exercised). A retry answered from the
+	// stored row records nothing: nothing happened.
+	Trail *audit.Trail
+	// Token returns what the audit events of a confirmation's token say of
+	// it (Issuer, JTI, Kind, Subject, CheckoutID, ExpiresAt); required with
+	// Trail.
+	Token func(c C) audit.Event
+}
+
+// record appends the event of action on c's token, for an order, to
+// l.Trail inside tx; without a Trail it records nothing.
+func (l Ledger[C, X]) record(ctx context.Context, tx audit.Tx, action audit.Action, c C, orderID string) error {
+	if l.Trail == nil {
+		return nil
+	}
+	e := l.Token(c)
+	e.Action, e.OrderID = action, orderID
+	return l.Trail.Append(ctx, tx, e)
+}
+
+// SaveConfirmation stores c with [Confirmations.Save], in one transaction
+// of db with its issued event when c is new.
+func (l Ledger[C, X]) SaveConfirmation(ctx context.Context, db *sqldb.DB, c C) (stored C, created bool, err error) {
+	err = db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := db.Cached(sqlTx)
+		stored, created, err = l.Confirmations.Save(ctx, tx, c)
+		if err != nil || !created {
+			return err
+		}
+		return l.record(ctx, tx, audit.Issued, stored, "")
+	})
+	return stored, created, err
 }
 
 // Effect is a domain's own part of an exercise or a compensation: it runs
@@ -51,7 +89,10 @@ func (l Ledger[C, X]) Exercise(ctx context.Context, db *sqldb.DB, jti, orderID s
 		case err != nil:
 			return x, err
 		case inserted:
-			return apply(ctx, tx, c, x)
+			if x, err = apply(ctx, tx, c, x); err != nil {
+				return x, err
+			}
+			return x, l.record(ctx, tx, audit.Exercised, c, orderID)
 		}
 		order, state, applied := l.Head(x)
 		switch {
@@ -94,9 +135,12 @@ func (l Ledger[C, X]) Compensate(ctx context.Context, db *sqldb.DB, jti, orderID
 		case err != nil:
 			return x, err
 		case inserted && comp.Voided != nil:
-			return comp.Voided(ctx, tx, c, x)
+			if x, err = comp.Voided(ctx, tx, c, x); err != nil {
+				return x, err
+			}
+			return x, l.record(ctx, tx, audit.Compensated, c, orderID)
 		case inserted:
-			return x, nil
+			return x, l.record(ctx, tx, audit.Compensated, c, orderID)
 		}
 		if order, _, _ := l.Head(x); order != orderID {
 			return x, capability.ErrAlreadyExercised
@@ -108,7 +152,10 @@ func (l Ledger[C, X]) Compensate(ctx context.Context, db *sqldb.DB, jti, orderID
 		case err != nil:
 			return x, err
 		}
-		return comp.Undo(ctx, tx, c, x)
+		if x, err = comp.Undo(ctx, tx, c, x); err != nil {
+			return x, err
+		}
+		return x, l.record(ctx, tx, audit.Compensated, c, orderID)
 	})
 }
 
@@ -143,4 +190,19 @@ func (l Ledger[C, X]) flip(ctx context.Context, q Querier, jti string, comp Comp
 	}
 	return l.Exercises.Scan(q.QueryRowContext(ctx, `UPDATE exercises SET `+set+
 		` WHERE jti = $3 AND state = $4 RETURNING `+l.Exercises.Columns, args...))
+}
+
+// Audited returns l recording in the audit trail of the domain named
+// service (its issuer name), kept in db, whose audit tables it migrates;
+// txn reads the request's transaction id from its context
+// (authn.TxnFrom). token describes a confirmation's token (see
+// [Ledger.Token]).
+func (l Ledger[C, X]) Audited(ctx context.Context, db *sqldb.DB, service string, txn func(context.Context) string,
+	token func(c C) audit.Event) (Ledger[C, X], error) {
+	if err := audit.Migrate(ctx, db); err != nil {
+		return l, fmt.Errorf("%s: migrate audit: %w", service, err)
+	}
+	l.Trail = &audit.Trail{Log: audit.New(db), Service: service, Txn: txn}
+	l.Token = token
+	return l, nil
 }

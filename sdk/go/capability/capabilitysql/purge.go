@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
 )
@@ -57,13 +58,33 @@ func (p Purged) Rows() map[string]int64 {
 // write lock serialises them. Each row is counted by the purge that
 // deleted it. On failure it returns what it deleted so far.
 func Purge(ctx context.Context, db *sqldb.DB, before time.Time) (Purged, error) {
+	return purge(ctx, db, before, nil)
+}
+
+// Purge is [Purge] that also records, in the transaction of each batch, a
+// purged event in l.Trail for every token whose confirmation it deleted.
+func (l Ledger[C, X]) Purge(ctx context.Context, db *sqldb.DB, before time.Time) (Purged, error) {
+	return purge(ctx, db, before, l.Trail)
+}
+
+// PurgeTrail deletes the audit events of l.Trail's service that happened
+// before before (audit.Log.Purge, which keeps the rest of the chain
+// verifiable) and returns how many went; without a Trail, none.
+func (l Ledger[C, X]) PurgeTrail(ctx context.Context, before time.Time) (int64, error) {
+	if l.Trail == nil {
+		return 0, nil
+	}
+	return l.Trail.Log.Purge(ctx, l.Trail.Service, before)
+}
+
+func purge(ctx context.Context, db *sqldb.DB, before time.Time, trail *audit.Trail) (Purged, error) {
 	var total Purged
 	for {
 		var n Purged
 		var batch int
 		err := db.Tx(ctx, func(tx *sql.Tx) error {
 			var err error
-			n, batch, err = purgeBatch(ctx, db.Dialect(), tx, before.UTC())
+			n, batch, err = purgeBatch(ctx, db.Dialect(), tx, before.UTC(), trail)
 			return err
 		})
 		total.Confirmations += n.Confirmations
@@ -83,7 +104,7 @@ var final = []any{capability.ExerciseApplied, capability.ExerciseCompensated}
 
 // purgeBatch purges one batch in tx and returns what it deleted and how
 // many tokens it chose.
-func purgeBatch(ctx context.Context, dialect sqldb.Dialect, tx *sql.Tx, before time.Time) (Purged, int, error) {
+func purgeBatch(ctx context.Context, dialect sqldb.Dialect, tx *sql.Tx, before time.Time, trail *audit.Trail) (Purged, int, error) {
 	lock := ""
 	if dialect == sqldb.Postgres {
 		lock = ` FOR UPDATE OF c SKIP LOCKED`
@@ -123,14 +144,34 @@ func purgeBatch(ctx context.Context, dialect sqldb.Dialect, tx *sql.Tx, before t
 	if p.Exercises, err = res.RowsAffected(); err != nil {
 		return p, 0, err
 	}
-	res, err = tx.ExecContext(ctx, `DELETE FROM confirmations WHERE expires_at < $1
+	gone, err := tx.QueryContext(ctx, `DELETE FROM confirmations WHERE expires_at < $1
 		AND NOT EXISTS (SELECT 1 FROM exercises x WHERE x.jti = confirmations.jti)
-		AND jti IN (`+placeholders(2, len(jtis))+`)`, append([]any{before}, jtis...)...)
+		AND jti IN (`+placeholders(2, len(jtis))+`) RETURNING jti`, append([]any{before}, jtis...)...)
 	if err != nil {
 		return p, 0, err
 	}
-	p.Confirmations, err = res.RowsAffected()
-	return p, len(jtis), err
+	var deleted []string
+	for gone.Next() {
+		var jti string
+		if err := gone.Scan(&jti); err != nil {
+			gone.Close()
+			return p, 0, err
+		}
+		deleted = append(deleted, jti)
+	}
+	gone.Close()
+	if err := gone.Err(); err != nil {
+		return p, 0, err
+	}
+	p.Confirmations = int64(len(deleted))
+	if trail != nil {
+		for _, jti := range deleted {
+			if err := trail.Append(ctx, tx, audit.Event{Action: audit.Purged, Issuer: trail.Service, JTI: jti}); err != nil {
+				return p, 0, err
+			}
+		}
+	}
+	return p, len(jtis), nil
 }
 
 // placeholders returns "$from, $from+1, ..." for n arguments.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
@@ -99,7 +100,12 @@ func TestPurge(t *testing.T) {
 		for _, tc := range tests {
 			insertToken(t, db, tc.tok)
 		}
-		got, err := capabilitysql.Purge(t.Context(), db, cutoff)
+		if err := audit.Migrate(t.Context(), db); err != nil {
+			t.Fatal(err)
+		}
+		log := audit.New(db)
+		ledger := capabilitysql.Ledger[struct{}, struct{}]{Trail: &audit.Trail{Log: log, Service: "coupons", Now: func() time.Time { return now }}}
+		got, err := ledger.Purge(t.Context(), db, cutoff)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,6 +116,14 @@ func TestPurge(t *testing.T) {
 			if c := exists(t, db, "confirmations", tc.tok.jti); c == tc.gone {
 				t.Errorf("%s: confirmation kept = %v, want %v", tc.tok.jti, c, !tc.gone)
 			}
+			// Each token purged is recorded so, in the batch's transaction.
+			evs, err := log.ByJTI(t.Context(), "coupons", tc.tok.jti)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if purged := len(evs) == 1 && evs[0].Action == audit.Purged && evs[0].At.Equal(now); purged != tc.gone || len(evs) > 1 {
+				t.Errorf("%s: audit events %+v, want a purged event: %v", tc.tok.jti, evs, tc.gone)
+			}
 			if tc.tok.state != 0 {
 				if x := exists(t, db, "exercises", tc.tok.jti); x == tc.gone {
 					t.Errorf("%s: exercise kept = %v, want %v", tc.tok.jti, x, !tc.gone)
@@ -117,8 +131,19 @@ func TestPurge(t *testing.T) {
 			}
 		}
 		// Idempotent: nothing more to do.
-		if again, err := capabilitysql.Purge(t.Context(), db, cutoff); err != nil || again != (capabilitysql.Purged{}) {
+		if again, err := ledger.Purge(t.Context(), db, cutoff); err != nil || again != (capabilitysql.Purged{}) {
 			t.Errorf("second Purge = %+v, %v; want nothing", again, err)
+		}
+		if head, err := log.Verify(t.Context(), "coupons"); err != nil || head.Seq != 4 {
+			t.Errorf("chain after the purges: %+v, %v; want 4 events", head, err)
+		}
+		// The trail's own retention: every event is older than a cutoff
+		// after now, and the chain stays verifiable without them.
+		if n, err := ledger.PurgeTrail(t.Context(), now.Add(time.Hour)); err != nil || n != 4 {
+			t.Errorf("PurgeTrail = %d, %v; want 4", n, err)
+		}
+		if _, err := log.Verify(t.Context(), "coupons"); err != nil {
+			t.Errorf("chain after PurgeTrail: %v", err)
 		}
 	})
 }

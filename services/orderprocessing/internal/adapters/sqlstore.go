@@ -15,8 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
 )
 
@@ -30,6 +34,7 @@ const MigrationSet = "orderprocessing"
 type Store struct {
 	db    *sqldb.DB
 	guard *replay.Guard
+	trail audit.Trail
 }
 
 var _ domain.Repository = (*Store)(nil)
@@ -47,7 +52,24 @@ func NewStore(ctx context.Context, db *sqldb.DB, guard *replay.Guard) (*Store, e
 	if err := replay.Migrate(ctx, db); err != nil {
 		return nil, fmt.Errorf("orderprocessing: migrate replay: %w", err)
 	}
-	return &Store{db: db, guard: guard}, nil
+	if err := audit.Migrate(ctx, db); err != nil {
+		return nil, fmt.Errorf("orderprocessing: migrate audit: %w", err)
+	}
+	return &Store{db: db, guard: guard, trail: audit.Trail{Log: audit.New(db), Service: AuditService, Txn: authn.TxnFrom}}, nil
+}
+
+// AuditService is OrderProcessing's name in the audit trail: its
+// workload name.
+const AuditService = capability.Audience
+
+// Audit returns OrderProcessing's audit trail, for the admin's reads.
+func (s *Store) Audit() *audit.Log { return s.trail.Log }
+
+// Refused implements app.Refusals: the refusal is recorded in a
+// transaction of its own (nothing else happened).
+func (s *Store) Refused(ctx context.Context, userID, checkoutID string, r *domain.RefusedToken) error {
+	return s.trail.Record(ctx, audit.Event{Action: audit.Refused, Issuer: r.Issuer, JTI: r.JTI,
+		Kind: token.Confirmation.Name(), Subject: userID, CheckoutID: checkoutID, Check: r.Check})
 }
 
 type scanner interface{ Scan(...any) error }
@@ -259,6 +281,17 @@ func (s *Store) placeOrder(ctx context.Context, o domain.Order, now time.Time) (
 		}
 		for _, st := range o.Steps {
 			if err := s.guard.Consume(ctx, sqlTx, st.Issuer, st.JTI, st.ExpiresAt); err != nil {
+				if errors.Is(err, replay.ErrReplayed) {
+					return &domain.RefusedToken{Issuer: st.Issuer, JTI: st.JTI, Check: token.Reason(err), Err: err}
+				}
+				return err
+			}
+			// Accepting a token and consuming its jti are one act here:
+			// OrderProcessing accepts a token only by consuming it, with
+			// the order.
+			if err := s.trail.Append(ctx, tx, audit.Event{Action: audit.Consumed, Issuer: st.Issuer, JTI: st.JTI,
+				Kind: token.Confirmation.Name(), Subject: o.UserID, CheckoutID: o.CheckoutID, OrderID: o.ID,
+				ExpiresAt: st.ExpiresAt}); err != nil {
 				return err
 			}
 		}

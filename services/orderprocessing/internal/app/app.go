@@ -61,10 +61,21 @@ type Config struct {
 	// checkout token's maximum lifetime.
 	CheckoutTTL time.Duration
 	Now         func() time.Time
+	// Refusals records in the audit trail each confirmation token
+	// PlaceOrder refuses (the tokens it accepts are recorded by Repo, in
+	// the order's transaction).
+	Refusals Refusals
 	// Logger logs each order placed ("order placed", at INFO, with the
 	// request's context, so with its txn when the handler adds it:
 	// authn.NewLogHandler). Default: discard.
 	Logger *slog.Logger
+}
+
+// Refusals is the audit trail's record of refused tokens.
+type Refusals interface {
+	// Refused records that user presented r for checkoutID and it was
+	// refused, in a transaction of its own.
+	Refused(ctx context.Context, userID, checkoutID string, r *domain.RefusedToken) error
 }
 
 // Service runs the use cases.
@@ -175,6 +186,12 @@ func (s *Service) PlaceOrder(ctx context.Context, c Caller, checkoutID string, r
 			}
 		}
 	}
+	if r, ok := errors.AsType[*domain.RefusedToken](err); ok {
+		if aerr := s.cfg.Refusals.Refused(ctx, c.UserID, checkoutID, r); aerr != nil {
+			// The refusal stands; only its record is missing.
+			s.cfg.Logger.ErrorContext(ctx, "audit: record refusal", "checkout", checkoutID, "check", r.Check, "error", aerr)
+		}
+	}
 	return o, err
 }
 
@@ -202,11 +219,16 @@ func (s *Service) placeOrder(ctx context.Context, c Caller, checkoutID string, r
 	for i, raw := range raws {
 		conf, err := s.cfg.Envelope(ctx, raw)
 		if err != nil {
-			return domain.Order{}, fmt.Errorf("confirmation token %d: %w", i+1, err)
+			err = fmt.Errorf("confirmation token %d: %w", i+1, err)
+			if check := token.Reason(err); check != "" {
+				err = &domain.RefusedToken{Check: check, Err: err}
+			}
+			return domain.Order{}, err
 		}
 		// The fast path: a replay is refused before the database is touched.
 		if s.cfg.Guard.Seen(conf.Issuer, conf.JTI) {
-			return domain.Order{}, fmt.Errorf("confirmation token %d: %w", i+1, token.ErrReplayed)
+			return domain.Order{}, &domain.RefusedToken{Issuer: conf.Issuer, JTI: conf.JTI, Check: token.Reason(token.ErrReplayed),
+				Err: fmt.Errorf("confirmation token %d: %w", i+1, token.ErrReplayed)}
 		}
 		confs[i] = conf
 	}

@@ -268,6 +268,19 @@ type Order struct {
 	TraceParent string
 }
 
+// RefusedToken is a confirmation token PlaceOrder refused, as the audit
+// trail records it: the token's issuer and jti when its claims could be
+// trusted (a replay), empty otherwise (a bad signature), and the check
+// that failed (token.Reason's label: "replayed", "expired", "signature",
+// ...). Never the token. It wraps the refusal.
+type RefusedToken struct {
+	Issuer, JTI, Check string
+	Err                error
+}
+
+func (r *RefusedToken) Error() string { return r.Err.Error() }
+func (r *RefusedToken) Unwrap() error { return r.Err }
+
 // Confirmation is what PlaceOrder learns from one verified confirmation
 // token's envelope.
 type Confirmation struct {

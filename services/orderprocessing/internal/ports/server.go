@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	capabilityv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
@@ -33,17 +34,24 @@ const CheckoutTokenHeader = "Checkout-Token"
 
 // Server implements orderprocessingv1connect.OrderProcessingServiceHandler.
 type Server struct {
-	app  *app.Service
-	errs *rpcerr.Mapper
+	app   *app.Service
+	audit TokenAudit
+	errs  *rpcerr.Mapper
 	// refused counts the token refusals the handlers answer (CountRefusals).
 	refused atomic.Pointer[func(error) error]
 }
 
 var _ orderprocessingv1connect.OrderProcessingServiceHandler = (*Server)(nil)
 
-// NewServer returns the handlers over the use cases.
-func NewServer(a *app.Service, log *slog.Logger) *Server {
-	return &Server{app: a, errs: rpcerr.New(log,
+// TokenAudit gathers the token audit trail across the services
+// (adapters.TokenAudit).
+type TokenAudit interface {
+	Gather(ctx context.Context, req *capabilityv1.AuditTrailRequest) ([]*capabilityv1.AuditEvent, []string, error)
+}
+
+// NewServer returns the handlers over the use cases and the audit trail.
+func NewServer(a *app.Service, audit TokenAudit, log *slog.Logger) *Server {
+	return &Server{app: a, audit: audit, errs: rpcerr.New(log,
 		rpcerr.Code{Err: domain.ErrInvalidArgument, Code: connect.CodeInvalidArgument},
 		rpcerr.Code{Err: domain.ErrIdempotencyConflict, Code: connect.CodeInvalidArgument},
 		// Not found and not yours are one answer, so ids cannot be probed.
@@ -250,3 +258,38 @@ func orderProto(o domain.Order) *orderprocessingv1.Order {
 	}
 	return p
 }
+
+// GetTokenAudit implements the handler interface: admins only, like the
+// operator's RPCs; anyone else is PermissionDenied.
+func (s *Server) GetTokenAudit(ctx context.Context, req *connect.Request[orderprocessingv1.GetTokenAuditRequest]) (*connect.Response[orderprocessingv1.GetTokenAuditResponse], error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Admin {
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("the token audit trail is for admins"))
+	}
+	q := &capabilityv1.AuditTrailRequest{}
+	name, key := "", ""
+	switch by := req.Msg.GetBy().(type) {
+	case *orderprocessingv1.GetTokenAuditRequest_Jti:
+		name, key, q.By = "jti", by.Jti, &capabilityv1.AuditTrailRequest_Jti{Jti: by.Jti}
+	case *orderprocessingv1.GetTokenAuditRequest_OrderId:
+		name, key, q.By = "order_id", by.OrderId, &capabilityv1.AuditTrailRequest_OrderId{OrderId: by.OrderId}
+	case *orderprocessingv1.GetTokenAuditRequest_Txn:
+		name, key, q.By = "txn", by.Txn, &capabilityv1.AuditTrailRequest_Txn{Txn: by.Txn}
+	default:
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("one of jti, order_id or txn is required"))
+	}
+	if key == "" || len(key) > maxAuditKey {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New(name+" is required, at most 64 characters"))
+	}
+	events, unreachable, err := s.audit.Gather(ctx, q)
+	if err != nil {
+		return nil, s.error(ctx, err)
+	}
+	return connect.NewResponse(&orderprocessingv1.GetTokenAuditResponse{Events: events, UnreachableIssuers: unreachable}), nil
+}
+
+// maxAuditKey bounds the key of an audit read, as every issuer bounds it.
+const maxAuditKey = 64

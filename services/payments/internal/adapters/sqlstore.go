@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/domain"
 )
 
@@ -22,7 +25,8 @@ const MigrationSet = "payments"
 
 // Store is the SQL implementation of domain.Repository.
 type Store struct {
-	db *sqldb.DB
+	db     *sqldb.DB
+	ledger capabilitysql.Ledger[domain.Confirmation, domain.Exercise] // ledger, audited
 }
 
 var _ domain.Repository = (*Store)(nil)
@@ -32,8 +36,19 @@ func NewStore(ctx context.Context, db *sqldb.DB) (*Store, error) {
 	if err := sqldb.MigrateDir(ctx, db, migrations, "migrations", MigrationSet); err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	l, err := ledger.Audited(ctx, db, Issuer, authn.TxnFrom, func(c domain.Confirmation) audit.Event {
+		return audit.Event{Issuer: Issuer, JTI: c.JTI, Kind: token.Confirmation.Name(), Subject: c.UserID,
+			CheckoutID: c.CheckoutID, ExpiresAt: c.ExpiresAt}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, ledger: l}, nil
 }
+
+// Issuer is the domain's issuer name, the iss of its confirmation tokens
+// and the service of its audit events.
+const Issuer = "payments"
 
 const methodColumns = `id, user_id, brand, last4, expiry_month, expiry_year, label, processor_ref, idempotency_key, created_at`
 
@@ -124,7 +139,7 @@ var confirmations = capabilitysql.Confirmations[domain.Confirmation]{
 
 // SaveConfirmation implements domain.Repository.
 func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
-	prev, created, err := confirmations.Save(ctx, s.db.Cached(nil), c)
+	prev, created, err := s.ledger.SaveConfirmation(ctx, s.db, c)
 	switch {
 	case err != nil:
 		return domain.Confirmation{}, false, fmt.Errorf("payments: save confirmation: %w", err)
@@ -184,7 +199,7 @@ var ledger = capabilitysql.Ledger[domain.Confirmation, domain.Exercise]{
 // capturing is idempotent per hold. The price is a transaction held open for
 // one processor call, bounded by ctx.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time, capture domain.CaptureFunc) (domain.Exercise, error) {
-	x, err := ledger.Exercise(ctx, s.db, jti, orderID, func(c domain.Confirmation) domain.Exercise {
+	x, err := s.ledger.Exercise(ctx, s.db, jti, orderID, func(c domain.Confirmation) domain.Exercise {
 		return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, Amount: c.Amount, AppliedAt: now}
 	}, func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
 		var err error
@@ -213,7 +228,7 @@ func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now
 		_, err = tx.ExecContext(ctx, `UPDATE exercises SET refund_id = $1 WHERE jti = $2`, x.RefundID, jti)
 		return x, err
 	}
-	x, err := ledger.Compensate(ctx, s.db, jti, orderID, capabilitysql.Compensation[domain.Confirmation, domain.Exercise]{
+	x, err := s.ledger.Compensate(ctx, s.db, jti, orderID, capabilitysql.Compensation[domain.Confirmation, domain.Exercise]{
 		Reason: reason, Now: now, Undo: undo, Voided: undo,
 		Void: func(c domain.Confirmation) domain.Exercise {
 			return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated, Amount: c.Amount,

@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/capabilitysql"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/domain"
 )
 
@@ -25,7 +28,8 @@ const MigrationSet = "points"
 
 // Store is the SQL implementation of domain.Repository.
 type Store struct {
-	db *sqldb.DB
+	db     *sqldb.DB
+	ledger capabilitysql.Ledger[domain.Confirmation, domain.Exercise] // ledger, audited
 }
 
 var _ domain.Repository = (*Store)(nil)
@@ -35,8 +39,19 @@ func NewStore(ctx context.Context, db *sqldb.DB) (*Store, error) {
 	if err := sqldb.MigrateDir(ctx, db, migrations, "migrations", MigrationSet); err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	l, err := ledger.Audited(ctx, db, Issuer, authn.TxnFrom, func(c domain.Confirmation) audit.Event {
+		return audit.Event{Issuer: Issuer, JTI: c.JTI, Kind: token.Confirmation.Name(), Subject: c.UserID,
+			CheckoutID: c.CheckoutID, ExpiresAt: c.ExpiresAt}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, ledger: l}, nil
 }
+
+// Issuer is the domain's issuer name, the iss of its confirmation tokens
+// and the service of its audit events.
+const Issuer = "points"
 
 const entryColumns = `id, user_id, kind, delta, balance_after, order_id, reason, idempotency_key, created_at`
 
@@ -163,7 +178,7 @@ var confirmations = capabilitysql.Confirmations[domain.Confirmation]{
 
 // SaveConfirmation implements domain.Repository.
 func (s *Store) SaveConfirmation(ctx context.Context, c domain.Confirmation) (domain.Confirmation, bool, error) {
-	prev, created, err := confirmations.Save(ctx, s.db.Cached(nil), c)
+	prev, created, err := s.ledger.SaveConfirmation(ctx, s.db, c)
 	switch {
 	case err != nil:
 		return domain.Confirmation{}, false, fmt.Errorf("points: save confirmation: %w", err)
@@ -213,7 +228,7 @@ var ledger = capabilitysql.Ledger[domain.Confirmation, domain.Exercise]{
 
 // Exercise implements domain.Repository: the spend is the ledger's effect.
 func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time) (domain.Exercise, error) {
-	x, err := ledger.Exercise(ctx, s.db, jti, orderID, func(c domain.Confirmation) domain.Exercise {
+	x, err := s.ledger.Exercise(ctx, s.db, jti, orderID, func(c domain.Confirmation) domain.Exercise {
 		return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseApplied, EntryID: ids.New("pte"),
 			Points: c.Points, Currency: c.Currency, AppliedAt: now}
 	}, func(ctx context.Context, tx sqldb.Cached, c domain.Confirmation, x domain.Exercise) (domain.Exercise, error) {
@@ -236,7 +251,7 @@ func (s *Store) Exercise(ctx context.Context, jti, orderID string, now time.Time
 // Compensate implements domain.Repository: the refund is the ledger's
 // undo.
 func (s *Store) Compensate(ctx context.Context, jti, orderID, reason string, now time.Time) (domain.Exercise, error) {
-	x, err := ledger.Compensate(ctx, s.db, jti, orderID, capabilitysql.Compensation[domain.Confirmation, domain.Exercise]{
+	x, err := s.ledger.Compensate(ctx, s.db, jti, orderID, capabilitysql.Compensation[domain.Confirmation, domain.Exercise]{
 		Now: now,
 		Void: func(c domain.Confirmation) domain.Exercise {
 			return domain.Exercise{JTI: jti, OrderID: orderID, State: domain.ExerciseCompensated,

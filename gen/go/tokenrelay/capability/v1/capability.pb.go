@@ -93,6 +93,323 @@ func (ExerciseState) EnumDescriptor() ([]byte, []int) {
 	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{0}
 }
 
+// AuditTrailRequest selects audit events by exactly one key.
+type AuditTrailRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key; each at most 64 characters.
+	//
+	// Types that are valid to be assigned to By:
+	//
+	//	*AuditTrailRequest_Jti
+	//	*AuditTrailRequest_OrderId
+	//	*AuditTrailRequest_Txn
+	By            isAuditTrailRequest_By `protobuf_oneof:"by"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditTrailRequest) Reset() {
+	*x = AuditTrailRequest{}
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditTrailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditTrailRequest) ProtoMessage() {}
+
+func (x *AuditTrailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditTrailRequest.ProtoReflect.Descriptor instead.
+func (*AuditTrailRequest) Descriptor() ([]byte, []int) {
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AuditTrailRequest) GetBy() isAuditTrailRequest_By {
+	if x != nil {
+		return x.By
+	}
+	return nil
+}
+
+func (x *AuditTrailRequest) GetJti() string {
+	if x != nil {
+		if x, ok := x.By.(*AuditTrailRequest_Jti); ok {
+			return x.Jti
+		}
+	}
+	return ""
+}
+
+func (x *AuditTrailRequest) GetOrderId() string {
+	if x != nil {
+		if x, ok := x.By.(*AuditTrailRequest_OrderId); ok {
+			return x.OrderId
+		}
+	}
+	return ""
+}
+
+func (x *AuditTrailRequest) GetTxn() string {
+	if x != nil {
+		if x, ok := x.By.(*AuditTrailRequest_Txn); ok {
+			return x.Txn
+		}
+	}
+	return ""
+}
+
+type isAuditTrailRequest_By interface {
+	isAuditTrailRequest_By()
+}
+
+type AuditTrailRequest_Jti struct {
+	// A token's `jti`.
+	Jti string `protobuf:"bytes,1,opt,name=jti,proto3,oneof"`
+}
+
+type AuditTrailRequest_OrderId struct {
+	// An order id (`ord_...`).
+	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3,oneof"`
+}
+
+type AuditTrailRequest_Txn struct {
+	// A request's transaction id (the `txn` of its transaction token).
+	Txn string `protobuf:"bytes,3,opt,name=txn,proto3,oneof"`
+}
+
+func (*AuditTrailRequest_Jti) isAuditTrailRequest_By() {}
+
+func (*AuditTrailRequest_OrderId) isAuditTrailRequest_By() {}
+
+func (*AuditTrailRequest_Txn) isAuditTrailRequest_By() {}
+
+// AuditTrailResponse is the selected events, oldest first.
+type AuditTrailResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events.
+	Events        []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditTrailResponse) Reset() {
+	*x = AuditTrailResponse{}
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditTrailResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditTrailResponse) ProtoMessage() {}
+
+func (x *AuditTrailResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditTrailResponse.ProtoReflect.Descriptor instead.
+func (*AuditTrailResponse) Descriptor() ([]byte, []int) {
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuditTrailResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// AuditEvent is one thing that happened to one token in one service. It
+// carries the token's claims, never the token itself.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service that recorded it ("coupons", "order-processing", ...).
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// Its position in the service's hash chain, from 1.
+	Seq int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When it happened (millisecond precision).
+	At *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// What happened: "issued", "accepted", "refused", "consumed",
+	// "exercised", "compensated" or "purged".
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// The token's issuer (`iss`); empty for a refused token whose claims
+	// could not be trusted.
+	Issuer string `protobuf:"bytes,5,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The token's `jti`; empty as the issuer is.
+	Jti string `protobuf:"bytes,6,opt,name=jti,proto3" json:"jti,omitempty"`
+	// The token's kind, e.g. "confirmation".
+	Kind string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The token's subject; for a refusal, the presenting subject.
+	Subject string `protobuf:"bytes,8,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The checkout (`op_...`) it concerns, when known.
+	CheckoutId string `protobuf:"bytes,9,opt,name=checkout_id,json=checkoutId,proto3" json:"checkout_id,omitempty"`
+	// The order (`ord_...`) it concerns, when known.
+	OrderId string `protobuf:"bytes,10,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The transaction id of the request that caused it, when it had one.
+	Txn string `protobuf:"bytes,11,opt,name=txn,proto3" json:"txn,omitempty"`
+	// For a refusal, the check that failed ("replayed", "expired",
+	// "signature", ...).
+	Check string `protobuf:"bytes,12,opt,name=check,proto3" json:"check,omitempty"`
+	// The token's `exp`, when known.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The event's hash (hex SHA-256) in its service's chain.
+	Hash          string `protobuf:"bytes,14,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AuditEvent) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetCheckoutId() string {
+	if x != nil {
+		return x.CheckoutId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTxn() string {
+	if x != nil {
+		return x.Txn
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
 // ExerciseRequest carries one confirmation token back to its issuer.
 type ExerciseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -111,7 +428,7 @@ type ExerciseRequest struct {
 
 func (x *ExerciseRequest) Reset() {
 	*x = ExerciseRequest{}
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[0]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -123,7 +440,7 @@ func (x *ExerciseRequest) String() string {
 func (*ExerciseRequest) ProtoMessage() {}
 
 func (x *ExerciseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[0]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -136,7 +453,7 @@ func (x *ExerciseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExerciseRequest.ProtoReflect.Descriptor instead.
 func (*ExerciseRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{0}
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ExerciseRequest) GetConfirmationToken() string {
@@ -171,7 +488,7 @@ type ExerciseResponse struct {
 
 func (x *ExerciseResponse) Reset() {
 	*x = ExerciseResponse{}
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[1]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +500,7 @@ func (x *ExerciseResponse) String() string {
 func (*ExerciseResponse) ProtoMessage() {}
 
 func (x *ExerciseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[1]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +513,7 @@ func (x *ExerciseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExerciseResponse.ProtoReflect.Descriptor instead.
 func (*ExerciseResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{1}
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExerciseResponse) GetExercise() *Exercise {
@@ -226,7 +543,7 @@ type CompensateRequest struct {
 
 func (x *CompensateRequest) Reset() {
 	*x = CompensateRequest{}
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[2]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +555,7 @@ func (x *CompensateRequest) String() string {
 func (*CompensateRequest) ProtoMessage() {}
 
 func (x *CompensateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[2]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +568,7 @@ func (x *CompensateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompensateRequest.ProtoReflect.Descriptor instead.
 func (*CompensateRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{2}
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CompensateRequest) GetConfirmationToken() string {
@@ -293,7 +610,7 @@ type CompensateResponse struct {
 
 func (x *CompensateResponse) Reset() {
 	*x = CompensateResponse{}
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[3]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +622,7 @@ func (x *CompensateResponse) String() string {
 func (*CompensateResponse) ProtoMessage() {}
 
 func (x *CompensateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[3]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +635,7 @@ func (x *CompensateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompensateResponse.ProtoReflect.Descriptor instead.
 func (*CompensateResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{3}
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CompensateResponse) GetExercise() *Exercise {
@@ -354,7 +671,7 @@ type Exercise struct {
 
 func (x *Exercise) Reset() {
 	*x = Exercise{}
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[4]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +683,7 @@ func (x *Exercise) String() string {
 func (*Exercise) ProtoMessage() {}
 
 func (x *Exercise) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[4]
+	mi := &file_tokenrelay_capability_v1_capability_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +696,7 @@ func (x *Exercise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exercise.ProtoReflect.Descriptor instead.
 func (*Exercise) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{4}
+	return file_tokenrelay_capability_v1_capability_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Exercise) GetJti() string {
@@ -442,7 +759,33 @@ var File_tokenrelay_capability_v1_capability_proto protoreflect.FileDescriptor
 
 const file_tokenrelay_capability_v1_capability_proto_rawDesc = "" +
 	"\n" +
-	")tokenrelay/capability/v1/capability.proto\x12\x18tokenrelay.capability.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etokenrelay/type/v1/money.proto\"\x84\x01\n" +
+	")tokenrelay/capability/v1/capability.proto\x12\x18tokenrelay.capability.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etokenrelay/type/v1/money.proto\"^\n" +
+	"\x11AuditTrailRequest\x12\x12\n" +
+	"\x03jti\x18\x01 \x01(\tH\x00R\x03jti\x12\x1b\n" +
+	"\border_id\x18\x02 \x01(\tH\x00R\aorderId\x12\x12\n" +
+	"\x03txn\x18\x03 \x01(\tH\x00R\x03txnB\x04\n" +
+	"\x02by\"R\n" +
+	"\x12AuditTrailResponse\x12<\n" +
+	"\x06events\x18\x01 \x03(\v2$.tokenrelay.capability.v1.AuditEventR\x06events\"\x87\x03\n" +
+	"\n" +
+	"AuditEvent\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
+	"\x06issuer\x18\x05 \x01(\tR\x06issuer\x12\x10\n" +
+	"\x03jti\x18\x06 \x01(\tR\x03jti\x12\x12\n" +
+	"\x04kind\x18\a \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\b \x01(\tR\asubject\x12\x1f\n" +
+	"\vcheckout_id\x18\t \x01(\tR\n" +
+	"checkoutId\x12\x19\n" +
+	"\border_id\x18\n" +
+	" \x01(\tR\aorderId\x12\x10\n" +
+	"\x03txn\x18\v \x01(\tR\x03txn\x12\x14\n" +
+	"\x05check\x18\f \x01(\tR\x05check\x129\n" +
+	"\n" +
+	"expires_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x12\n" +
+	"\x04hash\x18\x0e \x01(\tR\x04hash\"\x84\x01\n" +
 	"\x0fExerciseRequest\x12-\n" +
 	"\x12confirmation_token\x18\x01 \x01(\tR\x11confirmationToken\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12'\n" +
@@ -473,11 +816,13 @@ const file_tokenrelay_capability_v1_capability_proto_rawDesc = "" +
 	"\rExerciseState\x12\x1e\n" +
 	"\x1aEXERCISE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16EXERCISE_STATE_APPLIED\x10\x01\x12\x1e\n" +
-	"\x1aEXERCISE_STATE_COMPENSATED\x10\x022\xe9\x01\n" +
+	"\x1aEXERCISE_STATE_COMPENSATED\x10\x022\xd7\x02\n" +
 	"\x11CapabilityService\x12f\n" +
 	"\bExercise\x12).tokenrelay.capability.v1.ExerciseRequest\x1a*.tokenrelay.capability.v1.ExerciseResponse\"\x03\x90\x02\x02\x12l\n" +
 	"\n" +
-	"Compensate\x12+.tokenrelay.capability.v1.CompensateRequest\x1a,.tokenrelay.capability.v1.CompensateResponse\"\x03\x90\x02\x02B\x80\x02\n" +
+	"Compensate\x12+.tokenrelay.capability.v1.CompensateRequest\x1a,.tokenrelay.capability.v1.CompensateResponse\"\x03\x90\x02\x02\x12l\n" +
+	"\n" +
+	"AuditTrail\x12+.tokenrelay.capability.v1.AuditTrailRequest\x1a,.tokenrelay.capability.v1.AuditTrailResponse\"\x03\x90\x02\x01B\x80\x02\n" +
 	"\x1ccom.tokenrelay.capability.v1B\x0fCapabilityProtoP\x01ZMgithub.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1;capabilityv1\xa2\x02\x03TCX\xaa\x02\x18Tokenrelay.Capability.V1\xca\x02\x18Tokenrelay\\Capability\\V1\xe2\x02$Tokenrelay\\Capability\\V1\\GPBMetadata\xea\x02\x1aTokenrelay::Capability::V1b\x06proto3"
 
 var (
@@ -493,33 +838,41 @@ func file_tokenrelay_capability_v1_capability_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenrelay_capability_v1_capability_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenrelay_capability_v1_capability_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_tokenrelay_capability_v1_capability_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tokenrelay_capability_v1_capability_proto_goTypes = []any{
 	(ExerciseState)(0),            // 0: tokenrelay.capability.v1.ExerciseState
-	(*ExerciseRequest)(nil),       // 1: tokenrelay.capability.v1.ExerciseRequest
-	(*ExerciseResponse)(nil),      // 2: tokenrelay.capability.v1.ExerciseResponse
-	(*CompensateRequest)(nil),     // 3: tokenrelay.capability.v1.CompensateRequest
-	(*CompensateResponse)(nil),    // 4: tokenrelay.capability.v1.CompensateResponse
-	(*Exercise)(nil),              // 5: tokenrelay.capability.v1.Exercise
-	(*v1.Money)(nil),              // 6: tokenrelay.type.v1.Money
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*AuditTrailRequest)(nil),     // 1: tokenrelay.capability.v1.AuditTrailRequest
+	(*AuditTrailResponse)(nil),    // 2: tokenrelay.capability.v1.AuditTrailResponse
+	(*AuditEvent)(nil),            // 3: tokenrelay.capability.v1.AuditEvent
+	(*ExerciseRequest)(nil),       // 4: tokenrelay.capability.v1.ExerciseRequest
+	(*ExerciseResponse)(nil),      // 5: tokenrelay.capability.v1.ExerciseResponse
+	(*CompensateRequest)(nil),     // 6: tokenrelay.capability.v1.CompensateRequest
+	(*CompensateResponse)(nil),    // 7: tokenrelay.capability.v1.CompensateResponse
+	(*Exercise)(nil),              // 8: tokenrelay.capability.v1.Exercise
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*v1.Money)(nil),              // 10: tokenrelay.type.v1.Money
 }
 var file_tokenrelay_capability_v1_capability_proto_depIdxs = []int32{
-	5, // 0: tokenrelay.capability.v1.ExerciseResponse.exercise:type_name -> tokenrelay.capability.v1.Exercise
-	5, // 1: tokenrelay.capability.v1.CompensateResponse.exercise:type_name -> tokenrelay.capability.v1.Exercise
-	0, // 2: tokenrelay.capability.v1.Exercise.state:type_name -> tokenrelay.capability.v1.ExerciseState
-	6, // 3: tokenrelay.capability.v1.Exercise.settlement:type_name -> tokenrelay.type.v1.Money
-	7, // 4: tokenrelay.capability.v1.Exercise.applied_at:type_name -> google.protobuf.Timestamp
-	7, // 5: tokenrelay.capability.v1.Exercise.compensated_at:type_name -> google.protobuf.Timestamp
-	1, // 6: tokenrelay.capability.v1.CapabilityService.Exercise:input_type -> tokenrelay.capability.v1.ExerciseRequest
-	3, // 7: tokenrelay.capability.v1.CapabilityService.Compensate:input_type -> tokenrelay.capability.v1.CompensateRequest
-	2, // 8: tokenrelay.capability.v1.CapabilityService.Exercise:output_type -> tokenrelay.capability.v1.ExerciseResponse
-	4, // 9: tokenrelay.capability.v1.CapabilityService.Compensate:output_type -> tokenrelay.capability.v1.CompensateResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3,  // 0: tokenrelay.capability.v1.AuditTrailResponse.events:type_name -> tokenrelay.capability.v1.AuditEvent
+	9,  // 1: tokenrelay.capability.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	9,  // 2: tokenrelay.capability.v1.AuditEvent.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 3: tokenrelay.capability.v1.ExerciseResponse.exercise:type_name -> tokenrelay.capability.v1.Exercise
+	8,  // 4: tokenrelay.capability.v1.CompensateResponse.exercise:type_name -> tokenrelay.capability.v1.Exercise
+	0,  // 5: tokenrelay.capability.v1.Exercise.state:type_name -> tokenrelay.capability.v1.ExerciseState
+	10, // 6: tokenrelay.capability.v1.Exercise.settlement:type_name -> tokenrelay.type.v1.Money
+	9,  // 7: tokenrelay.capability.v1.Exercise.applied_at:type_name -> google.protobuf.Timestamp
+	9,  // 8: tokenrelay.capability.v1.Exercise.compensated_at:type_name -> google.protobuf.Timestamp
+	4,  // 9: tokenrelay.capability.v1.CapabilityService.Exercise:input_type -> tokenrelay.capability.v1.ExerciseRequest
+	6,  // 10: tokenrelay.capability.v1.CapabilityService.Compensate:input_type -> tokenrelay.capability.v1.CompensateRequest
+	1,  // 11: tokenrelay.capability.v1.CapabilityService.AuditTrail:input_type -> tokenrelay.capability.v1.AuditTrailRequest
+	5,  // 12: tokenrelay.capability.v1.CapabilityService.Exercise:output_type -> tokenrelay.capability.v1.ExerciseResponse
+	7,  // 13: tokenrelay.capability.v1.CapabilityService.Compensate:output_type -> tokenrelay.capability.v1.CompensateResponse
+	2,  // 14: tokenrelay.capability.v1.CapabilityService.AuditTrail:output_type -> tokenrelay.capability.v1.AuditTrailResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_tokenrelay_capability_v1_capability_proto_init() }
@@ -527,13 +880,18 @@ func file_tokenrelay_capability_v1_capability_proto_init() {
 	if File_tokenrelay_capability_v1_capability_proto != nil {
 		return
 	}
+	file_tokenrelay_capability_v1_capability_proto_msgTypes[0].OneofWrappers = []any{
+		(*AuditTrailRequest_Jti)(nil),
+		(*AuditTrailRequest_OrderId)(nil),
+		(*AuditTrailRequest_Txn)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenrelay_capability_v1_capability_proto_rawDesc), len(file_tokenrelay_capability_v1_capability_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

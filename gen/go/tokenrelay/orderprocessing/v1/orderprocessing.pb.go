@@ -12,7 +12,8 @@
 package orderprocessingv1
 
 import (
-	v1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
+	v1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1"
+	v11 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/type/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -251,6 +252,165 @@ func (StepState) EnumDescriptor() ([]byte, []int) {
 	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{2}
 }
 
+// GetTokenAuditRequest selects audit events by exactly one key.
+type GetTokenAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key; each at most 64 characters.
+	//
+	// Types that are valid to be assigned to By:
+	//
+	//	*GetTokenAuditRequest_Jti
+	//	*GetTokenAuditRequest_OrderId
+	//	*GetTokenAuditRequest_Txn
+	By            isGetTokenAuditRequest_By `protobuf_oneof:"by"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenAuditRequest) Reset() {
+	*x = GetTokenAuditRequest{}
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenAuditRequest) ProtoMessage() {}
+
+func (x *GetTokenAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenAuditRequest.ProtoReflect.Descriptor instead.
+func (*GetTokenAuditRequest) Descriptor() ([]byte, []int) {
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetTokenAuditRequest) GetBy() isGetTokenAuditRequest_By {
+	if x != nil {
+		return x.By
+	}
+	return nil
+}
+
+func (x *GetTokenAuditRequest) GetJti() string {
+	if x != nil {
+		if x, ok := x.By.(*GetTokenAuditRequest_Jti); ok {
+			return x.Jti
+		}
+	}
+	return ""
+}
+
+func (x *GetTokenAuditRequest) GetOrderId() string {
+	if x != nil {
+		if x, ok := x.By.(*GetTokenAuditRequest_OrderId); ok {
+			return x.OrderId
+		}
+	}
+	return ""
+}
+
+func (x *GetTokenAuditRequest) GetTxn() string {
+	if x != nil {
+		if x, ok := x.By.(*GetTokenAuditRequest_Txn); ok {
+			return x.Txn
+		}
+	}
+	return ""
+}
+
+type isGetTokenAuditRequest_By interface {
+	isGetTokenAuditRequest_By()
+}
+
+type GetTokenAuditRequest_Jti struct {
+	// A token's `jti`, whatever its issuer.
+	Jti string `protobuf:"bytes,1,opt,name=jti,proto3,oneof"`
+}
+
+type GetTokenAuditRequest_OrderId struct {
+	// An order id (`ord_...`).
+	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3,oneof"`
+}
+
+type GetTokenAuditRequest_Txn struct {
+	// A request's transaction id.
+	Txn string `protobuf:"bytes,3,opt,name=txn,proto3,oneof"`
+}
+
+func (*GetTokenAuditRequest_Jti) isGetTokenAuditRequest_By() {}
+
+func (*GetTokenAuditRequest_OrderId) isGetTokenAuditRequest_By() {}
+
+func (*GetTokenAuditRequest_Txn) isGetTokenAuditRequest_By() {}
+
+// GetTokenAuditResponse is the timeline.
+type GetTokenAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events of every service, ordered by time, then service and seq.
+	Events []*v1.AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The issuers whose trail could not be read; their events are missing.
+	UnreachableIssuers []string `protobuf:"bytes,2,rep,name=unreachable_issuers,json=unreachableIssuers,proto3" json:"unreachable_issuers,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *GetTokenAuditResponse) Reset() {
+	*x = GetTokenAuditResponse{}
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenAuditResponse) ProtoMessage() {}
+
+func (x *GetTokenAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenAuditResponse.ProtoReflect.Descriptor instead.
+func (*GetTokenAuditResponse) Descriptor() ([]byte, []int) {
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetTokenAuditResponse) GetEvents() []*v1.AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *GetTokenAuditResponse) GetUnreachableIssuers() []string {
+	if x != nil {
+		return x.UnreachableIssuers
+	}
+	return nil
+}
+
 // ListProductsRequest asks for the catalog.
 type ListProductsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -260,7 +420,7 @@ type ListProductsRequest struct {
 
 func (x *ListProductsRequest) Reset() {
 	*x = ListProductsRequest{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[0]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +432,7 @@ func (x *ListProductsRequest) String() string {
 func (*ListProductsRequest) ProtoMessage() {}
 
 func (x *ListProductsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[0]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +445,7 @@ func (x *ListProductsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProductsRequest.ProtoReflect.Descriptor instead.
 func (*ListProductsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{0}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{2}
 }
 
 // ListProductsResponse is the catalog.
@@ -299,7 +459,7 @@ type ListProductsResponse struct {
 
 func (x *ListProductsResponse) Reset() {
 	*x = ListProductsResponse{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[1]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +471,7 @@ func (x *ListProductsResponse) String() string {
 func (*ListProductsResponse) ProtoMessage() {}
 
 func (x *ListProductsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[1]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +484,7 @@ func (x *ListProductsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProductsResponse.ProtoReflect.Descriptor instead.
 func (*ListProductsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{1}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListProductsResponse) GetProducts() []*Product {
@@ -344,14 +504,14 @@ type Product struct {
 	// A short description.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// The price of one unit.
-	UnitPrice     *v1.Money `protobuf:"bytes,4,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
+	UnitPrice     *v11.Money `protobuf:"bytes,4,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Product) Reset() {
 	*x = Product{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[2]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +523,7 @@ func (x *Product) String() string {
 func (*Product) ProtoMessage() {}
 
 func (x *Product) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[2]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +536,7 @@ func (x *Product) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Product.ProtoReflect.Descriptor instead.
 func (*Product) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{2}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Product) GetSku() string {
@@ -400,7 +560,7 @@ func (x *Product) GetDescription() string {
 	return ""
 }
 
-func (x *Product) GetUnitPrice() *v1.Money {
+func (x *Product) GetUnitPrice() *v11.Money {
 	if x != nil {
 		return x.UnitPrice
 	}
@@ -423,7 +583,7 @@ type StartCheckoutRequest struct {
 
 func (x *StartCheckoutRequest) Reset() {
 	*x = StartCheckoutRequest{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[3]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +595,7 @@ func (x *StartCheckoutRequest) String() string {
 func (*StartCheckoutRequest) ProtoMessage() {}
 
 func (x *StartCheckoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[3]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +608,7 @@ func (x *StartCheckoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartCheckoutRequest.ProtoReflect.Descriptor instead.
 func (*StartCheckoutRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{3}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StartCheckoutRequest) GetItems() []*CartItem {
@@ -478,7 +638,7 @@ type CartItem struct {
 
 func (x *CartItem) Reset() {
 	*x = CartItem{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[4]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +650,7 @@ func (x *CartItem) String() string {
 func (*CartItem) ProtoMessage() {}
 
 func (x *CartItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[4]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +663,7 @@ func (x *CartItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CartItem.ProtoReflect.Descriptor instead.
 func (*CartItem) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{4}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CartItem) GetSku() string {
@@ -535,7 +695,7 @@ type StartCheckoutResponse struct {
 
 func (x *StartCheckoutResponse) Reset() {
 	*x = StartCheckoutResponse{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[5]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +707,7 @@ func (x *StartCheckoutResponse) String() string {
 func (*StartCheckoutResponse) ProtoMessage() {}
 
 func (x *StartCheckoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[5]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +720,7 @@ func (x *StartCheckoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartCheckoutResponse.ProtoReflect.Descriptor instead.
 func (*StartCheckoutResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{5}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StartCheckoutResponse) GetCheckout() *Checkout {
@@ -588,7 +748,7 @@ type Checkout struct {
 	// The priced lines, in the order of the request.
 	Lines []*Line `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
 	// The sum of the lines; what the confirmations must settle exactly.
-	Total *v1.Money `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
+	Total *v11.Money `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
 	// Where the checkout stands.
 	Status CheckoutStatus `protobuf:"varint,5,opt,name=status,proto3,enum=tokenrelay.orderprocessing.v1.CheckoutStatus" json:"status,omitempty"`
 	// When it was started.
@@ -603,7 +763,7 @@ type Checkout struct {
 
 func (x *Checkout) Reset() {
 	*x = Checkout{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[6]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +775,7 @@ func (x *Checkout) String() string {
 func (*Checkout) ProtoMessage() {}
 
 func (x *Checkout) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[6]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +788,7 @@ func (x *Checkout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkout.ProtoReflect.Descriptor instead.
 func (*Checkout) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{6}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Checkout) GetId() string {
@@ -652,7 +812,7 @@ func (x *Checkout) GetLines() []*Line {
 	return nil
 }
 
-func (x *Checkout) GetTotal() *v1.Money {
+func (x *Checkout) GetTotal() *v11.Money {
 	if x != nil {
 		return x.Total
 	}
@@ -697,16 +857,16 @@ type Line struct {
 	// How many.
 	Quantity int32 `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
 	// The unit price at checkout time.
-	UnitPrice *v1.Money `protobuf:"bytes,4,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
+	UnitPrice *v11.Money `protobuf:"bytes,4,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
 	// unit_price times quantity.
-	LineTotal     *v1.Money `protobuf:"bytes,5,opt,name=line_total,json=lineTotal,proto3" json:"line_total,omitempty"`
+	LineTotal     *v11.Money `protobuf:"bytes,5,opt,name=line_total,json=lineTotal,proto3" json:"line_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Line) Reset() {
 	*x = Line{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[7]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +878,7 @@ func (x *Line) String() string {
 func (*Line) ProtoMessage() {}
 
 func (x *Line) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[7]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +891,7 @@ func (x *Line) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Line.ProtoReflect.Descriptor instead.
 func (*Line) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{7}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Line) GetSku() string {
@@ -755,14 +915,14 @@ func (x *Line) GetQuantity() int32 {
 	return 0
 }
 
-func (x *Line) GetUnitPrice() *v1.Money {
+func (x *Line) GetUnitPrice() *v11.Money {
 	if x != nil {
 		return x.UnitPrice
 	}
 	return nil
 }
 
-func (x *Line) GetLineTotal() *v1.Money {
+func (x *Line) GetLineTotal() *v11.Money {
 	if x != nil {
 		return x.LineTotal
 	}
@@ -786,7 +946,7 @@ type PlaceOrderRequest struct {
 
 func (x *PlaceOrderRequest) Reset() {
 	*x = PlaceOrderRequest{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[8]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +958,7 @@ func (x *PlaceOrderRequest) String() string {
 func (*PlaceOrderRequest) ProtoMessage() {}
 
 func (x *PlaceOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[8]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +971,7 @@ func (x *PlaceOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceOrderRequest.ProtoReflect.Descriptor instead.
 func (*PlaceOrderRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{8}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlaceOrderRequest) GetCheckoutId() string {
@@ -846,7 +1006,7 @@ type PlaceOrderResponse struct {
 
 func (x *PlaceOrderResponse) Reset() {
 	*x = PlaceOrderResponse{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[9]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1018,7 @@ func (x *PlaceOrderResponse) String() string {
 func (*PlaceOrderResponse) ProtoMessage() {}
 
 func (x *PlaceOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[9]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1031,7 @@ func (x *PlaceOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceOrderResponse.ProtoReflect.Descriptor instead.
 func (*PlaceOrderResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{9}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlaceOrderResponse) GetOrder() *Order {
@@ -892,7 +1052,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[10]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1064,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[10]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1077,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{10}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetOrderRequest) GetOrderId() string {
@@ -938,7 +1098,7 @@ type GetOrderResponse struct {
 
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[11]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1110,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[11]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1123,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{11}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetOrderResponse) GetOrder() *Order {
@@ -984,7 +1144,7 @@ type WatchOrderRequest struct {
 
 func (x *WatchOrderRequest) Reset() {
 	*x = WatchOrderRequest{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[12]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1156,7 @@ func (x *WatchOrderRequest) String() string {
 func (*WatchOrderRequest) ProtoMessage() {}
 
 func (x *WatchOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[12]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1169,7 @@ func (x *WatchOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrderRequest.ProtoReflect.Descriptor instead.
 func (*WatchOrderRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{12}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchOrderRequest) GetOrderId() string {
@@ -1030,7 +1190,7 @@ type WatchOrderResponse struct {
 
 func (x *WatchOrderResponse) Reset() {
 	*x = WatchOrderResponse{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[13]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1202,7 @@ func (x *WatchOrderResponse) String() string {
 func (*WatchOrderResponse) ProtoMessage() {}
 
 func (x *WatchOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[13]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1215,7 @@ func (x *WatchOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrderResponse.ProtoReflect.Descriptor instead.
 func (*WatchOrderResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{13}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchOrderResponse) GetOrder() *Order {
@@ -1080,7 +1240,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[14]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1252,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[14]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1265,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{14}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListOrdersRequest) GetPageSize() int32 {
@@ -1142,7 +1302,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[15]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1314,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[15]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1327,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{15}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -1197,7 +1357,7 @@ type CancelCheckoutRequest struct {
 
 func (x *CancelCheckoutRequest) Reset() {
 	*x = CancelCheckoutRequest{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[16]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1369,7 @@ func (x *CancelCheckoutRequest) String() string {
 func (*CancelCheckoutRequest) ProtoMessage() {}
 
 func (x *CancelCheckoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[16]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1382,7 @@ func (x *CancelCheckoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelCheckoutRequest.ProtoReflect.Descriptor instead.
 func (*CancelCheckoutRequest) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{16}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelCheckoutRequest) GetCheckoutId() string {
@@ -1250,7 +1410,7 @@ type CancelCheckoutResponse struct {
 
 func (x *CancelCheckoutResponse) Reset() {
 	*x = CancelCheckoutResponse{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[17]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1422,7 @@ func (x *CancelCheckoutResponse) String() string {
 func (*CancelCheckoutResponse) ProtoMessage() {}
 
 func (x *CancelCheckoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[17]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1435,7 @@ func (x *CancelCheckoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelCheckoutResponse.ProtoReflect.Descriptor instead.
 func (*CancelCheckoutResponse) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{17}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelCheckoutResponse) GetCheckout() *Checkout {
@@ -1297,7 +1457,7 @@ type Order struct {
 	// The lines, as priced by the checkout.
 	Lines []*Line `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
 	// The order total.
-	Total *v1.Money `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
+	Total *v11.Money `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
 	// Where the order stands.
 	Status OrderStatus `protobuf:"varint,6,opt,name=status,proto3,enum=tokenrelay.orderprocessing.v1.OrderStatus" json:"status,omitempty"`
 	// The saga's steps, one per confirmation token, by stage.
@@ -1319,7 +1479,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[18]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1491,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[18]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1504,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{18}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Order) GetId() string {
@@ -1375,7 +1535,7 @@ func (x *Order) GetLines() []*Line {
 	return nil
 }
 
-func (x *Order) GetTotal() *v1.Money {
+func (x *Order) GetTotal() *v11.Money {
 	if x != nil {
 		return x.Total
 	}
@@ -1437,7 +1597,7 @@ type Step struct {
 	// Where the step stands.
 	State StepState `protobuf:"varint,4,opt,name=state,proto3,enum=tokenrelay.orderprocessing.v1.StepState" json:"state,omitempty"`
 	// The amount the token settles.
-	Settlement *v1.Money `protobuf:"bytes,5,opt,name=settlement,proto3" json:"settlement,omitempty"`
+	Settlement *v11.Money `protobuf:"bytes,5,opt,name=settlement,proto3" json:"settlement,omitempty"`
 	// The issuer's reference for the effect, once applied.
 	Reference string `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
 	// How many times Exercise or Compensate was called.
@@ -1450,7 +1610,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[19]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1622,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[19]
+	mi := &file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1635,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{19}
+	return file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Step) GetCapability() string {
@@ -1506,7 +1666,7 @@ func (x *Step) GetState() StepState {
 	return StepState_STEP_STATE_UNSPECIFIED
 }
 
-func (x *Step) GetSettlement() *v1.Money {
+func (x *Step) GetSettlement() *v11.Money {
 	if x != nil {
 		return x.Settlement
 	}
@@ -1538,7 +1698,15 @@ var File_tokenrelay_orderprocessing_v1_orderprocessing_proto protoreflect.FileDe
 
 const file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDesc = "" +
 	"\n" +
-	"3tokenrelay/orderprocessing/v1/orderprocessing.proto\x12\x1dtokenrelay.orderprocessing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etokenrelay/type/v1/money.proto\"\x15\n" +
+	"3tokenrelay/orderprocessing/v1/orderprocessing.proto\x12\x1dtokenrelay.orderprocessing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a)tokenrelay/capability/v1/capability.proto\x1a\x1etokenrelay/type/v1/money.proto\"a\n" +
+	"\x14GetTokenAuditRequest\x12\x12\n" +
+	"\x03jti\x18\x01 \x01(\tH\x00R\x03jti\x12\x1b\n" +
+	"\border_id\x18\x02 \x01(\tH\x00R\aorderId\x12\x12\n" +
+	"\x03txn\x18\x03 \x01(\tH\x00R\x03txnB\x04\n" +
+	"\x02by\"\x86\x01\n" +
+	"\x15GetTokenAuditResponse\x12<\n" +
+	"\x06events\x18\x01 \x03(\v2$.tokenrelay.capability.v1.AuditEventR\x06events\x12/\n" +
+	"\x13unreachable_issuers\x18\x02 \x03(\tR\x12unreachableIssuers\"\x15\n" +
 	"\x13ListProductsRequest\"Z\n" +
 	"\x14ListProductsResponse\x12B\n" +
 	"\bproducts\x18\x01 \x03(\v2&.tokenrelay.orderprocessing.v1.ProductR\bproducts\"\x8b\x01\n" +
@@ -1658,7 +1826,7 @@ const file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDesc = "" +
 	"\x17STEP_STATE_COMPENSATING\x10\x05\x12\x1a\n" +
 	"\x16STEP_STATE_COMPENSATED\x10\x06\x12#\n" +
 	"\x1fSTEP_STATE_COMPENSATION_REFUSED\x10\a\x12\x17\n" +
-	"\x13STEP_STATE_RESOLVED\x10\b2\xee\x06\n" +
+	"\x13STEP_STATE_RESOLVED\x10\b2\xef\a\n" +
 	"\x16OrderProcessingService\x12|\n" +
 	"\fListProducts\x122.tokenrelay.orderprocessing.v1.ListProductsRequest\x1a3.tokenrelay.orderprocessing.v1.ListProductsResponse\"\x03\x90\x02\x01\x12z\n" +
 	"\rStartCheckout\x123.tokenrelay.orderprocessing.v1.StartCheckoutRequest\x1a4.tokenrelay.orderprocessing.v1.StartCheckoutResponse\x12q\n" +
@@ -1669,7 +1837,8 @@ const file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDesc = "" +
 	"WatchOrder\x120.tokenrelay.orderprocessing.v1.WatchOrderRequest\x1a1.tokenrelay.orderprocessing.v1.WatchOrderResponse\"\x03\x90\x02\x010\x01\x12v\n" +
 	"\n" +
 	"ListOrders\x120.tokenrelay.orderprocessing.v1.ListOrdersRequest\x1a1.tokenrelay.orderprocessing.v1.ListOrdersResponse\"\x03\x90\x02\x01\x12\x82\x01\n" +
-	"\x0eCancelCheckout\x124.tokenrelay.orderprocessing.v1.CancelCheckoutRequest\x1a5.tokenrelay.orderprocessing.v1.CancelCheckoutResponse\"\x03\x90\x02\x02B\xa8\x02\n" +
+	"\x0eCancelCheckout\x124.tokenrelay.orderprocessing.v1.CancelCheckoutRequest\x1a5.tokenrelay.orderprocessing.v1.CancelCheckoutResponse\"\x03\x90\x02\x02\x12\x7f\n" +
+	"\rGetTokenAudit\x123.tokenrelay.orderprocessing.v1.GetTokenAuditRequest\x1a4.tokenrelay.orderprocessing.v1.GetTokenAuditResponse\"\x03\x90\x02\x01B\xa8\x02\n" +
 	"!com.tokenrelay.orderprocessing.v1B\x14OrderprocessingProtoP\x01ZWgithub.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1;orderprocessingv1\xa2\x02\x03TOX\xaa\x02\x1dTokenrelay.Orderprocessing.V1\xca\x02\x1dTokenrelay\\Orderprocessing\\V1\xe2\x02)Tokenrelay\\Orderprocessing\\V1\\GPBMetadata\xea\x02\x1fTokenrelay::Orderprocessing::V1b\x06proto3"
 
 var (
@@ -1685,78 +1854,84 @@ func file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDescGZIP() []by
 }
 
 var file_tokenrelay_orderprocessing_v1_orderprocessing_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tokenrelay_orderprocessing_v1_orderprocessing_proto_goTypes = []any{
 	(CheckoutStatus)(0),            // 0: tokenrelay.orderprocessing.v1.CheckoutStatus
 	(OrderStatus)(0),               // 1: tokenrelay.orderprocessing.v1.OrderStatus
 	(StepState)(0),                 // 2: tokenrelay.orderprocessing.v1.StepState
-	(*ListProductsRequest)(nil),    // 3: tokenrelay.orderprocessing.v1.ListProductsRequest
-	(*ListProductsResponse)(nil),   // 4: tokenrelay.orderprocessing.v1.ListProductsResponse
-	(*Product)(nil),                // 5: tokenrelay.orderprocessing.v1.Product
-	(*StartCheckoutRequest)(nil),   // 6: tokenrelay.orderprocessing.v1.StartCheckoutRequest
-	(*CartItem)(nil),               // 7: tokenrelay.orderprocessing.v1.CartItem
-	(*StartCheckoutResponse)(nil),  // 8: tokenrelay.orderprocessing.v1.StartCheckoutResponse
-	(*Checkout)(nil),               // 9: tokenrelay.orderprocessing.v1.Checkout
-	(*Line)(nil),                   // 10: tokenrelay.orderprocessing.v1.Line
-	(*PlaceOrderRequest)(nil),      // 11: tokenrelay.orderprocessing.v1.PlaceOrderRequest
-	(*PlaceOrderResponse)(nil),     // 12: tokenrelay.orderprocessing.v1.PlaceOrderResponse
-	(*GetOrderRequest)(nil),        // 13: tokenrelay.orderprocessing.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),       // 14: tokenrelay.orderprocessing.v1.GetOrderResponse
-	(*WatchOrderRequest)(nil),      // 15: tokenrelay.orderprocessing.v1.WatchOrderRequest
-	(*WatchOrderResponse)(nil),     // 16: tokenrelay.orderprocessing.v1.WatchOrderResponse
-	(*ListOrdersRequest)(nil),      // 17: tokenrelay.orderprocessing.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),     // 18: tokenrelay.orderprocessing.v1.ListOrdersResponse
-	(*CancelCheckoutRequest)(nil),  // 19: tokenrelay.orderprocessing.v1.CancelCheckoutRequest
-	(*CancelCheckoutResponse)(nil), // 20: tokenrelay.orderprocessing.v1.CancelCheckoutResponse
-	(*Order)(nil),                  // 21: tokenrelay.orderprocessing.v1.Order
-	(*Step)(nil),                   // 22: tokenrelay.orderprocessing.v1.Step
-	(*v1.Money)(nil),               // 23: tokenrelay.type.v1.Money
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*GetTokenAuditRequest)(nil),   // 3: tokenrelay.orderprocessing.v1.GetTokenAuditRequest
+	(*GetTokenAuditResponse)(nil),  // 4: tokenrelay.orderprocessing.v1.GetTokenAuditResponse
+	(*ListProductsRequest)(nil),    // 5: tokenrelay.orderprocessing.v1.ListProductsRequest
+	(*ListProductsResponse)(nil),   // 6: tokenrelay.orderprocessing.v1.ListProductsResponse
+	(*Product)(nil),                // 7: tokenrelay.orderprocessing.v1.Product
+	(*StartCheckoutRequest)(nil),   // 8: tokenrelay.orderprocessing.v1.StartCheckoutRequest
+	(*CartItem)(nil),               // 9: tokenrelay.orderprocessing.v1.CartItem
+	(*StartCheckoutResponse)(nil),  // 10: tokenrelay.orderprocessing.v1.StartCheckoutResponse
+	(*Checkout)(nil),               // 11: tokenrelay.orderprocessing.v1.Checkout
+	(*Line)(nil),                   // 12: tokenrelay.orderprocessing.v1.Line
+	(*PlaceOrderRequest)(nil),      // 13: tokenrelay.orderprocessing.v1.PlaceOrderRequest
+	(*PlaceOrderResponse)(nil),     // 14: tokenrelay.orderprocessing.v1.PlaceOrderResponse
+	(*GetOrderRequest)(nil),        // 15: tokenrelay.orderprocessing.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),       // 16: tokenrelay.orderprocessing.v1.GetOrderResponse
+	(*WatchOrderRequest)(nil),      // 17: tokenrelay.orderprocessing.v1.WatchOrderRequest
+	(*WatchOrderResponse)(nil),     // 18: tokenrelay.orderprocessing.v1.WatchOrderResponse
+	(*ListOrdersRequest)(nil),      // 19: tokenrelay.orderprocessing.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),     // 20: tokenrelay.orderprocessing.v1.ListOrdersResponse
+	(*CancelCheckoutRequest)(nil),  // 21: tokenrelay.orderprocessing.v1.CancelCheckoutRequest
+	(*CancelCheckoutResponse)(nil), // 22: tokenrelay.orderprocessing.v1.CancelCheckoutResponse
+	(*Order)(nil),                  // 23: tokenrelay.orderprocessing.v1.Order
+	(*Step)(nil),                   // 24: tokenrelay.orderprocessing.v1.Step
+	(*v1.AuditEvent)(nil),          // 25: tokenrelay.capability.v1.AuditEvent
+	(*v11.Money)(nil),              // 26: tokenrelay.type.v1.Money
+	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
 }
 var file_tokenrelay_orderprocessing_v1_orderprocessing_proto_depIdxs = []int32{
-	5,  // 0: tokenrelay.orderprocessing.v1.ListProductsResponse.products:type_name -> tokenrelay.orderprocessing.v1.Product
-	23, // 1: tokenrelay.orderprocessing.v1.Product.unit_price:type_name -> tokenrelay.type.v1.Money
-	7,  // 2: tokenrelay.orderprocessing.v1.StartCheckoutRequest.items:type_name -> tokenrelay.orderprocessing.v1.CartItem
-	9,  // 3: tokenrelay.orderprocessing.v1.StartCheckoutResponse.checkout:type_name -> tokenrelay.orderprocessing.v1.Checkout
-	10, // 4: tokenrelay.orderprocessing.v1.Checkout.lines:type_name -> tokenrelay.orderprocessing.v1.Line
-	23, // 5: tokenrelay.orderprocessing.v1.Checkout.total:type_name -> tokenrelay.type.v1.Money
-	0,  // 6: tokenrelay.orderprocessing.v1.Checkout.status:type_name -> tokenrelay.orderprocessing.v1.CheckoutStatus
-	24, // 7: tokenrelay.orderprocessing.v1.Checkout.created_at:type_name -> google.protobuf.Timestamp
-	24, // 8: tokenrelay.orderprocessing.v1.Checkout.expires_at:type_name -> google.protobuf.Timestamp
-	23, // 9: tokenrelay.orderprocessing.v1.Line.unit_price:type_name -> tokenrelay.type.v1.Money
-	23, // 10: tokenrelay.orderprocessing.v1.Line.line_total:type_name -> tokenrelay.type.v1.Money
-	21, // 11: tokenrelay.orderprocessing.v1.PlaceOrderResponse.order:type_name -> tokenrelay.orderprocessing.v1.Order
-	21, // 12: tokenrelay.orderprocessing.v1.GetOrderResponse.order:type_name -> tokenrelay.orderprocessing.v1.Order
-	21, // 13: tokenrelay.orderprocessing.v1.WatchOrderResponse.order:type_name -> tokenrelay.orderprocessing.v1.Order
-	21, // 14: tokenrelay.orderprocessing.v1.ListOrdersResponse.orders:type_name -> tokenrelay.orderprocessing.v1.Order
-	9,  // 15: tokenrelay.orderprocessing.v1.CancelCheckoutResponse.checkout:type_name -> tokenrelay.orderprocessing.v1.Checkout
-	10, // 16: tokenrelay.orderprocessing.v1.Order.lines:type_name -> tokenrelay.orderprocessing.v1.Line
-	23, // 17: tokenrelay.orderprocessing.v1.Order.total:type_name -> tokenrelay.type.v1.Money
-	1,  // 18: tokenrelay.orderprocessing.v1.Order.status:type_name -> tokenrelay.orderprocessing.v1.OrderStatus
-	22, // 19: tokenrelay.orderprocessing.v1.Order.steps:type_name -> tokenrelay.orderprocessing.v1.Step
-	24, // 20: tokenrelay.orderprocessing.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	24, // 21: tokenrelay.orderprocessing.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 22: tokenrelay.orderprocessing.v1.Step.state:type_name -> tokenrelay.orderprocessing.v1.StepState
-	23, // 23: tokenrelay.orderprocessing.v1.Step.settlement:type_name -> tokenrelay.type.v1.Money
-	3,  // 24: tokenrelay.orderprocessing.v1.OrderProcessingService.ListProducts:input_type -> tokenrelay.orderprocessing.v1.ListProductsRequest
-	6,  // 25: tokenrelay.orderprocessing.v1.OrderProcessingService.StartCheckout:input_type -> tokenrelay.orderprocessing.v1.StartCheckoutRequest
-	11, // 26: tokenrelay.orderprocessing.v1.OrderProcessingService.PlaceOrder:input_type -> tokenrelay.orderprocessing.v1.PlaceOrderRequest
-	13, // 27: tokenrelay.orderprocessing.v1.OrderProcessingService.GetOrder:input_type -> tokenrelay.orderprocessing.v1.GetOrderRequest
-	15, // 28: tokenrelay.orderprocessing.v1.OrderProcessingService.WatchOrder:input_type -> tokenrelay.orderprocessing.v1.WatchOrderRequest
-	17, // 29: tokenrelay.orderprocessing.v1.OrderProcessingService.ListOrders:input_type -> tokenrelay.orderprocessing.v1.ListOrdersRequest
-	19, // 30: tokenrelay.orderprocessing.v1.OrderProcessingService.CancelCheckout:input_type -> tokenrelay.orderprocessing.v1.CancelCheckoutRequest
-	4,  // 31: tokenrelay.orderprocessing.v1.OrderProcessingService.ListProducts:output_type -> tokenrelay.orderprocessing.v1.ListProductsResponse
-	8,  // 32: tokenrelay.orderprocessing.v1.OrderProcessingService.StartCheckout:output_type -> tokenrelay.orderprocessing.v1.StartCheckoutResponse
-	12, // 33: tokenrelay.orderprocessing.v1.OrderProcessingService.PlaceOrder:output_type -> tokenrelay.orderprocessing.v1.PlaceOrderResponse
-	14, // 34: tokenrelay.orderprocessing.v1.OrderProcessingService.GetOrder:output_type -> tokenrelay.orderprocessing.v1.GetOrderResponse
-	16, // 35: tokenrelay.orderprocessing.v1.OrderProcessingService.WatchOrder:output_type -> tokenrelay.orderprocessing.v1.WatchOrderResponse
-	18, // 36: tokenrelay.orderprocessing.v1.OrderProcessingService.ListOrders:output_type -> tokenrelay.orderprocessing.v1.ListOrdersResponse
-	20, // 37: tokenrelay.orderprocessing.v1.OrderProcessingService.CancelCheckout:output_type -> tokenrelay.orderprocessing.v1.CancelCheckoutResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	25, // 0: tokenrelay.orderprocessing.v1.GetTokenAuditResponse.events:type_name -> tokenrelay.capability.v1.AuditEvent
+	7,  // 1: tokenrelay.orderprocessing.v1.ListProductsResponse.products:type_name -> tokenrelay.orderprocessing.v1.Product
+	26, // 2: tokenrelay.orderprocessing.v1.Product.unit_price:type_name -> tokenrelay.type.v1.Money
+	9,  // 3: tokenrelay.orderprocessing.v1.StartCheckoutRequest.items:type_name -> tokenrelay.orderprocessing.v1.CartItem
+	11, // 4: tokenrelay.orderprocessing.v1.StartCheckoutResponse.checkout:type_name -> tokenrelay.orderprocessing.v1.Checkout
+	12, // 5: tokenrelay.orderprocessing.v1.Checkout.lines:type_name -> tokenrelay.orderprocessing.v1.Line
+	26, // 6: tokenrelay.orderprocessing.v1.Checkout.total:type_name -> tokenrelay.type.v1.Money
+	0,  // 7: tokenrelay.orderprocessing.v1.Checkout.status:type_name -> tokenrelay.orderprocessing.v1.CheckoutStatus
+	27, // 8: tokenrelay.orderprocessing.v1.Checkout.created_at:type_name -> google.protobuf.Timestamp
+	27, // 9: tokenrelay.orderprocessing.v1.Checkout.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 10: tokenrelay.orderprocessing.v1.Line.unit_price:type_name -> tokenrelay.type.v1.Money
+	26, // 11: tokenrelay.orderprocessing.v1.Line.line_total:type_name -> tokenrelay.type.v1.Money
+	23, // 12: tokenrelay.orderprocessing.v1.PlaceOrderResponse.order:type_name -> tokenrelay.orderprocessing.v1.Order
+	23, // 13: tokenrelay.orderprocessing.v1.GetOrderResponse.order:type_name -> tokenrelay.orderprocessing.v1.Order
+	23, // 14: tokenrelay.orderprocessing.v1.WatchOrderResponse.order:type_name -> tokenrelay.orderprocessing.v1.Order
+	23, // 15: tokenrelay.orderprocessing.v1.ListOrdersResponse.orders:type_name -> tokenrelay.orderprocessing.v1.Order
+	11, // 16: tokenrelay.orderprocessing.v1.CancelCheckoutResponse.checkout:type_name -> tokenrelay.orderprocessing.v1.Checkout
+	12, // 17: tokenrelay.orderprocessing.v1.Order.lines:type_name -> tokenrelay.orderprocessing.v1.Line
+	26, // 18: tokenrelay.orderprocessing.v1.Order.total:type_name -> tokenrelay.type.v1.Money
+	1,  // 19: tokenrelay.orderprocessing.v1.Order.status:type_name -> tokenrelay.orderprocessing.v1.OrderStatus
+	24, // 20: tokenrelay.orderprocessing.v1.Order.steps:type_name -> tokenrelay.orderprocessing.v1.Step
+	27, // 21: tokenrelay.orderprocessing.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	27, // 22: tokenrelay.orderprocessing.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 23: tokenrelay.orderprocessing.v1.Step.state:type_name -> tokenrelay.orderprocessing.v1.StepState
+	26, // 24: tokenrelay.orderprocessing.v1.Step.settlement:type_name -> tokenrelay.type.v1.Money
+	5,  // 25: tokenrelay.orderprocessing.v1.OrderProcessingService.ListProducts:input_type -> tokenrelay.orderprocessing.v1.ListProductsRequest
+	8,  // 26: tokenrelay.orderprocessing.v1.OrderProcessingService.StartCheckout:input_type -> tokenrelay.orderprocessing.v1.StartCheckoutRequest
+	13, // 27: tokenrelay.orderprocessing.v1.OrderProcessingService.PlaceOrder:input_type -> tokenrelay.orderprocessing.v1.PlaceOrderRequest
+	15, // 28: tokenrelay.orderprocessing.v1.OrderProcessingService.GetOrder:input_type -> tokenrelay.orderprocessing.v1.GetOrderRequest
+	17, // 29: tokenrelay.orderprocessing.v1.OrderProcessingService.WatchOrder:input_type -> tokenrelay.orderprocessing.v1.WatchOrderRequest
+	19, // 30: tokenrelay.orderprocessing.v1.OrderProcessingService.ListOrders:input_type -> tokenrelay.orderprocessing.v1.ListOrdersRequest
+	21, // 31: tokenrelay.orderprocessing.v1.OrderProcessingService.CancelCheckout:input_type -> tokenrelay.orderprocessing.v1.CancelCheckoutRequest
+	3,  // 32: tokenrelay.orderprocessing.v1.OrderProcessingService.GetTokenAudit:input_type -> tokenrelay.orderprocessing.v1.GetTokenAuditRequest
+	6,  // 33: tokenrelay.orderprocessing.v1.OrderProcessingService.ListProducts:output_type -> tokenrelay.orderprocessing.v1.ListProductsResponse
+	10, // 34: tokenrelay.orderprocessing.v1.OrderProcessingService.StartCheckout:output_type -> tokenrelay.orderprocessing.v1.StartCheckoutResponse
+	14, // 35: tokenrelay.orderprocessing.v1.OrderProcessingService.PlaceOrder:output_type -> tokenrelay.orderprocessing.v1.PlaceOrderResponse
+	16, // 36: tokenrelay.orderprocessing.v1.OrderProcessingService.GetOrder:output_type -> tokenrelay.orderprocessing.v1.GetOrderResponse
+	18, // 37: tokenrelay.orderprocessing.v1.OrderProcessingService.WatchOrder:output_type -> tokenrelay.orderprocessing.v1.WatchOrderResponse
+	20, // 38: tokenrelay.orderprocessing.v1.OrderProcessingService.ListOrders:output_type -> tokenrelay.orderprocessing.v1.ListOrdersResponse
+	22, // 39: tokenrelay.orderprocessing.v1.OrderProcessingService.CancelCheckout:output_type -> tokenrelay.orderprocessing.v1.CancelCheckoutResponse
+	4,  // 40: tokenrelay.orderprocessing.v1.OrderProcessingService.GetTokenAudit:output_type -> tokenrelay.orderprocessing.v1.GetTokenAuditResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tokenrelay_orderprocessing_v1_orderprocessing_proto_init() }
@@ -1764,13 +1939,18 @@ func file_tokenrelay_orderprocessing_v1_orderprocessing_proto_init() {
 	if File_tokenrelay_orderprocessing_v1_orderprocessing_proto != nil {
 		return
 	}
+	file_tokenrelay_orderprocessing_v1_orderprocessing_proto_msgTypes[0].OneofWrappers = []any{
+		(*GetTokenAuditRequest_Jti)(nil),
+		(*GetTokenAuditRequest_OrderId)(nil),
+		(*GetTokenAuditRequest_Txn)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDesc), len(file_tokenrelay_orderprocessing_v1_orderprocessing_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

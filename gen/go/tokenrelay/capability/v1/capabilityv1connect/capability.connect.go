@@ -55,6 +55,9 @@ const (
 	// CapabilityServiceCompensateProcedure is the fully-qualified name of the CapabilityService's
 	// Compensate RPC.
 	CapabilityServiceCompensateProcedure = "/tokenrelay.capability.v1.CapabilityService/Compensate"
+	// CapabilityServiceAuditTrailProcedure is the fully-qualified name of the CapabilityService's
+	// AuditTrail RPC.
+	CapabilityServiceAuditTrailProcedure = "/tokenrelay.capability.v1.CapabilityService/AuditTrail"
 )
 
 // CapabilityServiceClient is a client for the tokenrelay.capability.v1.CapabilityService service.
@@ -70,6 +73,13 @@ type CapabilityServiceClient interface {
 	// the token has expired: the signature and binding are still checked, the
 	// expiry is not.
 	Compensate(context.Context, *connect.Request[v1.CompensateRequest]) (*connect.Response[v1.CompensateResponse], error)
+	// AuditTrail returns the domain's audit events of its own tokens: those of
+	// one token (by its `jti`, with this domain as issuer), of one order, or
+	// of one request (by `txn`), oldest first, at most 1000. It is how
+	// OrderProcessing gathers a token's history across the services that saw
+	// it without knowing the domain's rules. An empty or over-long selector is
+	// INVALID_ARGUMENT.
+	AuditTrail(context.Context, *connect.Request[v1.AuditTrailRequest]) (*connect.Response[v1.AuditTrailResponse], error)
 }
 
 // NewCapabilityServiceClient constructs a client for the tokenrelay.capability.v1.CapabilityService
@@ -97,6 +107,13 @@ func NewCapabilityServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		auditTrail: connect.NewClient[v1.AuditTrailRequest, v1.AuditTrailResponse](
+			httpClient,
+			baseURL+CapabilityServiceAuditTrailProcedure,
+			connect.WithSchema(capabilityServiceMethods.ByName("AuditTrail")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -104,6 +121,7 @@ func NewCapabilityServiceClient(httpClient connect.HTTPClient, baseURL string, o
 type capabilityServiceClient struct {
 	exercise   *connect.Client[v1.ExerciseRequest, v1.ExerciseResponse]
 	compensate *connect.Client[v1.CompensateRequest, v1.CompensateResponse]
+	auditTrail *connect.Client[v1.AuditTrailRequest, v1.AuditTrailResponse]
 }
 
 // Exercise calls tokenrelay.capability.v1.CapabilityService.Exercise.
@@ -114,6 +132,11 @@ func (c *capabilityServiceClient) Exercise(ctx context.Context, req *connect.Req
 // Compensate calls tokenrelay.capability.v1.CapabilityService.Compensate.
 func (c *capabilityServiceClient) Compensate(ctx context.Context, req *connect.Request[v1.CompensateRequest]) (*connect.Response[v1.CompensateResponse], error) {
 	return c.compensate.CallUnary(ctx, req)
+}
+
+// AuditTrail calls tokenrelay.capability.v1.CapabilityService.AuditTrail.
+func (c *capabilityServiceClient) AuditTrail(ctx context.Context, req *connect.Request[v1.AuditTrailRequest]) (*connect.Response[v1.AuditTrailResponse], error) {
+	return c.auditTrail.CallUnary(ctx, req)
 }
 
 // CapabilityServiceHandler is an implementation of the tokenrelay.capability.v1.CapabilityService
@@ -130,6 +153,13 @@ type CapabilityServiceHandler interface {
 	// the token has expired: the signature and binding are still checked, the
 	// expiry is not.
 	Compensate(context.Context, *connect.Request[v1.CompensateRequest]) (*connect.Response[v1.CompensateResponse], error)
+	// AuditTrail returns the domain's audit events of its own tokens: those of
+	// one token (by its `jti`, with this domain as issuer), of one order, or
+	// of one request (by `txn`), oldest first, at most 1000. It is how
+	// OrderProcessing gathers a token's history across the services that saw
+	// it without knowing the domain's rules. An empty or over-long selector is
+	// INVALID_ARGUMENT.
+	AuditTrail(context.Context, *connect.Request[v1.AuditTrailRequest]) (*connect.Response[v1.AuditTrailResponse], error)
 }
 
 // NewCapabilityServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -153,12 +183,21 @@ func NewCapabilityServiceHandler(svc CapabilityServiceHandler, opts ...connect.H
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	capabilityServiceAuditTrailHandler := connect.NewUnaryHandler(
+		CapabilityServiceAuditTrailProcedure,
+		svc.AuditTrail,
+		connect.WithSchema(capabilityServiceMethods.ByName("AuditTrail")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/tokenrelay.capability.v1.CapabilityService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CapabilityServiceExerciseProcedure:
 			capabilityServiceExerciseHandler.ServeHTTP(w, r)
 		case CapabilityServiceCompensateProcedure:
 			capabilityServiceCompensateHandler.ServeHTTP(w, r)
+		case CapabilityServiceAuditTrailProcedure:
+			capabilityServiceAuditTrailHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -174,4 +213,8 @@ func (UnimplementedCapabilityServiceHandler) Exercise(context.Context, *connect.
 
 func (UnimplementedCapabilityServiceHandler) Compensate(context.Context, *connect.Request[v1.CompensateRequest]) (*connect.Response[v1.CompensateResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tokenrelay.capability.v1.CapabilityService.Compensate is not implemented"))
+}
+
+func (UnimplementedCapabilityServiceHandler) AuditTrail(context.Context, *connect.Request[v1.AuditTrailRequest]) (*connect.Response[v1.AuditTrailResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tokenrelay.capability.v1.CapabilityService.AuditTrail is not implemented"))
 }

@@ -58,6 +58,9 @@ const (
 	// OrderProcessingServiceCancelCheckoutProcedure is the fully-qualified name of the
 	// OrderProcessingService's CancelCheckout RPC.
 	OrderProcessingServiceCancelCheckoutProcedure = "/tokenrelay.orderprocessing.v1.OrderProcessingService/CancelCheckout"
+	// OrderProcessingServiceGetTokenAuditProcedure is the fully-qualified name of the
+	// OrderProcessingService's GetTokenAudit RPC.
+	OrderProcessingServiceGetTokenAuditProcedure = "/tokenrelay.orderprocessing.v1.OrderProcessingService/GetTokenAudit"
 )
 
 // OrderProcessingServiceClient is a client for the
@@ -91,6 +94,13 @@ type OrderProcessingServiceClient interface {
 	// with it. Cancelling a cancelled checkout succeeds; cancelling a placed
 	// one is FAILED_PRECONDITION.
 	CancelCheckout(context.Context, *connect.Request[v1.CancelCheckoutRequest]) (*connect.Response[v1.CancelCheckoutResponse], error)
+	// GetTokenAudit returns the audit trail of tokens, for admins only
+	// (anyone else: PERMISSION_DENIED): a token's history by `jti`, an
+	// order's or a request's (`txn`) token timeline, gathered from
+	// OrderProcessing's own trail and each issuer's (CapabilityService
+	// AuditTrail), oldest first. An issuer that cannot be reached is named in
+	// `unreachable_issuers` and the rest is returned.
+	GetTokenAudit(context.Context, *connect.Request[v1.GetTokenAuditRequest]) (*connect.Response[v1.GetTokenAuditResponse], error)
 }
 
 // NewOrderProcessingServiceClient constructs a client for the
@@ -152,6 +162,13 @@ func NewOrderProcessingServiceClient(httpClient connect.HTTPClient, baseURL stri
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		getTokenAudit: connect.NewClient[v1.GetTokenAuditRequest, v1.GetTokenAuditResponse](
+			httpClient,
+			baseURL+OrderProcessingServiceGetTokenAuditProcedure,
+			connect.WithSchema(orderProcessingServiceMethods.ByName("GetTokenAudit")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -164,6 +181,7 @@ type orderProcessingServiceClient struct {
 	watchOrder     *connect.Client[v1.WatchOrderRequest, v1.WatchOrderResponse]
 	listOrders     *connect.Client[v1.ListOrdersRequest, v1.ListOrdersResponse]
 	cancelCheckout *connect.Client[v1.CancelCheckoutRequest, v1.CancelCheckoutResponse]
+	getTokenAudit  *connect.Client[v1.GetTokenAuditRequest, v1.GetTokenAuditResponse]
 }
 
 // ListProducts calls tokenrelay.orderprocessing.v1.OrderProcessingService.ListProducts.
@@ -201,6 +219,11 @@ func (c *orderProcessingServiceClient) CancelCheckout(ctx context.Context, req *
 	return c.cancelCheckout.CallUnary(ctx, req)
 }
 
+// GetTokenAudit calls tokenrelay.orderprocessing.v1.OrderProcessingService.GetTokenAudit.
+func (c *orderProcessingServiceClient) GetTokenAudit(ctx context.Context, req *connect.Request[v1.GetTokenAuditRequest]) (*connect.Response[v1.GetTokenAuditResponse], error) {
+	return c.getTokenAudit.CallUnary(ctx, req)
+}
+
 // OrderProcessingServiceHandler is an implementation of the
 // tokenrelay.orderprocessing.v1.OrderProcessingService service.
 type OrderProcessingServiceHandler interface {
@@ -232,6 +255,13 @@ type OrderProcessingServiceHandler interface {
 	// with it. Cancelling a cancelled checkout succeeds; cancelling a placed
 	// one is FAILED_PRECONDITION.
 	CancelCheckout(context.Context, *connect.Request[v1.CancelCheckoutRequest]) (*connect.Response[v1.CancelCheckoutResponse], error)
+	// GetTokenAudit returns the audit trail of tokens, for admins only
+	// (anyone else: PERMISSION_DENIED): a token's history by `jti`, an
+	// order's or a request's (`txn`) token timeline, gathered from
+	// OrderProcessing's own trail and each issuer's (CapabilityService
+	// AuditTrail), oldest first. An issuer that cannot be reached is named in
+	// `unreachable_issuers` and the rest is returned.
+	GetTokenAudit(context.Context, *connect.Request[v1.GetTokenAuditRequest]) (*connect.Response[v1.GetTokenAuditResponse], error)
 }
 
 // NewOrderProcessingServiceHandler builds an HTTP handler from the service implementation. It
@@ -288,6 +318,13 @@ func NewOrderProcessingServiceHandler(svc OrderProcessingServiceHandler, opts ..
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	orderProcessingServiceGetTokenAuditHandler := connect.NewUnaryHandler(
+		OrderProcessingServiceGetTokenAuditProcedure,
+		svc.GetTokenAudit,
+		connect.WithSchema(orderProcessingServiceMethods.ByName("GetTokenAudit")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/tokenrelay.orderprocessing.v1.OrderProcessingService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OrderProcessingServiceListProductsProcedure:
@@ -304,6 +341,8 @@ func NewOrderProcessingServiceHandler(svc OrderProcessingServiceHandler, opts ..
 			orderProcessingServiceListOrdersHandler.ServeHTTP(w, r)
 		case OrderProcessingServiceCancelCheckoutProcedure:
 			orderProcessingServiceCancelCheckoutHandler.ServeHTTP(w, r)
+		case OrderProcessingServiceGetTokenAuditProcedure:
+			orderProcessingServiceGetTokenAuditHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -339,4 +378,8 @@ func (UnimplementedOrderProcessingServiceHandler) ListOrders(context.Context, *c
 
 func (UnimplementedOrderProcessingServiceHandler) CancelCheckout(context.Context, *connect.Request[v1.CancelCheckoutRequest]) (*connect.Response[v1.CancelCheckoutResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tokenrelay.orderprocessing.v1.OrderProcessingService.CancelCheckout is not implemented"))
+}
+
+func (UnimplementedOrderProcessingServiceHandler) GetTokenAudit(context.Context, *connect.Request[v1.GetTokenAuditRequest]) (*connect.Response[v1.GetTokenAuditResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tokenrelay.orderprocessing.v1.OrderProcessingService.GetTokenAudit is not implemented"))
 }

@@ -31,7 +31,189 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenrelay/capability/v1/capability.proto.
  */
 export const file_tokenrelay_capability_v1_capability: GenFile = /*@__PURE__*/
-  fileDesc("Cil0b2tlbnJlbGF5L2NhcGFiaWxpdHkvdjEvY2FwYWJpbGl0eS5wcm90bxIYdG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxIlgKD0V4ZXJjaXNlUmVxdWVzdBIaChJjb25maXJtYXRpb25fdG9rZW4YASABKAkSEAoIb3JkZXJfaWQYAiABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIkgKEEV4ZXJjaXNlUmVzcG9uc2USNAoIZXhlcmNpc2UYASABKAsyIi50b2tlbnJlbGF5LmNhcGFiaWxpdHkudjEuRXhlcmNpc2UiagoRQ29tcGVuc2F0ZVJlcXVlc3QSGgoSY29uZmlybWF0aW9uX3Rva2VuGAEgASgJEhAKCG9yZGVyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkiSgoSQ29tcGVuc2F0ZVJlc3BvbnNlEjQKCGV4ZXJjaXNlGAEgASgLMiIudG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxLkV4ZXJjaXNlIpsCCghFeGVyY2lzZRILCgNqdGkYASABKAkSEgoKY2FwYWJpbGl0eRgCIAEoCRIQCghvcmRlcl9pZBgDIAEoCRI2CgVzdGF0ZRgEIAEoDjInLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MS5FeGVyY2lzZVN0YXRlEhEKCXJlZmVyZW5jZRgFIAEoCRItCgpzZXR0bGVtZW50GAYgASgLMhkudG9rZW5yZWxheS50eXBlLnYxLk1vbmV5Ei4KCmFwcGxpZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNvbXBlbnNhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCprCg1FeGVyY2lzZVN0YXRlEh4KGkVYRVJDSVNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWRVhFUkNJU0VfU1RBVEVfQVBQTElFRBABEh4KGkVYRVJDSVNFX1NUQVRFX0NPTVBFTlNBVEVEEAIy6QEKEUNhcGFiaWxpdHlTZXJ2aWNlEmYKCEV4ZXJjaXNlEikudG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxLkV4ZXJjaXNlUmVxdWVzdBoqLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MS5FeGVyY2lzZVJlc3BvbnNlIgOQAgISbAoKQ29tcGVuc2F0ZRIrLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MS5Db21wZW5zYXRlUmVxdWVzdBosLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MS5Db21wZW5zYXRlUmVzcG9uc2UiA5ACAkKAAgocY29tLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MUIPQ2FwYWJpbGl0eVByb3RvUAFaTWdpdGh1Yi5jb20vdG9rZW5yZWxheS90b2tlbnJlbGF5L2dlbi9nby90b2tlbnJlbGF5L2NhcGFiaWxpdHkvdjE7Y2FwYWJpbGl0eXYxogIDVENYqgIYVG9rZW5yZWxheS5DYXBhYmlsaXR5LlYxygIYVG9rZW5yZWxheVxDYXBhYmlsaXR5XFYx4gIkVG9rZW5yZWxheVxDYXBhYmlsaXR5XFYxXEdQQk1ldGFkYXRh6gIaVG9rZW5yZWxheTo6Q2FwYWJpbGl0eTo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp, file_tokenrelay_type_v1_money]);
+  fileDesc("Cil0b2tlbnJlbGF5L2NhcGFiaWxpdHkvdjEvY2FwYWJpbGl0eS5wcm90bxIYdG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxIksKEUF1ZGl0VHJhaWxSZXF1ZXN0Eg0KA2p0aRgBIAEoCUgAEhIKCG9yZGVyX2lkGAIgASgJSAASDQoDdHhuGAMgASgJSABCBAoCYnkiSgoSQXVkaXRUcmFpbFJlc3BvbnNlEjQKBmV2ZW50cxgBIAMoCzIkLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MS5BdWRpdEV2ZW50Ip8CCgpBdWRpdEV2ZW50Eg8KB3NlcnZpY2UYASABKAkSCwoDc2VxGAIgASgDEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZhY3Rpb24YBCABKAkSDgoGaXNzdWVyGAUgASgJEgsKA2p0aRgGIAEoCRIMCgRraW5kGAcgASgJEg8KB3N1YmplY3QYCCABKAkSEwoLY2hlY2tvdXRfaWQYCSABKAkSEAoIb3JkZXJfaWQYCiABKAkSCwoDdHhuGAsgASgJEg0KBWNoZWNrGAwgASgJEi4KCmV4cGlyZXNfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGhhc2gYDiABKAkiWAoPRXhlcmNpc2VSZXF1ZXN0EhoKEmNvbmZpcm1hdGlvbl90b2tlbhgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiSAoQRXhlcmNpc2VSZXNwb25zZRI0CghleGVyY2lzZRgBIAEoCzIiLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MS5FeGVyY2lzZSJqChFDb21wZW5zYXRlUmVxdWVzdBIaChJjb25maXJtYXRpb25fdG9rZW4YASABKAkSEAoIb3JkZXJfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCSJKChJDb21wZW5zYXRlUmVzcG9uc2USNAoIZXhlcmNpc2UYASABKAsyIi50b2tlbnJlbGF5LmNhcGFiaWxpdHkudjEuRXhlcmNpc2UimwIKCEV4ZXJjaXNlEgsKA2p0aRgBIAEoCRISCgpjYXBhYmlsaXR5GAIgASgJEhAKCG9yZGVyX2lkGAMgASgJEjYKBXN0YXRlGAQgASgOMicudG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxLkV4ZXJjaXNlU3RhdGUSEQoJcmVmZXJlbmNlGAUgASgJEi0KCnNldHRsZW1lbnQYBiABKAsyGS50b2tlbnJlbGF5LnR5cGUudjEuTW9uZXkSLgoKYXBwbGllZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY29tcGVuc2F0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKmsKDUV4ZXJjaXNlU3RhdGUSHgoaRVhFUkNJU0VfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZFWEVSQ0lTRV9TVEFURV9BUFBMSUVEEAESHgoaRVhFUkNJU0VfU1RBVEVfQ09NUEVOU0FURUQQAjLXAgoRQ2FwYWJpbGl0eVNlcnZpY2USZgoIRXhlcmNpc2USKS50b2tlbnJlbGF5LmNhcGFiaWxpdHkudjEuRXhlcmNpc2VSZXF1ZXN0GioudG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxLkV4ZXJjaXNlUmVzcG9uc2UiA5ACAhJsCgpDb21wZW5zYXRlEisudG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxLkNvbXBlbnNhdGVSZXF1ZXN0GiwudG9rZW5yZWxheS5jYXBhYmlsaXR5LnYxLkNvbXBlbnNhdGVSZXNwb25zZSIDkAICEmwKCkF1ZGl0VHJhaWwSKy50b2tlbnJlbGF5LmNhcGFiaWxpdHkudjEuQXVkaXRUcmFpbFJlcXVlc3QaLC50b2tlbnJlbGF5LmNhcGFiaWxpdHkudjEuQXVkaXRUcmFpbFJlc3BvbnNlIgOQAgFCgAIKHGNvbS50b2tlbnJlbGF5LmNhcGFiaWxpdHkudjFCD0NhcGFiaWxpdHlQcm90b1ABWk1naXRodWIuY29tL3Rva2VucmVsYXkvdG9rZW5yZWxheS9nZW4vZ28vdG9rZW5yZWxheS9jYXBhYmlsaXR5L3YxO2NhcGFiaWxpdHl2MaICA1RDWKoCGFRva2VucmVsYXkuQ2FwYWJpbGl0eS5WMcoCGFRva2VucmVsYXlcQ2FwYWJpbGl0eVxWMeICJFRva2VucmVsYXlcQ2FwYWJpbGl0eVxWMVxHUEJNZXRhZGF0YeoCGlRva2VucmVsYXk6OkNhcGFiaWxpdHk6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_tokenrelay_type_v1_money]);
+
+/**
+ * AuditTrailRequest selects audit events by exactly one key.
+ *
+ * @generated from message tokenrelay.capability.v1.AuditTrailRequest
+ */
+export type AuditTrailRequest = Message<"tokenrelay.capability.v1.AuditTrailRequest"> & {
+  /**
+   * The key; each at most 64 characters.
+   *
+   * @generated from oneof tokenrelay.capability.v1.AuditTrailRequest.by
+   */
+  by: {
+    /**
+     * A token's `jti`.
+     *
+     * @generated from field: string jti = 1;
+     */
+    value: string;
+    case: "jti";
+  } | {
+    /**
+     * An order id (`ord_...`).
+     *
+     * @generated from field: string order_id = 2;
+     */
+    value: string;
+    case: "orderId";
+  } | {
+    /**
+     * A request's transaction id (the `txn` of its transaction token).
+     *
+     * @generated from field: string txn = 3;
+     */
+    value: string;
+    case: "txn";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message tokenrelay.capability.v1.AuditTrailRequest.
+ * Use `create(AuditTrailRequestSchema)` to create a new message.
+ */
+export const AuditTrailRequestSchema: GenMessage<AuditTrailRequest> = /*@__PURE__*/
+  messageDesc(file_tokenrelay_capability_v1_capability, 0);
+
+/**
+ * AuditTrailResponse is the selected events, oldest first.
+ *
+ * @generated from message tokenrelay.capability.v1.AuditTrailResponse
+ */
+export type AuditTrailResponse = Message<"tokenrelay.capability.v1.AuditTrailResponse"> & {
+  /**
+   * The events.
+   *
+   * @generated from field: repeated tokenrelay.capability.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+};
+
+/**
+ * Describes the message tokenrelay.capability.v1.AuditTrailResponse.
+ * Use `create(AuditTrailResponseSchema)` to create a new message.
+ */
+export const AuditTrailResponseSchema: GenMessage<AuditTrailResponse> = /*@__PURE__*/
+  messageDesc(file_tokenrelay_capability_v1_capability, 1);
+
+/**
+ * AuditEvent is one thing that happened to one token in one service. It
+ * carries the token's claims, never the token itself.
+ *
+ * @generated from message tokenrelay.capability.v1.AuditEvent
+ */
+export type AuditEvent = Message<"tokenrelay.capability.v1.AuditEvent"> & {
+  /**
+   * The service that recorded it ("coupons", "order-processing", ...).
+   *
+   * @generated from field: string service = 1;
+   */
+  service: string;
+
+  /**
+   * Its position in the service's hash chain, from 1.
+   *
+   * @generated from field: int64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * When it happened (millisecond precision).
+   *
+   * @generated from field: google.protobuf.Timestamp at = 3;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * What happened: "issued", "accepted", "refused", "consumed",
+   * "exercised", "compensated" or "purged".
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * The token's issuer (`iss`); empty for a refused token whose claims
+   * could not be trusted.
+   *
+   * @generated from field: string issuer = 5;
+   */
+  issuer: string;
+
+  /**
+   * The token's `jti`; empty as the issuer is.
+   *
+   * @generated from field: string jti = 6;
+   */
+  jti: string;
+
+  /**
+   * The token's kind, e.g. "confirmation".
+   *
+   * @generated from field: string kind = 7;
+   */
+  kind: string;
+
+  /**
+   * The token's subject; for a refusal, the presenting subject.
+   *
+   * @generated from field: string subject = 8;
+   */
+  subject: string;
+
+  /**
+   * The checkout (`op_...`) it concerns, when known.
+   *
+   * @generated from field: string checkout_id = 9;
+   */
+  checkoutId: string;
+
+  /**
+   * The order (`ord_...`) it concerns, when known.
+   *
+   * @generated from field: string order_id = 10;
+   */
+  orderId: string;
+
+  /**
+   * The transaction id of the request that caused it, when it had one.
+   *
+   * @generated from field: string txn = 11;
+   */
+  txn: string;
+
+  /**
+   * For a refusal, the check that failed ("replayed", "expired",
+   * "signature", ...).
+   *
+   * @generated from field: string check = 12;
+   */
+  check: string;
+
+  /**
+   * The token's `exp`, when known.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 13;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * The event's hash (hex SHA-256) in its service's chain.
+   *
+   * @generated from field: string hash = 14;
+   */
+  hash: string;
+};
+
+/**
+ * Describes the message tokenrelay.capability.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_tokenrelay_capability_v1_capability, 2);
 
 /**
  * ExerciseRequest carries one confirmation token back to its issuer.
@@ -69,7 +251,7 @@ export type ExerciseRequest = Message<"tokenrelay.capability.v1.ExerciseRequest"
  * Use `create(ExerciseRequestSchema)` to create a new message.
  */
 export const ExerciseRequestSchema: GenMessage<ExerciseRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_capability_v1_capability, 0);
+  messageDesc(file_tokenrelay_capability_v1_capability, 3);
 
 /**
  * ExerciseResponse is the durable result of an exercise.
@@ -90,7 +272,7 @@ export type ExerciseResponse = Message<"tokenrelay.capability.v1.ExerciseRespons
  * Use `create(ExerciseResponseSchema)` to create a new message.
  */
 export const ExerciseResponseSchema: GenMessage<ExerciseResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_capability_v1_capability, 1);
+  messageDesc(file_tokenrelay_capability_v1_capability, 4);
 
 /**
  * CompensateRequest asks the issuer to undo one token's effect.
@@ -135,7 +317,7 @@ export type CompensateRequest = Message<"tokenrelay.capability.v1.CompensateRequ
  * Use `create(CompensateRequestSchema)` to create a new message.
  */
 export const CompensateRequestSchema: GenMessage<CompensateRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_capability_v1_capability, 2);
+  messageDesc(file_tokenrelay_capability_v1_capability, 5);
 
 /**
  * CompensateResponse reports where the compensation stands.
@@ -156,7 +338,7 @@ export type CompensateResponse = Message<"tokenrelay.capability.v1.CompensateRes
  * Use `create(CompensateResponseSchema)` to create a new message.
  */
 export const CompensateResponseSchema: GenMessage<CompensateResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_capability_v1_capability, 3);
+  messageDesc(file_tokenrelay_capability_v1_capability, 6);
 
 /**
  * Exercise is the issuer's record of one confirmation token.
@@ -227,7 +409,7 @@ export type Exercise = Message<"tokenrelay.capability.v1.Exercise"> & {
  * Use `create(ExerciseSchema)` to create a new message.
  */
 export const ExerciseSchema: GenMessage<Exercise> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_capability_v1_capability, 4);
+  messageDesc(file_tokenrelay_capability_v1_capability, 7);
 
 /**
  * ExerciseState is the life cycle of one token at its issuer.
@@ -304,6 +486,21 @@ export const CapabilityService: GenService<{
     methodKind: "unary";
     input: typeof CompensateRequestSchema;
     output: typeof CompensateResponseSchema;
+  },
+  /**
+   * AuditTrail returns the domain's audit events of its own tokens: those of
+   * one token (by its `jti`, with this domain as issuer), of one order, or
+   * of one request (by `txn`), oldest first, at most 1000. It is how
+   * OrderProcessing gathers a token's history across the services that saw
+   * it without knowing the domain's rules. An empty or over-long selector is
+   * INVALID_ARGUMENT.
+   *
+   * @generated from rpc tokenrelay.capability.v1.CapabilityService.AuditTrail
+   */
+  auditTrail: {
+    methodKind: "unary";
+    input: typeof AuditTrailRequestSchema;
+    output: typeof AuditTrailResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tokenrelay_capability_v1_capability, 0);

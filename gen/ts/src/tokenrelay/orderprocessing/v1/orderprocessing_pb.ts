@@ -11,6 +11,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { AuditEvent } from "../../capability/v1/capability_pb.js";
+import { file_tokenrelay_capability_v1_capability } from "../../capability/v1/capability_pb.js";
 import type { Money } from "../../type/v1/money_pb.js";
 import { file_tokenrelay_type_v1_money } from "../../type/v1/money_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -19,7 +21,80 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenrelay/orderprocessing/v1/orderprocessing.proto.
  */
 export const file_tokenrelay_orderprocessing_v1_orderprocessing: GenFile = /*@__PURE__*/
-  fileDesc("CjN0b2tlbnJlbGF5L29yZGVycHJvY2Vzc2luZy92MS9vcmRlcnByb2Nlc3NpbmcucHJvdG8SHXRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxIhUKE0xpc3RQcm9kdWN0c1JlcXVlc3QiUAoUTGlzdFByb2R1Y3RzUmVzcG9uc2USOAoIcHJvZHVjdHMYASADKAsyJi50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5Qcm9kdWN0ImgKB1Byb2R1Y3QSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSLQoKdW5pdF9wcmljZRgEIAEoCzIZLnRva2VucmVsYXkudHlwZS52MS5Nb25leSJnChRTdGFydENoZWNrb3V0UmVxdWVzdBI2CgVpdGVtcxgBIAMoCzInLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkNhcnRJdGVtEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCSIpCghDYXJ0SXRlbRILCgNza3UYASABKAkSEAoIcXVhbnRpdHkYAiABKAUiagoVU3RhcnRDaGVja291dFJlc3BvbnNlEjkKCGNoZWNrb3V0GAEgASgLMicudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuQ2hlY2tvdXQSFgoOY2hlY2tvdXRfdG9rZW4YAiABKAkitgIKCENoZWNrb3V0EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSMgoFbGluZXMYAyADKAsyIy50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5MaW5lEigKBXRvdGFsGAQgASgLMhkudG9rZW5yZWxheS50eXBlLnYxLk1vbmV5Ej0KBnN0YXR1cxgFIAEoDjItLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkNoZWNrb3V0U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG9yZGVyX2lkGAggASgJIpEBCgRMaW5lEgsKA3NrdRgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCHF1YW50aXR5GAMgASgFEi0KCnVuaXRfcHJpY2UYBCABKAsyGS50b2tlbnJlbGF5LnR5cGUudjEuTW9uZXkSLQoKbGluZV90b3RhbBgFIAEoCzIZLnRva2VucmVsYXkudHlwZS52MS5Nb25leSJeChFQbGFjZU9yZGVyUmVxdWVzdBITCgtjaGVja291dF9pZBgBIAEoCRIbChNjb25maXJtYXRpb25fdG9rZW5zGAIgAygJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCSJJChJQbGFjZU9yZGVyUmVzcG9uc2USMwoFb3JkZXIYASABKAsyJC50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5PcmRlciIjCg9HZXRPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiRwoQR2V0T3JkZXJSZXNwb25zZRIzCgVvcmRlchgBIAEoCzIkLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLk9yZGVyIiUKEVdhdGNoT3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIkkKEldhdGNoT3JkZXJSZXNwb25zZRIzCgVvcmRlchgBIAEoCzIkLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLk9yZGVyIksKEUxpc3RPcmRlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg8KB3VzZXJfaWQYAyABKAkiYwoSTGlzdE9yZGVyc1Jlc3BvbnNlEjQKBm9yZGVycxgBIAMoCzIkLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLk9yZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJFChVDYW5jZWxDaGVja291dFJlcXVlc3QSEwoLY2hlY2tvdXRfaWQYASABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIlMKFkNhbmNlbENoZWNrb3V0UmVzcG9uc2USOQoIY2hlY2tvdXQYASABKAsyJy50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5DaGVja291dCKQAwoFT3JkZXISCgoCaWQYASABKAkSEwoLY2hlY2tvdXRfaWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIyCgVsaW5lcxgEIAMoCzIjLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkxpbmUSKAoFdG90YWwYBSABKAsyGS50b2tlbnJlbGF5LnR5cGUudjEuTW9uZXkSOgoGc3RhdHVzGAYgASgOMioudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuT3JkZXJTdGF0dXMSMgoFc3RlcHMYByADKAsyIy50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5TdGVwEhYKDmZhaWx1cmVfcmVhc29uGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCyABKAMi2gEKBFN0ZXASEgoKY2FwYWJpbGl0eRgBIAEoCRIOCgZpc3N1ZXIYAiABKAkSDQoFc3RhZ2UYAyABKAUSNwoFc3RhdGUYBCABKA4yKC50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5TdGVwU3RhdGUSLQoKc2V0dGxlbWVudBgFIAEoCzIZLnRva2VucmVsYXkudHlwZS52MS5Nb25leRIRCglyZWZlcmVuY2UYBiABKAkSEAoIYXR0ZW1wdHMYByABKAUSEgoKbGFzdF9lcnJvchgIIAEoCSqjAQoOQ2hlY2tvdXRTdGF0dXMSHwobQ0hFQ0tPVVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUQ0hFQ0tPVVRfU1RBVFVTX09QRU4QARIaChZDSEVDS09VVF9TVEFUVVNfUExBQ0VEEAISHQoZQ0hFQ0tPVVRfU1RBVFVTX0NBTkNFTExFRBADEhsKF0NIRUNLT1VUX1NUQVRVU19FWFBJUkVEEAQq2AEKC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19QRU5ESU5HEAESHAoYT1JERVJfU1RBVFVTX0lOX1BST0dSRVNTEAISHQoZT1JERVJfU1RBVFVTX0NPTVBFTlNBVElORxADEhoKFk9SREVSX1NUQVRVU19DT01QTEVURUQQBBIXChNPUkRFUl9TVEFUVVNfRkFJTEVEEAUSHwobT1JERVJfU1RBVFVTX05FRURTX09QRVJBVE9SEAYqgAIKCVN0ZXBTdGF0ZRIaChZTVEVQX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSU1RFUF9TVEFURV9QRU5ESU5HEAESGQoVU1RFUF9TVEFURV9FWEVSQ0lTSU5HEAISFgoSU1RFUF9TVEFURV9BUFBMSUVEEAMSFQoRU1RFUF9TVEFURV9GQUlMRUQQBBIbChdTVEVQX1NUQVRFX0NPTVBFTlNBVElORxAFEhoKFlNURVBfU1RBVEVfQ09NUEVOU0FURUQQBhIjCh9TVEVQX1NUQVRFX0NPTVBFTlNBVElPTl9SRUZVU0VEEAcSFwoTU1RFUF9TVEFURV9SRVNPTFZFRBAIMu4GChZPcmRlclByb2Nlc3NpbmdTZXJ2aWNlEnwKDExpc3RQcm9kdWN0cxIyLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaMy50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5MaXN0UHJvZHVjdHNSZXNwb25zZSIDkAIBEnoKDVN0YXJ0Q2hlY2tvdXQSMy50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5TdGFydENoZWNrb3V0UmVxdWVzdBo0LnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLlN0YXJ0Q2hlY2tvdXRSZXNwb25zZRJxCgpQbGFjZU9yZGVyEjAudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuUGxhY2VPcmRlclJlcXVlc3QaMS50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5QbGFjZU9yZGVyUmVzcG9uc2UScAoIR2V0T3JkZXISLi50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5HZXRPcmRlclJlcXVlc3QaLy50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5HZXRPcmRlclJlc3BvbnNlIgOQAgESeAoKV2F0Y2hPcmRlchIwLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLldhdGNoT3JkZXJSZXF1ZXN0GjEudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuV2F0Y2hPcmRlclJlc3BvbnNlIgOQAgEwARJ2CgpMaXN0T3JkZXJzEjAudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuTGlzdE9yZGVyc1JlcXVlc3QaMS50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5MaXN0T3JkZXJzUmVzcG9uc2UiA5ACARKCAQoOQ2FuY2VsQ2hlY2tvdXQSNC50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5DYW5jZWxDaGVja291dFJlcXVlc3QaNS50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5DYW5jZWxDaGVja291dFJlc3BvbnNlIgOQAgJCqAIKIWNvbS50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MUIUT3JkZXJwcm9jZXNzaW5nUHJvdG9QAVpXZ2l0aHViLmNvbS90b2tlbnJlbGF5L3Rva2VucmVsYXkvZ2VuL2dvL3Rva2VucmVsYXkvb3JkZXJwcm9jZXNzaW5nL3YxO29yZGVycHJvY2Vzc2luZ3YxogIDVE9YqgIdVG9rZW5yZWxheS5PcmRlcnByb2Nlc3NpbmcuVjHKAh1Ub2tlbnJlbGF5XE9yZGVycHJvY2Vzc2luZ1xWMeICKVRva2VucmVsYXlcT3JkZXJwcm9jZXNzaW5nXFYxXEdQQk1ldGFkYXRh6gIfVG9rZW5yZWxheTo6T3JkZXJwcm9jZXNzaW5nOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp, file_tokenrelay_type_v1_money]);
+  fileDesc("CjN0b2tlbnJlbGF5L29yZGVycHJvY2Vzc2luZy92MS9vcmRlcnByb2Nlc3NpbmcucHJvdG8SHXRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxIk4KFEdldFRva2VuQXVkaXRSZXF1ZXN0Eg0KA2p0aRgBIAEoCUgAEhIKCG9yZGVyX2lkGAIgASgJSAASDQoDdHhuGAMgASgJSABCBAoCYnkiagoVR2V0VG9rZW5BdWRpdFJlc3BvbnNlEjQKBmV2ZW50cxgBIAMoCzIkLnRva2VucmVsYXkuY2FwYWJpbGl0eS52MS5BdWRpdEV2ZW50EhsKE3VucmVhY2hhYmxlX2lzc3VlcnMYAiADKAkiFQoTTGlzdFByb2R1Y3RzUmVxdWVzdCJQChRMaXN0UHJvZHVjdHNSZXNwb25zZRI4Cghwcm9kdWN0cxgBIAMoCzImLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLlByb2R1Y3QiaAoHUHJvZHVjdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRItCgp1bml0X3ByaWNlGAQgASgLMhkudG9rZW5yZWxheS50eXBlLnYxLk1vbmV5ImcKFFN0YXJ0Q2hlY2tvdXRSZXF1ZXN0EjYKBWl0ZW1zGAEgAygLMicudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuQ2FydEl0ZW0SFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIikKCENhcnRJdGVtEgsKA3NrdRgBIAEoCRIQCghxdWFudGl0eRgCIAEoBSJqChVTdGFydENoZWNrb3V0UmVzcG9uc2USOQoIY2hlY2tvdXQYASABKAsyJy50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5DaGVja291dBIWCg5jaGVja291dF90b2tlbhgCIAEoCSK2AgoIQ2hlY2tvdXQSCgoCaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIyCgVsaW5lcxgDIAMoCzIjLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkxpbmUSKAoFdG90YWwYBCABKAsyGS50b2tlbnJlbGF5LnR5cGUudjEuTW9uZXkSPQoGc3RhdHVzGAUgASgOMi0udG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuQ2hlY2tvdXRTdGF0dXMSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIb3JkZXJfaWQYCCABKAkikQEKBExpbmUSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSLQoKdW5pdF9wcmljZRgEIAEoCzIZLnRva2VucmVsYXkudHlwZS52MS5Nb25leRItCgpsaW5lX3RvdGFsGAUgASgLMhkudG9rZW5yZWxheS50eXBlLnYxLk1vbmV5Il4KEVBsYWNlT3JkZXJSZXF1ZXN0EhMKC2NoZWNrb3V0X2lkGAEgASgJEhsKE2NvbmZpcm1hdGlvbl90b2tlbnMYAiADKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIkkKElBsYWNlT3JkZXJSZXNwb25zZRIzCgVvcmRlchgBIAEoCzIkLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLk9yZGVyIiMKD0dldE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSJHChBHZXRPcmRlclJlc3BvbnNlEjMKBW9yZGVyGAEgASgLMiQudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuT3JkZXIiJQoRV2F0Y2hPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiSQoSV2F0Y2hPcmRlclJlc3BvbnNlEjMKBW9yZGVyGAEgASgLMiQudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuT3JkZXIiSwoRTGlzdE9yZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdXNlcl9pZBgDIAEoCSJjChJMaXN0T3JkZXJzUmVzcG9uc2USNAoGb3JkZXJzGAEgAygLMiQudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkUKFUNhbmNlbENoZWNrb3V0UmVxdWVzdBITCgtjaGVja291dF9pZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkiUwoWQ2FuY2VsQ2hlY2tvdXRSZXNwb25zZRI5CghjaGVja291dBgBIAEoCzInLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkNoZWNrb3V0IpADCgVPcmRlchIKCgJpZBgBIAEoCRITCgtjaGVja291dF9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEjIKBWxpbmVzGAQgAygLMiMudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuTGluZRIoCgV0b3RhbBgFIAEoCzIZLnRva2VucmVsYXkudHlwZS52MS5Nb25leRI6CgZzdGF0dXMYBiABKA4yKi50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5PcmRlclN0YXR1cxIyCgVzdGVwcxgHIAMoCzIjLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLlN0ZXASFgoOZmFpbHVyZV9yZWFzb24YCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgLIAEoAyLaAQoEU3RlcBISCgpjYXBhYmlsaXR5GAEgASgJEg4KBmlzc3VlchgCIAEoCRINCgVzdGFnZRgDIAEoBRI3CgVzdGF0ZRgEIAEoDjIoLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLlN0ZXBTdGF0ZRItCgpzZXR0bGVtZW50GAUgASgLMhkudG9rZW5yZWxheS50eXBlLnYxLk1vbmV5EhEKCXJlZmVyZW5jZRgGIAEoCRIQCghhdHRlbXB0cxgHIAEoBRISCgpsYXN0X2Vycm9yGAggASgJKqMBCg5DaGVja291dFN0YXR1cxIfChtDSEVDS09VVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRDSEVDS09VVF9TVEFUVVNfT1BFThABEhoKFkNIRUNLT1VUX1NUQVRVU19QTEFDRUQQAhIdChlDSEVDS09VVF9TVEFUVVNfQ0FOQ0VMTEVEEAMSGwoXQ0hFQ0tPVVRfU1RBVFVTX0VYUElSRUQQBCrYAQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUT1JERVJfU1RBVFVTX1BFTkRJTkcQARIcChhPUkRFUl9TVEFUVVNfSU5fUFJPR1JFU1MQAhIdChlPUkRFUl9TVEFUVVNfQ09NUEVOU0FUSU5HEAMSGgoWT1JERVJfU1RBVFVTX0NPTVBMRVRFRBAEEhcKE09SREVSX1NUQVRVU19GQUlMRUQQBRIfChtPUkRFUl9TVEFUVVNfTkVFRFNfT1BFUkFUT1IQBiqAAgoJU3RlcFN0YXRlEhoKFlNURVBfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJTVEVQX1NUQVRFX1BFTkRJTkcQARIZChVTVEVQX1NUQVRFX0VYRVJDSVNJTkcQAhIWChJTVEVQX1NUQVRFX0FQUExJRUQQAxIVChFTVEVQX1NUQVRFX0ZBSUxFRBAEEhsKF1NURVBfU1RBVEVfQ09NUEVOU0FUSU5HEAUSGgoWU1RFUF9TVEFURV9DT01QRU5TQVRFRBAGEiMKH1NURVBfU1RBVEVfQ09NUEVOU0FUSU9OX1JFRlVTRUQQBxIXChNTVEVQX1NUQVRFX1JFU09MVkVEEAgy7wcKFk9yZGVyUHJvY2Vzc2luZ1NlcnZpY2USfAoMTGlzdFByb2R1Y3RzEjIudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBozLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIgOQAgESegoNU3RhcnRDaGVja291dBIzLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLlN0YXJ0Q2hlY2tvdXRSZXF1ZXN0GjQudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuU3RhcnRDaGVja291dFJlc3BvbnNlEnEKClBsYWNlT3JkZXISMC50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5QbGFjZU9yZGVyUmVxdWVzdBoxLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLlBsYWNlT3JkZXJSZXNwb25zZRJwCghHZXRPcmRlchIuLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkdldE9yZGVyUmVxdWVzdBovLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkdldE9yZGVyUmVzcG9uc2UiA5ACARJ4CgpXYXRjaE9yZGVyEjAudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuV2F0Y2hPcmRlclJlcXVlc3QaMS50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5XYXRjaE9yZGVyUmVzcG9uc2UiA5ACATABEnYKCkxpc3RPcmRlcnMSMC50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5MaXN0T3JkZXJzUmVxdWVzdBoxLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkxpc3RPcmRlcnNSZXNwb25zZSIDkAIBEoIBCg5DYW5jZWxDaGVja291dBI0LnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkNhbmNlbENoZWNrb3V0UmVxdWVzdBo1LnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxLkNhbmNlbENoZWNrb3V0UmVzcG9uc2UiA5ACAhJ/Cg1HZXRUb2tlbkF1ZGl0EjMudG9rZW5yZWxheS5vcmRlcnByb2Nlc3NpbmcudjEuR2V0VG9rZW5BdWRpdFJlcXVlc3QaNC50b2tlbnJlbGF5Lm9yZGVycHJvY2Vzc2luZy52MS5HZXRUb2tlbkF1ZGl0UmVzcG9uc2UiA5ACAUKoAgohY29tLnRva2VucmVsYXkub3JkZXJwcm9jZXNzaW5nLnYxQhRPcmRlcnByb2Nlc3NpbmdQcm90b1ABWldnaXRodWIuY29tL3Rva2VucmVsYXkvdG9rZW5yZWxheS9nZW4vZ28vdG9rZW5yZWxheS9vcmRlcnByb2Nlc3NpbmcvdjE7b3JkZXJwcm9jZXNzaW5ndjGiAgNUT1iqAh1Ub2tlbnJlbGF5Lk9yZGVycHJvY2Vzc2luZy5WMcoCHVRva2VucmVsYXlcT3JkZXJwcm9jZXNzaW5nXFYx4gIpVG9rZW5yZWxheVxPcmRlcnByb2Nlc3NpbmdcVjFcR1BCTWV0YWRhdGHqAh9Ub2tlbnJlbGF5OjpPcmRlcnByb2Nlc3Npbmc6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_tokenrelay_capability_v1_capability, file_tokenrelay_type_v1_money]);
+
+/**
+ * GetTokenAuditRequest selects audit events by exactly one key.
+ *
+ * @generated from message tokenrelay.orderprocessing.v1.GetTokenAuditRequest
+ */
+export type GetTokenAuditRequest = Message<"tokenrelay.orderprocessing.v1.GetTokenAuditRequest"> & {
+  /**
+   * The key; each at most 64 characters.
+   *
+   * @generated from oneof tokenrelay.orderprocessing.v1.GetTokenAuditRequest.by
+   */
+  by: {
+    /**
+     * A token's `jti`, whatever its issuer.
+     *
+     * @generated from field: string jti = 1;
+     */
+    value: string;
+    case: "jti";
+  } | {
+    /**
+     * An order id (`ord_...`).
+     *
+     * @generated from field: string order_id = 2;
+     */
+    value: string;
+    case: "orderId";
+  } | {
+    /**
+     * A request's transaction id.
+     *
+     * @generated from field: string txn = 3;
+     */
+    value: string;
+    case: "txn";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message tokenrelay.orderprocessing.v1.GetTokenAuditRequest.
+ * Use `create(GetTokenAuditRequestSchema)` to create a new message.
+ */
+export const GetTokenAuditRequestSchema: GenMessage<GetTokenAuditRequest> = /*@__PURE__*/
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 0);
+
+/**
+ * GetTokenAuditResponse is the timeline.
+ *
+ * @generated from message tokenrelay.orderprocessing.v1.GetTokenAuditResponse
+ */
+export type GetTokenAuditResponse = Message<"tokenrelay.orderprocessing.v1.GetTokenAuditResponse"> & {
+  /**
+   * The events of every service, ordered by time, then service and seq.
+   *
+   * @generated from field: repeated tokenrelay.capability.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * The issuers whose trail could not be read; their events are missing.
+   *
+   * @generated from field: repeated string unreachable_issuers = 2;
+   */
+  unreachableIssuers: string[];
+};
+
+/**
+ * Describes the message tokenrelay.orderprocessing.v1.GetTokenAuditResponse.
+ * Use `create(GetTokenAuditResponseSchema)` to create a new message.
+ */
+export const GetTokenAuditResponseSchema: GenMessage<GetTokenAuditResponse> = /*@__PURE__*/
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 1);
 
 /**
  * ListProductsRequest asks for the catalog.
@@ -34,7 +109,7 @@ export type ListProductsRequest = Message<"tokenrelay.orderprocessing.v1.ListPro
  * Use `create(ListProductsRequestSchema)` to create a new message.
  */
 export const ListProductsRequestSchema: GenMessage<ListProductsRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 0);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 2);
 
 /**
  * ListProductsResponse is the catalog.
@@ -55,7 +130,7 @@ export type ListProductsResponse = Message<"tokenrelay.orderprocessing.v1.ListPr
  * Use `create(ListProductsResponseSchema)` to create a new message.
  */
 export const ListProductsResponseSchema: GenMessage<ListProductsResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 1);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 3);
 
 /**
  * Product is one item of the catalog.
@@ -97,7 +172,7 @@ export type Product = Message<"tokenrelay.orderprocessing.v1.Product"> & {
  * Use `create(ProductSchema)` to create a new message.
  */
 export const ProductSchema: GenMessage<Product> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 2);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 4);
 
 /**
  * StartCheckoutRequest is a cart.
@@ -128,7 +203,7 @@ export type StartCheckoutRequest = Message<"tokenrelay.orderprocessing.v1.StartC
  * Use `create(StartCheckoutRequestSchema)` to create a new message.
  */
 export const StartCheckoutRequestSchema: GenMessage<StartCheckoutRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 3);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 5);
 
 /**
  * CartItem is one line of a cart.
@@ -156,7 +231,7 @@ export type CartItem = Message<"tokenrelay.orderprocessing.v1.CartItem"> & {
  * Use `create(CartItemSchema)` to create a new message.
  */
 export const CartItemSchema: GenMessage<CartItem> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 4);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 6);
 
 /**
  * StartCheckoutResponse is the opened checkout.
@@ -186,7 +261,7 @@ export type StartCheckoutResponse = Message<"tokenrelay.orderprocessing.v1.Start
  * Use `create(StartCheckoutResponseSchema)` to create a new message.
  */
 export const StartCheckoutResponseSchema: GenMessage<StartCheckoutResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 5);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 7);
 
 /**
  * Checkout is a priced cart that an order can be placed for once.
@@ -257,7 +332,7 @@ export type Checkout = Message<"tokenrelay.orderprocessing.v1.Checkout"> & {
  * Use `create(CheckoutSchema)` to create a new message.
  */
 export const CheckoutSchema: GenMessage<Checkout> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 6);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 8);
 
 /**
  * Line is one priced line of a checkout or order.
@@ -306,7 +381,7 @@ export type Line = Message<"tokenrelay.orderprocessing.v1.Line"> & {
  * Use `create(LineSchema)` to create a new message.
  */
 export const LineSchema: GenMessage<Line> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 7);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 9);
 
 /**
  * PlaceOrderRequest places the order of a checkout.
@@ -343,7 +418,7 @@ export type PlaceOrderRequest = Message<"tokenrelay.orderprocessing.v1.PlaceOrde
  * Use `create(PlaceOrderRequestSchema)` to create a new message.
  */
 export const PlaceOrderRequestSchema: GenMessage<PlaceOrderRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 8);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 10);
 
 /**
  * PlaceOrderResponse is the placed order.
@@ -364,7 +439,7 @@ export type PlaceOrderResponse = Message<"tokenrelay.orderprocessing.v1.PlaceOrd
  * Use `create(PlaceOrderResponseSchema)` to create a new message.
  */
 export const PlaceOrderResponseSchema: GenMessage<PlaceOrderResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 9);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 11);
 
 /**
  * GetOrderRequest names an order.
@@ -385,7 +460,7 @@ export type GetOrderRequest = Message<"tokenrelay.orderprocessing.v1.GetOrderReq
  * Use `create(GetOrderRequestSchema)` to create a new message.
  */
 export const GetOrderRequestSchema: GenMessage<GetOrderRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 10);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 12);
 
 /**
  * GetOrderResponse is an order's current state.
@@ -406,7 +481,7 @@ export type GetOrderResponse = Message<"tokenrelay.orderprocessing.v1.GetOrderRe
  * Use `create(GetOrderResponseSchema)` to create a new message.
  */
 export const GetOrderResponseSchema: GenMessage<GetOrderResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 11);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 13);
 
 /**
  * WatchOrderRequest names the order to follow.
@@ -427,7 +502,7 @@ export type WatchOrderRequest = Message<"tokenrelay.orderprocessing.v1.WatchOrde
  * Use `create(WatchOrderRequestSchema)` to create a new message.
  */
 export const WatchOrderRequestSchema: GenMessage<WatchOrderRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 12);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 14);
 
 /**
  * WatchOrderResponse is one state of the order.
@@ -448,7 +523,7 @@ export type WatchOrderResponse = Message<"tokenrelay.orderprocessing.v1.WatchOrd
  * Use `create(WatchOrderResponseSchema)` to create a new message.
  */
 export const WatchOrderResponseSchema: GenMessage<WatchOrderResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 13);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 15);
 
 /**
  * ListOrdersRequest pages through orders.
@@ -483,7 +558,7 @@ export type ListOrdersRequest = Message<"tokenrelay.orderprocessing.v1.ListOrder
  * Use `create(ListOrdersRequestSchema)` to create a new message.
  */
 export const ListOrdersRequestSchema: GenMessage<ListOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 14);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 16);
 
 /**
  * ListOrdersResponse is one page of orders.
@@ -511,7 +586,7 @@ export type ListOrdersResponse = Message<"tokenrelay.orderprocessing.v1.ListOrde
  * Use `create(ListOrdersResponseSchema)` to create a new message.
  */
 export const ListOrdersResponseSchema: GenMessage<ListOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 15);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 17);
 
 /**
  * CancelCheckoutRequest names the checkout to cancel.
@@ -539,7 +614,7 @@ export type CancelCheckoutRequest = Message<"tokenrelay.orderprocessing.v1.Cance
  * Use `create(CancelCheckoutRequestSchema)` to create a new message.
  */
 export const CancelCheckoutRequestSchema: GenMessage<CancelCheckoutRequest> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 16);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 18);
 
 /**
  * CancelCheckoutResponse is the cancelled checkout.
@@ -560,7 +635,7 @@ export type CancelCheckoutResponse = Message<"tokenrelay.orderprocessing.v1.Canc
  * Use `create(CancelCheckoutResponseSchema)` to create a new message.
  */
 export const CancelCheckoutResponseSchema: GenMessage<CancelCheckoutResponse> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 17);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 19);
 
 /**
  * Order is a placed checkout and the progress of its saga.
@@ -654,7 +729,7 @@ export type Order = Message<"tokenrelay.orderprocessing.v1.Order"> & {
  * Use `create(OrderSchema)` to create a new message.
  */
 export const OrderSchema: GenMessage<Order> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 18);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 20);
 
 /**
  * Step is the relay of one confirmation token to its issuer.
@@ -725,7 +800,7 @@ export type Step = Message<"tokenrelay.orderprocessing.v1.Step"> & {
  * Use `create(StepSchema)` to create a new message.
  */
 export const StepSchema: GenMessage<Step> = /*@__PURE__*/
-  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 19);
+  messageDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 21);
 
 /**
  * CheckoutStatus is the life cycle of a checkout.
@@ -1029,6 +1104,21 @@ export const OrderProcessingService: GenService<{
     methodKind: "unary";
     input: typeof CancelCheckoutRequestSchema;
     output: typeof CancelCheckoutResponseSchema;
+  },
+  /**
+   * GetTokenAudit returns the audit trail of tokens, for admins only
+   * (anyone else: PERMISSION_DENIED): a token's history by `jti`, an
+   * order's or a request's (`txn`) token timeline, gathered from
+   * OrderProcessing's own trail and each issuer's (CapabilityService
+   * AuditTrail), oldest first. An issuer that cannot be reached is named in
+   * `unreachable_issuers` and the rest is returned.
+   *
+   * @generated from rpc tokenrelay.orderprocessing.v1.OrderProcessingService.GetTokenAudit
+   */
+  getTokenAudit: {
+    methodKind: "unary";
+    input: typeof GetTokenAuditRequestSchema;
+    output: typeof GetTokenAuditResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tokenrelay_orderprocessing_v1_orderprocessing, 0);
