@@ -39,6 +39,7 @@ type stmtCache struct {
 	n       int                      // entries in stmts
 	pending map[string]chan struct{} // texts being prepared in the background; closed when done
 	closed  bool
+	bg      sync.WaitGroup // background prepares (prepareLater), which close waits for
 }
 
 // Stmt returns the prepared statement for query from db's cache, preparing
@@ -100,8 +101,10 @@ func (db *DB) prepareLater(query string) {
 	}
 	done := make(chan struct{})
 	c.pending[query] = done
+	c.bg.Add(1)
 	c.mu.Unlock()
 	go func() {
+		defer c.bg.Done()
 		defer close(done)
 		_, _ = db.Stmt(context.Background(), query) // on failure the text keeps running unprepared
 		c.mu.Lock()
@@ -110,11 +113,17 @@ func (db *DB) prepareLater(query string) {
 	}()
 }
 
-// close closes every cached statement; later [DB.Stmt] calls fail.
+// close closes every cached statement; later [DB.Stmt] calls fail. It
+// waits first for the background prepares in flight, so that none holds a
+// connection of the pool after [DB.Close] (a SQLite connection closing
+// then would still touch the database's files).
 func (c *stmtCache) close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
+	c.mu.Unlock()
+	c.bg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var errs []error
 	c.stmts.Range(func(k, v any) bool {
 		errs = append(errs, v.(*sql.Stmt).Close())
