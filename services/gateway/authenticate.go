@@ -238,7 +238,7 @@ func (g *Gateway) refuseToken(r *http.Request, err error) error {
 	}
 	if g.budget != nil {
 		key := clientKey(r.RemoteAddr)
-		if g.budget.fail(key, g.now()) {
+		if _, spent := g.budget.Fail(key, g.now()); spent {
 			g.log.WarnContext(r.Context(), "client spent its budget of failed authentications", "client", key.String())
 		}
 	}
@@ -257,7 +257,7 @@ func (g *Gateway) withinBudget(r *http.Request, procedure string) error {
 	if g.budget == nil || g.anonymous[procedure] {
 		return nil
 	}
-	wait, spent := g.budget.spent(clientKey(r.RemoteAddr), g.now())
+	wait, spent := g.budget.Spent(clientKey(r.RemoteAddr), g.now())
 	if !spent {
 		return nil
 	}
@@ -282,7 +282,7 @@ func (g *Gateway) AcceptConn(remote net.Addr) bool {
 	if g.budget == nil {
 		return true
 	}
-	_, spent := g.budget.spent(addrKey(remote), g.now())
+	_, spent := g.budget.Spent(addrKey(remote), g.now())
 	return !spent
 }
 

@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
+	"github.com/tokenrelay/tokenrelay/sdk/go/budget"
 	"github.com/tokenrelay/tokenrelay/sdk/go/jwks"
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
 	"github.com/tokenrelay/tokenrelay/sdk/go/server"
@@ -54,7 +56,7 @@ type Gateway struct {
 	errs                      *connect.ErrorWriter
 	observe                   func(string, error, time.Duration)
 	challenges                challenges
-	budget                    *budget // nil: no budget of failed authentications
+	budget                    *budget.Budget[netip.Prefix] // nil: no budget of failed authentications
 	now                       func() time.Time
 }
 
@@ -81,7 +83,7 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		},
 	}
 	if cfg.AuthFailureBurst > 0 {
-		g.budget = newBudget(cfg.AuthFailureBurst, cfg.AuthFailureRefill, cfg.AuthFailureClients)
+		g.budget = budget.New[netip.Prefix](cfg.AuthFailureBurst, cfg.AuthFailureRefill, cfg.AuthFailureClients)
 	}
 	defer func() {
 		if err != nil {
