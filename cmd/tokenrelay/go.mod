@@ -24,6 +24,7 @@ require (
 	github.com/tokenrelay/tokenrelay/services/orderprocessing v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/services/payments v0.0.0-00010101000000-000000000000
 	github.com/tokenrelay/tokenrelay/services/points v0.0.0-00010101000000-000000000000
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -70,7 +71,6 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/grpc v1.83.1 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 	modernc.org/libc v1.79.0 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect

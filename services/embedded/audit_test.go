@@ -3,7 +3,9 @@ package embedded_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/identity/v1/identityv1connect"
 	orderprocessingv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1"
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/orderprocessing/v1/orderprocessingv1connect"
+	pointsv1 "github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/points/v1"
 	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
@@ -114,6 +117,28 @@ func testAuditTrail(t *testing.T, cfg embedded.Config, open func(ctx context.Con
 	if connect.CodeOf(err) != connect.CodeAlreadyExists {
 		t.Fatalf("replayed tokens: %v", err)
 	}
+	// A fresh token refused by the order it is presented for: placed for
+	// another checkout, then for its own whose total it does not settle.
+	// Both refusals are recorded against the token.
+	pts, err := s.points.ConfirmPoints(t.Context(), connect.NewRequest(&pointsv1.ConfirmPointsRequest{
+		CheckoutToken: started.Msg.GetCheckoutToken(), Points: 100}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.orders.StartCheckout(t.Context(), connect.NewRequest(&orderprocessingv1.StartCheckoutRequest{
+		Items: []*orderprocessingv1.CartItem{{Sku: "MUG-STONE", Quantity: 1}},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, co := range []string{other.Msg.GetCheckout().GetId(), started.Msg.GetCheckout().GetId()} {
+		_, err = s.orders.PlaceOrder(t.Context(), connect.NewRequest(&orderprocessingv1.PlaceOrderRequest{
+			CheckoutId: co, ConfirmationTokens: []string{pts.Msg.GetConfirmationToken()}, IdempotencyKey: "refused-" + co,
+		}))
+		if connect.CodeOf(err) != connect.CodeFailedPrecondition && connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Fatalf("a points token alone for checkout %s: %v", co, err)
+		}
+	}
 
 	// Only admins read the trail.
 	_, err = s.orders.GetTokenAudit(t.Context(), connect.NewRequest(&orderprocessingv1.GetTokenAuditRequest{
@@ -149,6 +174,20 @@ func testAuditTrail(t *testing.T, cfg embedded.Config, open func(ctx context.Con
 		t.Errorf("events of the ConfirmCoupon request = %v", got)
 	}
 
+	var checks []string
+	for _, e := range auditOf(t, adm, &orderprocessingv1.GetTokenAuditRequest{By: &orderprocessingv1.GetTokenAuditRequest_Jti{Jti: jtiOf(t, pts.Msg.GetConfirmationToken())}}) {
+		checks = append(checks, e.GetService()+" "+e.GetAction()+" "+e.GetCheck())
+	}
+	if want := []string{"points issued ", "order-processing refused checkout", "order-processing refused settlement"}; !slices.Equal(checks, want) {
+		t.Errorf("history of the refused points token = %v, want %v", checks, want)
+	}
+	// OrderProcessing's own tokens: the checkout token it issued.
+	co := auditOf(t, adm, &orderprocessingv1.GetTokenAuditRequest{By: &orderprocessingv1.GetTokenAuditRequest_Jti{Jti: jtiOf(t, other.Msg.GetCheckoutToken())}})
+	if len(co) != 1 || co[0].GetAction() != string(audit.Issued) || co[0].GetKind() != "checkout" ||
+		co[0].GetCheckoutId() != other.Msg.GetCheckout().GetId() || co[0].GetSubject() == "" || co[0].GetExpiresAt() == nil {
+		t.Errorf("history of a checkout token = %v", co)
+	}
+
 	if err := sys.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -176,21 +215,33 @@ func testAuditTrail(t *testing.T, cfg embedded.Config, open func(ctx context.Con
 
 // checkTimeline checks the timeline of order o: each of its tokens issued
 // by its domain, consumed by OrderProcessing for o, then exercised
-// (completed) or compensated (failed; payments' capture failed, so the
-// card's token was voided, never exercised). It returns the timeline.
+// (completed) or compensated (failed; payments refused the capture, so the
+// card's token was refused at Exercise and voided, never exercised); the
+// order's checkout token issued once. It returns the timeline.
 func checkTimeline(t *testing.T, adm orderprocessingv1connect.OrderProcessingServiceClient, o *orderprocessingv1.Order, completed bool) []*capabilityv1.AuditEvent {
 	t.Helper()
 	events := auditOf(t, adm, &orderprocessingv1.GetTokenAuditRequest{By: &orderprocessingv1.GetTokenAuditRequest_OrderId{OrderId: o.GetId()}})
 	byToken := map[string][]string{}
+	checkoutTokens := 0
 	for _, e := range events {
 		if e.GetJti() == "" || e.GetIssuer() == "" || e.GetService() == "" || e.GetHash() == "" {
 			t.Errorf("incomplete event %v", e)
 		}
-		if e.GetAction() == string(audit.Refused) {
+		if e.GetKind() == "checkout" {
+			if e.GetService() != "order-processing" || e.GetAction() != string(audit.Issued) || e.GetCheckoutId() != o.GetCheckoutId() {
+				t.Errorf("checkout token event %v", e)
+			}
+			checkoutTokens++
+			continue
+		}
+		if e.GetAction() == string(audit.Refused) && e.GetService() == "order-processing" {
 			if e.GetCheck() != "replayed" || e.GetSubject() != o.GetUserId() {
 				t.Errorf("refusal %v", e)
 			}
 			continue
+		}
+		if e.GetAction() == string(audit.Refused) && (e.GetCheck() != "failed_precondition" || e.GetSubject() != "order-processing") {
+			t.Errorf("refusal at the issuer %v", e) // a declined capture, presented by OrderProcessing
 		}
 		if e.GetAction() != string(audit.Issued) && e.GetOrderId() != o.GetId() {
 			t.Errorf("event %v of another order", e)
@@ -202,7 +253,7 @@ func checkTimeline(t *testing.T, adm orderprocessingv1connect.OrderProcessingSer
 		want := []string{iss + " issued", "order-processing consumed", iss + " exercised"}
 		switch {
 		case !completed && iss == "payments":
-			want = []string{iss + " issued", "order-processing consumed", iss + " compensated"}
+			want = []string{iss + " issued", "order-processing consumed", iss + " refused", iss + " compensated"}
 		case !completed:
 			want = append(want, iss+" compensated")
 		}
@@ -210,8 +261,8 @@ func checkTimeline(t *testing.T, adm orderprocessingv1connect.OrderProcessingSer
 			t.Errorf("order %s: %s token's events = %v, want %v", o.GetId(), iss, got, want)
 		}
 	}
-	if len(byToken) != len(o.GetSteps()) {
-		t.Errorf("order %s: events of %d tokens, %d steps", o.GetId(), len(byToken), len(o.GetSteps()))
+	if len(byToken) != len(o.GetSteps()) || checkoutTokens != 1 {
+		t.Errorf("order %s: events of %d tokens, %d steps; %d checkout tokens issued, want 1", o.GetId(), len(byToken), len(o.GetSteps()), checkoutTokens)
 	}
 	return events
 }
@@ -226,6 +277,26 @@ func auditOf(t *testing.T, adm orderprocessingv1connect.OrderProcessingServiceCl
 		t.Fatalf("unreachable issuers %v", u)
 	}
 	return res.Msg.GetEvents()
+}
+
+// jtiOf returns the jti of a JWT, read without verifying it.
+func jtiOf(t *testing.T, raw string) string {
+	t.Helper()
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %d parts", len(parts))
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		JTI string `json:"jti"`
+	}
+	if err := json.Unmarshal(b, &claims); err != nil || claims.JTI == "" {
+		t.Fatalf("no jti: %v", err)
+	}
+	return claims.JTI
 }
 
 func actions(events []*capabilityv1.AuditEvent) []string {

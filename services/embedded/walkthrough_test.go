@@ -65,22 +65,23 @@ func TestREADMEWalkthrough(t *testing.T) {
 			State      string `json:"state"`
 		} `json:"steps"`
 	}
-	// The last nine lines are the order's token timeline: three tokens,
-	// each issued, consumed and exercised, in that order per token.
-	if len(lines) < 11 {
+	// The last ten lines are the order's token timeline: the checkout
+	// token issued, then three confirmation tokens, each issued, consumed
+	// and exercised, in that order per token.
+	if len(lines) < 12 {
 		t.Fatalf("unexpected output:\n%s", out)
 	}
-	timeline := lines[len(lines)-9:]
-	lines = lines[:len(lines)-9]
+	timeline := lines[len(lines)-10:]
+	lines = lines[:len(lines)-10]
 	seen := map[string][]string{}
 	for _, l := range timeline {
-		var e struct{ Service, Action string }
+		var e struct{ Service, Action, Kind string }
 		if err := json.Unmarshal([]byte(l), &e); err != nil {
 			t.Fatalf("timeline line %q: %v\n%s", l, err, out)
 		}
-		seen[e.Action] = append(seen[e.Action], e.Service)
+		seen[e.Action+" "+e.Kind] = append(seen[e.Action+" "+e.Kind], e.Service)
 	}
-	for action, want := range map[string]int{"issued": 3, "consumed": 3, "exercised": 3} {
+	for action, want := range map[string]int{"issued checkout": 1, "issued confirmation": 3, "consumed confirmation": 3, "exercised confirmation": 3} {
 		if len(seen[action]) != want {
 			t.Errorf("timeline has %d %s events, want %d:\n%s", len(seen[action]), action, want, out)
 		}

@@ -247,6 +247,8 @@ type Service struct {
 	// capabilities are the routing table's, the bounded label values of
 	// the refused-compensation counter.
 	capabilities []string
+	// refusals is PlaceOrder's budget of recorded refusals per user.
+	refusals *audit.RefusalBudget
 }
 
 // New builds the service: migrates the store, builds the verifier from the
@@ -297,6 +299,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		guard.Close()
 		return nil, err
 	}
+	refusals := audit.NewRefusalBudget(audit.DefaultRefusalBurst, audit.DefaultRefusalRefill, audit.DefaultRefusalClients, cfg.Logger)
+	store.LimitRefusals(refusals)
 	issuer, err := token.NewIssuer(Name, cfg.Keys)
 	if err != nil {
 		return nil, err
@@ -351,12 +355,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	a := app.New(app.Config{
 		Repo: store, Envelope: app.EnvelopeVerifier(v), Sealer: sealer, Guard: guard, Routes: routes,
 		Saga: runner, Watch: watch, CheckoutTTL: cfg.CheckoutTTL, Logger: cfg.Logger, Refusals: store,
-		Sign: func(ctx context.Context, c domain.Checkout) (string, error) {
-			raw, _, err := token.Issue(ctx, issuer, token.Checkout, token.CheckoutClaims{
+		Sign: func(ctx context.Context, c domain.Checkout) (string, domain.IssuedToken, error) {
+			raw, claims, err := token.Issue(ctx, issuer, token.Checkout, token.CheckoutClaims{
 				Registered:        token.Registered{Subject: c.UserID, Audience: audiences, ExpiresAt: c.ExpiresAt},
 				OrderProcessingID: c.ID, AmountMinor: c.Total.AmountMinor, Currency: c.Total.Currency,
 			})
-			return raw, err
+			return raw, domain.IssuedToken{Issuer: claims.Issuer, JTI: claims.ID, ExpiresAt: claims.ExpiresAt}, err
 		},
 	})
 	var caps []string
@@ -370,9 +374,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	case sealedRetention < 0:
 		sealedRetention = 0
 	}
-	return &Service{server: ports.NewServer(a, adapters.TokenAudit{Log: store.Audit(), Issuers: clients}, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
+	return &Service{server: ports.NewServer(a, adapters.TokenAudit{Log: store.Audit(), Self: Name, Issuers: clients}, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
 		store: store, watch: watch, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
-		capabilities: caps}, nil
+		capabilities: caps, refusals: refusals}, nil
 }
 
 // Register mounts OrderProcessingService on mux behind the authentication
@@ -425,11 +429,18 @@ const SagaCallsTotal = "tokenrelay_saga_calls_total"
 // whose lease it holds).
 const SagaInFlight = "tokenrelay_saga_in_flight"
 
+// AuditRefusalsUnrecordedTotal counts the refusals PlaceOrder did not
+// record in the audit trail because the presenting user had spent its
+// budget of recorded refusals (audit.DefaultRefusalBurst, one more every
+// audit.DefaultRefusalRefill).
+const AuditRefusalsUnrecordedTotal = "tokenrelay_audit_refusals_unrecorded_total"
+
 // Export registers the service's metrics with m: the saga's outcomes
 // (metrics.SagaOutcomesTotal{outcome}), its refused compensations
 // (CompensationsRefusedTotal{capability}), its calls (SagaCallsTotal{call,
 // capability, outcome}), each capability of the routing table from 0, and
-// the sagas in flight (SagaInFlight); and it counts in
+// the sagas in flight (SagaInFlight), the refusals not recorded in the
+// audit trail (AuditRefusalsUnrecordedTotal); and it counts in
 // metrics.RefusalsTotal{reason} every confirmation token PlaceOrder refuses
 // (metrics.Registry.Refused), whether or not m's Interceptor observes the
 // handlers. Call it once per registry, before serving.
@@ -453,6 +464,10 @@ func (s *Service) Export(m *metrics.Registry) {
 			}
 		}
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: AuditRefusalsUnrecordedTotal,
+		Help: "Confirmation tokens PlaceOrder refused and did not record in the audit trail: the presenting user had spent its budget of recorded refusals.",
+	}, func() float64 { return float64(s.refusals.Unrecorded()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: SagaInFlight, Help: "Sagas this replica is driving now (orders whose lease it holds).",
 	}, func() float64 { return float64(s.runner.InFlight()) }))

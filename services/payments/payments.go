@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		return ports.NewServer(app.New(store, proc, w.Issuer, w.Sealer, nil), w.Verifier, w.Logger), nil
+		return ports.NewServer(app.New(store, proc, w.Issuer, w.Sealer, nil), w.Checkouts, w.Logger), nil
 	}, func(s *ports.Server, opts ...connect.HandlerOption) (string, http.Handler) {
 		return paymentsv1connect.NewPaymentsServiceHandler(s, opts...)
 	})

@@ -71,7 +71,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if store, err = adapters.NewStore(ctx, cfg.DB); err != nil {
 			return nil, err
 		}
-		return ports.NewServer(app.New(store, w.Issuer, w.Sealer, nil), w.Verifier, w.Logger), nil
+		return ports.NewServer(app.New(store, w.Issuer, w.Sealer, nil), w.Checkouts, w.Logger), nil
 	}, func(s *ports.Server, opts ...connect.HandlerOption) (string, http.Handler) {
 		return pointsv1connect.NewPointsServiceHandler(s, opts...)
 	})

@@ -51,9 +51,12 @@
 // # Status
 //
 // The domains append through capabilitysql.Ledger (issued, exercised,
-// compensated, purged) and OrderProcessing in PlaceOrder (consumed,
-// refused), each with a [Trail] that stamps the service, the time and the
-// request's txn. Admins read it through OrderProcessingService
+// compensated, purged) and the capabilityrpc handler (refused at Exercise
+// and Compensate); OrderProcessing in StartCheckout (its checkout tokens
+// issued) and PlaceOrder (consumed, refused); each with a [Trail] that
+// stamps the service, the time and the request's txn. Refusals are
+// recorded within a budget per presenting subject ([Trail.Refused],
+// [RefusalBudget]). Admins read it through OrderProcessingService
 // GetTokenAudit, which asks each issuer's CapabilityService AuditTrail;
 // see ARCHITECTURE.md, "The token audit trail". Services purge their
 // events after [RetentionFactor] times their records' retention.

@@ -1,7 +1,6 @@
 package capabilityrpc_test
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -21,7 +20,6 @@ import (
 // over-long key; a handler without a trail is Unimplemented.
 func TestAuditTrail(t *testing.T) {
 	t.Parallel()
-	mapErr := func(_ context.Context, err error) *connect.Error { return connect.NewError(connect.CodeInternal, err) }
 	req := func(by any) *connect.Request[capabilityv1.AuditTrailRequest] {
 		r := &capabilityv1.AuditTrailRequest{}
 		switch v := by.(type) {
@@ -54,7 +52,7 @@ func TestAuditTrail(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		h := capabilityrpc.NewHandler(nil, nil, mapErr, slog.New(slog.DiscardHandler)).Audit(log, "coupons")
+		h := capabilityrpc.NewHandler(nil, nil, mapErr, slog.New(slog.DiscardHandler)).Audit(&audit.Trail{Log: log, Service: "coupons"})
 		for _, tc := range []struct {
 			name string
 			by   any

@@ -30,6 +30,7 @@ import (
 
 	"github.com/tokenrelay/tokenrelay/gen/go/tokenrelay/capability/v1/capabilityv1connect"
 	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
+	"github.com/tokenrelay/tokenrelay/sdk/go/authn"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability"
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/health"
@@ -48,8 +49,7 @@ type Server struct {
 	ping     func(context.Context) error
 	opener   *sealed.Sealer // opens sealed constraints at Exercise and Compensate; nil: none
 	log      *slog.Logger
-	name     string     // the domain's name, the iss of its tokens
-	audit    *audit.Log // the domain's audit trail, for AuditTrail
+	trail    *audit.Trail // the domain's audit trail: refusals, AuditTrail
 }
 
 // ErrIncompleteConfig reports a Server without a health check, logger or
@@ -59,7 +59,9 @@ var ErrIncompleteConfig = errors.New("capabilityrpc: a domain needs a health che
 // New builds the verifier (see NewVerifier) and the confirmation-token
 // issuer of domain name. ping checks the domain's database for /healthz;
 // log gets CapabilityService's line per call; trail is the domain's audit
-// trail, which AuditTrail reads.
+// log, where CapabilityService records the tokens it refuses (within each
+// presenter's budget, audit.DefaultRefusalBurst) and which AuditTrail
+// reads.
 func New(name string, trust capability.Trust, ping func(context.Context) error, log *slog.Logger, trail *audit.Log) (*Server, error) {
 	if ping == nil || log == nil || trail == nil {
 		return nil, ErrIncompleteConfig
@@ -73,7 +75,9 @@ func New(name string, trust capability.Trust, ping func(context.Context) error, 
 		v.Close()
 		return nil, err
 	}
-	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping, log: log, name: name, audit: trail}, nil
+	return &Server{verifier: v, issuer: TokenIssuer{Issuer: is}, trust: trust, ping: ping, log: log,
+		trail: &audit.Trail{Log: trail, Service: name, Txn: authn.TxnFrom,
+			Refusals: audit.NewRefusalBudget(audit.DefaultRefusalBurst, audit.DefaultRefusalRefill, audit.DefaultRefusalClients, log)}}, nil
 }
 
 // Seal makes the server open sealed constraints with s, the domain's own
@@ -87,8 +91,10 @@ func (s *Server) Seal(sl *sealed.Sealer, seal bool) {
 	}
 }
 
-// Verifier returns the domain's one verifier, for its ports (VerifyCheckout).
-func (s *Server) Verifier() *token.Verifier { return s.verifier }
+// Checkouts returns the verifier of the checkout tokens the domain's own
+// RPCs are called with, for its ports; it records the ones it refuses in
+// the domain's audit trail.
+func (s *Server) Checkouts() *Checkouts { return NewCheckouts(s.verifier, s.trail, s.log) }
 
 // Issuer returns the issuer of the domain's confirmation tokens, for its
 // use cases.
@@ -103,7 +109,7 @@ func (s *Server) Register(mux *http.ServeMux, own func(...connect.HandlerOption)
 	d capability.Domain, errs func(context.Context, error) *connect.Error, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(Interceptor(s.trust, s.verifier))}, opts...)
 	mux.Handle(own(opts...))
-	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs, s.log).OpenSealed(s.opener).Audit(s.audit, s.name), opts...))
+	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs, s.log).OpenSealed(s.opener).Audit(s.trail), opts...))
 	mux.Handle("GET "+keys.WellKnownPath, s.trust.Keys.Handler())
 	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.ping}))
 }

@@ -74,11 +74,12 @@ func TestVerifyConfirmChecksTheKeyFirst(t *testing.T) {
 	t.Parallel()
 	h := http.Header{}
 	h.Set(idempotency.Header, "key-b")
-	_, _, err := capabilityrpc.VerifyConfirm(t.Context(), nil, "", "key-a", h, "usr_1")
+	checkouts := capabilityrpc.NewCheckouts(nil, nil, slog.New(slog.DiscardHandler))
+	_, _, err := checkouts.VerifyConfirm(t.Context(), "", "key-a", h, "usr_1")
 	if !errors.Is(err, idempotency.ErrInvalid) || connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Errorf("differing keys: error = %v, want InvalidArgument wrapping idempotency.ErrInvalid", err)
 	}
-	_, _, err = capabilityrpc.VerifyConfirm(t.Context(), nil, "", "key-a", http.Header{}, "usr_1")
+	_, _, err = checkouts.VerifyConfirm(t.Context(), "", "key-a", http.Header{}, "usr_1")
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "checkout_token is required") {
 		t.Errorf("no checkout token: error = %v, want InvalidArgument", err)
 	}

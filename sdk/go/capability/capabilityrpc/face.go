@@ -13,7 +13,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/capability/sealed"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
-	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 )
 
@@ -46,10 +45,10 @@ type Config struct {
 // (for its app), the verifier of checkout tokens and its logger (for its
 // ports).
 type Wiring struct {
-	Issuer   capability.Issuer
-	Sealer   capability.Sealer
-	Verifier *token.Verifier
-	Logger   *slog.Logger
+	Issuer    capability.Issuer
+	Sealer    capability.Sealer
+	Checkouts *Checkouts
+	Logger    *slog.Logger
 }
 
 // Handlers is a domain's ports: capability.Domain, under CapabilityService,
@@ -91,7 +90,7 @@ func NewFace[H Handlers](ctx context.Context, name string, cfg Config,
 	rpc.Seal(sl, cfg.SealConstraints)
 	h, err := build(ctx, Wiring{
 		Issuer: rpc.Issuer(), Sealer: capability.VaultSealer{Keyring: cfg.Vault},
-		Verifier: rpc.Verifier(), Logger: cfg.Logger,
+		Checkouts: rpc.Checkouts(), Logger: cfg.Logger,
 	})
 	if err != nil {
 		rpc.Close()

@@ -38,6 +38,9 @@ const MaxTokenBytes = token.DefaultMaxTokenSize
 // refused as capability.ErrMismatch: the domain cannot tell it is one it
 // issued so.
 //
+// A token it refuses, or the domain refuses, is recorded in the domain's
+// audit trail ([Handler.Audit]) with the check that failed.
+//
 // Every call that reaches the domain is logged with its context ("exercise",
 // "compensate": order, jti, code), and so with the txn of the transaction
 // token the saga's call carries: the order's transaction reaches the
@@ -48,8 +51,7 @@ type Handler struct {
 	errs     func(context.Context, error) *connect.Error
 	opener   *sealed.Sealer
 	log      *slog.Logger
-	audit    *audit.Log // answers AuditTrail; nil: Unimplemented
-	issuer   string     // the domain's name, the iss of its tokens
+	trail    *audit.Trail // records refusals and answers AuditTrail; nil: neither
 }
 
 var _ capabilityv1connect.CapabilityServiceHandler = (*Handler)(nil)
@@ -79,7 +81,9 @@ func (h *Handler) OpenSealed(s *sealed.Sealer) *Handler {
 	return h
 }
 
-func (h *Handler) token(ctx context.Context, raw string, allowExpired bool) (capability.Token, error) {
+// token verifies the confirmation token raw presented for order and opens
+// its sealed constraints; a refusal is recorded in the audit trail.
+func (h *Handler) token(ctx context.Context, raw, order string, allowExpired bool) (capability.Token, error) {
 	if raw == "" {
 		return capability.Token{}, connect.NewError(connect.CodeInvalidArgument, errors.New("confirmation_token is required"))
 	}
@@ -89,15 +93,21 @@ func (h *Handler) token(ctx context.Context, raw string, allowExpired bool) (cap
 	}
 	c, err := verify(ctx, h.verifier, token.Confirmation, raw)
 	if err != nil {
-		return capability.Token{}, rpcerr.Token(fmt.Errorf("confirmation token: %w", err), rpcerr.AsArgument())
+		cerr := rpcerr.Token(fmt.Errorf("confirmation token: %w", err), rpcerr.AsArgument())
+		h.refused(ctx, capability.Token{}, order, err, cerr.Code())
+		return capability.Token{}, cerr
 	}
 	t := FromClaims(c)
 	if sealed.IsSealed(t.Constraints) {
 		if h.opener == nil {
-			return capability.Token{}, h.errs(ctx, fmt.Errorf("%w: sealed constraints and no key to open them", capability.ErrMismatch))
+			err = fmt.Errorf("%w: sealed constraints and no key to open them", capability.ErrMismatch)
+		} else if t.Constraints, err = h.opener.Open(t.Constraints); err != nil {
+			err = fmt.Errorf("%w: %w", capability.ErrMismatch, err)
 		}
-		if t.Constraints, err = h.opener.Open(t.Constraints); err != nil {
-			return capability.Token{}, h.errs(ctx, fmt.Errorf("%w: %w", capability.ErrMismatch, err))
+		if err != nil {
+			cerr := h.errs(ctx, err)
+			h.refused(ctx, t, order, err, cerr.Code())
+			return capability.Token{}, cerr
 		}
 	}
 	return t, nil
@@ -129,13 +139,14 @@ func (h *Handler) Exercise(ctx context.Context, req *connect.Request[capabilityv
 	if err := orderID(req.Msg.GetOrderId()); err != nil {
 		return nil, err
 	}
-	t, err := h.token(ctx, req.Msg.GetConfirmationToken(), false)
+	t, err := h.token(ctx, req.Msg.GetConfirmationToken(), req.Msg.GetOrderId(), false)
 	if err != nil {
 		return nil, err
 	}
 	rec, err := h.domain.Exercise(ctx, t, req.Msg.GetOrderId())
 	if err != nil {
 		cerr := h.errs(ctx, err)
+		h.refused(ctx, t, req.Msg.GetOrderId(), err, cerr.Code())
 		h.logCall(ctx, "exercise", req.Msg.GetOrderId(), t.JTI, cerr)
 		return nil, cerr
 	}
@@ -151,13 +162,14 @@ func (h *Handler) Compensate(ctx context.Context, req *connect.Request[capabilit
 	if err := capability.CheckReason(req.Msg.GetReason()); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	t, err := h.token(ctx, req.Msg.GetConfirmationToken(), true)
+	t, err := h.token(ctx, req.Msg.GetConfirmationToken(), req.Msg.GetOrderId(), true)
 	if err != nil {
 		return nil, err
 	}
 	rec, err := h.domain.Compensate(ctx, t, req.Msg.GetOrderId(), req.Msg.GetReason())
 	if err != nil {
 		cerr := h.errs(ctx, err)
+		h.refused(ctx, t, req.Msg.GetOrderId(), err, cerr.Code())
 		h.logCall(ctx, "compensate", req.Msg.GetOrderId(), t.JTI, cerr)
 		return nil, cerr
 	}

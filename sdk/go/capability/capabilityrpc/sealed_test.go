@@ -20,6 +20,40 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/vault"
 )
 
+// paymentsKeys returns the verifier and issuer of a domain "payments"
+// with keys of its own, closed at the test's end, and the issuer of
+// OrderProcessing's tokens it trusts.
+func paymentsKeys(t testing.TB) (*token.Verifier, *token.Issuer, *token.Issuer) {
+	t.Helper()
+	ring, err := keys.NewRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := keys.NewRing()
+	v, err := capabilityrpc.NewVerifier("payments", capability.Trust{
+		Keys: ring, Gateway: capability.Peer{Issuer: "gateway", Keys: other}, TrustDomain: "tokenrelay",
+		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: other},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	is, err := token.NewIssuer("payments", ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := token.NewIssuer(capability.Audience, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, is, op
+}
+
+// mapErr is a domain's error mapping: the shared sentinels.
+func mapErr(ctx context.Context, err error) *connect.Error {
+	return rpcerr.New(slog.New(slog.DiscardHandler), capabilityrpc.Codes()...).Map(ctx, err)
+}
+
 // seen is a capability.Domain that keeps the token it was handed.
 type seen struct{ got capability.Token }
 
@@ -40,23 +74,7 @@ func (s *seen) Compensate(_ context.Context, t capability.Token, orderID, _ stri
 // is one whose handler has no opener.
 func TestSealedConstraintsAtTheHandler(t *testing.T) {
 	t.Parallel()
-	ring, err := keys.NewRing()
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, _ := keys.NewRing()
-	v, err := capabilityrpc.NewVerifier("payments", capability.Trust{
-		Keys: ring, Gateway: capability.Peer{Issuer: "gateway", Keys: other}, TrustDomain: "tokenrelay",
-		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: other},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	is, err := token.NewIssuer("payments", ring)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, is, _ := paymentsKeys(t)
 	vk, _ := vault.LoadDir(filepath.Join(t.TempDir(), "vault"))
 	sl, _ := sealed.New(vk, "payments", "")
 	foreignVault, _ := vault.LoadDir(filepath.Join(t.TempDir(), "other"))
@@ -71,9 +89,6 @@ func TestSealedConstraintsAtTheHandler(t *testing.T) {
 			t.Fatal(err)
 		}
 		return iss.Token
-	}
-	mapErr := func(ctx context.Context, err error) *connect.Error {
-		return rpcerr.New(slog.New(slog.DiscardHandler), capabilityrpc.Codes()...).Map(ctx, err)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -116,21 +131,8 @@ func TestSealedConstraintsAtTheHandler(t *testing.T) {
 // OrderProcessing's own verification of the envelope is the same either
 // way and is not counted.
 func BenchmarkConfirmationRoundTrip(b *testing.B) {
-	ring, _ := keys.NewRing()
-	other, _ := keys.NewRing()
-	v, err := capabilityrpc.NewVerifier("payments", capability.Trust{
-		Keys: ring, Gateway: capability.Peer{Issuer: "gateway", Keys: other}, TrustDomain: "tokenrelay",
-		OrderProcessing: capability.Peer{Issuer: capability.Audience, Keys: other},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer v.Close()
-	is, _ := token.NewIssuer("payments", ring)
+	v, is, _ := paymentsKeys(b)
 	vk, _ := vault.LoadDir(filepath.Join(b.TempDir(), "vault"))
-	mapErr := func(ctx context.Context, err error) *connect.Error {
-		return rpcerr.New(slog.New(slog.DiscardHandler), capabilityrpc.Codes()...).Map(ctx, err)
-	}
 	draft := capability.Draft{Subject: "usr_1", CheckoutID: "op_1", Capability: "payments:capture",
 		Constraints: map[string]string{"authorization_id": "auth_0123456789abcdef0123456789", "amount_sha256": capability.Hash("x")},
 		Settlement:  money.Money{AmountMinor: 100, Currency: "EUR"}}

@@ -24,7 +24,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/money"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
-	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/coupons/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/coupons/internal/domain"
 )
@@ -32,9 +31,9 @@ import (
 // Server implements couponsv1connect.CouponsServiceHandler and
 // capability.Domain.
 type Server struct {
-	app      *app.Service
-	verifier *token.Verifier
-	errs     *rpcerr.Mapper
+	app       *app.Service
+	checkouts *capabilityrpc.Checkouts
+	errs      *rpcerr.Mapper
 }
 
 var (
@@ -44,8 +43,8 @@ var (
 
 // NewServer returns the handlers over the use cases. v verifies checkout
 // tokens from OrderProcessing for the audience "coupons".
-func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
-	return &Server{app: a, verifier: v, errs: capabilityrpc.Errors(log,
+func NewServer(a *app.Service, checkouts *capabilityrpc.Checkouts, log *slog.Logger) *Server {
+	return &Server{app: a, checkouts: checkouts, errs: capabilityrpc.Errors(log,
 		rpcerr.Code{Err: domain.ErrCampaignConflict, Code: connect.CodeAlreadyExists},
 		rpcerr.Code{Err: domain.ErrUnusable, Code: connect.CodeFailedPrecondition},
 	)}
@@ -69,7 +68,7 @@ func (s *Server) ListAvailableCoupons(ctx context.Context, req *connect.Request[
 	}
 	var co *domain.Checkout
 	if raw := req.Msg.GetCheckoutToken(); raw != "" {
-		checkout, err := capabilityrpc.VerifyCheckout(ctx, s.verifier, raw, c.UserID)
+		checkout, err := s.checkouts.Verify(ctx, raw, c.UserID)
 		if err != nil {
 			return nil, err
 		}
@@ -98,7 +97,7 @@ func (s *Server) ConfirmCoupon(ctx context.Context, req *connect.Request[coupons
 	if err != nil {
 		return nil, err
 	}
-	key, co, err := capabilityrpc.VerifyConfirm(ctx, s.verifier, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
+	key, co, err := s.checkouts.VerifyConfirm(ctx, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,9 @@ import (
 // OrderProcessing needs to know nothing of a domain's rules.
 type TokenAudit struct {
 	Log *audit.Log
+	// Self is OrderProcessing's issuer name, the iss of the checkout
+	// tokens it signs.
+	Self string
 	// Issuers reaches each issuer's CapabilityService by name.
 	Issuers map[string]capabilityv1connect.CapabilityServiceClient
 }
@@ -30,16 +33,20 @@ type TokenAudit struct {
 // issuers that could not be asked; an error of OrderProcessing's own trail
 // is returned as it is.
 //
-// A jti is looked up under every issuer. An order's timeline is the
-// history of the tokens it consumed: OrderProcessing's events of the order
-// name them, and each token's events are gathered by its jti, here and at
-// its issuer (so its issuance, and the refused replays of it, are there
-// too). A txn is looked up everywhere.
+// A jti is looked up under every issuer, OrderProcessing's own checkout
+// tokens included. An order's timeline is the history of its checkout's
+// tokens: the checkout tokens OrderProcessing issued for its checkout,
+// and the confirmation tokens it consumed, which OrderProcessing's events
+// of the order name and whose events are gathered by jti, here and at
+// their issuer (so their issuance, and the refused replays of them, are
+// there too); and what each issuer recorded of the order (a token it
+// refused at Exercise whose jti could not be trusted). A txn is looked up
+// everywhere.
 func (t TokenAudit) Gather(ctx context.Context, req *capabilityv1.AuditTrailRequest) ([]*capabilityv1.AuditEvent, []string, error) {
 	g := gathering{seen: map[string]bool{}}
 	switch by := req.GetBy().(type) {
 	case *capabilityv1.AuditTrailRequest_Jti:
-		for _, iss := range slices.Sorted(maps.Keys(t.Issuers)) {
+		for _, iss := range append(slices.Sorted(maps.Keys(t.Issuers)), t.Self) {
 			if err := t.token(ctx, &g, iss, by.Jti); err != nil {
 				return nil, nil, err
 			}
@@ -50,12 +57,31 @@ func (t TokenAudit) Gather(ctx context.Context, req *capabilityv1.AuditTrailRequ
 			return nil, nil, err
 		}
 		g.add(own...)
+		checkouts := map[string]bool{}
 		for _, e := range own {
 			if e.JTI != "" {
 				if err := t.token(ctx, &g, e.Issuer, e.JTI); err != nil {
 					return nil, nil, err
 				}
 			}
+			checkouts[e.CheckoutID] = e.CheckoutID != ""
+		}
+		for co, ok := range checkouts {
+			if !ok {
+				continue
+			}
+			issued, err := t.Log.ByCheckout(ctx, co)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, e := range issued {
+				if e.Issuer == t.Self {
+					g.add(e)
+				}
+			}
+		}
+		for _, iss := range slices.Sorted(maps.Keys(t.Issuers)) {
+			t.ask(ctx, &g, iss, req)
 		}
 	case *capabilityv1.AuditTrailRequest_Txn:
 		own, err := t.Log.ByTxn(ctx, by.Txn)

@@ -53,7 +53,7 @@ func TestReencrypt(t *testing.T) {
 		for i := range 3 {
 			co := domain.Checkout{ID: ids.New("op"), UserID: "u1", Total: eur(300), Status: domain.CheckoutOpen,
 				CreatedAt: now, ExpiresAt: now.Add(30 * time.Minute)}
-			if _, _, err := s.CreateCheckout(ctx, co); err != nil {
+			if _, _, err := s.CreateCheckout(ctx, co, domain.IssuedToken{}); err != nil {
 				t.Fatal(err)
 			}
 			o := domain.Order{ID: ids.New("ord"), CheckoutID: co.ID, UserID: "u1", Total: eur(300), Status: domain.OrderPending,

@@ -62,14 +62,29 @@ func NewStore(ctx context.Context, db *sqldb.DB, guard *replay.Guard) (*Store, e
 // workload name.
 const AuditService = capability.Audience
 
+// LimitRefusals caps the refusals the store records per presenting user
+// with b (see audit.Trail.Refused). Call it before use.
+func (s *Store) LimitRefusals(b *audit.RefusalBudget) { s.trail.Refusals = b }
+
 // Audit returns OrderProcessing's audit trail, for the admin's reads.
 func (s *Store) Audit() *audit.Log { return s.trail.Log }
 
-// Refused implements app.Refusals: the refusal is recorded in a
-// transaction of its own (nothing else happened).
+// Refused implements app.Refusals: each refused token is recorded in a
+// transaction of its own (nothing else happened), one event with no
+// issuer nor jti when its claims could not be trusted; beyond the user's
+// budget of recorded refusals, counted only (audit.Trail.Refused).
 func (s *Store) Refused(ctx context.Context, userID, checkoutID string, r *domain.RefusedToken) error {
-	return s.trail.Record(ctx, audit.Event{Action: audit.Refused, Issuer: r.Issuer, JTI: r.JTI,
-		Kind: token.Confirmation.Name(), Subject: userID, CheckoutID: checkoutID, Check: r.Check})
+	ids := r.Tokens
+	if len(ids) == 0 {
+		ids = []domain.TokenID{{}}
+	}
+	for _, id := range ids {
+		if err := s.trail.Refused(ctx, audit.Event{Issuer: id.Issuer, JTI: id.JTI,
+			Kind: token.Confirmation.Name(), Subject: userID, CheckoutID: checkoutID, Check: r.Check}); err != nil && !errors.Is(err, audit.ErrUnrecorded) {
+			return err
+		}
+	}
+	return nil
 }
 
 type scanner interface{ Scan(...any) error }
@@ -110,25 +125,49 @@ func scanCheckout(row scanner) (domain.Checkout, error) {
 }
 
 // CreateCheckout implements domain.Repository.
-func (s *Store) CreateCheckout(ctx context.Context, c domain.Checkout) (domain.Checkout, bool, error) {
+func (s *Store) CreateCheckout(ctx context.Context, c domain.Checkout, tok domain.IssuedToken) (domain.Checkout, bool, error) {
 	lines, err := json.Marshal(c.Lines)
 	if err != nil {
 		return domain.Checkout{}, false, err
 	}
-	res, err := s.db.Cached(nil).ExecContext(ctx, `INSERT INTO checkouts (`+checkoutColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
-		c.ID, c.UserID, string(lines), c.Total.AmountMinor, c.Total.Currency, c.Status, c.OrderID, c.IdempotencyKey,
-		c.CreatedAt.UTC(), c.ExpiresAt.UTC())
-	if err != nil {
-		return domain.Checkout{}, false, fmt.Errorf("orderprocessing: create checkout: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return c, true, err
+	created := false
+	err = s.db.Tx(ctx, func(sqlTx *sql.Tx) error {
+		tx := s.db.Cached(sqlTx)
+		res, err := tx.ExecContext(ctx, `INSERT INTO checkouts (`+checkoutColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING`,
+			c.ID, c.UserID, string(lines), c.Total.AmountMinor, c.Total.Currency, c.Status, c.OrderID, c.IdempotencyKey,
+			c.CreatedAt.UTC(), c.ExpiresAt.UTC())
+		if err != nil {
+			return fmt.Errorf("orderprocessing: create checkout: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n != 1 {
+			return err
+		}
+		created = true
+		if tok.JTI == "" {
+			return nil
+		}
+		return s.trail.Append(ctx, tx, checkoutIssued(c, tok))
+	})
+	if err != nil || created {
+		return c, created, err
 	}
 	prev, err := scanCheckout(s.db.Cached(nil).QueryRowContext(ctx,
 		`SELECT `+checkoutColumns+` FROM checkouts WHERE user_id = $1 AND idempotency_key = $2`, c.UserID, c.IdempotencyKey))
 	return prev, false, err
+}
+
+// CheckoutTokenIssued implements domain.Repository: the event in a
+// transaction of its own.
+func (s *Store) CheckoutTokenIssued(ctx context.Context, c domain.Checkout, tok domain.IssuedToken) error {
+	return s.trail.Record(ctx, checkoutIssued(c, tok))
+}
+
+func checkoutIssued(c domain.Checkout, tok domain.IssuedToken) audit.Event {
+	return audit.Event{Action: audit.Issued, Issuer: tok.Issuer, JTI: tok.JTI, Kind: token.Checkout.Name(),
+		Subject: c.UserID, CheckoutID: c.ID, ExpiresAt: tok.ExpiresAt}
 }
 
 // Checkout implements domain.Repository.
@@ -282,7 +321,7 @@ func (s *Store) placeOrder(ctx context.Context, o domain.Order, now time.Time) (
 		for _, st := range o.Steps {
 			if err := s.guard.Consume(ctx, sqlTx, st.Issuer, st.JTI, st.ExpiresAt); err != nil {
 				if errors.Is(err, replay.ErrReplayed) {
-					return &domain.RefusedToken{Issuer: st.Issuer, JTI: st.JTI, Check: token.Reason(err), Err: err}
+					return &domain.RefusedToken{Tokens: []domain.TokenID{{Issuer: st.Issuer, JTI: st.JTI}}, Check: token.Reason(err), Err: err}
 				}
 				return err
 			}

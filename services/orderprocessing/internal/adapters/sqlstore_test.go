@@ -105,7 +105,7 @@ func (f *fixture) with(t *testing.T) *fixture { return &fixture{t: t, db: f.db, 
 // createCheckout stores co and fails unless it was created.
 func (f *fixture) createCheckout(co domain.Checkout) domain.Checkout {
 	f.t.Helper()
-	got, created, err := f.s.CreateCheckout(f.t.Context(), co)
+	got, created, err := f.s.CreateCheckout(f.t.Context(), co, domain.IssuedToken{})
 	if err != nil || !created {
 		f.t.Fatalf("CreateCheckout(%s) = created %v, %v", co.ID, created, err)
 	}
@@ -427,7 +427,7 @@ func testCheckoutRoundTrip(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	co := domain.Checkout{ID: ids.New("op"), UserID: alice, Lines: cart(), Total: eur(4900), Status: domain.CheckoutOpen,
 		IdempotencyKey: "ck", CreatedAt: t0, ExpiresAt: at(30 * time.Minute)}
-	stored, created, err := f.s.CreateCheckout(ctx, co)
+	stored, created, err := f.s.CreateCheckout(ctx, co, domain.IssuedToken{})
 	if err != nil || !created {
 		t.Fatalf("CreateCheckout = created %v, %v", created, err)
 	}
@@ -465,7 +465,7 @@ func testCheckoutIdempotency(t *testing.T, f *fixture) {
 			f := f.with(t)
 			co := domain.Checkout{ID: ids.New("op"), UserID: tc.user, Lines: other, Total: eur(2500),
 				Status: domain.CheckoutOpen, IdempotencyKey: tc.key, CreatedAt: at(time.Minute), ExpiresAt: at(31 * time.Minute)}
-			got, created, err := f.s.CreateCheckout(ctx, co)
+			got, created, err := f.s.CreateCheckout(ctx, co, domain.IssuedToken{})
 			if err != nil || created != tc.wantCreated {
 				t.Fatalf("CreateCheckout = created %v, %v; want created %v", created, err, tc.wantCreated)
 			}
@@ -1342,7 +1342,7 @@ func testConcurrentCheckouts(t *testing.T, f *fixture) {
 	concurrently(racers, func(i int) {
 		co, c, err := f.s.CreateCheckout(context.Background(), domain.Checkout{ID: ids.New("op"), UserID: alice,
 			Lines: cart(), Total: eur(4900), Status: domain.CheckoutOpen, IdempotencyKey: "k", CreatedAt: t0,
-			ExpiresAt: at(30 * time.Minute)})
+			ExpiresAt: at(30 * time.Minute)}, domain.IssuedToken{})
 		if err != nil {
 			t.Errorf("checkout %d: %v", i, err)
 		}

@@ -32,8 +32,8 @@ type Caller struct {
 // says. Errors are token sentinels.
 type Envelope func(ctx context.Context, raw string) (domain.Confirmation, error)
 
-// CheckoutSigner signs a checkout token.
-type CheckoutSigner func(ctx context.Context, c domain.Checkout) (string, error)
+// CheckoutSigner signs a checkout token for c and says what it issued.
+type CheckoutSigner func(ctx context.Context, c domain.Checkout) (string, domain.IssuedToken, error)
 
 // Starter starts (or resumes) the saga of an order in the background.
 type Starter interface {
@@ -73,8 +73,10 @@ type Config struct {
 
 // Refusals is the audit trail's record of refused tokens.
 type Refusals interface {
-	// Refused records that user presented r for checkoutID and it was
-	// refused, in a transaction of its own.
+	// Refused records that user presented r's tokens for checkoutID and
+	// they were refused, each in a transaction of its own, within the
+	// user's budget of recorded refusals (beyond it, only counted: not an
+	// error).
 	Refused(ctx context.Context, userID, checkoutID string, r *domain.RefusedToken) error
 }
 
@@ -113,22 +115,35 @@ func (s *Service) StartCheckout(ctx context.Context, c Caller, items []domain.Ca
 		return domain.Checkout{}, "", err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	co, created, err := s.cfg.Repo.CreateCheckout(ctx, domain.Checkout{
+	co := domain.Checkout{
 		ID: ids.New("op"), UserID: c.UserID, Lines: lines, Total: total, Status: domain.CheckoutOpen,
 		IdempotencyKey: key, CreatedAt: now, ExpiresAt: now.Add(s.cfg.CheckoutTTL),
-	})
+	}
+	// Signed before it is stored, so that the checkout and its token's
+	// issued event commit together; the token leaves only with the stored
+	// checkout.
+	tok, issued, err := s.cfg.Sign(ctx, co)
+	if err != nil {
+		return domain.Checkout{}, "", fmt.Errorf("sign checkout token: %w", err)
+	}
+	co, created, err := s.cfg.Repo.CreateCheckout(ctx, co, issued)
 	if err != nil {
 		return domain.Checkout{}, "", err
 	}
-	if !created && !sameLines(co.Lines, lines) {
+	if created {
+		return co, tok, nil
+	}
+	if !sameLines(co.Lines, lines) {
 		return domain.Checkout{}, "", domain.ErrIdempotencyConflict
 	}
 	if co.StatusAt(now) != domain.CheckoutOpen {
 		return co, "", nil // a retry after the checkout closed: nothing left to sign
 	}
-	tok, err := s.cfg.Sign(ctx, co)
-	if err != nil {
+	if tok, issued, err = s.cfg.Sign(ctx, co); err != nil {
 		return domain.Checkout{}, "", fmt.Errorf("sign checkout token: %w", err)
+	}
+	if err := s.cfg.Repo.CheckoutTokenIssued(ctx, co, issued); err != nil {
+		return domain.Checkout{}, "", err
 	}
 	return co, tok, nil
 }
@@ -227,7 +242,7 @@ func (s *Service) placeOrder(ctx context.Context, c Caller, checkoutID string, r
 		}
 		// The fast path: a replay is refused before the database is touched.
 		if s.cfg.Guard.Seen(conf.Issuer, conf.JTI) {
-			return domain.Order{}, &domain.RefusedToken{Issuer: conf.Issuer, JTI: conf.JTI, Check: token.Reason(token.ErrReplayed),
+			return domain.Order{}, &domain.RefusedToken{Tokens: []domain.TokenID{{Issuer: conf.Issuer, JTI: conf.JTI}}, Check: token.Reason(token.ErrReplayed),
 				Err: fmt.Errorf("confirmation token %d: %w", i+1, token.ErrReplayed)}
 		}
 		confs[i] = conf

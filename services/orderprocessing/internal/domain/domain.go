@@ -268,15 +268,29 @@ type Order struct {
 	TraceParent string
 }
 
-// RefusedToken is a confirmation token PlaceOrder refused, as the audit
-// trail records it: the token's issuer and jti when its claims could be
-// trusted (a replay), empty otherwise (a bad signature), and the check
-// that failed (token.Reason's label: "replayed", "expired", "signature",
-// ...). Never the token. It wraps the refusal.
+// RefusedToken is a refusal of confirmation tokens by PlaceOrder, as the
+// audit trail records it: the tokens it concerns by (issuer, jti) when
+// their claims could be trusted (a replay, a token of another checkout,
+// settlements that do not add up to the total: all of them), none when
+// they could not (a bad signature), and the check that failed (token.Reason's
+// label: "replayed", "expired", "signature", ...; or Plan's: "checkout",
+// "subject", "capabilities", "route", "duplicate", "settlement"). Never the
+// token. It wraps the refusal.
 type RefusedToken struct {
-	Issuer, JTI, Check string
-	Err                error
+	Tokens []TokenID
+	Check  string
+	Err    error
 }
+
+// IssuedToken is what the audit trail records of a checkout token
+// OrderProcessing signed: its issuer, jti and expiry. Never the token.
+type IssuedToken struct {
+	Issuer, JTI string
+	ExpiresAt   time.Time
+}
+
+// TokenID names a token: its issuer and jti.
+type TokenID struct{ Issuer, JTI string }
 
 func (r *RefusedToken) Error() string { return r.Err.Error() }
 func (r *RefusedToken) Unwrap() error { return r.Err }
@@ -316,23 +330,26 @@ func Plan(co Checkout, user string, confs []Confirmation, routes Routes) ([]Step
 	steps := make([]Step, 0, len(confs))
 	amounts := make([]money.Money, 0, len(confs))
 	for i, c := range confs {
+		refuse := func(check string, err error) error {
+			return &RefusedToken{Tokens: []TokenID{{c.Issuer, c.JTI}}, Check: check, Err: err}
+		}
 		switch {
 		case c.CheckoutID != co.ID:
-			return nil, fmt.Errorf("%w: token %d is for another checkout", ErrEnvelope, i+1)
+			return nil, refuse("checkout", fmt.Errorf("%w: token %d is for another checkout", ErrEnvelope, i+1))
 		case c.Subject != user:
-			return nil, fmt.Errorf("%w: token %d is for another user", ErrEnvelope, i+1)
+			return nil, refuse("subject", fmt.Errorf("%w: token %d is for another user", ErrEnvelope, i+1))
 		case len(c.Capabilities) != 1:
-			return nil, fmt.Errorf("%w: token %d grants %d capabilities, want 1", ErrEnvelope, i+1, len(c.Capabilities))
+			return nil, refuse("capabilities", fmt.Errorf("%w: token %d grants %d capabilities, want 1", ErrEnvelope, i+1, len(c.Capabilities)))
 		}
 		r, ok := routes[c.Capabilities[0]]
 		if !ok || r.Issuer != c.Issuer {
-			return nil, fmt.Errorf("%w: token %d grants %q, which has no route from its issuer", ErrEnvelope, i+1, c.Capabilities[0])
+			return nil, refuse("route", fmt.Errorf("%w: token %d grants %q, which has no route from its issuer", ErrEnvelope, i+1, c.Capabilities[0]))
 		}
 		if slices.ContainsFunc(steps, func(s Step) bool { return s.Capability == r.Capability }) {
-			return nil, fmt.Errorf("%w: two tokens grant %q", ErrEnvelope, r.Capability)
+			return nil, refuse("duplicate", fmt.Errorf("%w: two tokens grant %q", ErrEnvelope, r.Capability))
 		}
 		if c.Settlement.Currency != co.Total.Currency {
-			return nil, fmt.Errorf("%w: token %d settles in %s, the order is in %s", ErrSettlement, i+1, c.Settlement.Currency, co.Total.Currency)
+			return nil, refuse("settlement", fmt.Errorf("%w: token %d settles in %s, the order is in %s", ErrSettlement, i+1, c.Settlement.Currency, co.Total.Currency))
 		}
 		amounts = append(amounts, c.Settlement)
 		steps = append(steps, Step{
@@ -340,12 +357,17 @@ func Plan(co Checkout, user string, confs []Confirmation, routes Routes) ([]Step
 			Settlement: c.Settlement, JTI: c.JTI, ExpiresAt: c.ExpiresAt,
 		})
 	}
+	all := make([]TokenID, len(confs))
+	for i, c := range confs {
+		all[i] = TokenID{c.Issuer, c.JTI}
+	}
 	sum, err := money.Sum(amounts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSettlement, err)
+		return nil, &RefusedToken{Tokens: all, Check: "settlement", Err: fmt.Errorf("%w: %v", ErrSettlement, err)}
 	}
 	if sum != co.Total {
-		return nil, fmt.Errorf("%w: confirmations settle %s, the order total is %s", ErrSettlement, sum, co.Total)
+		return nil, &RefusedToken{Tokens: all, Check: "settlement",
+			Err: fmt.Errorf("%w: confirmations settle %s, the order total is %s", ErrSettlement, sum, co.Total)}
 	}
 	SortSteps(steps)
 	return steps, nil
@@ -366,9 +388,14 @@ func SortSteps(steps []Step) {
 type Repository interface {
 	// Products returns the catalog by SKU.
 	Products(ctx context.Context) (map[string]Product, error)
-	// CreateCheckout stores c; with a user's idempotency key already used it
-	// returns the stored checkout and created=false.
-	CreateCheckout(ctx context.Context, c Checkout) (stored Checkout, created bool, err error)
+	// CreateCheckout stores c and records in the audit trail that tok, the
+	// checkout token signed for it, was issued, in one transaction (no
+	// event for a zero tok); with a user's idempotency key already used it
+	// returns the stored checkout and created=false, and records nothing.
+	CreateCheckout(ctx context.Context, c Checkout, tok IssuedToken) (stored Checkout, created bool, err error)
+	// CheckoutTokenIssued records in the audit trail that tok was issued
+	// for c, a checkout stored before (a retry's token).
+	CheckoutTokenIssued(ctx context.Context, c Checkout, tok IssuedToken) error
 	// Checkout returns a checkout by id, or ErrNotFound.
 	Checkout(ctx context.Context, id string) (Checkout, error)
 	// CancelCheckout cancels an open checkout (idempotently) and returns it;

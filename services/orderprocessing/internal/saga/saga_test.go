@@ -106,7 +106,7 @@ func placed(t *testing.T, store *adapters.Store) domain.Order {
 	eur := func(v int64) money.Money { return money.Money{AmountMinor: v, Currency: "EUR"} }
 	co, _, err := store.CreateCheckout(t.Context(), domain.Checkout{ID: ids.New("op"), UserID: "usr_ann",
 		Lines: []domain.Line{{SKU: "TEA", Name: "Tea", Quantity: 1, UnitPrice: eur(1000), LineTotal: eur(1000)}},
-		Total: eur(1000), Status: domain.CheckoutOpen, IdempotencyKey: key, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		Total: eur(1000), Status: domain.CheckoutOpen, IdempotencyKey: key, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, domain.IssuedToken{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
-	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/payments/internal/domain"
 )
@@ -36,10 +35,10 @@ import (
 // Server implements paymentsv1connect.PaymentsServiceHandler and
 // capability.Domain.
 type Server struct {
-	app      *app.Service
-	verifier *token.Verifier
-	errs     *rpcerr.Mapper
-	log      *slog.Logger
+	app       *app.Service
+	checkouts *capabilityrpc.Checkouts
+	errs      *rpcerr.Mapper
+	log       *slog.Logger
 }
 
 var (
@@ -49,8 +48,8 @@ var (
 
 // NewServer returns the handlers over the use cases. v verifies checkout
 // tokens from OrderProcessing for the audience "payments".
-func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
-	return &Server{app: a, verifier: v, log: log, errs: capabilityrpc.Errors(log,
+func NewServer(a *app.Service, checkouts *capabilityrpc.Checkouts, log *slog.Logger) *Server {
+	return &Server{app: a, checkouts: checkouts, log: log, errs: capabilityrpc.Errors(log,
 		rpcerr.Code{Err: domain.ErrExceedsTotal, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrCardExpired, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrDeclined, Code: connect.CodeFailedPrecondition},
@@ -121,7 +120,7 @@ func (s *Server) ConfirmPayment(ctx context.Context, req *connect.Request[paymen
 	if err != nil {
 		return nil, err
 	}
-	key, co, err := capabilityrpc.VerifyConfirm(ctx, s.verifier, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
+	key, co, err := s.checkouts.VerifyConfirm(ctx, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/tokenrelay/tokenrelay/sdk/go/idempotency"
 	"github.com/tokenrelay/tokenrelay/sdk/go/money/moneypb"
 	"github.com/tokenrelay/tokenrelay/sdk/go/rpcerr"
-	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/app"
 	"github.com/tokenrelay/tokenrelay/services/points/internal/domain"
 )
@@ -30,9 +29,9 @@ import (
 // Server implements pointsv1connect.PointsServiceHandler and
 // capability.Domain.
 type Server struct {
-	app      *app.Service
-	verifier *token.Verifier
-	errs     *rpcerr.Mapper
+	app       *app.Service
+	checkouts *capabilityrpc.Checkouts
+	errs      *rpcerr.Mapper
 }
 
 var (
@@ -42,8 +41,8 @@ var (
 
 // NewServer returns the handlers over the use cases. v verifies checkout
 // tokens from OrderProcessing for the audience "points".
-func NewServer(a *app.Service, v *token.Verifier, log *slog.Logger) *Server {
-	return &Server{app: a, verifier: v, errs: capabilityrpc.Errors(log,
+func NewServer(a *app.Service, checkouts *capabilityrpc.Checkouts, log *slog.Logger) *Server {
+	return &Server{app: a, checkouts: checkouts, errs: capabilityrpc.Errors(log,
 		rpcerr.Code{Err: domain.ErrInsufficientPoints, Code: connect.CodeFailedPrecondition},
 		rpcerr.Code{Err: domain.ErrExceedsTotal, Code: connect.CodeFailedPrecondition},
 	)}
@@ -82,7 +81,7 @@ func (s *Server) ConfirmPoints(ctx context.Context, req *connect.Request[pointsv
 	if err != nil {
 		return nil, err
 	}
-	key, co, err := capabilityrpc.VerifyConfirm(ctx, s.verifier, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
+	key, co, err := s.checkouts.VerifyConfirm(ctx, req.Msg.GetCheckoutToken(), req.Msg.GetIdempotencyKey(), req.Header(), c.UserID)
 	if err != nil {
 		return nil, err
 	}
