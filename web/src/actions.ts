@@ -143,8 +143,8 @@ export class Actions implements Handlers {
   }
 
   async showTokenAudit(orderId: string): Promise<void> {
-    const id = orderId.trim();
-    if (id === "") {
+    const id = st.auditOrderId(orderId);
+    if (id === null) {
       st.setError(this.state, "audit", "Enter an order id such as ord_….");
       this.ui.render();
       return;

@@ -180,6 +180,17 @@ export function setAuditInput(s: AppState, raw: string): void {
   s.auditInput = raw;
 }
 
+/**
+ * auditOrderId is the order id the admin typed, trimmed, or null when it is
+ * none: not "ord_" and more, or longer than the 64 characters the services
+ * accept. Anything else would be asked for and show an empty timeline, as if
+ * the order had no token.
+ */
+export function auditOrderId(raw: string): string | null {
+  const id = raw.trim();
+  return /^ord_\S+$/.test(id) && id.length <= 64 ? id : null;
+}
+
 /** auditLoaded shows the token timeline of orderId. */
 export function auditLoaded(s: AppState, orderId: string, events: AuditEvent[], unreachable: string[]): void {
   s.auditInput = orderId;

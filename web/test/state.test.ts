@@ -359,3 +359,12 @@ test("the token audit: admins only, a loaded timeline shown, forgotten at logout
   st.sessionEnded(admin);
   assert.equal(admin.audit, null);
 });
+
+test("the token audit asks only for an order id: ord_ and more, trimmed, at most 64 characters", () => {
+  assert.equal(st.auditOrderId(" ord_abc234 "), "ord_abc234");
+  assert.equal(st.auditOrderId(`ord_${"a".repeat(60)}`), `ord_${"a".repeat(60)}`);
+  // Not an order id: asked for, each would show an empty timeline as if the order had no token.
+  for (const raw of ["", "   ", "ord_", "op_abc234", "abc234", "ORD_abc234", "xord_abc", "ord_ab c", `ord_${"a".repeat(61)}`]) {
+    assert.equal(st.auditOrderId(raw), null, JSON.stringify(raw));
+  }
+});

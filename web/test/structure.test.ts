@@ -95,3 +95,33 @@ test("view/ never calls the network or storage and never changes the state", () 
     assert.doesNotMatch(src.text, /\b(s|state)\.(busy|errors|cart)\.(add|set|delete|clear)\(/, `${src.name} changes the state`);
   }
 });
+
+/** focusable maps each id given in view/ (h("tag", { id: "…" })) or index.html to whether its element can take the focus. */
+function focusable(): Map<string, boolean> {
+  const takes = (tag: string, tabindex: boolean) => tabindex || /^(a|button|input|select|textarea)$/.test(tag);
+  const out = new Map<string, boolean>();
+  const visit = (node: ts.Node): void => {
+    if (ts.isCallExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === "h") {
+      const [tag, props] = node.arguments;
+      if (tag && ts.isStringLiteral(tag) && props && ts.isObjectLiteralExpression(props)) {
+        const names = new Map(props.properties.filter(ts.isPropertyAssignment).map((p) => [p.name.getText().replace(/"/g, ""), p.initializer]));
+        const id = names.get("id");
+        if (id && ts.isStringLiteral(id)) out.set(id.text, takes(tag.text, names.has("tabindex")));
+      }
+    }
+    ts.forEachChild(node, visit);
+  };
+  sources.filter((s) => s.name.startsWith("view/")).forEach((s) => visit(s.file));
+  for (const [el, tag, id] of readFileSync(join(srcDir, "../index.html"), "utf8").matchAll(/<(\w+)\b[^>]*\bid="([^"]+)"[^>]*>/g)) {
+    out.set(id!, takes(tag!, /\btabindex=/.test(el)));
+  }
+  return out;
+}
+
+test("every element actions.ts moves the focus to can take it (a heading needs tabindex -1)", () => {
+  const actions = sources.find((s) => s.name === "actions.ts")!;
+  const targets = new Set([...actions.text.matchAll(/\bui\.focus\("([^"]+)"\)/g)].map((m) => m[1]!));
+  assert.ok(targets.has("checkout-h") && targets.has("main"), `found the focus targets: ${[...targets]}`);
+  const ids = focusable();
+  assert.deepEqual([...targets].filter((id) => ids.get(id) !== true), []);
+});

@@ -43,7 +43,7 @@ function timeline(a: AuditView): HTMLElement {
   return h(
     "div",
     {},
-    h("h3", { id: "audit-events-h" }, `Timeline of ${a.orderId}`),
+    h("h3", { id: "audit-events-h", tabindex: "-1" }, `Timeline of ${a.orderId}`),
     a.events.length === 0
       ? h("p", { class: "muted", id: "audit-empty" }, "No audit event for this order.")
       : h("ol", { class: "plain lines", id: "audit-events", "aria-labelledby": "audit-events-h" }, ...a.events.map(eventItem)),

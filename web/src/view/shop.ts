@@ -13,7 +13,7 @@ export function renderCatalog(s: AppState, on: Handlers): HTMLElement {
   return h(
     "section",
     { class: "card", "aria-labelledby": "catalog-h" },
-    h("h2", { id: "catalog-h" }, "Catalog"),
+    h("h2", { id: "catalog-h", tabindex: "-1" }, "Catalog"),
     s.busy.has("catalog") ? h("p", { class: "status busy" }, "Loading the catalog…") : null,
     h("ul", { class: "plain", id: "products" }, ...s.products.map((p) => productItem(p, s.cart.get(p.sku) ?? 0, on))),
     errorLine(s, "catalog"),
