@@ -3,6 +3,7 @@ package orderprocessing_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/metrics"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb/sqldbtest"
 	"github.com/tokenrelay/tokenrelay/sdk/go/token"
@@ -197,5 +199,54 @@ func TestOrderLogged(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestRefusalsCappedPerUser: a user presenting forged tokens in a loop gets
+// each refused, but only its budget of refusals (audit.DefaultRefusalBurst)
+// is written to the audit trail: the moment it is spent is logged once and
+// the rest are counted in AuditRefusalsUnrecordedTotal. Another user's
+// refusal is still recorded.
+func TestRefusalsCappedPerUser(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	logs := &syncBuffer{}
+	w.logs = slog.NewJSONHandler(logs, nil)
+	db := sqldbtest.SQLite(t)
+	in := w.start(db)
+	m := metrics.New()
+	in.svc.Export(m)
+	co := w.checkout(in, "usr_mallory")
+	tok := w.confirmation("payments", "usr_mallory", co.GetId(), 1250)
+	forged := tok[:strings.LastIndexByte(tok, '.')+1] + "AAAA"
+	const tries = audit.DefaultRefusalBurst + 5
+	for i := range tries {
+		if _, err := w.place(in, "usr_mallory", co.GetId(), []string{forged}, fmt.Sprint("k", i)); err == nil {
+			t.Fatal("a forged token accepted")
+		}
+	}
+	other := w.checkout(in, "usr_bob")
+	if _, err := w.place(in, "usr_bob", other.GetId(), []string{forged}, "k"); err == nil {
+		t.Fatal("a forged token accepted")
+	}
+	count := func(subject string) int {
+		var n int
+		if err := db.SQL().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM audit_events WHERE action = 'refused' AND subject = $1`,
+			subject).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if got := count("usr_mallory"); got != audit.DefaultRefusalBurst {
+		t.Errorf("%d refusals of the looping user recorded, want %d", got, audit.DefaultRefusalBurst)
+	}
+	if got := count("usr_bob"); got != 1 {
+		t.Errorf("%d refusals of another user recorded, want 1", got)
+	}
+	if n := len(logs.lines(t, "audit: the subject spent its budget of recorded refusals; further refusals are counted, not recorded")); n != 1 {
+		t.Errorf("%d lines of the budget spent, want 1", n)
+	}
+	if want := fmt.Sprintf("%s %d", orderprocessing.AuditRefusalsUnrecordedTotal, tries-audit.DefaultRefusalBurst); !strings.Contains(exposition(t, m), want) {
+		t.Errorf("metrics lack %q", want)
 	}
 }

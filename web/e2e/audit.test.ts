@@ -65,12 +65,14 @@ test("token audit: the admin follows each token of a shopper's order from issue 
     // The timeline takes the focus, for keyboard and screen reader users.
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), `Timeline of ${orderId}`);
 
-    // Oldest first: each token issued by its domain, consumed by
+    // Oldest first: the checkout token issued by OrderProcessing, then
+    // each confirmation token issued by its domain, consumed by
     // OrderProcessing for this order, then exercised by its domain; nothing
     // refused or compensated, and every issuer answered.
     const items = timeline.getByRole("listitem");
     const texts = await items.allTextContents();
-    assert.equal(texts.length, 9, texts.join("\n"));
+    assert.equal(texts.length, 10, texts.join("\n"));
+    assert.match(texts[0]!, /OrderProcessing issued the checkout token for checkout op_/, texts.join("\n"));
     const jtis = new Set<string>();
     for (const domain of ["Coupons", "Points", "Payments"]) {
       const at = (what: RegExp) => {

@@ -175,8 +175,10 @@ test("auditEventText says who did what to which token, for which order, and whic
     auditEventText(create(AuditEventSchema, { service: "coupons", issuer: "coupons", action, orderId: "ord_1", checkoutId: "op_1", ...more }));
   assert.equal(ev("issued"), "Coupons issued the Coupons token for checkout op_1");
   assert.equal(ev("consumed", { service: "order-processing" }), "OrderProcessing accepted and consumed the Coupons token for order ord_1");
-  assert.equal(ev("refused", { service: "order-processing", check: "replayed" }), "OrderProcessing refused the Coupons token (replayed)");
-  assert.equal(ev("refused", { service: "order-processing", issuer: "", check: "signature" }), "OrderProcessing refused a token (signature)");
+  assert.equal(ev("refused", { service: "order-processing", orderId: "", check: "replayed" }), "OrderProcessing refused the Coupons token (replayed)");
+  assert.equal(ev("refused", { service: "order-processing", orderId: "", issuer: "", check: "signature" }), "OrderProcessing refused a token (signature)");
+  assert.equal(ev("refused", { service: "payments", issuer: "payments", check: "failed_precondition" }), "Payments refused the Payments token for order ord_1 (failed_precondition)");
+  assert.equal(ev("issued", { service: "order-processing", issuer: "order-processing", kind: "checkout" }), "OrderProcessing issued the checkout token for checkout op_1");
   assert.equal(ev("exercised"), "Coupons exercised the Coupons token for order ord_1");
   assert.equal(ev("compensated", { service: "payments", issuer: "payments" }), "Payments compensated the Payments token for order ord_1");
   assert.equal(ev("purged"), "Coupons purged its records of the Coupons token");

@@ -260,9 +260,9 @@ export const serviceName = (service: string): string => SERVICE_NAMES[service] ?
  * admin's timeline: who did what, for which order, and for a refusal the
  * check that failed. It never shows a token, only its claims.
  */
-export function auditEventText(e: Pick<AuditEvent, "service" | "action" | "issuer" | "orderId" | "checkoutId" | "check">): string {
+export function auditEventText(e: Pick<AuditEvent, "service" | "action" | "issuer" | "kind" | "orderId" | "checkoutId" | "check">): string {
   const who = serviceName(e.service);
-  const token = e.issuer ? `the ${serviceName(e.issuer)} token` : "a token";
+  const token = e.kind === "checkout" ? "the checkout token" : e.issuer ? `the ${serviceName(e.issuer)} token` : "a token";
   switch (e.action) {
     case "issued":
       return `${who} issued ${token}${e.checkoutId ? ` for checkout ${e.checkoutId}` : ""}`;
@@ -271,7 +271,7 @@ export function auditEventText(e: Pick<AuditEvent, "service" | "action" | "issue
     case "accepted":
       return `${who} accepted ${token}`;
     case "refused":
-      return `${who} refused ${token} (${e.check || "unknown check"})`;
+      return `${who} refused ${token}${e.orderId ? ` for order ${e.orderId}` : ""} (${e.check || "unknown check"})`;
     case "exercised":
       return `${who} exercised ${token} for order ${e.orderId}`;
     case "compensated":
