@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
+	"github.com/tokenrelay/tokenrelay/sdk/go/token"
 	"github.com/tokenrelay/tokenrelay/services/orderprocessing/internal/domain"
 )
 
@@ -60,29 +62,33 @@ var finished = []any{domain.OrderCompleted, domain.OrderFailed}
 
 // DropSealedTokens empties the sealed confirmation tokens of the steps of
 // orders that ended COMPLETED or FAILED before before (their last update),
-// and returns how many steps it emptied. The saga never calls an issuer
-// for such an order again, so the tokens, the sensitive part of an order,
-// are of no use; the steps themselves stay as the order's history. The
-// operator's re-encryption skips empty values.
+// records each token dropped in the audit trail (purged, in the same
+// transaction), and returns how many steps it emptied. The saga never
+// calls an issuer for such an order again, so the tokens, the sensitive
+// part of an order, are of no use; the steps themselves stay as the
+// order's history. The operator's re-encryption skips empty values.
 func (s *Store) DropSealedTokens(ctx context.Context, before time.Time) (int64, error) {
 	n, err := s.batches(ctx, func(ctx context.Context, tx *sql.Tx) (int64, int, error) {
 		// Driven by the partial index steps_sealed (EXISTS, not a join:
 		// SQLite would start from the orders, the whole history): only
 		// steps still holding a token are read.
-		rows, err := tx.QueryContext(ctx, `SELECT s.order_id, s.capability FROM steps s WHERE s.sealed_token <> ''
+		rows, err := tx.QueryContext(ctx, `SELECT s.order_id, s.capability, s.issuer, s.jti FROM steps s WHERE s.sealed_token <> ''
 			AND EXISTS (SELECT 1 FROM orders o WHERE o.id = s.order_id AND o.status IN ($1, $2) AND o.updated_at < $3)
 			LIMIT $4`+s.skipLocked(), append(finished, before.UTC(), PurgeBatch)...)
 		if err != nil {
 			return 0, 0, err
 		}
 		var keys []any
+		var purged []audit.Event
 		for rows.Next() {
-			var order, capability string
-			if err := rows.Scan(&order, &capability); err != nil {
+			var order, capability, issuer, jti string
+			if err := rows.Scan(&order, &capability, &issuer, &jti); err != nil {
 				rows.Close()
 				return 0, 0, err
 			}
 			keys = append(keys, order, capability)
+			purged = append(purged, audit.Event{Action: audit.Purged, Issuer: issuer, JTI: jti,
+				Kind: token.Confirmation.Name(), OrderID: order})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil || len(keys) == 0 {
@@ -105,6 +111,14 @@ func (s *Store) DropSealedTokens(ctx context.Context, before time.Time) (int64, 
 				strings.Replace(stepColumns, "sealed_token", "''", 1) + ` FROM steps WHERE ` + which
 		}
 		res, err := tx.ExecContext(ctx, query, keys...)
+		// The rows picked are this transaction's (locked on PostgreSQL,
+		// the one writer on SQLite): each token dropped is recorded with
+		// the drop.
+		for _, e := range purged {
+			if err == nil {
+				err = s.trail.Append(ctx, tx, e)
+			}
+		}
 		return affected(res, err, len(pairs))
 	}, nil)
 	if err != nil {

@@ -4,10 +4,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/sdk/go/audit"
 	"github.com/tokenrelay/tokenrelay/sdk/go/ids"
 	"github.com/tokenrelay/tokenrelay/sdk/go/replay"
 	"github.com/tokenrelay/tokenrelay/sdk/go/sqldb"
@@ -25,6 +27,26 @@ func (f *fixture) finish(id string, status domain.OrderStatus, updated time.Time
 		}
 		o.Status, o.UpdatedAt = status, updated
 	})
+}
+
+// purgedEvents returns how many purged events the audit trail has of
+// order id's tokens, each a step's (issuer, jti).
+func (f *fixture) purgedEvents(id string) int {
+	f.t.Helper()
+	evs, err := f.s.Audit().ByOrder(f.t.Context(), id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Action == audit.Purged {
+			if !slices.ContainsFunc(f.order(id).Steps, func(st domain.Step) bool { return st.Issuer == e.Issuer && st.JTI == e.JTI }) {
+				f.t.Errorf("purged event %+v names no step of order %s", e, id)
+			}
+			n++
+		}
+	}
+	return n
 }
 
 // sealed returns the sealed tokens of order id's steps, "" for a dropped one.
@@ -74,6 +96,12 @@ func TestPurgeStore(t *testing.T) {
 			f.wantSealed(running.ID, true) // unfinished
 			if o := f.order(completed.ID); len(o.Steps) != 3 || o.Status != domain.OrderCompleted {
 				t.Fatalf("the order lost more than its tokens: %+v", o)
+			}
+			// Each token dropped is recorded as purged, with its order.
+			for id, want := range map[string]int{completed.ID: 3, failed.ID: 3, recent.ID: 0, stuck.ID: 0} {
+				if got := f.purgedEvents(id); got != want {
+					t.Errorf("order %s: %d purged events, want %d", id, got, want)
+				}
 			}
 			if n, err := f.s.DropSealedTokens(t.Context(), at(2*time.Hour)); err != nil || n != 0 {
 				t.Fatalf("second DropSealedTokens = %d, %v; want nothing to do", n, err)
@@ -214,6 +242,15 @@ func TestConcurrentPurgesStore(t *testing.T) {
 			// Sealed tokens and orders race: an order purged first takes
 			// its steps with it, tokens and all.
 			t.Errorf("sealed tokens dropped %d times, want between 1 and %d", s, 3*orders)
+		}
+		// Each token dropped recorded once, in one chain that verifies.
+		var purged int64
+		if err := db.SQL().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM audit_events WHERE action = 'purged'`).Scan(&purged); err != nil ||
+			purged != sum(func(r result) int64 { return r.sealed }) {
+			t.Errorf("%d purged events (%v), %d tokens dropped", purged, err, sum(func(r result) int64 { return r.sealed }))
+		}
+		if _, err := f.s.Audit().Verify(t.Context(), adapters.AuditService); err != nil {
+			t.Error(err)
 		}
 		if s := sum(func(r result) int64 { return r.checkouts }); s != orders {
 			t.Errorf("unplaced checkouts purged %d, want %d", s, orders)
