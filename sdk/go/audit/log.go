@@ -74,9 +74,8 @@ const maxInsertRows = 16
 // one transaction: they take consecutive sequence numbers, in the order
 // given, with one move of the head (three statements for up to
 // [maxInsertRows] events, instead of three per event), and chain exactly
-// as that many Appends would. It returns the events with
-// Seq, PrevHash and Hash set. Events of several services need an
-// AppendAll each.
+// as that many Appends would. It returns the events with Seq, PrevHash
+// and Hash set. Events of several services need an AppendAll each.
 func (l *Log) AppendAll(ctx context.Context, q Tx, events ...Event) ([]Event, error) {
 	if len(events) == 0 {
 		return nil, nil
