@@ -19,10 +19,13 @@
 // [Log] appends events to the table audit_events of the service's own
 // database (SQLite or PostgreSQL through sqldb; [Migrate] creates it, or
 // [Migrations] with sqldb.MigrationSet([MigrationSet])), inside the
-// caller's transaction ([Log.Append]): the event is written with the effect
-// it records, or not at all. Events are read by token ([Log.ByJTI]), by
-// order ([Log.ByOrder]), by checkout ([Log.ByCheckout]) and by txn
-// ([Log.ByTxn]), each indexed.
+// caller's transaction ([Log.Append]; [Log.AppendAll] for several events
+// of one transaction, which move the chain's head once): the event is
+// written with the effect it records, or not at all. Events are read by
+// token ([Log.ByJTI]), by order ([Log.ByOrder]) and by txn ([Log.ByTxn]),
+// each indexed; every index is written by every append, so there is none
+// that no read needs (the retention walks the primary key, service and
+// sequence number).
 //
 // # Tamper evidence
 //

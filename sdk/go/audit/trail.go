@@ -51,6 +51,18 @@ func (t Trail) Append(ctx context.Context, q Tx, e Event) error {
 	return err
 }
 
+// AppendAll stamps events and appends them inside q, the transaction of
+// the effect they record, with one move of the chain's head (see
+// [Log.AppendAll]).
+func (t Trail) AppendAll(ctx context.Context, q Tx, events ...Event) error {
+	stamped := make([]Event, len(events))
+	for i, e := range events {
+		stamped[i] = t.stamp(ctx, e)
+	}
+	_, err := t.Log.AppendAll(ctx, q, stamped...)
+	return err
+}
+
 // Record stamps e and appends it in a transaction of its own (see
 // [Log.Record]): for a refusal, which has no effect to share one with.
 func (t Trail) Record(ctx context.Context, e Event) error {
