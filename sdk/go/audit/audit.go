@@ -22,10 +22,11 @@
 // caller's transaction ([Log.Append]; [Log.AppendAll] for several events
 // of one transaction, which move the chain's head once): the event is
 // written with the effect it records, or not at all. Events are read by
-// token ([Log.ByJTI]), by order ([Log.ByOrder]) and by txn ([Log.ByTxn]),
-// each indexed; every index is written by every append, so there is none
-// that no read needs (the retention walks the primary key, service and
-// sequence number).
+// token ([Log.ByJTI]), by order ([Log.ByOrder]), by txn ([Log.ByTxn]) and a
+// checkout's checkout tokens ([Log.CheckoutTokens]), each indexed, and
+// each index partial (only the events that have its key), so that an
+// append writes no index page that no read needs (the retention walks the
+// primary key, service and sequence number).
 //
 // # Tamper evidence
 //

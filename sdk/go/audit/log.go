@@ -201,6 +201,16 @@ func (l *Log) ByOrder(ctx context.Context, orderID string) ([]Event, error) {
 	return l.query(ctx, `WHERE order_id = $1 AND order_id <> ''`+byTime, orderID)
 }
 
+// CheckoutTokens returns the events of the checkout tokens (kind
+// "checkout") of a checkout, oldest first: OrderProcessing's issued, a
+// domain's refused.
+func (l *Log) CheckoutTokens(ctx context.Context, checkoutID string) ([]Event, error) {
+	if checkoutID == "" {
+		return nil, nil
+	}
+	return l.query(ctx, `WHERE checkout_id = $1 AND kind = 'checkout'`+byTime, checkoutID)
+}
+
 // ByTxn returns the events caused by one request, oldest first.
 func (l *Log) ByTxn(ctx context.Context, txn string) ([]Event, error) {
 	if txn == "" {

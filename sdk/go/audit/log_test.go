@@ -97,6 +97,9 @@ func TestLog(t *testing.T) {
 				"ByOrder empty id":  func() ([]audit.Event, error) { return l.ByOrder(ctx, "") },
 				"ByTxn empty id":    func() ([]audit.Event, error) { return l.ByTxn(ctx, "") },
 				"ByJTI unknown jti": func() ([]audit.Event, error) { return l.ByJTI(ctx, "payments", "nope") },
+				// Confirmation tokens' events name the checkout too: not
+				// checkout tokens.
+				"CheckoutTokens op_j1": func() ([]audit.Event, error) { return l.CheckoutTokens(ctx, "op_j1") },
 			} {
 				want := map[string]int{"ByOrder ord_j1": 2, "ByOrder ord_j2": 2, "ByTxn txn_replay": 1}[name]
 				if evs, err := f(); err != nil || len(evs) != want {
@@ -106,6 +109,23 @@ func TestLog(t *testing.T) {
 			h, err := l.Verify(ctx, "payments")
 			if err != nil || h.Seq != 8 || h.Hash != got[7].Hash {
 				t.Fatalf("Verify: %+v, %v", h, err)
+			}
+		})
+
+		t.Run("checkout tokens", func(t *testing.T) {
+			tok := audit.Event{Service: "order-processing", Action: audit.Issued, At: t0, Issuer: "order-processing",
+				JTI: "cj1", Kind: "checkout", Subject: "usr_1", CheckoutID: "op_c1", ExpiresAt: t0.Add(time.Hour)}
+			refused := tok
+			refused.Service, refused.Action, refused.At, refused.Subject, refused.Check = "coupons", audit.Refused, t0.Add(time.Second), "usr_2", "subject"
+			other := tok
+			other.JTI, other.CheckoutID = "cj2", "op_c2"
+			appendAll(t, db, l, []audit.Event{tok, refused, other})
+			evs, err := l.CheckoutTokens(ctx, "op_c1")
+			if err != nil || len(evs) != 2 || evs[0].Action != audit.Issued || evs[1].Check != "subject" {
+				t.Fatalf("CheckoutTokens(op_c1) = %+v, %v", evs, err)
+			}
+			if evs, err := l.CheckoutTokens(ctx, ""); err != nil || len(evs) != 0 {
+				t.Fatalf("CheckoutTokens of no checkout = %+v, %v", evs, err)
 			}
 		})
 

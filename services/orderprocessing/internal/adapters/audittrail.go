@@ -70,15 +70,11 @@ func (t TokenAudit) Gather(ctx context.Context, req *capabilityv1.AuditTrailRequ
 			if !ok {
 				continue
 			}
-			issued, err := t.Log.ByCheckout(ctx, co)
+			tokens, err := t.Log.CheckoutTokens(ctx, co)
 			if err != nil {
 				return nil, nil, err
 			}
-			for _, e := range issued {
-				if e.Issuer == t.Self {
-					g.add(e)
-				}
-			}
+			g.add(tokens...)
 		}
 		for _, iss := range slices.Sorted(maps.Keys(t.Issuers)) {
 			t.ask(ctx, &g, iss, req)
