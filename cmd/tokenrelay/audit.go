@@ -147,11 +147,11 @@ func printAudit(w io.Writer, events []*capabilityv1.AuditEvent) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AT\tSERVICE\tSEQ\tACTION\tISSUER\tJTI\tORDER\tSUBJECT\tTXN\tCHECK")
+	fmt.Fprintln(tw, "AT\tSERVICE\tSEQ\tACTION\tKIND\tISSUER\tJTI\tORDER\tSUBJECT\tTXN\tCHECK")
 	for _, ev := range events {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			ev.GetAt().AsTime().UTC().Format("2006-01-02T15:04:05.000Z"), safe(ev.GetService()), ev.GetSeq(), safe(ev.GetAction()),
-			dash(ev.GetIssuer()), dash(ev.GetJti()), dash(ev.GetOrderId()), dash(ev.GetSubject()), dash(ev.GetTxn()), dash(ev.GetCheck()))
+			dash(ev.GetKind()), dash(ev.GetIssuer()), dash(ev.GetJti()), dash(ev.GetOrderId()), dash(ev.GetSubject()), dash(ev.GetTxn()), dash(ev.GetCheck()))
 	}
 	return tw.Flush()
 }

@@ -35,7 +35,7 @@ func (s *auditServer) GetTokenAudit(_ context.Context, req *connect.Request[orde
 	s.asked = req.Msg
 	at := time.Date(2026, 12, 3, 15, 0, 0, 0, time.UTC)
 	return connect.NewResponse(&orderprocessingv1.GetTokenAuditResponse{Events: []*capabilityv1.AuditEvent{
-		{Service: "coupons", Seq: 7, At: timestamppb.New(at), Action: "issued", Issuer: "coupons", Jti: "jti-1",
+		{Service: "coupons", Seq: 7, At: timestamppb.New(at), Action: "issued", Kind: "confirmation", Issuer: "coupons", Jti: "jti-1",
 			Subject: "usr_1", Txn: "txn-1", ExpiresAt: timestamppb.New(at.Add(time.Minute)), Hash: "ab"},
 		{Service: "order-processing", Seq: 3, At: timestamppb.New(at.Add(time.Second)), Action: "refused", Issuer: "coupons",
 			Jti: "jti-1", OrderId: req.Msg.GetOrderId(), Subject: "usr_2", Check: "replayed", Hash: "cd"},
@@ -71,6 +71,7 @@ func TestAuditCommands(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "AT ") ||
 		!strings.Contains(lines[1], "2026-12-03T15:00:00.000Z  coupons") || !strings.Contains(lines[1], "issued") ||
+		!strings.Contains(lines[0], "KIND") || !strings.Contains(lines[1], "confirmation") ||
 		!strings.Contains(lines[2], "refused") || !strings.Contains(lines[2], "replayed") || !strings.Contains(lines[2], "ord_1") {
 		t.Errorf("table:\n%s", out)
 	}
