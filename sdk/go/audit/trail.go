@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -73,19 +72,16 @@ func (t Trail) Record(ctx context.Context, e Event) error {
 // Refused records e, a refusal (its Action is set to [Refused]), in a
 // transaction of its own, within the budget of e.Subject, the presenting
 // subject: a caller presenting bad tokens in a loop would otherwise turn
-// each into a write. Beyond the budget nothing is written and it returns
-// [ErrUnrecorded]; the budget counts it (RefusalBudget.Unrecorded).
+// each into a write. Beyond the budget nothing is written, and that is no
+// error: the budget counts it (RefusalBudget.Unrecorded) and logs the
+// moment it was spent.
 func (t Trail) Refused(ctx context.Context, e Event) error {
 	e.Action = Refused
 	if t.Refusals != nil && !t.Refusals.allow(ctx, t.Service, e.Subject, t.now()) {
-		return ErrUnrecorded
+		return nil
 	}
 	return t.Record(ctx, e)
 }
-
-// ErrUnrecorded reports a refusal [Trail.Refused] did not record: the
-// presenting subject spent its budget of recorded refusals.
-var ErrUnrecorded = errors.New("audit: refusal not recorded: the presenting subject spent its budget of recorded refusals")
 
 // RefusalBudget is each presenting subject's budget of recorded refusals,
 // shared by the trails of a process that record them (a budget.Budget by

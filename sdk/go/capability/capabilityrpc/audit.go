@@ -41,7 +41,7 @@ func (h *Handler) refused(ctx context.Context, t capability.Token, order string,
 	presenter, _ := authn.WorkloadFrom(ctx)
 	aerr := h.trail.Refused(ctx, audit.Event{Issuer: t.Issuer, JTI: t.JTI, Kind: token.Confirmation.Name(),
 		Subject: presenter, CheckoutID: t.CheckoutID, OrderID: order, Check: check, ExpiresAt: t.ExpiresAt})
-	if aerr != nil && !errors.Is(aerr, audit.ErrUnrecorded) {
+	if aerr != nil {
 		// The refusal stands; only its record is missing.
 		h.log.ErrorContext(ctx, "audit: record refusal", "order", order, "jti", t.JTI, "check", check, "error", aerr)
 	}

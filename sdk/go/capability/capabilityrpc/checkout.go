@@ -74,7 +74,7 @@ func (c *Checkouts) refused(ctx context.Context, claims token.CheckoutClaims, ca
 	}
 	err := c.trail.Refused(ctx, audit.Event{Issuer: claims.Issuer, JTI: claims.ID, Kind: token.Checkout.Name(),
 		Subject: caller, CheckoutID: claims.OrderProcessingID, Check: check, ExpiresAt: claims.ExpiresAt})
-	if err != nil && !errors.Is(err, audit.ErrUnrecorded) {
+	if err != nil {
 		// The refusal stands; only its record is missing.
 		c.log.ErrorContext(ctx, "audit: record refusal", "check", check, "error", err)
 	}

@@ -80,7 +80,7 @@ func (s *Store) Refused(ctx context.Context, userID, checkoutID string, r *domai
 	}
 	for _, id := range ids {
 		if err := s.trail.Refused(ctx, audit.Event{Issuer: id.Issuer, JTI: id.JTI,
-			Kind: token.Confirmation.Name(), Subject: userID, CheckoutID: checkoutID, Check: r.Check}); err != nil && !errors.Is(err, audit.ErrUnrecorded) {
+			Kind: token.Confirmation.Name(), Subject: userID, CheckoutID: checkoutID, Check: r.Check}); err != nil {
 			return err
 		}
 	}
