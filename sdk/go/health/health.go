@@ -44,6 +44,11 @@ const (
 	Path = "/healthz"
 )
 
+// GatewayKeys names the readiness check of a process that verifies the
+// gateway's transaction tokens with keys fetched by URL: the gateway's key
+// set has been loaded at least once (capability.Peer.Loaded).
+const GatewayKeys = "gateway-keys"
+
 // Timeout bounds all checks of one request.
 const Timeout = 2 * time.Second
 
