@@ -285,8 +285,9 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// WaitHealthy polls base/readyz (readiness: the database reachable, see
-// package health) until it answers 200 or ctx ends.
+// WaitHealthy polls base/readyz (readiness: the database reachable and,
+// behind the gateway, the gateway's keys loaded; see package health) until
+// it answers 200 or ctx ends.
 func WaitHealthy(ctx context.Context, base string) error {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)

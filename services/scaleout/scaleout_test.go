@@ -275,7 +275,16 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 		return []string{"-db", pg, "-schema", c.prefix + "_" + svc, "-db-max-conns", "4"}
 	}
 	peers := []string{"-gateway-jwks", gwJWKS, "-order-processing-jwks", opJWKS}
+	// The gateway first (after identity, whose keys it trusts by URL): every
+	// other process is ready only once it has loaded the gateway's keys
+	// (health.GatewayKeys), and the gateway's own readiness waits for no
+	// peer's keys.
 	c.identity = c.start("identity", id, "identityd", append(store("identity"), "-issuer", url(id), "-seed-demo-users", "-gateway-jwks", gwJWKS)...)
+	c.gateway = c.start("gateway", gw, "gatewayd", "-workloads-file", workloads,
+		"-issuer", url(id)+"="+url(id)+"/.well-known/jwks.json",
+		"-route", "identity="+url(id), "-route", "coupons="+url(co), "-route", "points="+url(pt),
+		"-route", "payments="+url(pay), "-route", "orderprocessing="+url(op1)+","+url(op2))
+	c.healthy(c.gateway)
 	c.coupons = c.start("coupons", co, "couponsd", append(store("coupons"), peers...)...)
 	c.points = c.start("points", pt, "pointsd", append(store("points"), peers...)...)
 	c.payments = c.start("payments", pay, "paymentsd", append(store("payments"), peers...)...)
@@ -287,11 +296,7 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 	c.replicas[0] = c.start("order-processing-1", op1, "orderprocessingd", shared...)
 	c.healthy(c.replicas[0])
 	c.replicas[1] = c.start("order-processing-2", op2, "orderprocessingd", shared...)
-	c.gateway = c.start("gateway", gw, "gatewayd", "-workloads-file", workloads,
-		"-issuer", url(id)+"="+url(id)+"/.well-known/jwks.json",
-		"-route", "identity="+url(id), "-route", "coupons="+url(co), "-route", "points="+url(pt),
-		"-route", "payments="+url(pay), "-route", "orderprocessing="+url(op1)+","+url(op2))
-	c.healthy(c.identity, c.coupons, c.points, c.payments, c.replicas[1], c.gateway)
+	c.healthy(c.identity, c.coupons, c.points, c.payments, c.replicas[1])
 	return c
 }
 
