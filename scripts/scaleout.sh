@@ -121,6 +121,11 @@ start() {
   log "started $name (pid $!) at $(url "$port")"
 }
 healthy() { "$BIN/scaleoutctl" wait -url "$(url "$1")" -timeout 30s; }
+# keys PORT N: healthy, then N peers' key sets loaded. Readiness waits for
+# the gateway's keys only: OrderProcessing and the domains trust each
+# other's, and the first to start fails its first fetch of the other's and
+# answers unavailable for up to a second after (scaleout.WaitKeysLoaded).
+keys() { "$BIN/scaleoutctl" wait -url "$(url "$1")" -timeout 30s -keys "$2"; }
 
 store() { printf -- '-db\n%s\n-schema\n%s\n-db-max-conns\n4\n' "$PG_URL" "${PREFIX}_$1"; }
 mapfile -t S_ID < <(store identity)
@@ -152,7 +157,10 @@ OP_SHARED=(-keys "$DATA/order-processing/keys" -vault "$DATA/order-processing/va
 start order-processing-1 "$OP1" orderprocessingd "${S_OP[@]}" "${OP_SHARED[@]}"
 healthy "$OP1"
 start order-processing-2 "$OP2" orderprocessingd "${S_OP[@]}" "${OP_SHARED[@]}"
-for port in "$ID" "$CO" "$PT" "$PAY" "$OP2"; do healthy "$port"; done
+keys "$ID" 1                                                    # the gateway's
+for port in "$CO" "$PT" "$PAY"; do keys "$port" 2; done          # the gateway's, OrderProcessing's
+for port in "$OP1" "$OP2"; do keys "$port" 4; done               # the gateway's, the domains'
+keys "$GW" 2                                                     # identity's, OrderProcessing's (Txn-Token Service)
 log "every process is healthy; the gateway is $(url "$GW")"
 
 if [[ -n "${SCALEOUT_RUN:-}" ]]; then

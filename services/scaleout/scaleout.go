@@ -20,8 +20,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -305,6 +308,49 @@ func WaitHealthy(ctx context.Context, base string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready: %w", base, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// fetchedOK is the count of key-set fetches installed, in a /metrics page.
+var fetchedOK = regexp.MustCompile(`(?m)^tokenrelay_jwks_fetches_total\{result="ok"\} (\d+)$`)
+
+// WaitKeysLoaded polls base/metrics until the process has installed at
+// least issuers key sets (tokenrelay_jwks_fetches_total{result="ok"}), or
+// ctx ends: at a deployment's start, each of its trusted issuers' keys once.
+// Readiness waits for the gateway's keys only (package health): the
+// domains and OrderProcessing trust each other's keys, so whichever starts
+// first fails its first fetch of the other's and, for its retry backoff
+// (up to a second), answers Unavailable to tokens of the other. A harness
+// whose first request must succeed waits for this as well. (No issuer is
+// fetched twice successfully within the first hour, so the count is the
+// issuers loaded.)
+func WaitKeysLoaded(ctx context.Context, base string, issuers int) error {
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+		if err != nil {
+			return err
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			b, rerr := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			err = rerr
+			if err == nil {
+				n := 0
+				if m := fetchedOK.FindSubmatch(b); m != nil {
+					n, _ = strconv.Atoi(string(m[1]))
+				}
+				if n >= issuers {
+					return nil
+				}
+				err = fmt.Errorf("%d of %d key sets loaded", n, issuers)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: peers' keys not loaded: %w", base, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
