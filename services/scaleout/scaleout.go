@@ -323,9 +323,10 @@ var fetchedOK = regexp.MustCompile(`(?m)^tokenrelay_jwks_fetches_total\{result="
 // domains and OrderProcessing trust each other's keys, so whichever starts
 // first fails its first fetch of the other's and, for its retry backoff
 // (up to a second), answers Unavailable to tokens of the other. A harness
-// whose first request must succeed waits for this as well. (No issuer is
-// fetched twice successfully within the first hour, so the count is the
-// issuers loaded.)
+// whose first request must succeed waits for this as well. (Before its
+// hourly refresh an issuer is fetched again only for a kid missing from
+// its set, which a deployment's own tokens do not carry: at the start the
+// count is the issuers loaded.)
 func WaitKeysLoaded(ctx context.Context, base string, issuers int) error {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
