@@ -4,8 +4,9 @@
 # state. It builds the binaries into a temporary directory, creates a fresh
 # set of schemas (scaleout_<time>_<pid>_<service>) in the database of
 # TOKENRELAY_TEST_POSTGRES_URL, generates key rings and vault keys in a
-# temporary data directory, starts identity, coupons, points, payments, two
-# orderprocessing replicas and the gateway on free loopback ports, seeds the
+# temporary data directory, starts identity, the gateway, coupons, points,
+# payments and two orderprocessing replicas on free loopback ports (the
+# others are ready only once they have the gateway's keys), seeds the
 # demo data through the gateway, runs complete checkouts through it, and
 # stops everything it started (by pid), drops its schemas and removes its
 # temporary files, on success, failure or Ctrl-C alike.
@@ -120,6 +121,11 @@ start() {
   log "started $name (pid $!) at $(url "$port")"
 }
 healthy() { "$BIN/scaleoutctl" wait -url "$(url "$1")" -timeout 30s; }
+# keys PORT N: healthy, then N peers' key sets loaded. Readiness waits for
+# the gateway's keys only: OrderProcessing and the domains trust each
+# other's, and the first to start fails its first fetch of the other's and
+# answers unavailable for up to a second after (scaleout.WaitKeysLoaded).
+keys() { "$BIN/scaleoutctl" wait -url "$(url "$1")" -timeout 30s -keys "$2"; }
 
 store() { printf -- '-db\n%s\n-schema\n%s\n-db-max-conns\n4\n' "$PG_URL" "${PREFIX}_$1"; }
 mapfile -t S_ID < <(store identity)
@@ -129,7 +135,15 @@ mapfile -t S_PAY < <(store payments)
 mapfile -t S_OP < <(store orderprocessing)
 
 log "schemas ${PREFIX}_* in $(sed -E 's#//[^@/]*@#//#' <<<"$PG_URL")"
+# The gateway first (after identity, whose keys it trusts by URL): every
+# other process is ready only once it has loaded the gateway's keys
+# (gateway-keys), and the gateway's own readiness waits for no peer's keys.
 start identity "$ID" identityd "${S_ID[@]}" -issuer "$(url "$ID")" -seed-demo-users -gateway-jwks "$GW_JWKS"
+start gateway "$GW" gatewayd -workloads-file "$WORK/workloads.json" \
+  -issuer "$(url "$ID")=$(url "$ID")/.well-known/jwks.json" \
+  -route "identity=$(url "$ID")" -route "coupons=$(url "$CO")" -route "points=$(url "$PT")" \
+  -route "payments=$(url "$PAY")" -route "orderprocessing=$(url "$OP1"),$(url "$OP2")"
+healthy "$GW"
 for svc in coupons:"$CO":couponsd:S_CO points:"$PT":pointsd:S_PT payments:"$PAY":paymentsd:S_PAY; do
   IFS=: read -r name port bin var <<<"$svc"
   declare -n store_args="$var"
@@ -143,11 +157,10 @@ OP_SHARED=(-keys "$DATA/order-processing/keys" -vault "$DATA/order-processing/va
 start order-processing-1 "$OP1" orderprocessingd "${S_OP[@]}" "${OP_SHARED[@]}"
 healthy "$OP1"
 start order-processing-2 "$OP2" orderprocessingd "${S_OP[@]}" "${OP_SHARED[@]}"
-start gateway "$GW" gatewayd -workloads-file "$WORK/workloads.json" \
-  -issuer "$(url "$ID")=$(url "$ID")/.well-known/jwks.json" \
-  -route "identity=$(url "$ID")" -route "coupons=$(url "$CO")" -route "points=$(url "$PT")" \
-  -route "payments=$(url "$PAY")" -route "orderprocessing=$(url "$OP1"),$(url "$OP2")"
-for port in "$ID" "$CO" "$PT" "$PAY" "$OP2" "$GW"; do healthy "$port"; done
+keys "$ID" 1                                                    # the gateway's
+for port in "$CO" "$PT" "$PAY"; do keys "$port" 2; done          # the gateway's, OrderProcessing's
+for port in "$OP1" "$OP2"; do keys "$port" 4; done               # the gateway's, the domains'
+keys "$GW" 2                                                     # identity's, OrderProcessing's (Txn-Token Service)
 log "every process is healthy; the gateway is $(url "$GW")"
 
 if [[ -n "${SCALEOUT_RUN:-}" ]]; then

@@ -169,7 +169,8 @@ type Config struct {
 	// AccessTokenLifetime is at most, and by default, 15 minutes.
 	AccessTokenLifetime time.Duration
 	// Gateway issues the transaction tokens every call must carry, for the
-	// audience TrustDomain.
+	// audience TrustDomain. Its Loaded, if set (keys fetched by URL), is a
+	// readiness check.
 	Gateway     capability.Peer
 	TrustDomain string
 	// Users are created at New when no user has their name (DemoUsers for
@@ -274,13 +275,18 @@ func orDefault(v, d string) string {
 // interceptor (every RPC needs a transaction token; sub "anonymous" is
 // fine), followed by opts' interceptors, and serves the discovery document
 // and the JWKS under the issuer's path (DiscoveryPath, JWKSPath), and
-// health at /healthz.
+// health at /healthz: the database, and the gateway's key set loaded once
+// when it is fetched by URL (health.GatewayKeys).
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(authn.NewServerInterceptor(s.verifier))}, opts...)
 	mux.Handle(identityv1connect.NewIdentityServiceHandler(s.server, opts...))
 	mux.Handle(s.path+DiscoveryPath, s.Discovery())
 	mux.Handle(s.path+JWKSPath, s.JWKS())
-	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.cfg.DB.SQL().PingContext}))
+	checks := map[string]health.Check{"database": s.cfg.DB.SQL().PingContext}
+	if s.cfg.Gateway.Loaded != nil {
+		checks[health.GatewayKeys] = s.cfg.Gateway.Loaded
+	}
+	mux.Handle("GET "+health.Path, health.Handler(checks))
 }
 
 // Issuer returns the iss of the access tokens.

@@ -220,6 +220,9 @@ type world struct {
 	// tts is the URL of the gateway's Txn-Token Service, which gives the
 	// saga's calls their transaction tokens.
 	tts string
+	// gateway, when set, is the gateway peer of the instances started next
+	// (default: the gateway's ring, in process).
+	gateway *capability.Peer
 }
 
 var capabilities = map[string]string{"coupons": "coupons:redeem", "points": "points:spend", "payments": "payments:capture"}
@@ -298,6 +301,7 @@ func newWorld(t *testing.T) *world {
 // instance is one OrderProcessing replica of a world.
 type instance struct {
 	svc    *orderprocessing.Service
+	url    string
 	client orderprocessingv1connect.OrderProcessingServiceClient
 	stop   context.CancelFunc
 	done   chan struct{}
@@ -314,9 +318,13 @@ func (w *world) start(db *sqldb.DB, opts ...connect.HandlerOption) *instance {
 	for n, r := range w.rings {
 		issuerKeys[n] = r
 	}
+	gateway := capability.Peer{Issuer: authntest.GatewayName, Keys: w.tokens.GatewayKeys}
+	if w.gateway != nil {
+		gateway = *w.gateway
+	}
 	svc, err := orderprocessing.New(w.t.Context(), orderprocessing.Config{
 		DB: db, Keys: w.opKeys, Vault: w.vault,
-		Gateway:     capability.Peer{Issuer: authntest.GatewayName, Keys: w.tokens.GatewayKeys},
+		Gateway:     gateway,
 		TrustDomain: authntest.TrustDomain, Routes: w.routes, IssuerKeys: issuerKeys, TxnTokenURL: w.tts,
 		Logger: log,
 		Saga: orderprocessing.SagaConfig{
@@ -332,7 +340,7 @@ func (w *world) start(db *sqldb.DB, opts ...connect.HandlerOption) *instance {
 	svc.Register(mux, opts...)
 	srv := httptest.NewServer(mux)
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{svc: svc, client: orderprocessingv1connect.NewOrderProcessingServiceClient(srv.Client(), srv.URL), stop: cancel, done: make(chan struct{})}
+	in := &instance{svc: svc, url: srv.URL, client: orderprocessingv1connect.NewOrderProcessingServiceClient(srv.Client(), srv.URL), stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(in.done)
 		_ = svc.Run(ctx)

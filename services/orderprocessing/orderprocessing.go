@@ -136,7 +136,8 @@ type Config struct {
 	Keys *keys.Ring
 	// Vault encrypts the confirmation tokens stored with each order.
 	Vault *vault.Keyring
-	// Gateway issues transaction tokens for the audience TrustDomain.
+	// Gateway issues transaction tokens for the audience TrustDomain. Its
+	// Loaded, if set (keys fetched by URL), is a readiness check.
 	Gateway     capability.Peer
 	TrustDomain string
 	// Routes is the routing table.
@@ -240,8 +241,11 @@ type Service struct {
 	runner   *saga.Runner
 	keys     *keys.Ring
 	db       *sqldb.DB
-	store    *adapters.Store
-	watch    *app.Watcher
+	// gatewayKeys is Config.Gateway.Loaded, a readiness check; nil for
+	// keys in process.
+	gatewayKeys func(context.Context) error
+	store       *adapters.Store
+	watch       *app.Watcher
 	// sealedRetention and orderRetention are Config's, resolved: 0 keeps.
 	sealedRetention, orderRetention time.Duration
 	// capabilities are the routing table's, the bounded label values of
@@ -375,19 +379,24 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		sealedRetention = 0
 	}
 	return &Service{server: ports.NewServer(a, adapters.TokenAudit{Log: store.Audit(), Self: Name, Issuers: clients}, cfg.Logger), verifier: v, guard: guard, runner: runner, keys: cfg.Keys, db: cfg.DB,
-		store: store, watch: watch, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
+		gatewayKeys: cfg.Gateway.Loaded, store: store, watch: watch, sealedRetention: sealedRetention, orderRetention: max(cfg.OrderRetention, 0),
 		capabilities: caps, refusals: refusals}, nil
 }
 
 // Register mounts OrderProcessingService on mux behind the authentication
 // interceptor (every RPC needs a transaction token), then opts'
 // interceptors; and its JWKS at /.well-known/jwks.json and health at
-// /healthz.
+// /healthz: the database, and the gateway's key set loaded once when it is
+// fetched by URL (health.GatewayKeys).
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(authn.NewServerInterceptor(s.verifier))}, opts...)
 	mux.Handle(orderprocessingv1connect.NewOrderProcessingServiceHandler(s.server, opts...))
 	mux.Handle("GET "+keys.WellKnownPath, s.keys.Handler())
-	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.db.SQL().PingContext}))
+	checks := map[string]health.Check{"database": s.db.SQL().PingContext}
+	if s.gatewayKeys != nil {
+		checks[health.GatewayKeys] = s.gatewayKeys
+	}
+	mux.Handle("GET "+health.Path, health.Handler(checks))
 }
 
 // Run runs sagas until ctx ends: new orders, and unfinished ones left by a

@@ -20,8 +20,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -285,8 +288,9 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// WaitHealthy polls base/readyz (readiness: the database reachable, see
-// package health) until it answers 200 or ctx ends.
+// WaitHealthy polls base/readyz (readiness: the database reachable and,
+// behind the gateway, the gateway's keys loaded; see package health) until
+// it answers 200 or ctx ends.
 func WaitHealthy(ctx context.Context, base string) error {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
@@ -304,6 +308,50 @@ func WaitHealthy(ctx context.Context, base string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready: %w", base, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// fetchedOK is the count of key-set fetches installed, in a /metrics page.
+var fetchedOK = regexp.MustCompile(`(?m)^tokenrelay_jwks_fetches_total\{result="ok"\} (\d+)$`)
+
+// WaitKeysLoaded polls base/metrics until the process has installed at
+// least issuers key sets (tokenrelay_jwks_fetches_total{result="ok"}), or
+// ctx ends: at a deployment's start, each of its trusted issuers' keys once.
+// Readiness waits for the gateway's keys only (package health): the
+// domains and OrderProcessing trust each other's keys, so whichever starts
+// first fails its first fetch of the other's and, for its retry backoff
+// (up to a second), answers Unavailable to tokens of the other. A harness
+// whose first request must succeed waits for this as well. (Before its
+// hourly refresh an issuer is fetched again only for a kid missing from
+// its set, which a deployment's own tokens do not carry: at the start the
+// count is the issuers loaded.)
+func WaitKeysLoaded(ctx context.Context, base string, issuers int) error {
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+		if err != nil {
+			return err
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			b, rerr := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			err = rerr
+			if err == nil {
+				n := 0
+				if m := fetchedOK.FindSubmatch(b); m != nil {
+					n, _ = strconv.Atoi(string(m[1]))
+				}
+				if n >= issuers {
+					return nil
+				}
+				err = fmt.Errorf("%d of %d key sets loaded", n, issuers)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: peers' keys not loaded: %w", base, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -185,20 +185,35 @@ func (c *cluster) restart(p *proc) {
 func (c *cluster) healthy(ps ...*proc) {
 	c.t.Helper()
 	for _, p := range ps {
-		ctx, cancel := context.WithCancelCause(testContext(c.t))
-		go func(done <-chan struct{}) {
-			select {
-			case <-done:
-				cancel(fmt.Errorf("%s exited", p.name))
-			case <-ctx.Done():
-			}
-		}(p.done)
-		err := scaleout.WaitHealthy(ctx, p.url)
-		cause := context.Cause(ctx)
-		cancel(nil)
-		if err != nil {
-			c.t.Fatalf("%s: %v (%v)", p.name, err, cause)
+		c.waitFor(p, scaleout.WaitHealthy)
+	}
+}
+
+// keysLoaded waits until each process of ps has loaded issuers peers' key
+// sets (scaleout.WaitKeysLoaded), or fails the test.
+func (c *cluster) keysLoaded(issuers int, ps ...*proc) {
+	c.t.Helper()
+	for _, p := range ps {
+		c.waitFor(p, func(ctx context.Context, base string) error { return scaleout.WaitKeysLoaded(ctx, base, issuers) })
+	}
+}
+
+// waitFor waits for p with wait, failing the test if p exits first.
+func (c *cluster) waitFor(p *proc, wait func(ctx context.Context, base string) error) {
+	c.t.Helper()
+	ctx, cancel := context.WithCancelCause(testContext(c.t))
+	go func(done <-chan struct{}) {
+		select {
+		case <-done:
+			cancel(fmt.Errorf("%s exited", p.name))
+		case <-ctx.Done():
 		}
+	}(p.done)
+	err := wait(ctx, p.url)
+	cause := context.Cause(ctx)
+	cancel(nil)
+	if err != nil {
+		c.t.Fatalf("%s: %v (%v)", p.name, err, cause)
 	}
 }
 
@@ -275,7 +290,16 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 		return []string{"-db", pg, "-schema", c.prefix + "_" + svc, "-db-max-conns", "4"}
 	}
 	peers := []string{"-gateway-jwks", gwJWKS, "-order-processing-jwks", opJWKS}
+	// The gateway first (after identity, whose keys it trusts by URL): every
+	// other process is ready only once it has loaded the gateway's keys
+	// (health.GatewayKeys), and the gateway's own readiness waits for no
+	// peer's keys.
 	c.identity = c.start("identity", id, "identityd", append(store("identity"), "-issuer", url(id), "-seed-demo-users", "-gateway-jwks", gwJWKS)...)
+	c.gateway = c.start("gateway", gw, "gatewayd", "-workloads-file", workloads,
+		"-issuer", url(id)+"="+url(id)+"/.well-known/jwks.json",
+		"-route", "identity="+url(id), "-route", "coupons="+url(co), "-route", "points="+url(pt),
+		"-route", "payments="+url(pay), "-route", "orderprocessing="+url(op1)+","+url(op2))
+	c.healthy(c.gateway)
 	c.coupons = c.start("coupons", co, "couponsd", append(store("coupons"), peers...)...)
 	c.points = c.start("points", pt, "pointsd", append(store("points"), peers...)...)
 	c.payments = c.start("payments", pay, "paymentsd", append(store("payments"), peers...)...)
@@ -287,11 +311,16 @@ func startCluster(t *testing.T, bin, pg string) *cluster {
 	c.replicas[0] = c.start("order-processing-1", op1, "orderprocessingd", shared...)
 	c.healthy(c.replicas[0])
 	c.replicas[1] = c.start("order-processing-2", op2, "orderprocessingd", shared...)
-	c.gateway = c.start("gateway", gw, "gatewayd", "-workloads-file", workloads,
-		"-issuer", url(id)+"="+url(id)+"/.well-known/jwks.json",
-		"-route", "identity="+url(id), "-route", "coupons="+url(co), "-route", "points="+url(pt),
-		"-route", "payments="+url(pay), "-route", "orderprocessing="+url(op1)+","+url(op2))
-	c.healthy(c.identity, c.coupons, c.points, c.payments, c.replicas[1], c.gateway)
+	c.healthy(c.identity, c.coupons, c.points, c.payments, c.replicas[1])
+	// Ready is not yet able: OrderProcessing and the domains trust each
+	// other's keys, which are no readiness check, and the first to start
+	// fails its first fetch of the other's (so does the gateway of
+	// identity's and OrderProcessing's). Wait until each process has every
+	// peer's keys, so that the tests' first requests find them.
+	c.keysLoaded(1, c.identity)                      // the gateway's
+	c.keysLoaded(2, c.gateway)                       // identity's, OrderProcessing's (Txn-Token Service)
+	c.keysLoaded(2, c.coupons, c.points, c.payments) // the gateway's, OrderProcessing's
+	c.keysLoaded(4, c.replicas[0], c.replicas[1])    // the gateway's and the three domains'
 	return c
 }
 

@@ -1,6 +1,7 @@
 package capability
 
 import (
+	"context"
 	"errors"
 
 	"github.com/tokenrelay/tokenrelay/sdk/go/keys"
@@ -12,6 +13,12 @@ import (
 type Peer struct {
 	Issuer string
 	Keys   keys.Source
+	// Loaded, for keys fetched by URL, reports whether the issuer's key
+	// set has been loaded at least once (process.Peers.Loaded): nil once it
+	// has, else it tries to fetch it. Nil for keys in process, which are
+	// always there. A service adds the gateway's to its readiness checks
+	// (health.GatewayKeys); see package health for why no other peer's.
+	Loaded func(ctx context.Context) error
 }
 
 // Trust is what every domain service trusts, and how. Embed it in a domain's

@@ -6,19 +6,41 @@
 //     stuck, never because its database blinked (a restart would not bring
 //     the database back, and it would restart every replica at once);
 //   - readiness, GET /readyz ([ReadyPath], [Handler]): 200 "ok" when every
-//     check passes within [Timeout] (the database reachable; the embedded
-//     server's demo data seeded), 503 naming the failed checks otherwise,
-//     never their errors, which may carry internals. Load balancers and
-//     orchestrators route traffic only to a ready process;
+//     check passes within [Timeout] (the database reachable; behind the
+//     gateway, the gateway's key set loaded once, [GatewayKeys]; the
+//     embedded server's demo data seeded), 503 naming the failed checks
+//     otherwise, never their errors, which may carry internals. Load
+//     balancers and orchestrators route traffic only to a ready process;
 //   - GET /healthz ([Path]): readiness too, kept for the probes and scripts
 //     that used it before the two were apart.
 //
 // A process's signing keys are loaded before it listens, so a process that
-// answers has them. The keys of its peers (the gateway's, OrderProcessing's)
-// are not a readiness check: they are fetched on first use and refreshed in
-// the background, and making readiness wait for them would make replicas
-// wait for each other at start (a peer's JWKS is served by a peer that
-// would not be ready either).
+// answers has them. The keys of its peers (OrderProcessing's at the
+// domains, the domains' at OrderProcessing, Identity's at the gateway) are
+// not a readiness check: they are fetched on first use and refreshed in the
+// background, and making readiness wait for them would make replicas wait
+// for each other at start (a peer's JWKS is served by a peer that would not
+// be ready either: OrderProcessing and the domains each verify the other's
+// tokens).
+//
+// The gateway's key set is the exception, [GatewayKeys]: every request
+// behind the gateway carries its transaction token, so a process without
+// its keys can only answer Unavailable, yet it would be routed requests as
+// soon as its database answered. A jwks.Cache whose first fetch failed (the
+// gateway not listening yet) even refuses lookups for its retry backoff,
+// so a replica reported ready answered its first requests 503. The check
+// passes once the key set has been loaded (jwks.Cache.Loaded; each probe
+// tries a fetch until then, whatever the backoff) and stays passing after,
+// whatever the gateway does: stale keys are the cache's concern, and
+// readiness must not flap with a peer. It forms no cycle because the
+// gateway is the root: its own readiness waits for no peer's keys, only for
+// the discovery documents of the OpenID Connect providers it trusts by
+// discovery, which no process waiting for the gateway serves, unless
+// Identity is trusted by discovery (-issuer ISS alone) at an address that
+// routes to ready processes only; trust it by JWKS URL (-issuer
+// ISS=JWKS_URL), as the deployments do. So start the gateway first; the
+// others become ready once it serves. Keys in process (the embedded server)
+// need no check.
 //
 // Services mount readiness at [Path]; [Probes] adds /livez and /readyz in
 // front of any handler that does, which is how every process serves all
@@ -43,6 +65,11 @@ const (
 	// ReadyPath does, for compatibility.
 	Path = "/healthz"
 )
+
+// GatewayKeys names the readiness check of a process that verifies the
+// gateway's transaction tokens with keys fetched by URL: the gateway's key
+// set has been loaded at least once (capability.Peer.Loaded).
+const GatewayKeys = "gateway-keys"
 
 // Timeout bounds all checks of one request.
 const Timeout = 2 * time.Second

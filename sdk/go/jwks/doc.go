@@ -51,6 +51,11 @@
 //     found within the refetch interval of its publication, not refused
 //     for good. Up to 1,024 such kids are remembered per issuer; a kid
 //     longer than 256 bytes is in no set and not fetched for.
+//   - [Cache.Loaded] is a readiness check: nil once an issuer's set has
+//     ever been fetched; until then each call fetches it (joining a fetch
+//     in flight, ignoring the backoff that holds lookups back for a second
+//     after a failure), so that a process reports ready only once it can
+//     verify the issuer's tokens, and never flaps with the issuer after.
 //   - [Cache.Fetches] counts requests (one per URL tried) by result, for
 //     metrics.
 //

@@ -390,6 +390,36 @@ func (c *Cache) Refresh(ctx context.Context, issuerName string) error {
 	return c.fetch(ctx, is)
 }
 
+// Loaded reports whether issuer's set has ever been fetched successfully:
+// nil if it has. If it never has, Loaded fetches it now as Refresh does
+// (ignoring the refetch rate limit and the retry backoff, joining a fetch
+// already in flight, ctx bounding the wait) and returns that fetch's
+// error, or nil if it installed a set. Once a set has been loaded, Loaded
+// never fetches again and stays nil, even when later fetches fail or the
+// set grows stale: serving or refusing old keys is the lookups' concern.
+// It is a readiness check: a verifier is not ready to serve until it has
+// had its issuer's keys once, and then it must not flap with the issuer.
+// An issuer not added is an ErrConfig error.
+func (c *Cache) Loaded(ctx context.Context, issuerName string) error {
+	c.mu.RLock()
+	is := c.issuers[issuerName]
+	c.mu.RUnlock()
+	if is == nil {
+		return fmt.Errorf("%w: issuer %q not added", ErrConfig, issuerName)
+	}
+	if is.set.Load() != nil {
+		return nil
+	}
+	err := c.fetch(ctx, is)
+	if is.set.Load() != nil {
+		return nil // loaded, by this fetch or one that ended meanwhile
+	}
+	if err == nil {
+		err = fmt.Errorf("%w: issuer %s: no key set", keys.ErrUnavailable, is.name)
+	}
+	return err
+}
+
 // Run refreshes every issuer's set immediately and then every refresh
 // interval until ctx is done, and retries an issuer whose fetch failed
 // (also on demand) when its backoff has elapsed, so that its keys are back

@@ -440,3 +440,106 @@ func TestSetURLs(t *testing.T) {
 		t.Fatalf("SetURLs to plain http elsewhere: err = %v, want ErrConfig", err)
 	}
 }
+
+// TestLoaded: Loaded fetches a set never loaded on every call, even within
+// the retry backoff that stops lookups (the readiness a replica needs
+// before its first request), and once a set has been loaded it is nil for
+// good without fetching, whatever the issuer and the set's age.
+func TestLoaded(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	is, c, src := setup(t, clk, jwks.WithMaxStaleness(time.Hour))
+	ctx := context.Background()
+	kid := currentKID(t, is.ring)
+	is.down.Store(true)
+
+	for i := range 2 { // the second within the backoff of the first failure
+		if err := c.Loaded(ctx, "coupons"); !errors.Is(err, jwks.ErrFetch) {
+			t.Fatalf("Loaded %d while the issuer is down: err = %v, want ErrFetch", i, err)
+		}
+		if got := is.fetches.Load(); got != int64(i+1) {
+			t.Fatalf("Loaded %d: %d fetches, want %d", i, got, i+1)
+		}
+	}
+	is.down.Store(false)
+	// A lookup is still refused by the backoff: what readiness guards
+	// against.
+	if _, err := src.Key(ctx, kid); !errors.Is(err, jwks.ErrRateLimited) || !errors.Is(err, keys.ErrUnavailable) {
+		t.Fatalf("lookup within the backoff: err = %v, want ErrRateLimited and keys.ErrUnavailable", err)
+	}
+	if err := c.Loaded(ctx, "coupons"); err != nil {
+		t.Fatalf("Loaded with the issuer up: %v", err)
+	}
+	if got := is.fetches.Load(); got != 3 {
+		t.Fatalf("%d fetches after the first load, want 3", got)
+	}
+	if _, err := src.Key(ctx, kid); err != nil {
+		t.Fatalf("lookup after Loaded: %v", err)
+	}
+
+	// Loaded once is loaded for good: no fetch, even with the issuer down
+	// and the set stale.
+	is.down.Store(true)
+	if err := c.Refresh(ctx, "coupons"); !errors.Is(err, jwks.ErrFetch) {
+		t.Fatalf("Refresh while down: err = %v, want ErrFetch", err)
+	}
+	clk.Add(2 * time.Hour)
+	before := is.fetches.Load()
+	if err := c.Loaded(ctx, "coupons"); err != nil {
+		t.Fatalf("Loaded after a failed refresh and beyond the staleness: %v", err)
+	}
+	if got := is.fetches.Load(); got != before {
+		t.Fatalf("Loaded after the first load fetched %d times", got-before)
+	}
+
+	if err := c.Loaded(ctx, "points"); !errors.Is(err, jwks.ErrConfig) {
+		t.Fatalf("Loaded of an issuer never added: err = %v, want ErrConfig", err)
+	}
+}
+
+// TestLoadedJoinsAndIsBounded: Loaded joins the fetch in flight rather
+// than starting another, and ctx bounds its wait, not the fetch.
+func TestLoadedJoinsAndIsBounded(t *testing.T) {
+	t.Parallel()
+	ring, err := keys.NewRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetches atomic.Int64
+	arrived, release := make(chan struct{}, 4), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		arrived <- struct{}{}
+		<-release
+		ring.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := jwks.New(jwks.WithHTTPClient(srv.Client()), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.Add("coupons", srv.URL+keys.WellKnownPath); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- c.Loaded(context.Background(), "coupons") }()
+	<-arrived // the fetch is in flight
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Loaded(ctx, "coupons"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Loaded with a done context during a fetch: err = %v, want context.Canceled", err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- c.Loaded(context.Background(), "coupons") }()
+	close(release)
+	for _, ch := range []chan error{first, second} {
+		if err := <-ch; err != nil {
+			t.Fatalf("Loaded: %v", err)
+		}
+	}
+	if got := fetches.Load(); got != 1 {
+		t.Fatalf("%d fetches, want 1: Loaded joins the fetch in flight", got)
+	}
+}

@@ -84,6 +84,12 @@ func SplitURLs(list string) []string {
 	return out
 }
 
+// Loaded returns nil once issuer's key set has been fetched at least once,
+// and until then fetches it now, bounded by ctx, and returns why it failed
+// (jwks.Cache.Loaded): the readiness check of a process that must not
+// take requests before it can verify the issuer's tokens.
+func (p *Peers) Loaded(ctx context.Context, issuer string) error { return p.cache.Loaded(ctx, issuer) }
+
 // Run refreshes every issuer's keys (jwks.Cache.Run): a server.Task.
 func (p *Peers) Run(ctx context.Context) error { return p.cache.Run(ctx) }
 

@@ -68,7 +68,8 @@ func (g *GatewayTrust) Flags(fs *flag.FlagSet) {
 
 // Peers returns a new JWKS cache of the process's peers (NewPeers with
 // g.JWKSConfig, logging to log) that trusts the gateway's keys, and the
-// gateway as a capability.Peer. Close the Peers when done.
+// gateway as a capability.Peer whose Loaded is the readiness check of its
+// key set (Peers.Loaded; health.GatewayKeys). Close the Peers when done.
 func (g GatewayTrust) Peers(log *slog.Logger) (*Peers, capability.Peer, error) {
 	peers, err := NewPeers(log, g.JWKSConfig)
 	if err != nil {
@@ -79,7 +80,10 @@ func (g GatewayTrust) Peers(log *slog.Logger) (*Peers, capability.Peer, error) {
 		peers.Close()
 		return nil, capability.Peer{}, fmt.Errorf("-gateway-jwks: %w", err)
 	}
-	return peers, capability.Peer{Issuer: g.Issuer, Keys: gw}, nil
+	issuer := g.Issuer
+	return peers, capability.Peer{Issuer: issuer, Keys: gw, Loaded: func(ctx context.Context) error {
+		return peers.Loaded(ctx, issuer)
+	}}, nil
 }
 
 // RPC is what ServeRPC serves: a service's handlers, traced and counted.

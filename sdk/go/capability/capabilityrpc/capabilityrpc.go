@@ -104,14 +104,19 @@ func (s *Server) Issuer() capability.Issuer { return s.issuer }
 // (a generated New...ServiceHandler bound to the domain's implementation),
 // and CapabilityService over d; both behind Interceptor, then
 // opts' interceptors; the domain's JWKS at keys.WellKnownPath and its
-// health at /healthz (the ping). errs is the domain's error mapping.
+// health at /healthz (the ping, and the gateway's key set loaded once when
+// it is fetched by URL: health.GatewayKeys). errs is the domain's error mapping.
 func (s *Server) Register(mux *http.ServeMux, own func(...connect.HandlerOption) (string, http.Handler),
 	d capability.Domain, errs func(context.Context, error) *connect.Error, opts ...connect.HandlerOption) {
 	opts = append([]connect.HandlerOption{connect.WithInterceptors(Interceptor(s.trust, s.verifier))}, opts...)
 	mux.Handle(own(opts...))
 	mux.Handle(capabilityv1connect.NewCapabilityServiceHandler(NewHandler(s.verifier, d, errs, s.log).OpenSealed(s.opener).Audit(s.trail), opts...))
 	mux.Handle("GET "+keys.WellKnownPath, s.trust.Keys.Handler())
-	mux.Handle("GET "+health.Path, health.Handler(map[string]health.Check{"database": s.ping}))
+	checks := map[string]health.Check{"database": s.ping}
+	if s.trust.Gateway.Loaded != nil {
+		checks[health.GatewayKeys] = s.trust.Gateway.Loaded
+	}
+	mux.Handle("GET "+health.Path, health.Handler(checks))
 }
 
 // JWKS serves the domain's public keys (Register serves them at

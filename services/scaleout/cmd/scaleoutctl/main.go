@@ -2,7 +2,7 @@
 //
 //	scaleoutctl ports N                      print N free loopback ports, one a line
 //	scaleoutctl ping -db URL                 exit 0 when the PostgreSQL database at URL answers
-//	scaleoutctl wait -url BASE [-timeout D]  wait until BASE/readyz answers 200 (default 30s)
+//	scaleoutctl wait -url BASE [-timeout D] [-keys N]  wait until BASE/readyz answers 200 (default 30s), then until it has loaded N peers' key sets
 //	scaleoutctl drop-schemas -db URL -prefix P   drop the schemas P_* (CASCADE)
 //	scaleoutctl demo -url GATEWAY -data DIR [-checkouts N]
 //	    seed the demo data through the gateway (once per DIR), then run N
@@ -97,10 +97,17 @@ func wait(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("wait", flag.ExitOnError)
 	base := fs.String("url", "", "base URL")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait")
+	issuers := fs.Int("keys", 0, "then wait until the process has loaded this many peers' key sets (scaleout.WaitKeysLoaded)")
 	_ = fs.Parse(args)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	return scaleout.WaitHealthy(ctx, *base)
+	if err := scaleout.WaitHealthy(ctx, *base); err != nil {
+		return err
+	}
+	if *issuers > 0 {
+		return scaleout.WaitKeysLoaded(ctx, *base, *issuers)
+	}
+	return nil
 }
 
 func drop(ctx context.Context, args []string) error {
