@@ -25,11 +25,16 @@
 // BEGIN. Without it, two deferred transactions that both read and then write
 // deadlock on the lock upgrade and one fails with SQLITE_BUSY at once,
 // whatever the busy timeout. Read-only transactions (sql.TxOptions.ReadOnly)
-// still begin deferred and run concurrently with the writer. [DB.Tx] admits
-// one transaction at a time per database in Go, so writers queue on a
-// channel (and give up with their context) rather than in SQLite's busy
-// handler, which sleeps 1 to 100 ms between tries; the busy timeout remains
-// for writes outside [DB.Tx]. Memory-mapped reads (mmap_size) are left off:
+// still begin deferred and run concurrently with the writer. [DB.Tx] hands
+// its transactions to one committer per database, so writers queue in Go
+// (and give up with their context) rather than in SQLite's busy handler,
+// which sleeps 1 to 100 ms between tries; the busy timeout remains for
+// writes outside [DB.Tx]. The transactions that queued while the committer
+// was busy run next as one SQLite transaction, each in a savepoint of its
+// own, and commit once (group commit): each keeps its own outcome, and
+// under load the pages they all change and the WAL's locks are written
+// and taken once a batch instead of once a transaction (commit.go tells
+// how failures stay each member's own). Memory-mapped reads (mmap_size) are left off:
 // under load the database files grow, and SQLite's remapping (munmap, mmap)
 // cost more CPU in the checkout profile (2.4 %) than the preads it saves
 // (1.3 %). Times are written

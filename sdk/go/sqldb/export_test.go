@@ -18,3 +18,13 @@ func WaitPrepared(db *DB, query string) {
 		<-done
 	}
 }
+
+// OnQueue makes db's SQLite committer call f each time a transaction
+// queues for it. Set it before any transaction runs.
+func OnQueue(db *DB, f func()) { db.commit.onQueue = f }
+
+// GroupCommits returns the commits of batches of two or more transactions
+// on db and the transactions they committed.
+func GroupCommits(db *DB) (batches, members int64) {
+	return db.commit.commits.Load(), db.commit.grouped.Load()
+}

@@ -49,10 +49,11 @@ type DB struct {
 	dialect    Dialect
 	txAttempts int
 	stmts      stmtCache // see [DB.Stmt]
-	// writer admits one writing transaction at a time on SQLite (nil on
-	// PostgreSQL): writers queue here, in Go, instead of in SQLite's busy
-	// handler, which sleeps 1 to 100 ms between tries.
-	writer chan struct{}
+	// commit runs SQLite's writing transactions one batch at a time (nil
+	// on PostgreSQL): writers queue here, in Go, instead of in SQLite's
+	// busy handler, which sleeps 1 to 100 ms between tries, and those that
+	// queued together commit together (see commit.go).
+	commit *committer
 	// pgConfig opens the dedicated connections of [DB.Listen] (PostgreSQL).
 	pgConfig *pgx.ConnConfig
 }
@@ -65,7 +66,12 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close closes the cached prepared statements ([DB.Stmt]) and the pool.
-func (db *DB) Close() error { return errors.Join(db.stmts.close(), db.sql.Close()) }
+func (db *DB) Close() error {
+	if db.commit != nil {
+		db.commit.close()
+	}
+	return errors.Join(db.stmts.close(), db.sql.Close())
+}
 
 type config struct {
 	busyTimeout  time.Duration
@@ -299,7 +305,7 @@ func openSQLite(ctx context.Context, rawURL string, cfg config) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("sqldb: open SQLite %q: %w", Redact(rawURL), err)
 	}
-	return &DB{sql: pool, dialect: SQLite, writer: make(chan struct{}, 1)}, nil
+	return &DB{sql: pool, dialect: SQLite, commit: newCommitter(pool)}, nil
 }
 
 // Redact returns a database URL or path fit for messages and logs: without

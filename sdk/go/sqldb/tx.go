@@ -58,37 +58,9 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 }
 
-func (db *DB) txOnce(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	if db.writer != nil {
-		select {
-		case db.writer <- struct{}{}:
-			defer func() { <-db.writer }()
-		case <-ctx.Done():
-			return fmt.Errorf("sqldb: begin: %w", ctx.Err())
-		}
+func (db *DB) txOnce(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if db.commit != nil {
+		return db.commit.tx(ctx, fn)
 	}
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqldb: begin: %w", err)
-	}
-	done := false
-	defer func() {
-		if done {
-			return
-		}
-		// When ctx is cancelled database/sql has already rolled back and
-		// Rollback reports ErrTxDone; that is not news.
-		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
-			err = errors.Join(err, fmt.Errorf("sqldb: rollback: %w", rbErr))
-		}
-	}()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	// Commit ends the transaction whether it succeeds or not.
-	done = true
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqldb: commit: %w", err)
-	}
-	return nil
+	return runTx(ctx, db.sql, fn)
 }
